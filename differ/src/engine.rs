@@ -1,0 +1,186 @@
+//! From a replay result to diff records: compare each target with the control, mask noise.
+
+use crate::compare::compare_responses;
+use crate::detect::volatile_reason;
+use crate::rules::Rules;
+use shadowdiff_model::{
+    fingerprint, DiffRecord, Difference, HttpResponse, NoiseDifference, Outcome, ReplayResult,
+    RouteInferrer, TargetOutcome, TargetRole, SCHEMA_VERSION,
+};
+use std::collections::HashSet;
+
+/// The stateless differ: any number of them can run side by side.
+#[derive(Debug, Clone, Default)]
+pub struct Differ {
+    rules: Rules,
+    routes: RouteInferrer,
+}
+
+impl Differ {
+    pub fn new(rules: Rules, routes: RouteInferrer) -> Self {
+        Self { rules, routes }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// One record per candidate (and one for the secondary, when there is one).
+    pub fn diff(&self, result: &ReplayResult) -> Vec<DiffRecord> {
+        let exchange = &result.exchange;
+        let route = self.routes.route(&exchange.request.uri);
+        let base = DiffRecord {
+            schema_version: SCHEMA_VERSION,
+            exchange_id: exchange.id.clone(),
+            captured_at_ms: exchange.captured_at_ms,
+            experiment: exchange.experiment.clone(),
+            method: exchange.request.method.clone(),
+            route,
+            target: String::new(),
+            role: TargetRole::Candidate,
+            outcome: Outcome::Skipped,
+            control_status: None,
+            target_status: None,
+            control_latency_us: None,
+            target_latency_us: None,
+            differences: Vec::new(),
+            noise: Vec::new(),
+            fingerprint: 0,
+            detail: None,
+            notes: Vec::new(),
+            side_effects: result.side_effects.clone(),
+        };
+
+        if let Some(reason) = &result.blocked {
+            return result
+                .candidates
+                .iter()
+                .map(|name| DiffRecord {
+                    target: name.clone(),
+                    outcome: Outcome::Blocked,
+                    detail: Some(reason.clone()),
+                    ..base.clone()
+                })
+                .collect();
+        }
+
+        // Mirror mode has no captured control response: a control replica answered instead.
+        let control: Option<&HttpResponse> = exchange.control.as_ref().or_else(|| {
+            result
+                .outcomes
+                .iter()
+                .find(|o| o.role == TargetRole::Control)
+                .and_then(|o| o.result.as_ref().ok())
+        });
+        let base = DiffRecord {
+            control_status: control.map(|c| c.status),
+            control_latency_us: control.map(|c| c.latency_us),
+            ..base
+        };
+
+        let mut records = Vec::with_capacity(result.outcomes.len());
+        let mut secondary_mask: Option<HashSet<(String, shadowdiff_model::DiffKind)>> = None;
+        if let Some(secondary) = result
+            .outcomes
+            .iter()
+            .find(|o| o.role == TargetRole::Secondary)
+        {
+            let record = self.compare_target(&base, control, secondary, None);
+            if record.outcome == Outcome::Match || record.outcome == Outcome::Mismatch {
+                let mut mask: HashSet<_> = record
+                    .differences
+                    .iter()
+                    .map(|d| (d.path.clone(), d.kind))
+                    .collect();
+                mask.extend(
+                    record
+                        .noise
+                        .iter()
+                        .map(|n| (n.difference.path.clone(), n.difference.kind)),
+                );
+                secondary_mask = Some(mask);
+            }
+            records.push(record);
+        }
+        for outcome in result
+            .outcomes
+            .iter()
+            .filter(|o| o.role == TargetRole::Candidate)
+        {
+            records.push(self.compare_target(&base, control, outcome, secondary_mask.as_ref()));
+        }
+        records
+    }
+
+    fn compare_target(
+        &self,
+        base: &DiffRecord,
+        control: Option<&HttpResponse>,
+        target: &TargetOutcome,
+        mask: Option<&HashSet<(String, shadowdiff_model::DiffKind)>>,
+    ) -> DiffRecord {
+        let mut record = DiffRecord {
+            target: target.target.clone(),
+            role: target.role,
+            ..base.clone()
+        };
+        let response = match &target.result {
+            Ok(r) => r,
+            Err(e) => {
+                record.outcome = Outcome::Error;
+                record.detail = Some(format!("{}: {}", e.kind.as_str(), e.message));
+                return record;
+            }
+        };
+        record.target_status = Some(response.status);
+        record.target_latency_us = Some(response.latency_us);
+        let Some(control) = control else {
+            record.outcome = Outcome::Skipped;
+            record.detail = Some("no control response to compare with".to_string());
+            return record;
+        };
+
+        let comparison = compare_responses(control, response, &self.rules);
+        record.notes = comparison.notes;
+        let (differences, noise) = self.classify(comparison.differences, mask);
+        record.fingerprint = fingerprint(&differences);
+        record.outcome = if !differences.is_empty() {
+            Outcome::Mismatch
+        } else if comparison.body_skipped_truncated {
+            record.detail = Some("body truncated at capture".to_string());
+            Outcome::Skipped
+        } else {
+            Outcome::Match
+        };
+        record.differences = differences;
+        record.noise = noise;
+        record
+    }
+
+    /// Splits differences into those that count and those that are noise.
+    pub fn classify(
+        &self,
+        differences: Vec<Difference>,
+        mask: Option<&HashSet<(String, shadowdiff_model::DiffKind)>>,
+    ) -> (Vec<Difference>, Vec<NoiseDifference>) {
+        let mut real = Vec::with_capacity(differences.len());
+        let mut noise = Vec::new();
+        for d in differences {
+            let reason = if mask.is_some_and(|m| m.contains(&(d.path.clone(), d.kind))) {
+                Some("secondary")
+            } else if self.rules.detectors {
+                volatile_reason(&d)
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => noise.push(NoiseDifference {
+                    difference: d,
+                    reason: reason.to_string(),
+                }),
+                None => real.push(d),
+            }
+        }
+        (real, noise)
+    }
+}

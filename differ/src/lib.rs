@@ -1,0 +1,34 @@
+//! shadowdiff's diff engine.
+//!
+//! Pure and synchronous: no I/O, no clocks except the text-diff deadline. It decodes bodies
+//! (content encodings, JSON, form, text), applies normalization [`Rules`], produces typed
+//! [`Difference`](shadowdiff_model::Difference)s at dotted paths, classifies noise (A/A masking
+//! with a secondary, volatile-value detectors) and fingerprints what is left.
+//!
+//! ```
+//! use shadowdiff_differ::{diff_json, Rules};
+//! use serde_json::json;
+//! let d = diff_json(&json!({"price": 10}), &json!({"price": "10"}), &Rules::default(), "body");
+//! assert_eq!(d[0].path, "body.price");
+//! assert_eq!(d[0].kind.as_str(), "type");
+//! ```
+
+mod compare;
+mod decode;
+mod detect;
+mod engine;
+mod glob;
+mod json;
+mod rules;
+mod text;
+
+pub use compare::{compare_responses, Comparison};
+pub use decode::{body_format, decode_content, BodyFormat, DecodeError};
+pub use detect::{is_random_token, is_timestamp, volatile_reason};
+pub use engine::Differ;
+pub use glob::PathGlob;
+pub use json::{diff_json, excerpt, hash_value};
+pub use rules::{
+    ArrayMode, ArrayRuleConfig, Rules, RulesConfig, RulesError, ScrubConfig, Tolerance,
+    DEFAULT_VOLATILE_HEADERS,
+};

@@ -1,0 +1,311 @@
+//! Normalization rules: what the user writes in `[diff]` and the compiled form the engine uses.
+
+use crate::glob::PathGlob;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Headers that differ between any two instances of the same build; ignored unless the user
+/// lists them under `compare_headers`.
+pub const DEFAULT_VOLATILE_HEADERS: &[&str] = &[
+    "date",
+    "server",
+    "x-request-id",
+    "x-correlation-id",
+    "x-amzn-trace-id",
+    "traceparent",
+    "tracestate",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-cloud-trace-context",
+    "cf-ray",
+    "via",
+    "age",
+    "expires",
+    "etag",
+    "last-modified",
+    "x-runtime",
+    "x-response-time",
+    "server-timing",
+    "x-served-by",
+    "x-cache",
+    "x-cache-hits",
+    "x-timer",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    // The body diff already covers a length change; a bare length header adds nothing.
+    "content-length",
+    "content-encoding",
+];
+
+/// Headers whose presence is compared but whose values are not (they carry sessions, nonces).
+pub const DEFAULT_PRESENCE_ONLY_HEADERS: &[&str] = &["set-cookie"];
+
+/// How arrays at a path are compared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArrayMode {
+    /// Element by element; a pure reordering is reported once as `order`.
+    Ordered,
+    /// As a multiset: order never matters.
+    Set,
+    /// Elements matched by the value of a key field (`items[id]`).
+    Key(String),
+}
+
+/// `[[diff.arrays]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArrayRuleConfig {
+    /// Path glob of the array, e.g. `body.items` or `body.**.tags`.
+    pub path: String,
+    /// `ordered`, `set` or `key`.
+    pub mode: String,
+    /// Key field when `mode = "key"`.
+    pub key: Option<String>,
+}
+
+/// `[[diff.scrub]]` entry: a regex whose matches are replaced in strings before comparing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrubConfig {
+    pub pattern: String,
+    #[serde(default = "default_scrub_replacement")]
+    pub replacement: String,
+    /// Limit to these path globs; all string values when empty.
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+fn default_scrub_replacement() -> String {
+    "<scrubbed>".to_string()
+}
+
+/// `[diff.tolerance]`: numbers within either bound compare equal.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tolerance {
+    #[serde(default)]
+    pub absolute: f64,
+    #[serde(default)]
+    pub relative: f64,
+}
+
+/// The `[diff]` section of the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Path globs whose differences are ignored (`body.meta.**`, `headers.x-*`).
+    pub ignore: Vec<String>,
+    /// Extra headers to ignore, on top of the volatile defaults.
+    pub ignore_headers: Vec<String>,
+    /// Volatile-by-default headers to compare anyway.
+    pub compare_headers: Vec<String>,
+    /// Treat `null` and a missing key as equal.
+    pub null_equals_missing: bool,
+    /// Path globs whose strings compare case-insensitively.
+    pub case_insensitive: Vec<String>,
+    pub tolerance: Tolerance,
+    pub arrays: Vec<ArrayRuleConfig>,
+    pub scrub: Vec<ScrubConfig>,
+    /// Classify differing timestamps, UUIDs and random tokens as noise.
+    pub detectors: bool,
+    /// Deadline for one text diff, in milliseconds.
+    pub text_deadline_ms: u64,
+    /// At most this many differences are kept per exchange (the rest are counted in a note).
+    pub max_differences: usize,
+    /// Decoded bodies larger than this are compared by hash only.
+    pub max_decoded_bytes: usize,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            ignore: Vec::new(),
+            ignore_headers: Vec::new(),
+            compare_headers: Vec::new(),
+            null_equals_missing: false,
+            case_insensitive: Vec::new(),
+            tolerance: Tolerance::default(),
+            arrays: Vec::new(),
+            scrub: Vec::new(),
+            detectors: true,
+            text_deadline_ms: 2,
+            max_differences: 100,
+            max_decoded_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// A rule that does not make sense, with where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("diff.arrays[{index}]: mode `{mode}` is not one of ordered, set, key")]
+    BadArrayMode { index: usize, mode: String },
+    #[error("diff.arrays[{index}]: mode `key` needs `key = \"<field>\"`")]
+    MissingArrayKey { index: usize },
+    #[error("diff.scrub[{index}]: invalid regex `{pattern}`: {source}")]
+    BadRegex {
+        index: usize,
+        pattern: String,
+        source: regex::Error,
+    },
+    #[error("diff.tolerance: {0} must be a finite number >= 0")]
+    BadTolerance(&'static str),
+    #[error("diff.max_differences must be at least 1")]
+    NoDifferencesKept,
+}
+
+/// Rules ready for the engine.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub(crate) ignore: Vec<PathGlob>,
+    pub(crate) ignored_headers: Vec<String>,
+    pub(crate) presence_only_headers: Vec<String>,
+    pub(crate) null_equals_missing: bool,
+    pub(crate) case_insensitive: Vec<PathGlob>,
+    pub(crate) tolerance: Tolerance,
+    pub(crate) arrays: Vec<(PathGlob, ArrayMode)>,
+    pub(crate) scrub: Vec<(regex::Regex, String, Vec<PathGlob>)>,
+    pub(crate) detectors: bool,
+    pub(crate) text_deadline: Duration,
+    pub(crate) max_differences: usize,
+    pub(crate) max_decoded_bytes: usize,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        // The default config is valid by construction.
+        Self::compile(&RulesConfig::default()).unwrap_or_else(|_| unreachable!())
+    }
+}
+
+impl Rules {
+    pub fn compile(config: &RulesConfig) -> Result<Self, RulesError> {
+        let lower = |v: &[String]| v.iter().map(|h| h.to_ascii_lowercase()).collect::<Vec<_>>();
+        let compare = lower(&config.compare_headers);
+        let mut ignored_headers: Vec<String> = DEFAULT_VOLATILE_HEADERS
+            .iter()
+            .map(|h| h.to_string())
+            .filter(|h| !compare.contains(h))
+            .collect();
+        ignored_headers.extend(lower(&config.ignore_headers));
+        let presence_only_headers = DEFAULT_PRESENCE_ONLY_HEADERS
+            .iter()
+            .map(|h| h.to_string())
+            .filter(|h| !compare.contains(h))
+            .collect();
+
+        let mut arrays = Vec::new();
+        for (index, rule) in config.arrays.iter().enumerate() {
+            let mode = match rule.mode.as_str() {
+                "ordered" => ArrayMode::Ordered,
+                "set" => ArrayMode::Set,
+                "key" => ArrayMode::Key(
+                    rule.key
+                        .clone()
+                        .ok_or(RulesError::MissingArrayKey { index })?,
+                ),
+                other => {
+                    return Err(RulesError::BadArrayMode {
+                        index,
+                        mode: other.to_string(),
+                    })
+                }
+            };
+            arrays.push((PathGlob::new(&rule.path), mode));
+        }
+
+        let mut scrub = Vec::new();
+        for (index, s) in config.scrub.iter().enumerate() {
+            let re = regex::Regex::new(&s.pattern).map_err(|source| RulesError::BadRegex {
+                index,
+                pattern: s.pattern.clone(),
+                source,
+            })?;
+            let paths = s.paths.iter().map(|p| PathGlob::new(p)).collect();
+            scrub.push((re, s.replacement.clone(), paths));
+        }
+
+        let t = config.tolerance;
+        if !(t.absolute.is_finite() && t.absolute >= 0.0) {
+            return Err(RulesError::BadTolerance("absolute"));
+        }
+        if !(t.relative.is_finite() && t.relative >= 0.0) {
+            return Err(RulesError::BadTolerance("relative"));
+        }
+        if config.max_differences == 0 {
+            return Err(RulesError::NoDifferencesKept);
+        }
+
+        Ok(Self {
+            ignore: config.ignore.iter().map(|p| PathGlob::new(p)).collect(),
+            ignored_headers,
+            presence_only_headers,
+            null_equals_missing: config.null_equals_missing,
+            case_insensitive: config
+                .case_insensitive
+                .iter()
+                .map(|p| PathGlob::new(p))
+                .collect(),
+            tolerance: t,
+            arrays,
+            scrub,
+            detectors: config.detectors,
+            text_deadline: Duration::from_millis(config.text_deadline_ms.max(1)),
+            max_differences: config.max_differences,
+            max_decoded_bytes: config.max_decoded_bytes,
+        })
+    }
+
+    /// True when a difference at this aggregate path is ignored by a user rule.
+    pub fn is_ignored(&self, aggregate_path: &str) -> bool {
+        self.ignore.iter().any(|g| g.matches(aggregate_path))
+    }
+
+    pub(crate) fn array_mode(&self, aggregate_path: &str) -> &ArrayMode {
+        self.arrays
+            .iter()
+            .find(|(g, _)| g.matches(aggregate_path))
+            .map_or(&ArrayMode::Ordered, |(_, m)| m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_rules_say_where() {
+        let mut c = RulesConfig::default();
+        c.arrays.push(ArrayRuleConfig {
+            path: "body.x".into(),
+            mode: "bag".into(),
+            key: None,
+        });
+        let e = Rules::compile(&c).unwrap_err().to_string();
+        assert!(e.contains("diff.arrays[0]") && e.contains("bag"), "{e}");
+
+        let mut c = RulesConfig::default();
+        c.scrub.push(ScrubConfig {
+            pattern: "(".into(),
+            replacement: "x".into(),
+            paths: vec![],
+        });
+        let e = Rules::compile(&c).unwrap_err().to_string();
+        assert!(e.contains("diff.scrub[0]"), "{e}");
+    }
+
+    #[test]
+    fn compare_headers_removes_from_volatile_list() {
+        let c = RulesConfig {
+            compare_headers: vec!["Date".into()],
+            ..RulesConfig::default()
+        };
+        let r = Rules::compile(&c).unwrap();
+        assert!(!r.ignored_headers.iter().any(|h| h == "date"));
+        assert!(r.ignored_headers.iter().any(|h| h == "server"));
+    }
+}

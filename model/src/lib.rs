@@ -1,0 +1,385 @@
+//! The records that flow between shadowdiff's stages.
+//!
+//! These are the versioned contracts of `ARCHITECTURE.md`:
+//! 1. [`Exchange`]: capture → replayer (request + control response).
+//! 2. [`ReplayResult`]: replayer → differ (the exchange plus one [`TargetOutcome`] per target).
+//! 3. [`DiffRecord`]: differ → store (one per exchange × target).
+//!
+//! Every record carries [`SCHEMA_VERSION`]; readers reject versions they do not know.
+
+mod body;
+mod route;
+
+pub use body::{fnv1a64, Body};
+pub use route::{infer_route, is_uuid, RouteInferrer, RoutePattern, RoutePatternError};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the exchange / result / diff record envelopes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Ordered, multi-valued HTTP headers as (lower-case name, value) pairs.
+///
+/// Values that are not valid UTF-8 are kept lossily; they are only diffed and replayed.
+pub type Headers = Vec<(String, String)>;
+
+/// A captured HTTP request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    pub method: String,
+    /// Path and query, as the client sent them (`/users/7?x=1`).
+    pub uri: String,
+    pub headers: Headers,
+    pub body: Body,
+}
+
+/// A captured or replayed HTTP response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Headers,
+    pub body: Body,
+    /// Time from sending the request to the end of the response body, in microseconds.
+    pub latency_us: u64,
+}
+
+/// Contract 1: one request as it reached production, plus the production answer when known.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exchange {
+    pub schema_version: u32,
+    /// Time-sortable id (UUIDv7); also the Kafka key.
+    pub id: String,
+    /// Unix milliseconds when capture saw the request.
+    pub captured_at_ms: u64,
+    /// Which tap produced it (`tee`, `mirror`, `envoy-tap`, `goreplay`).
+    pub source: String,
+    /// Name of the experiment this exchange belongs to.
+    pub experiment: String,
+    pub request: HttpRequest,
+    /// Absent in mirror mode, where the replayer asks a control replica.
+    pub control: Option<HttpResponse>,
+    /// Header names / body paths replaced before the record left the tap.
+    #[serde(default)]
+    pub redactions: Vec<String>,
+    /// Fraction of traffic this tap keeps (1.0 = everything).
+    pub sample_rate: f64,
+}
+
+impl Exchange {
+    /// Header value of the request (first match, case-insensitive name).
+    pub fn request_header(&self, name: &str) -> Option<&str> {
+        header_value(&self.request.headers, name)
+    }
+}
+
+/// First value of `name` in `headers`, comparing names case-insensitively.
+pub fn header_value<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// What a replay target is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetRole {
+    /// A build under test.
+    Candidate,
+    /// A second instance of the control build, used to measure noise (A/A).
+    Secondary,
+    /// A control replica, asked in mirror mode where the tap saw no response.
+    Control,
+}
+
+/// Why a target gave no response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetErrorKind {
+    Timeout,
+    Connect,
+    Protocol,
+    BodyTooLarge,
+}
+
+impl TargetErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Protocol => "protocol",
+            Self::BodyTooLarge => "body_too_large",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetError {
+    pub kind: TargetErrorKind,
+    pub message: String,
+}
+
+/// One target's answer to a replayed request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetOutcome {
+    pub target: String,
+    pub role: TargetRole,
+    pub result: Result<HttpResponse, TargetError>,
+}
+
+/// Contract 2: the exchange plus what every target answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayResult {
+    pub schema_version: u32,
+    pub exchange: Exchange,
+    /// Set when the side-effect guard refused to replay the request at all.
+    pub blocked: Option<String>,
+    pub outcomes: Vec<TargetOutcome>,
+    /// Names of the candidates the request was meant for (also when blocked).
+    pub candidates: Vec<String>,
+    /// Side effects the egress sandbox blocked for this exchange (`METHOD host/path`).
+    #[serde(default)]
+    pub side_effects: Vec<String>,
+}
+
+/// Kinds of difference (contract 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffKind {
+    /// Same type, different value.
+    Value,
+    /// Different JSON types (number vs string, …).
+    Type,
+    /// Present in the control, absent in the candidate.
+    Missing,
+    /// Absent in the control, present in the candidate.
+    Extra,
+    /// Same elements, different order.
+    Order,
+    /// Arrays of different length.
+    Size,
+    Status,
+    Header,
+    /// Non-JSON bodies that differ.
+    Text,
+}
+
+impl DiffKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Value => "value",
+            Self::Type => "type",
+            Self::Missing => "missing",
+            Self::Extra => "extra",
+            Self::Order => "order",
+            Self::Size => "size",
+            Self::Status => "status",
+            Self::Header => "header",
+            Self::Text => "text",
+        }
+    }
+}
+
+/// One difference at one path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Difference {
+    /// Exact path, array indexes kept: `body.items[3].price`.
+    pub path: String,
+    pub kind: DiffKind,
+    /// Short rendering of the control's value (`None` when missing).
+    pub control: Option<String>,
+    /// Short rendering of the candidate's value (`None` when missing).
+    pub candidate: Option<String>,
+}
+
+impl Difference {
+    /// The path with array indexes collapsed, used for aggregation: `body.items[*].price`.
+    pub fn aggregate_path(&self) -> String {
+        collapse_indexes(&self.path)
+    }
+}
+
+/// `body.items[3].tags[0]` → `body.items[*].tags[*]`.
+pub fn collapse_indexes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut chars = path.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '[' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                chars.next();
+            }
+            out.push('*');
+        }
+    }
+    out
+}
+
+/// A difference that was classified as noise, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NoiseDifference {
+    #[serde(flatten)]
+    pub difference: Difference,
+    /// `secondary` (A/A mask), `detector:<name>` or `rule:<name>`.
+    pub reason: String,
+}
+
+/// Outcome of comparing one exchange for one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Compared; no difference outside noise.
+    Match,
+    /// Compared; at least one difference that is not noise.
+    Mismatch,
+    /// The target gave no response (timeout, connect, …).
+    Error,
+    /// The side-effect guard did not replay the request.
+    Blocked,
+    /// Not compared: a body was truncated at capture, or there was no control response.
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Match => "match",
+            Self::Mismatch => "mismatch",
+            Self::Error => "error",
+            Self::Blocked => "blocked",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// Contract 3: one row per exchange × target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiffRecord {
+    pub schema_version: u32,
+    pub exchange_id: String,
+    pub captured_at_ms: u64,
+    pub experiment: String,
+    pub method: String,
+    /// Route template, e.g. `/users/{id}`.
+    pub route: String,
+    /// Candidate name (or the secondary's name when `role` is `secondary`).
+    pub target: String,
+    pub role: TargetRole,
+    pub outcome: Outcome,
+    pub control_status: Option<u16>,
+    pub target_status: Option<u16>,
+    pub control_latency_us: Option<u64>,
+    pub target_latency_us: Option<u64>,
+    /// Differences that count against the candidate.
+    pub differences: Vec<Difference>,
+    /// Differences classified as noise.
+    pub noise: Vec<NoiseDifference>,
+    /// Hash of the sorted (aggregate path, kind) set of `differences`; 0 when there are none.
+    pub fingerprint: u64,
+    /// Error kind and message, blocking reason or skip reason.
+    pub detail: Option<String>,
+    /// Notes from the differ (e.g. "body declared JSON is not valid JSON; compared as text").
+    #[serde(default)]
+    pub notes: Vec<String>,
+    #[serde(default)]
+    pub side_effects: Vec<String>,
+}
+
+/// Errors decoding a record from bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record is not valid JSON for this schema: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("record has schema version {found}; this build reads version {expected}")]
+    UnknownVersion { found: u32, expected: u32 },
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    schema_version: u32,
+}
+
+/// Decodes a JSON record, checking its schema version first so that a newer record gets a
+/// precise error instead of a confusing field error.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let probe: VersionProbe = serde_json::from_slice(bytes)?;
+    if probe.schema_version != SCHEMA_VERSION {
+        return Err(DecodeError::UnknownVersion {
+            found: probe.schema_version,
+            expected: SCHEMA_VERSION,
+        });
+    }
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+/// Encodes a record as JSON.
+pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail: every key is a string.
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+/// Fingerprint of a mismatch: a stable hash of its sorted, de-duplicated (aggregate path, kind) set.
+pub fn fingerprint(differences: &[Difference]) -> u64 {
+    if differences.is_empty() {
+        return 0;
+    }
+    let mut keys: Vec<(String, DiffKind)> = differences
+        .iter()
+        .map(|d| (d.aggregate_path(), d.kind))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut text = String::new();
+    for (path, kind) in &keys {
+        text.push_str(path);
+        text.push('\u{1f}');
+        text.push_str(kind.as_str());
+        text.push('\u{1e}');
+    }
+    fnv1a64(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collapses_only_numeric_indexes() {
+        assert_eq!(collapse_indexes("body.a[3].b[10]"), "body.a[*].b[*]");
+        assert_eq!(collapse_indexes("body.items[id=7].x"), "body.items[id=7].x");
+        assert_eq!(collapse_indexes("status"), "status");
+    }
+
+    #[test]
+    fn fingerprint_ignores_order_and_indexes() {
+        let d = |p: &str, k| Difference {
+            path: p.into(),
+            kind: k,
+            control: None,
+            candidate: None,
+        };
+        let a = fingerprint(&[
+            d("body.a[1]", DiffKind::Value),
+            d("status", DiffKind::Status),
+        ]);
+        let b = fingerprint(&[
+            d("status", DiffKind::Status),
+            d("body.a[7]", DiffKind::Value),
+        ]);
+        let c = fingerprint(&[
+            d("status", DiffKind::Status),
+            d("body.a[7]", DiffKind::Type),
+        ]);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(fingerprint(&[]), 0);
+    }
+
+    #[test]
+    fn decode_rejects_unknown_version_precisely() {
+        let err = decode::<Exchange>(br#"{"schema_version": 99}"#).unwrap_err();
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+        let err = decode::<Exchange>(b"not json").unwrap_err();
+        assert!(matches!(err, DecodeError::Malformed(_)));
+    }
+}
