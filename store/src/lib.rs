@@ -1,1 +1,34 @@
+//! Where diff records go, and how reports are computed from them.
+//!
+//! - [`RecordSink`]: the differ's output seam. [`EmbeddedStore`] writes JSON lines under a data
+//!   directory (no server); the ClickHouse store implements the same trait.
+//! - [`report`]: the report contract (design.md, contract 5), built from records by one pure
+//!   function so that every store reports the same numbers.
 
+mod embedded;
+pub mod report;
+pub mod stats;
+pub mod text;
+
+pub use embedded::{EmbeddedStore, ReadStats};
+pub use report::{build_report, Report, ReportQuery};
+
+use shadowdiff_model::DiffRecord;
+
+/// Errors of a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data directory {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Receives diff records in batches. A batch is durable once `write_batch` returned `Ok`.
+pub trait RecordSink: Send {
+    fn write_batch(&mut self, records: &[DiffRecord]) -> Result<(), StoreError>;
+}

@@ -1,0 +1,641 @@
+//! The report contract (design.md, contract 5), computed from diff records.
+
+use crate::stats::{judge, FieldEvidence, FieldVerdict};
+use serde::{Deserialize, Serialize};
+use shadowdiff_model::{DiffKind, DiffRecord, Outcome, TargetRole};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Which records a report covers.
+#[derive(Debug, Clone, Default)]
+pub struct ReportQuery {
+    pub experiment: Option<String>,
+    /// Unix ms, inclusive.
+    pub since_ms: Option<u64>,
+    /// Unix ms, exclusive.
+    pub until_ms: Option<u64>,
+    /// Only endpoints whose `METHOD route` contains this text.
+    pub endpoint: Option<String>,
+    /// Sample diffs kept per endpoint.
+    pub samples: usize,
+}
+
+impl ReportQuery {
+    pub fn matches(&self, r: &DiffRecord) -> bool {
+        self.experiment.as_ref().is_none_or(|e| *e == r.experiment)
+            && self.since_ms.is_none_or(|s| r.captured_at_ms >= s)
+            && self.until_ms.is_none_or(|u| r.captured_at_ms < u)
+            && self
+                .endpoint
+                .as_ref()
+                .is_none_or(|e| format!("{} {}", r.method, r.route).contains(e.as_str()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub experiment: String,
+    pub window: Window,
+    pub totals: Totals,
+    pub endpoints: Vec<EndpointReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Distinct exchanges seen.
+    pub exchanges: u64,
+    /// Exchange × candidate pairs compared.
+    pub compared: u64,
+    pub mismatched: u64,
+    /// Candidate errors (timeouts, refused connections, …).
+    pub errors: u64,
+    /// Exchange × candidate pairs the side-effect guard did not replay.
+    pub blocked: u64,
+    /// Not compared (truncated body, no control response).
+    pub skipped: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointReport {
+    pub method: String,
+    pub route: String,
+    pub candidate: String,
+    pub compared: u64,
+    pub mismatched: u64,
+    pub errors: u64,
+    pub blocked: u64,
+    pub skipped: u64,
+    /// `regression`, `noisy` or `clean`.
+    pub verdict: String,
+    /// What made the verdict.
+    pub verdict_reason: String,
+    pub fields: Vec<FieldReport>,
+    pub status: Vec<StatusPair>,
+    pub latency_ms: Latency,
+    pub samples: Vec<Sample>,
+    /// Most frequent mismatch signatures.
+    pub signatures: Vec<Signature>,
+    /// Error kinds and blocking reasons with counts.
+    pub error_kinds: Vec<Count>,
+    pub blocked_reasons: Vec<Count>,
+    /// Writes the egress sandbox blocked for this endpoint's candidate.
+    pub side_effects: Vec<Count>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldReport {
+    pub path: String,
+    pub kind: String,
+    /// Exchanges where the field differed between control and candidate.
+    pub count: u64,
+    /// Exchanges where it differed between control and secondary, or was classified noise.
+    pub noise_count: u64,
+    pub verdict: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusPair {
+    pub control: u16,
+    pub candidate: u16,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub control_p50: f64,
+    pub control_p99: f64,
+    pub candidate_p50: f64,
+    pub candidate_p99: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub exchange_id: String,
+    pub diff: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signature {
+    /// Hex of the fingerprint.
+    pub fingerprint: String,
+    pub count: u64,
+    /// The sorted `path kind` set the fingerprint stands for.
+    pub fields: Vec<String>,
+    pub sample: Sample,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Count {
+    pub name: String,
+    pub count: u64,
+}
+
+/// Renders a record's differences as the sample diff text.
+pub fn render_diff(r: &DiffRecord) -> String {
+    let mut out = String::new();
+    let quote = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".to_string());
+    for d in &r.differences {
+        out.push_str(&format!(
+            "{} [{}]: {} → {}\n",
+            d.path,
+            d.kind.as_str(),
+            quote(&d.control),
+            quote(&d.candidate)
+        ));
+    }
+    for n in &r.noise {
+        let d = &n.difference;
+        out.push_str(&format!(
+            "~ {} [{}] noise ({}): {} → {}\n",
+            d.path,
+            d.kind.as_str(),
+            n.reason,
+            quote(&d.control),
+            quote(&d.candidate)
+        ));
+    }
+    for note in &r.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    out.trim_end().to_string()
+}
+
+#[derive(Default)]
+struct FieldAcc {
+    raw: u64,
+    unmasked: u64,
+    noise_reasons: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+struct EndpointAcc {
+    compared: u64,
+    mismatched: u64,
+    errors: u64,
+    blocked: u64,
+    skipped: u64,
+    fields: BTreeMap<(String, DiffKind), FieldAcc>,
+    status: BTreeMap<(u16, u16), u64>,
+    control_latency: Vec<u64>,
+    candidate_latency: Vec<u64>,
+    samples: Vec<Sample>,
+    signatures: HashMap<u64, (u64, Vec<String>, Sample)>,
+    error_kinds: BTreeMap<String, u64>,
+    blocked_reasons: BTreeMap<String, u64>,
+    side_effects: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+struct SecondaryAcc {
+    compared: u64,
+    fields: HashMap<(String, DiffKind), u64>,
+}
+
+/// Builds the report from records. Each (exchange, target, role) counts once, however often it
+/// was delivered.
+pub fn build_report<'a>(
+    records: impl IntoIterator<Item = &'a DiffRecord>,
+    query: &ReportQuery,
+) -> Report {
+    let mut seen: HashSet<(&str, &str, TargetRole)> = HashSet::new();
+    let mut exchanges: HashSet<&str> = HashSet::new();
+    let mut experiments: BTreeMap<&str, ()> = BTreeMap::new();
+    let mut endpoints: BTreeMap<(String, String, String), EndpointAcc> = BTreeMap::new();
+    let mut secondaries: HashMap<(String, String), SecondaryAcc> = HashMap::new();
+    let (mut from, mut to) = (u64::MAX, 0u64);
+    let mut totals = Totals::default();
+    let max_samples = if query.samples == 0 { 3 } else { query.samples };
+
+    for r in records {
+        if !query.matches(r) || !seen.insert((&r.exchange_id, &r.target, r.role)) {
+            continue;
+        }
+        exchanges.insert(&r.exchange_id);
+        experiments.insert(&r.experiment, ());
+        from = from.min(r.captured_at_ms);
+        to = to.max(r.captured_at_ms);
+        let endpoint_key = (r.method.clone(), r.route.clone());
+
+        if r.role == TargetRole::Secondary {
+            if matches!(r.outcome, Outcome::Match | Outcome::Mismatch) {
+                let acc = secondaries.entry(endpoint_key).or_default();
+                acc.compared += 1;
+                let mut keys: HashSet<(String, DiffKind)> = HashSet::new();
+                for d in r
+                    .differences
+                    .iter()
+                    .chain(r.noise.iter().map(|n| &n.difference))
+                {
+                    keys.insert((d.aggregate_path(), d.kind));
+                }
+                for k in keys {
+                    *acc.fields.entry(k).or_default() += 1;
+                }
+            }
+            continue;
+        }
+
+        let acc = endpoints
+            .entry((endpoint_key.0, endpoint_key.1, r.target.clone()))
+            .or_default();
+        match r.outcome {
+            Outcome::Match | Outcome::Mismatch => {
+                acc.compared += 1;
+                totals.compared += 1;
+                if r.outcome == Outcome::Mismatch {
+                    acc.mismatched += 1;
+                    totals.mismatched += 1;
+                }
+                if let (Some(c), Some(t)) = (r.control_status, r.target_status) {
+                    *acc.status.entry((c, t)).or_default() += 1;
+                }
+                acc.control_latency.extend(r.control_latency_us);
+                acc.candidate_latency.extend(r.target_latency_us);
+                record_fields(acc, r, max_samples);
+            }
+            Outcome::Error => {
+                acc.errors += 1;
+                totals.errors += 1;
+                let kind = r
+                    .detail
+                    .as_deref()
+                    .and_then(|d| d.split(':').next())
+                    .unwrap_or("error");
+                *acc.error_kinds.entry(kind.to_string()).or_default() += 1;
+            }
+            Outcome::Blocked => {
+                acc.blocked += 1;
+                totals.blocked += 1;
+                let reason = r.detail.clone().unwrap_or_else(|| "blocked".to_string());
+                *acc.blocked_reasons.entry(reason).or_default() += 1;
+            }
+            Outcome::Skipped => {
+                acc.skipped += 1;
+                totals.skipped += 1;
+            }
+        }
+        for effect in &r.side_effects {
+            *acc.side_effects.entry(effect.clone()).or_default() += 1;
+        }
+    }
+    totals.exchanges = exchanges.len() as u64;
+
+    let mut out: Vec<EndpointReport> = endpoints
+        .into_iter()
+        .map(|((method, route, candidate), acc)| {
+            let secondary = secondaries.get(&(method.clone(), route.clone()));
+            finish_endpoint(method, route, candidate, acc, secondary)
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        severity(&a.verdict)
+            .cmp(&severity(&b.verdict))
+            .then(b.mismatched.cmp(&a.mismatched))
+            .then(a.route.cmp(&b.route))
+            .then(a.method.cmp(&b.method))
+            .then(a.candidate.cmp(&b.candidate))
+    });
+
+    let fmt = |ms: u64| {
+        chrono::DateTime::from_timestamp_millis(ms as i64)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    };
+    Report {
+        experiment: query
+            .experiment
+            .clone()
+            .unwrap_or_else(|| experiments.keys().copied().collect::<Vec<_>>().join(",")),
+        window: Window {
+            from: if to == 0 { None } else { fmt(from) },
+            to: if to == 0 { None } else { fmt(to) },
+        },
+        totals,
+        endpoints: out,
+    }
+}
+
+fn severity(verdict: &str) -> u8 {
+    match verdict {
+        "regression" => 0,
+        "noisy" => 1,
+        _ => 2,
+    }
+}
+
+fn record_fields(acc: &mut EndpointAcc, r: &DiffRecord, max_samples: usize) {
+    // Count each (path, kind) once per exchange, however many array elements differed.
+    let mut counted: HashSet<(String, DiffKind)> = HashSet::new();
+    for d in &r.differences {
+        let key = (d.aggregate_path(), d.kind);
+        if counted.insert(key.clone()) {
+            let f = acc.fields.entry(key).or_default();
+            f.raw += 1;
+            f.unmasked += 1;
+        }
+    }
+    for n in &r.noise {
+        let key = (n.difference.aggregate_path(), n.difference.kind);
+        if counted.insert(key.clone()) {
+            let f = acc.fields.entry(key).or_default();
+            f.raw += 1;
+            *f.noise_reasons.entry(n.reason.clone()).or_default() += 1;
+        }
+    }
+    if r.outcome == Outcome::Mismatch {
+        let sample = Sample {
+            exchange_id: r.exchange_id.clone(),
+            diff: render_diff(r),
+        };
+        let sig = acc.signatures.entry(r.fingerprint).or_insert_with(|| {
+            let mut fields: Vec<String> = r
+                .differences
+                .iter()
+                .map(|d| format!("{} {}", d.aggregate_path(), d.kind.as_str()))
+                .collect();
+            fields.sort();
+            fields.dedup();
+            (0, fields, sample.clone())
+        });
+        sig.0 += 1;
+        // Samples prefer distinct signatures, so three samples show three causes.
+        if acc.samples.len() < max_samples && sig.0 == 1 {
+            acc.samples.push(sample);
+        }
+    }
+}
+
+fn finish_endpoint(
+    method: String,
+    route: String,
+    candidate: String,
+    acc: EndpointAcc,
+    secondary: Option<&SecondaryAcc>,
+) -> EndpointReport {
+    let mut fields: Vec<FieldReport> = acc
+        .fields
+        .iter()
+        .map(|((path, kind), f)| {
+            let aa = secondary.map_or(0, |s| {
+                s.fields.get(&(path.clone(), *kind)).copied().unwrap_or(0)
+            });
+            let evidence = FieldEvidence {
+                raw: f.raw,
+                unmasked: f.unmasked,
+                compared: acc.compared,
+                noise: aa,
+                noise_compared: secondary.map_or(0, |s| s.compared),
+            };
+            let top_reason = f
+                .noise_reasons
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .map(|(r, _)| r.as_str());
+            let (verdict, reason) = judge(evidence, top_reason);
+            let classified_noise = f.raw - f.unmasked;
+            FieldReport {
+                path: path.clone(),
+                kind: kind.as_str().to_string(),
+                count: f.raw,
+                noise_count: aa.max(classified_noise),
+                verdict: verdict.as_str().to_string(),
+                reason,
+            }
+        })
+        .collect();
+    fields.sort_by(|a, b| {
+        (a.verdict != "regression")
+            .cmp(&(b.verdict != "regression"))
+            .then(b.count.cmp(&a.count))
+            .then(a.path.cmp(&b.path))
+    });
+
+    let regressions: Vec<&FieldReport> = fields
+        .iter()
+        .filter(|f| f.verdict == FieldVerdict::Regression.as_str())
+        .collect();
+    let (verdict, verdict_reason) = if let Some(first) = regressions.first() {
+        (
+            "regression",
+            format!(
+                "{} field(s) regressed, e.g. {} [{}]: {}",
+                regressions.len(),
+                first.path,
+                first.kind,
+                first.reason
+            ),
+        )
+    } else if !fields.is_empty() {
+        (
+            "noisy",
+            format!("{} field(s) differ, all classified as noise", fields.len()),
+        )
+    } else if acc.compared > 0 {
+        (
+            "clean",
+            format!("{} exchanges compared, no differences", acc.compared),
+        )
+    } else {
+        ("clean", "nothing compared".to_string())
+    };
+    let verdict_reason = if acc.errors > 0 {
+        format!("{verdict_reason}; {} candidate error(s)", acc.errors)
+    } else {
+        verdict_reason
+    };
+
+    let mut signatures: Vec<Signature> = acc
+        .signatures
+        .into_iter()
+        .map(|(fp, (count, fields, sample))| Signature {
+            fingerprint: format!("{fp:016x}"),
+            count,
+            fields,
+            sample,
+        })
+        .collect();
+    signatures.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.fingerprint.cmp(&b.fingerprint))
+    });
+    signatures.truncate(5);
+
+    let counts = |m: BTreeMap<String, u64>| {
+        let mut v: Vec<Count> = m
+            .into_iter()
+            .map(|(name, count)| Count { name, count })
+            .collect();
+        v.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
+        v
+    };
+
+    EndpointReport {
+        method,
+        route,
+        candidate,
+        compared: acc.compared,
+        mismatched: acc.mismatched,
+        errors: acc.errors,
+        blocked: acc.blocked,
+        skipped: acc.skipped,
+        verdict: verdict.to_string(),
+        verdict_reason,
+        fields,
+        status: acc
+            .status
+            .into_iter()
+            .map(|((control, candidate), count)| StatusPair {
+                control,
+                candidate,
+                count,
+            })
+            .collect(),
+        latency_ms: Latency {
+            control_p50: percentile_ms(acc.control_latency.clone(), 0.50),
+            control_p99: percentile_ms(acc.control_latency, 0.99),
+            candidate_p50: percentile_ms(acc.candidate_latency.clone(), 0.50),
+            candidate_p99: percentile_ms(acc.candidate_latency, 0.99),
+        },
+        samples: acc.samples,
+        signatures,
+        error_kinds: counts(acc.error_kinds),
+        blocked_reasons: counts(acc.blocked_reasons),
+        side_effects: counts(acc.side_effects),
+    }
+}
+
+/// Nearest-rank percentile of microsecond samples, in milliseconds (3 decimals).
+pub fn percentile_ms(mut us: Vec<u64>, q: f64) -> f64 {
+    if us.is_empty() {
+        return 0.0;
+    }
+    us.sort_unstable();
+    let rank = ((q * us.len() as f64).ceil() as usize).clamp(1, us.len());
+    (us[rank - 1] as f64 / 1000.0 * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowdiff_model::{Difference, NoiseDifference, SCHEMA_VERSION};
+
+    fn rec(
+        id: &str,
+        target: &str,
+        role: TargetRole,
+        diffs: &[(&str, DiffKind)],
+        noise: &[&str],
+    ) -> DiffRecord {
+        let differences: Vec<Difference> = diffs
+            .iter()
+            .map(|(p, k)| Difference {
+                path: p.to_string(),
+                kind: *k,
+                control: Some("1".into()),
+                candidate: Some("2".into()),
+            })
+            .collect();
+        DiffRecord {
+            schema_version: SCHEMA_VERSION,
+            exchange_id: id.into(),
+            captured_at_ms: 1_763_805_600_000,
+            experiment: "e".into(),
+            method: "GET".into(),
+            route: "/users/{id}".into(),
+            target: target.into(),
+            role,
+            outcome: if differences.is_empty() {
+                Outcome::Match
+            } else {
+                Outcome::Mismatch
+            },
+            control_status: Some(200),
+            target_status: Some(200),
+            control_latency_us: Some(1_000),
+            target_latency_us: Some(3_000),
+            fingerprint: shadowdiff_model::fingerprint(&differences),
+            differences,
+            noise: noise
+                .iter()
+                .map(|p| NoiseDifference {
+                    difference: Difference {
+                        path: p.to_string(),
+                        kind: DiffKind::Value,
+                        control: None,
+                        candidate: None,
+                    },
+                    reason: "secondary".into(),
+                })
+                .collect(),
+            detail: None,
+            notes: vec![],
+            side_effects: vec![],
+        }
+    }
+
+    #[test]
+    fn duplicates_count_once_and_verdicts_follow_fields() {
+        let r1 = rec(
+            "1",
+            "v2",
+            TargetRole::Candidate,
+            &[("body.items[0].price", DiffKind::Value)],
+            &["body.ts"],
+        );
+        let r2 = rec(
+            "2",
+            "v2",
+            TargetRole::Candidate,
+            &[("body.items[3].price", DiffKind::Value)],
+            &["body.ts"],
+        );
+        let r3 = rec("3", "v2", TargetRole::Candidate, &[], &["body.ts"]);
+        let records = vec![r1.clone(), r1, r2, r3];
+        let report = build_report(&records, &ReportQuery::default());
+        assert_eq!(report.totals.exchanges, 3);
+        assert_eq!(report.totals.compared, 3);
+        assert_eq!(report.totals.mismatched, 2);
+        let e = &report.endpoints[0];
+        assert_eq!(e.verdict, "regression");
+        let price = e
+            .fields
+            .iter()
+            .find(|f| f.path == "body.items[*].price")
+            .unwrap();
+        assert_eq!((price.count, price.verdict.as_str()), (2, "regression"));
+        let ts = e.fields.iter().find(|f| f.path == "body.ts").unwrap();
+        assert_eq!(
+            (ts.count, ts.noise_count, ts.verdict.as_str()),
+            (3, 3, "noise")
+        );
+        assert_eq!(e.signatures[0].count, 2);
+        assert_eq!(e.latency_ms.candidate_p99, 3.0);
+    }
+
+    #[test]
+    fn noise_only_endpoint_is_noisy_and_empty_is_clean() {
+        let records = vec![rec("1", "v2", TargetRole::Candidate, &[], &["body.ts"])];
+        assert_eq!(
+            build_report(&records, &ReportQuery::default()).endpoints[0].verdict,
+            "noisy"
+        );
+        let records = vec![rec("1", "v2", TargetRole::Candidate, &[], &[])];
+        assert_eq!(
+            build_report(&records, &ReportQuery::default()).endpoints[0].verdict,
+            "clean"
+        );
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<u64> = (1..=100).map(|i| i * 1000).collect();
+        assert_eq!(percentile_ms(v.clone(), 0.5), 50.0);
+        assert_eq!(percentile_ms(v, 0.99), 99.0);
+    }
+}

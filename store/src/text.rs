@@ -1,0 +1,180 @@
+//! The terminal rendering of a report: fits 80 columns, colour only when asked.
+
+use crate::report::{EndpointReport, Report};
+use std::fmt::Write as _;
+
+const WIDTH: usize = 80;
+
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn verdict(&self, v: &str) -> String {
+        match v {
+            "regression" => self.wrap("1;31", "REGRESSION"),
+            "noisy" | "noise" => self.wrap("33", &v.to_uppercase()),
+            _ => self.wrap("32", &v.to_uppercase()),
+        }
+    }
+    fn dim(&self, s: &str) -> String {
+        self.wrap("2", s)
+    }
+}
+
+/// Renders the report for a terminal. `color` should be true only when stdout is a terminal.
+pub fn render_text(report: &Report, color: bool) -> String {
+    let p = Paint { on: color };
+    let mut out = String::new();
+    let t = &report.totals;
+    let _ = writeln!(
+        out,
+        "shadowdiff report: {}",
+        if report.experiment.is_empty() {
+            "(no data)"
+        } else {
+            &report.experiment
+        }
+    );
+    if let (Some(from), Some(to)) = (&report.window.from, &report.window.to) {
+        let _ = writeln!(out, "window: {from} .. {to}");
+    }
+    let _ = writeln!(
+        out,
+        "exchanges {}  compared {}  mismatched {}  errors {}  blocked {}  skipped {}",
+        t.exchanges, t.compared, t.mismatched, t.errors, t.blocked, t.skipped
+    );
+    let regressions = report
+        .endpoints
+        .iter()
+        .filter(|e| e.verdict == "regression")
+        .count();
+    let _ = writeln!(
+        out,
+        "endpoints {}  with regressions {}",
+        report.endpoints.len(),
+        regressions
+    );
+    for e in &report.endpoints {
+        out.push('\n');
+        endpoint(&mut out, e, &p);
+    }
+    out
+}
+
+fn endpoint(out: &mut String, e: &EndpointReport, p: &Paint) {
+    let _ = writeln!(out, "{}", "─".repeat(WIDTH));
+    let _ = writeln!(
+        out,
+        "{} {} {}  candidate {}",
+        p.verdict(&e.verdict),
+        e.method,
+        clip(&e.route, 40),
+        e.candidate
+    );
+    let rate = if e.compared > 0 {
+        e.mismatched as f64 * 100.0 / e.compared as f64
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        out,
+        "  compared {}  mismatched {} ({rate:.1}%)  errors {}  blocked {}  skipped {}",
+        e.compared, e.mismatched, e.errors, e.blocked, e.skipped
+    );
+    let _ = writeln!(out, "  {}", p.dim(&clip(&e.verdict_reason, WIDTH - 2)));
+    if !e.fields.is_empty() {
+        let _ = writeln!(out, "  fields:");
+        for f in e.fields.iter().take(12) {
+            let _ = writeln!(
+                out,
+                "    {:<10} {:<36} {:<7} {:>6} {:>6}",
+                p.verdict(&f.verdict),
+                clip(&f.path, 36),
+                f.kind,
+                f.count,
+                f.noise_count
+            );
+        }
+        if e.fields.len() > 12 {
+            let _ = writeln!(out, "    … {} more fields", e.fields.len() - 12);
+        }
+    }
+    let changed: Vec<_> = e
+        .status
+        .iter()
+        .filter(|s| s.control != s.candidate)
+        .collect();
+    if !changed.is_empty() {
+        let pairs: Vec<String> = changed
+            .iter()
+            .map(|s| format!("{}→{} ×{}", s.control, s.candidate, s.count))
+            .collect();
+        let _ = writeln!(out, "  status: {}", clip(&pairs.join(", "), WIDTH - 10));
+    }
+    let l = &e.latency_ms;
+    if e.compared > 0 {
+        let _ = writeln!(
+            out,
+            "  latency ms: control p50 {:.1} p99 {:.1} | candidate p50 {:.1} p99 {:.1}",
+            l.control_p50, l.control_p99, l.candidate_p50, l.candidate_p99
+        );
+    }
+    for c in &e.error_kinds {
+        let _ = writeln!(out, "  candidate errors: {} ×{}", c.name, c.count);
+    }
+    for c in &e.blocked_reasons {
+        let _ = writeln!(out, "  blocked: {} ×{}", clip(&c.name, 60), c.count);
+    }
+    for c in &e.side_effects {
+        let _ = writeln!(
+            out,
+            "  side effect blocked: {} ×{}",
+            clip(&c.name, 50),
+            c.count
+        );
+    }
+    for s in e.signatures.iter().take(3) {
+        let _ = writeln!(
+            out,
+            "  signature {} ×{}: {}",
+            &s.fingerprint[..8.min(s.fingerprint.len())],
+            s.count,
+            clip(&s.fields.join(", "), 48)
+        );
+        for line in s.sample.diff.lines().take(6) {
+            let _ = writeln!(out, "    {}", clip(line, WIDTH - 4));
+        }
+    }
+}
+
+/// Cuts a string to `max` characters with an ellipsis.
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{build_report, ReportQuery};
+
+    #[test]
+    fn lines_fit_80_columns_without_colour() {
+        let report = build_report(&[], &ReportQuery::default());
+        let text = render_text(&report, false);
+        assert!(text.lines().all(|l| l.chars().count() <= WIDTH));
+        assert!(!text.contains('\x1b'));
+    }
+}
