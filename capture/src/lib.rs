@@ -1,1 +1,337 @@
+//! shadowdiff's tap.
+//!
+//! [`TeeProxy`] sits in front of the control: every request goes to the control and the client
+//! gets the control's answer exactly, streamed. A bounded copy of the request and response goes
+//! to an [`ExchangeSink`] without ever waiting: when the sink is full the copy is dropped and
+//! counted. Nothing behind the tap (queue, replayer, candidates) can slow or fail a client.
 
+pub mod server;
+pub mod tee;
+mod telemetry;
+
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use shadowdiff_model::{
+    headers_from_http, is_hop_by_hop, Body, Exchange, HttpRequest, HttpResponse, SCHEMA_VERSION,
+};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tee::{Captured, TeeBody};
+
+pub use telemetry::DropReason;
+
+/// Where captured exchanges go. `offer` must return at once.
+pub trait ExchangeSink: Send + Sync + 'static {
+    fn offer(&self, exchange: Exchange) -> Result<(), OfferError>;
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OfferError {
+    #[error("queue full")]
+    Full,
+    #[error("queue closed")]
+    Closed,
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+/// A bounded in-memory queue as a sink: the embedded pipeline's capture → replay link.
+impl ExchangeSink for tokio::sync::mpsc::Sender<Exchange> {
+    fn offer(&self, exchange: Exchange) -> Result<(), OfferError> {
+        self.try_send(exchange).map_err(|e| match e {
+            tokio::sync::mpsc::error::TrySendError::Full(_) => OfferError::Full,
+            tokio::sync::mpsc::error::TrySendError::Closed(_) => OfferError::Closed,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("control URL `{0}` must be an absolute http:// URL such as http://127.0.0.1:8081")]
+    BadControl(String),
+}
+
+/// Tap settings.
+#[derive(Debug, Clone)]
+pub struct TeeConfig {
+    /// Base URL of the control (`http://host:port`); the request's path and query are appended.
+    pub control: Uri,
+    /// Bodies are copied up to this many bytes, then marked truncated.
+    pub body_limit: usize,
+    pub experiment: String,
+    /// Keep the client's Host header instead of the control's authority.
+    pub preserve_host: bool,
+    /// The whole control exchange must finish within this time, or the client gets a 504.
+    pub control_timeout: Duration,
+}
+
+/// The tee proxy service. Cheap to clone.
+#[derive(Clone)]
+pub struct TeeProxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client<HttpConnector, UpstreamBody>,
+    config: TeeConfig,
+    scheme: Scheme,
+    authority: Authority,
+    host_header: HeaderValue,
+    sink: Arc<dyn ExchangeSink>,
+}
+
+type UpstreamBody = Either<TeeBody<Incoming>, http_body_util::Empty<Bytes>>;
+/// What the tap answers with: the control's streamed body, or a short error of its own.
+pub type TapBody = Either<TeeBody<Incoming>, Full<Bytes>>;
+
+/// What is known of an exchange while its bodies are still streaming.
+struct Pending {
+    id: String,
+    captured_at_ms: u64,
+    method: String,
+    uri: String,
+    request_headers: shadowdiff_model::Headers,
+    request_body: Mutex<Option<Captured>>,
+    sent_at: Instant,
+    experiment: String,
+}
+
+impl TeeProxy {
+    pub fn new(config: TeeConfig, sink: Arc<dyn ExchangeSink>) -> Result<Self, CaptureError> {
+        let bad = || CaptureError::BadControl(config.control.to_string());
+        let scheme = config.control.scheme().cloned().ok_or_else(bad)?;
+        if scheme != Scheme::HTTP {
+            return Err(bad());
+        }
+        let authority = config.control.authority().cloned().ok_or_else(bad)?;
+        let host_header = HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        telemetry::describe();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                scheme,
+                authority,
+                host_header,
+                sink,
+            }),
+        })
+    }
+
+    /// Serves one client request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Result<Response<TapBody>, Infallible> {
+        let inner = &self.inner;
+        let (mut parts, body) = req.into_parts();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+        let pending = Arc::new(Pending {
+            id: uuid::Uuid::now_v7().to_string(),
+            captured_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            method: parts.method.as_str().to_string(),
+            uri: path_and_query.clone(),
+            request_headers: headers_from_http(&parts.headers),
+            request_body: Mutex::new(None),
+            sent_at: Instant::now(),
+            experiment: inner.config.experiment.clone(),
+        });
+
+        let upstream_uri = Uri::builder()
+            .scheme(inner.scheme.clone())
+            .authority(inner.authority.clone())
+            .path_and_query(path_and_query.as_str())
+            .build();
+        let Ok(upstream_uri) = upstream_uri else {
+            return Ok(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid request URI",
+            ));
+        };
+        parts.uri = upstream_uri;
+        strip_hop_by_hop(&mut parts.headers);
+        if !inner.config.preserve_host {
+            parts
+                .headers
+                .insert(http::header::HOST, inner.host_header.clone());
+        }
+
+        // A body that is known to be empty is never polled by the client; record it directly.
+        let upstream_body = if hyper::body::Body::is_end_stream(&body) {
+            set_request_body(
+                &pending,
+                Captured {
+                    complete: true,
+                    ..Captured::default()
+                },
+            );
+            Either::Right(http_body_util::Empty::new())
+        } else {
+            let slot = pending.clone();
+            Either::Left(TeeBody::new(body, inner.config.body_limit, move |c| {
+                set_request_body(&slot, c)
+            }))
+        };
+
+        let sent = inner
+            .client
+            .request(Request::from_parts(parts, upstream_body));
+        let response = match tokio::time::timeout(inner.config.control_timeout, sent).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(error)) => {
+                telemetry::control_error();
+                tracing::warn!(exchange_id = %pending.id, %error, "Control request failed.");
+                return Ok(error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "control unreachable",
+                ));
+            }
+            Err(_) => {
+                telemetry::control_error();
+                tracing::warn!(exchange_id = %pending.id, "Control did not answer in time.");
+                return Ok(error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "control timed out",
+                ));
+            }
+        };
+
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let status = parts.status.as_u16();
+        let response_headers = headers_from_http(&parts.headers);
+        let sink = inner.sink.clone();
+        let tee = TeeBody::new(body, inner.config.body_limit, move |captured| {
+            finish_exchange(&pending, status, response_headers, captured, sink.as_ref());
+        });
+        Ok(Response::from_parts(parts, Either::Left(tee)))
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for TeeProxy {
+    type Response = Response<TapBody>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>,
+    >;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.handle(req).await })
+    }
+}
+
+fn set_request_body(pending: &Pending, captured: Captured) {
+    if let Ok(mut slot) = pending.request_body.lock() {
+        *slot = Some(captured);
+    }
+}
+
+fn to_body(c: Captured) -> Body {
+    let truncated = c.truncated();
+    Body::partial(c.bytes, c.full_len, truncated)
+}
+
+/// Called when the control's response body ended (or was dropped): hand the copy to the sink.
+fn finish_exchange(
+    pending: &Pending,
+    status: u16,
+    headers: shadowdiff_model::Headers,
+    response: Captured,
+    sink: &dyn ExchangeSink,
+) {
+    if !response.complete {
+        telemetry::dropped(DropReason::Incomplete);
+        return;
+    }
+    let latency_us = pending.sent_at.elapsed().as_micros() as u64;
+    let request_body = pending
+        .request_body
+        .lock()
+        .ok()
+        .and_then(|mut s| s.take())
+        // The control answered before reading the whole request body.
+        .unwrap_or_default();
+    let exchange = Exchange {
+        schema_version: SCHEMA_VERSION,
+        id: pending.id.clone(),
+        captured_at_ms: pending.captured_at_ms,
+        source: "tee".to_string(),
+        experiment: pending.experiment.clone(),
+        request: HttpRequest {
+            method: pending.method.clone(),
+            uri: pending.uri.clone(),
+            headers: pending.request_headers.clone(),
+            body: to_body(request_body),
+        },
+        control: Some(HttpResponse {
+            status,
+            headers,
+            body: to_body(response),
+            latency_us,
+        }),
+        redactions: Vec::new(),
+        sample_rate: 1.0,
+    };
+    telemetry::control_latency(latency_us);
+    match sink.offer(exchange) {
+        Ok(()) => telemetry::captured(),
+        Err(OfferError::Full) => telemetry::dropped(DropReason::QueueFull),
+        Err(OfferError::Closed) => telemetry::dropped(DropReason::Closed),
+        Err(OfferError::Rejected(why)) => {
+            tracing::debug!(exchange_id = %pending.id, why, "Sink rejected an exchange.");
+            telemetry::dropped(DropReason::Rejected)
+        }
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in named {
+        headers.remove(name.as_str());
+    }
+    let hop: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k.as_str()))
+        .cloned()
+        .collect();
+    for name in hop {
+        headers.remove(name);
+    }
+}
+
+fn error_response(status: StatusCode, message: &'static str) -> Response<TapBody> {
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
+        message.as_bytes(),
+    ))));
+    *r.status_mut() = status;
+    r
+}
+
+/// Collects a body to bytes; a convenience for tests and small clients.
+pub async fn collect_body<B>(body: B) -> Result<Bytes, B::Error>
+where
+    B: hyper::body::Body<Data = Bytes>,
+{
+    Ok(body.collect().await?.to_bytes())
+}

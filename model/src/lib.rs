@@ -8,9 +8,11 @@
 //! Every record carries [`SCHEMA_VERSION`]; readers reject versions they do not know.
 
 mod body;
+mod http_headers;
 mod route;
 
 pub use body::{fnv1a64, Body};
+pub use http_headers::{headers_from_http, headers_to_http, is_hop_by_hop, HOP_BY_HOP};
 pub use route::{infer_route, is_uuid, RouteInferrer, RoutePattern, RoutePatternError};
 
 use serde::{Deserialize, Serialize};

@@ -1,1 +1,299 @@
+//! shadowdiff's replayer.
+//!
+//! [`Replayer::replay`] takes a captured [`Exchange`], asks the side-effect guard whether it may
+//! be replayed, and sends it to every target at once (candidates, the secondary, and in mirror
+//! mode a control replica), each under a timeout. Requests are never retried: a retry of a
+//! non-idempotent request could be a second write.
 
+mod policy;
+mod telemetry;
+
+pub use policy::{AllowRule, Policy, PolicyError, SAFE_METHODS};
+
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use shadowdiff_model::{
+    headers_from_http, headers_to_http, Body, Exchange, HttpResponse, ReplayResult, RouteInferrer,
+    TargetError, TargetErrorKind, TargetOutcome, TargetRole, SCHEMA_VERSION,
+};
+use std::time::{Duration, Instant};
+
+/// A replay target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub role: TargetRole,
+    pub base: Uri,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayConfigError {
+    #[error("{what} URL `{url}` must be an absolute http:// URL such as http://127.0.0.1:8082")]
+    BadUrl { what: String, url: String },
+    #[error("candidate name `{0}` is used twice")]
+    DuplicateName(String),
+    #[error("at least one candidate is needed (--candidate NAME=URL)")]
+    NoCandidates,
+    #[error("shadow header `{0}` is not a valid header name")]
+    BadHeader(String),
+}
+
+impl Target {
+    pub fn new(name: &str, role: TargetRole, url: &str) -> Result<Self, ReplayConfigError> {
+        let bad = || ReplayConfigError::BadUrl {
+            what: format!("{} `{name}`", role_name(role)),
+            url: url.to_string(),
+        };
+        let base: Uri = url.parse().map_err(|_| bad())?;
+        if base.scheme() != Some(&Scheme::HTTP) || base.authority().is_none() {
+            return Err(bad());
+        }
+        Ok(Self {
+            name: name.to_string(),
+            role,
+            base,
+        })
+    }
+}
+
+fn role_name(role: TargetRole) -> &'static str {
+    match role {
+        TargetRole::Candidate => "candidate",
+        TargetRole::Secondary => "secondary",
+        TargetRole::Control => "control replica",
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    pub targets: Vec<Target>,
+    pub timeout: Duration,
+    /// Response bodies are kept up to this many bytes, then marked truncated.
+    pub body_limit: usize,
+    pub policy: Policy,
+    /// Header that marks shadow traffic (default `x-shadow: 1`).
+    pub shadow_header: (String, String),
+    /// Header carrying the exchange id, so the egress sandbox can attribute side effects.
+    pub exchange_id_header: String,
+    /// Request headers removed before replay (credentials by default).
+    pub strip_headers: Vec<String>,
+    pub routes: RouteInferrer,
+}
+
+pub struct Replayer {
+    client: Client<HttpConnector, Full<Bytes>>,
+    config: ReplayConfig,
+    shadow_header: (HeaderName, HeaderValue),
+    exchange_id_header: HeaderName,
+    candidates: Vec<String>,
+}
+
+impl Replayer {
+    pub fn new(config: ReplayConfig) -> Result<Self, ReplayConfigError> {
+        let candidates: Vec<String> = config
+            .targets
+            .iter()
+            .filter(|t| t.role == TargetRole::Candidate)
+            .map(|t| t.name.clone())
+            .collect();
+        if candidates.is_empty() {
+            return Err(ReplayConfigError::NoCandidates);
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &config.targets {
+            if !names.insert(t.name.as_str()) {
+                return Err(ReplayConfigError::DuplicateName(t.name.clone()));
+            }
+        }
+        let header_name = |h: &str| {
+            HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| ReplayConfigError::BadHeader(h.to_string()))
+        };
+        let shadow_header = (
+            header_name(&config.shadow_header.0)?,
+            HeaderValue::from_str(&config.shadow_header.1)
+                .map_err(|_| ReplayConfigError::BadHeader(config.shadow_header.1.clone()))?,
+        );
+        let exchange_id_header = header_name(&config.exchange_id_header)?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            // Never retry: the request might not be idempotent.
+            .retry_canceled_requests(false)
+            .build(connector);
+        telemetry::describe();
+        Ok(Self {
+            client,
+            config,
+            shadow_header,
+            exchange_id_header,
+            candidates,
+        })
+    }
+
+    pub fn candidates(&self) -> &[String] {
+        &self.candidates
+    }
+
+    /// Replays one exchange to every target concurrently.
+    pub async fn replay(&self, exchange: Exchange) -> ReplayResult {
+        let route = self.config.routes.route(&exchange.request.uri);
+        let mut blocked = self.config.policy.check(&exchange.request.method, &route);
+        if blocked.is_none() && exchange.request.body.truncated {
+            blocked = Some(
+                "request body truncated at capture; a partial body is not replayed".to_string(),
+            );
+        }
+        if let Some(reason) = &blocked {
+            telemetry::blocked(if exchange.request.body.truncated {
+                "truncated_request"
+            } else {
+                "method"
+            });
+            tracing::debug!(exchange_id = %exchange.id, reason, "Not replayed.");
+            return ReplayResult {
+                schema_version: SCHEMA_VERSION,
+                exchange,
+                blocked,
+                outcomes: Vec::new(),
+                candidates: self.candidates.clone(),
+                side_effects: Vec::new(),
+            };
+        }
+        let sends = self.config.targets.iter().map(|t| self.send(t, &exchange));
+        let outcomes = futures_util::future::join_all(sends).await;
+        telemetry::replayed();
+        ReplayResult {
+            schema_version: SCHEMA_VERSION,
+            exchange,
+            blocked: None,
+            outcomes,
+            candidates: self.candidates.clone(),
+            side_effects: Vec::new(),
+        }
+    }
+
+    async fn send(&self, target: &Target, exchange: &Exchange) -> TargetOutcome {
+        let started = Instant::now();
+        let result =
+            match tokio::time::timeout(self.config.timeout, self.request(target, exchange)).await {
+                Ok(r) => r,
+                Err(_) => Err(TargetError {
+                    kind: TargetErrorKind::Timeout,
+                    message: format!(
+                        "no complete answer within {} ms",
+                        self.config.timeout.as_millis()
+                    ),
+                }),
+            }
+            .map(|mut r| {
+                r.latency_us = started.elapsed().as_micros() as u64;
+                r
+            });
+        match &result {
+            Ok(_) => telemetry::target_latency(&target.name, started.elapsed()),
+            Err(e) => telemetry::target_error(&target.name, e.kind),
+        }
+        TargetOutcome {
+            target: target.name.clone(),
+            role: target.role,
+            result,
+        }
+    }
+
+    async fn request(
+        &self,
+        target: &Target,
+        exchange: &Exchange,
+    ) -> Result<HttpResponse, TargetError> {
+        let protocol = |message: String| TargetError {
+            kind: TargetErrorKind::Protocol,
+            message,
+        };
+        let req = &exchange.request;
+        let method =
+            Method::from_bytes(req.method.as_bytes()).map_err(|e| protocol(e.to_string()))?;
+        let authority: &Authority = target
+            .base
+            .authority()
+            .ok_or_else(|| protocol("target has no authority".into()))?;
+        let path = if req.uri.starts_with('/') {
+            req.uri.as_str()
+        } else {
+            "/"
+        };
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(authority.clone())
+            .path_and_query(path)
+            .build()
+            .map_err(|e| protocol(e.to_string()))?;
+        let strip = &self.config.strip_headers;
+        let mut headers = headers_to_http(&req.headers, |name| {
+            name.eq_ignore_ascii_case("host") || strip.iter().any(|s| s.eq_ignore_ascii_case(name))
+        });
+        // The candidate's own authority, not production's.
+        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+            headers.insert(http::header::HOST, host);
+        }
+        headers.insert(self.shadow_header.0.clone(), self.shadow_header.1.clone());
+        if let Ok(id) = HeaderValue::from_str(&exchange.id) {
+            headers.insert(self.exchange_id_header.clone(), id);
+        }
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(req.body.bytes.clone()))
+            .map_err(|e| protocol(e.to_string()))?;
+        *request.headers_mut() = headers;
+
+        let response = self.client.request(request).await.map_err(|e| {
+            let kind = if e.is_connect() {
+                TargetErrorKind::Connect
+            } else {
+                TargetErrorKind::Protocol
+            };
+            TargetError {
+                kind,
+                message: error_chain(&e),
+            }
+        })?;
+        let (parts, mut body) = response.into_parts();
+        let limit = self.config.body_limit;
+        let mut kept: Vec<u8> = Vec::new();
+        let mut full_len: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| protocol(error_chain(&e)))?;
+            if let Some(data) = frame.data_ref() {
+                full_len += data.len() as u64;
+                let room = limit.saturating_sub(kept.len());
+                kept.extend_from_slice(&data[..data.len().min(room)]);
+            }
+        }
+        let truncated = full_len > kept.len() as u64;
+        Ok(HttpResponse {
+            status: parts.status.as_u16(),
+            headers: headers_from_http(&parts.headers),
+            body: Body::partial(kept, full_len, truncated),
+            latency_us: 0,
+        })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

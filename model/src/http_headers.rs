@@ -1,0 +1,51 @@
+//! Conversions between `http` header maps and the model's ordered header list.
+
+use crate::Headers;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one hop, not the message; a proxy must not forward them (RFC 9110 §7.6.1).
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// An `http::HeaderMap` as ordered (name, value) pairs; non-UTF-8 values are kept lossily.
+pub fn headers_from_http(map: &HeaderMap) -> Headers {
+    map.iter()
+        .map(|(name, value)| {
+            let value = match value.to_str() {
+                Ok(v) => v.to_string(),
+                Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            };
+            (name.as_str().to_string(), value)
+        })
+        .collect()
+}
+
+/// Model headers back into a `HeaderMap`, skipping hop-by-hop headers and invalid entries.
+pub fn headers_to_http(headers: &Headers, skip: impl Fn(&str) -> bool) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if is_hop_by_hop(name) || skip(name) {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            map.append(n, v);
+        }
+    }
+    map
+}
