@@ -1,0 +1,375 @@
+//! Async experiments: candidates run concurrently with the control, each under a timeout.
+
+use crate::compare::{
+    eq_diff, eq_diff_ok, panic_message, serde_diff, serde_diff_ok, ArmKind, DiffFn, Fallible,
+    Plain, Ran,
+};
+use crate::experiment::{now_ms, observe_control, shared_methods, Experiment, Extras, Gate};
+use crate::publish::{default_publisher, shed_guarded, Publisher};
+use crate::result::{CandidateObservation, MismatchError, RunResult};
+use futures_util::future::{join, join_all, BoxFuture};
+use futures_util::FutureExt;
+use serde::Serialize;
+use shadowdiff_differ::Rules;
+use std::fmt::Debug;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{resume_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Default time a candidate may take before it is cancelled.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+type AsyncArm<'a, R> = Box<dyn FnOnce() -> BoxFuture<'a, R> + Send + 'a>;
+
+/// An async experiment with its control; add candidates, then [`run`](Self::run) (candidates
+/// joined with the control) or [`run_detached`](Self::run_detached) (candidates in background
+/// tasks). Needs a tokio runtime for timeouts and detached tasks.
+///
+/// CPU time is not measured for async arms: a task may move between threads.
+#[must_use = "an experiment does nothing until it is run and awaited"]
+pub struct AsyncExperiment<'a, R, F, K> {
+    gate: Gate,
+    control: F,
+    timeout: Duration,
+    extras: Option<Box<Extras<'a, R, AsyncArm<'a, R>>>>,
+    kind: PhantomData<K>,
+}
+
+/// What the control produced: its result or panic payload, and its wall time.
+type ControlRun<R> = (std::thread::Result<R>, Duration);
+
+impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a, R, F, K> {
+    pub(crate) fn start(exp: Experiment, control: F) -> Self {
+        let (gate, on) = exp.into_parts();
+        Self {
+            gate,
+            control,
+            timeout: DEFAULT_TIMEOUT,
+            extras: if on { Some(Box::new(Extras::new())) } else { None },
+            kind: PhantomData,
+        }
+    }
+
+    /// A candidate: a closure building its future, called only when the run is sampled in.
+    pub fn candidate<Fut>(
+        mut self,
+        name: &'static str,
+        candidate: impl FnOnce() -> Fut + Send + 'a,
+    ) -> Self
+    where
+        Fut: Future<Output = R> + Send + 'a,
+    {
+        if let Some(x) = &mut self.extras {
+            x.candidates
+                .push((name, Box::new(move || candidate().boxed())));
+        }
+        self
+    }
+
+    /// How long each candidate may run; then its future is dropped and it counts as a timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    shared_methods!();
+
+    async fn run_inner(self, diff: DiffFn<R>) -> (R, Option<RunResult>) {
+        let Some(mut x) = self.extras else {
+            return (self.control.await, None);
+        };
+        self.gate.settings.count_run();
+        x.before();
+        let started_at_ms = now_ms();
+        let candidates = std::mem::take(&mut x.candidates);
+        let control = async {
+            let t = Instant::now();
+            let r = AssertUnwindSafe(self.control).catch_unwind().await;
+            (r, t.elapsed())
+        };
+        let timeout = self.timeout;
+        let ((control, wall), ran) = join(
+            control,
+            join_all(
+                candidates
+                    .into_iter()
+                    .map(|(name, arm)| run_candidate(name, arm, timeout)),
+            ),
+        )
+        .await;
+        let run = judge::<R, K, _>(&mut x, self.gate.name, started_at_ms, &control, wall, ran, diff);
+        match control {
+            Ok(v) => (v, Some(run)),
+            Err(payload) => resume_unwind(payload),
+        }
+    }
+
+    async fn strict(self, diff: DiffFn<R>) -> Result<R, MismatchError<R>> {
+        match self.run_inner(diff).await {
+            (v, Some(run)) if run.has_failures() => Err(MismatchError {
+                control: v,
+                run: Box::new(run),
+            }),
+            (v, _) => Ok(v),
+        }
+    }
+}
+
+/// Runs one candidate under `timeout`, catching its panic. Timing out drops (cancels) its future.
+async fn run_candidate<'a, R>(
+    name: &'static str,
+    arm: AsyncArm<'a, R>,
+    timeout: Duration,
+) -> (&'static str, Ran<R>, Duration) {
+    let t = Instant::now();
+    // Building the future is part of the candidate: a panic there is caught too.
+    let fut = AssertUnwindSafe(async move { arm().await }).catch_unwind();
+    let result = if tokio::runtime::Handle::try_current().is_ok() {
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => Some(r),
+            Err(_) => None,
+        }
+    } else {
+        Some(fut.await)
+    };
+    let ran = match result {
+        Some(Ok(v)) => Ran::Value(v),
+        Some(Err(p)) => Ran::Panic(panic_message(p.as_ref())),
+        None => Ran::Timeout,
+    };
+    (name, ran, t.elapsed())
+}
+
+fn judge<R, K: ArmKind<R>, A>(
+    x: &mut Extras<'_, R, A>,
+    experiment: &'static str,
+    started_at_ms: u64,
+    control: &std::thread::Result<R>,
+    wall: Duration,
+    ran: Vec<(&'static str, Ran<R>, Duration)>,
+    diff: DiffFn<R>,
+) -> RunResult {
+    let control_ref = match control {
+        Ok(v) => Ok(v),
+        Err(p) => Err(panic_message(p.as_ref())),
+    };
+    let run = {
+        let judge = x.judge::<K>(diff);
+        let control_obs = observe_control::<R, K, A>(x, &control_ref, (wall, None));
+        let candidates = ran
+            .into_iter()
+            .map(|(name, result, wall)| {
+                let (outcome, differences, detail) =
+                    judge.judge(control_ref.as_ref().copied().map_err(|s| s.as_str()), &result);
+                let value = match &result {
+                    Ran::Value(v) => x.clean(v),
+                    _ => None,
+                };
+                CandidateObservation {
+                    name,
+                    outcome,
+                    differences,
+                    detail,
+                    wall,
+                    cpu: None,
+                    value,
+                }
+            })
+            .collect();
+        RunResult {
+            experiment,
+            started_at_ms,
+            context: std::mem::take(&mut x.context),
+            control: control_obs,
+            candidates,
+        }
+    };
+    x.finish(run.clone());
+    run
+}
+
+impl<R, F, K> AsyncExperiment<'static, R, F, K>
+where
+    R: Clone + Send + Sync + 'static,
+    F: Future<Output = R>,
+    K: ArmKind<R> + Send + 'static,
+{
+    /// Returns as soon as the control finishes; candidates run in a background task and are
+    /// compared there. At most the experiment's in-flight bound of such runs exist at once
+    /// ([`ExperimentSettings::set_max_in_flight`](crate::ExperimentSettings::set_max_in_flight));
+    /// beyond it a run is shed: only the control runs, and the shed is counted and published.
+    async fn detached_inner(self, diff: DiffFn<R>) -> R {
+        let Some(mut x) = self.extras else {
+            return self.control.await;
+        };
+        let settings = self.gate.settings;
+        let name = self.gate.name;
+        let permit = match tokio::runtime::Handle::try_current() {
+            Ok(_) => settings.in_flight.clone().try_acquire_owned().ok(),
+            Err(_) => None,
+        };
+        let Some(permit) = permit else {
+            settings.count_shed();
+            match &x.publisher {
+                Some(p) => shed_guarded(p.as_ref(), name),
+                None => shed_guarded(default_publisher().as_ref(), name),
+            }
+            return self.control.await;
+        };
+        settings.count_run();
+        x.before();
+        let started_at_ms = now_ms();
+        let timeout = self.timeout;
+        let (tx, rx) = tokio::sync::oneshot::channel::<ControlRun<R>>();
+        let candidates = std::mem::take(&mut x.candidates);
+        // Candidates start now, concurrently with the control, and outlive this call.
+        tokio::spawn(async move {
+            let ran = join_all(
+                candidates
+                    .into_iter()
+                    .map(|(name, arm)| run_candidate(name, arm, timeout)),
+            )
+            .await;
+            // A dropped sender means the caller was cancelled before the control finished.
+            if let Ok((control, wall)) = rx.await {
+                judge::<R, K, _>(&mut x, name, started_at_ms, &control, wall, ran, diff);
+            }
+            drop(permit);
+        });
+        let t = Instant::now();
+        let control = AssertUnwindSafe(self.control).catch_unwind().await;
+        let wall = t.elapsed();
+        match control {
+            Ok(v) => {
+                let _ = tx.send((Ok(v.clone()), wall));
+                v
+            }
+            Err(payload) => {
+                let msg = panic_message(payload.as_ref());
+                let _ = tx.send((Err(Box::new(msg)), wall));
+                resume_unwind(payload)
+            }
+        }
+    }
+}
+
+impl<'a, R: Serialize + Send + 'a, F: Future<Output = R>> AsyncExperiment<'a, R, F, Plain> {
+    /// Awaits the control and the candidates together; returns the control's value.
+    pub async fn run(self) -> R {
+        self.run_inner(serde_diff::<R>).await.0
+    }
+
+    pub async fn run_strict(self) -> Result<R, MismatchError<R>> {
+        self.strict(serde_diff::<R>).await
+    }
+
+    pub async fn run_observed(self) -> (R, Option<RunResult>) {
+        self.run_inner(serde_diff::<R>).await
+    }
+}
+
+impl<'a, R: PartialEq + Debug + Send + 'a, F: Future<Output = R>> AsyncExperiment<'a, R, F, Plain> {
+    pub async fn run_eq(self) -> R {
+        self.run_inner(eq_diff::<R>).await.0
+    }
+
+    pub async fn run_strict_eq(self) -> Result<R, MismatchError<R>> {
+        self.strict(eq_diff::<R>).await
+    }
+}
+
+impl<'a, R: Send + 'a, F: Future<Output = R>> AsyncExperiment<'a, R, F, Plain> {
+    /// Custom equality (Scientist's `compare`).
+    pub fn compare(mut self, f: impl Fn(&R, &R) -> bool + Send + Sync + 'a) -> Self {
+        if let Some(x) = &mut self.extras {
+            x.compare = Some(Box::new(f));
+        }
+        self
+    }
+}
+
+impl<R, F> AsyncExperiment<'static, R, F, Plain>
+where
+    R: Serialize + Clone + Send + Sync + 'static,
+    F: Future<Output = R>,
+{
+    /// See [`detached_inner`](Self::detached_inner): control returns at once, candidates finish
+    /// in the background, shed beyond the in-flight bound.
+    pub async fn run_detached(self) -> R {
+        self.detached_inner(serde_diff::<R>).await
+    }
+}
+
+impl<R, F> AsyncExperiment<'static, R, F, Plain>
+where
+    R: PartialEq + Debug + Clone + Send + Sync + 'static,
+    F: Future<Output = R>,
+{
+    pub async fn run_detached_eq(self) -> R {
+        self.detached_inner(eq_diff::<R>).await
+    }
+}
+
+impl<'a, V: Send + 'a, E: Debug + Send + 'a, F: Future<Output = Result<V, E>>>
+    AsyncExperiment<'a, Result<V, E>, F, Fallible>
+{
+    /// Custom equality of `Ok` values.
+    pub fn compare(mut self, f: impl Fn(&V, &V) -> bool + Send + Sync + 'a) -> Self {
+        if let Some(x) = &mut self.extras {
+            x.compare = Some(Box::new(move |a: &Result<V, E>, b: &Result<V, E>| {
+                matches!((a, b), (Ok(a), Ok(b)) if f(a, b))
+            }));
+        }
+        self
+    }
+
+    /// When both arms fail, decides whether the errors agree (default: equal `Debug` text).
+    pub fn compare_errors(mut self, f: impl Fn(&E, &E) -> bool + Send + Sync + 'a) -> Self {
+        if let Some(x) = &mut self.extras {
+            x.compare_errors = Some(Box::new(move |a: &Result<V, E>, b: &Result<V, E>| {
+                matches!((a, b), (Err(a), Err(b)) if f(a, b))
+            }));
+        }
+        self
+    }
+}
+
+impl<'a, V: Serialize + Send + 'a, E: Debug + Send + 'a, F: Future<Output = Result<V, E>>>
+    AsyncExperiment<'a, Result<V, E>, F, Fallible>
+{
+    pub async fn run(self) -> Result<V, E> {
+        self.run_inner(serde_diff_ok::<V, E>).await.0
+    }
+
+    pub async fn run_strict(self) -> Result<Result<V, E>, MismatchError<Result<V, E>>> {
+        self.strict(serde_diff_ok::<V, E>).await
+    }
+
+    pub async fn run_observed(self) -> (Result<V, E>, Option<RunResult>) {
+        self.run_inner(serde_diff_ok::<V, E>).await
+    }
+}
+
+impl<'a, V: PartialEq + Debug + Send + 'a, E: Debug + Send + 'a, F: Future<Output = Result<V, E>>>
+    AsyncExperiment<'a, Result<V, E>, F, Fallible>
+{
+    pub async fn run_eq(self) -> Result<V, E> {
+        self.run_inner(eq_diff_ok::<V, E>).await.0
+    }
+}
+
+impl<V, E, F> AsyncExperiment<'static, Result<V, E>, F, Fallible>
+where
+    V: Serialize + Clone + Send + Sync + 'static,
+    E: Debug + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<V, E>>,
+{
+    pub async fn run_detached(self) -> Result<V, E> {
+        self.detached_inner(serde_diff_ok::<V, E>).await
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_rules_send(_: &Rules, _: &dyn Publisher, _: Arc<()>) {}

@@ -1,0 +1,556 @@
+//! The builder and the sync run.
+
+use crate::compare::{
+    default_rules, eq_diff, eq_diff_ok, panic_message, serde_diff, serde_diff_ok, ArmKind, Check,
+    DiffFn, Fallible, Judge, Plain, Ran,
+};
+use crate::publish::{default_publisher, publish_guarded, Publisher};
+use crate::result::{
+    CandidateObservation, ControlObservation, ControlOutcome, MismatchError, RunResult,
+};
+use crate::settings::{self, percent_to_threshold, ExperimentSettings, FULL};
+use serde::Serialize;
+use shadowdiff_differ::Rules;
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Where an experiment stands before its control is given: deciding whether it runs.
+///
+/// Checks happen in this order, each only if the previous passed: the kill switch
+/// ([`ExperimentSettings`]), [`enabled`](Self::enabled), [`run_if`](Self::run_if), then the
+/// sampling percentage. The decision is taken once, by [`sampled`](Self::sampled) or the
+/// `control` call, before any candidate is built.
+#[must_use = "an experiment does nothing until its control is given and it is run"]
+pub struct Experiment {
+    name: &'static str,
+    settings: &'static ExperimentSettings,
+    /// `None` while undecided.
+    on: Option<bool>,
+    threshold: u64,
+}
+
+/// Disabled runs skip everything but the control; this is all they carry.
+pub(crate) struct Gate {
+    pub(crate) name: &'static str,
+    pub(crate) settings: &'static ExperimentSettings,
+}
+
+impl Experiment {
+    /// Looks up the live settings of `name` (a hash-map lookup; use
+    /// [`with_settings`](Self::with_settings) with [`settings!`](crate::settings!) on hot paths).
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(name: &'static str) -> Experiment {
+        Self::with_settings(settings::settings(name))
+    }
+
+    /// Starts from settings already at hand: the cheapest entry (one relaxed load when disabled).
+    #[inline]
+    pub fn with_settings(settings: &'static ExperimentSettings) -> Experiment {
+        Experiment {
+            name: settings.name(),
+            settings,
+            on: if settings.is_enabled() { None } else { Some(false) },
+            threshold: FULL,
+        }
+    }
+
+    /// Code-level switch (Scientist's `enabled?`), on top of the runtime kill switch.
+    #[inline]
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        if !enabled {
+            self.on = Some(false);
+        }
+        self
+    }
+
+    /// Runs the candidates only when `condition` says so; not called when already off.
+    #[inline]
+    pub fn run_if(mut self, condition: impl FnOnce() -> bool) -> Self {
+        if self.on.is_none() && !condition() {
+            self.on = Some(false);
+        }
+        self
+    }
+
+    /// Percentage of calls (0–100) that run the candidates; a runtime
+    /// [`set_percent`](ExperimentSettings::set_percent) overrides it. Default 100.
+    #[inline]
+    pub fn percent(mut self, percent: f64) -> Self {
+        self.threshold = percent_to_threshold(percent);
+        self
+    }
+
+    /// Decides (once) whether this call runs candidates. Use it to skip preparing their inputs.
+    #[inline]
+    pub fn sampled(&mut self) -> bool {
+        match self.on {
+            Some(on) => on,
+            None => {
+                let on = self.settings.sample(self.threshold);
+                self.on = Some(on);
+                on
+            }
+        }
+    }
+
+    fn decide(mut self) -> (Gate, bool) {
+        let on = self.sampled();
+        (
+            Gate {
+                name: self.name,
+                settings: self.settings,
+            },
+            on,
+        )
+    }
+
+    /// The code path whose result is returned. Its results are compared as values.
+    #[inline]
+    pub fn control<'a, R, C: FnOnce() -> R>(self, control: C) -> SyncExperiment<'a, R, C, Plain> {
+        SyncExperiment::start(self, control)
+    }
+
+    /// A control returning `Result`: `Err` is an error (see `compare_errors`), values are
+    /// compared on the `Ok` type.
+    #[inline]
+    pub fn try_control<'a, V, E: Debug, C: FnOnce() -> Result<V, E>>(
+        self,
+        control: C,
+    ) -> SyncExperiment<'a, Result<V, E>, C, Fallible> {
+        SyncExperiment::start(self, control)
+    }
+
+    /// An async control; candidates run concurrently with it (see [`AsyncExperiment`](crate::AsyncExperiment)).
+    #[inline]
+    pub fn control_async<'a, F>(
+        self,
+        control: F,
+    ) -> crate::AsyncExperiment<'a, F::Output, F, Plain>
+    where
+        F: std::future::Future,
+        F::Output: Send + 'a,
+    {
+        crate::AsyncExperiment::start(self, control)
+    }
+
+    /// An async control returning `Result`.
+    #[inline]
+    pub fn try_control_async<'a, V, E, F>(
+        self,
+        control: F,
+    ) -> crate::AsyncExperiment<'a, Result<V, E>, F, Fallible>
+    where
+        V: Send + 'a,
+        E: Debug + Send + 'a,
+        F: std::future::Future<Output = Result<V, E>>,
+    {
+        crate::AsyncExperiment::start(self, control)
+    }
+
+    pub(crate) fn into_parts(self) -> (Gate, bool) {
+        self.decide()
+    }
+}
+
+/// Everything a sampled-in run needs besides its arms; allocated only when sampled in.
+pub(crate) struct Extras<'a, R, A> {
+    pub(crate) candidates: Vec<(&'static str, A)>,
+    pub(crate) context: Vec<(&'static str, String)>,
+    pub(crate) publisher: Option<Arc<dyn Publisher>>,
+    pub(crate) before_run: Option<Box<dyn FnOnce() + Send + 'a>>,
+    pub(crate) after_run: Option<Box<dyn FnOnce(&RunResult) + Send + 'a>>,
+    pub(crate) compare: Option<Check<'a, R>>,
+    pub(crate) compare_errors: Option<Check<'a, R>>,
+    pub(crate) ignore: Vec<Check<'a, R>>,
+    pub(crate) clean: Option<Box<dyn Fn(&R) -> serde_json::Value + Send + Sync + 'a>>,
+    pub(crate) rules: Option<Arc<Rules>>,
+}
+
+impl<R, A> Extras<'_, R, A> {
+    pub(crate) fn new() -> Self {
+        Self {
+            candidates: Vec::new(),
+            context: Vec::new(),
+            publisher: None,
+            before_run: None,
+            after_run: None,
+            compare: None,
+            compare_errors: None,
+            ignore: Vec::new(),
+            clean: None,
+            rules: None,
+        }
+    }
+
+    pub(crate) fn judge<K: ArmKind<R>>(&self, diff: DiffFn<R>) -> Judge<'_, '_, R> {
+        Judge {
+            diff,
+            error_text: K::error_text,
+            rules: self.rules.as_deref().unwrap_or_else(|| default_rules()),
+            compare: self.compare.as_ref(),
+            compare_errors: self.compare_errors.as_ref(),
+            ignore: &self.ignore,
+        }
+    }
+
+    pub(crate) fn clean(&self, value: &R) -> Option<serde_json::Value> {
+        let clean = self.clean.as_ref()?;
+        catch_unwind(AssertUnwindSafe(|| clean(value))).ok()
+    }
+
+    /// Publishes and calls `after_run`; nothing here can reach the caller.
+    pub(crate) fn finish(&mut self, run: RunResult) {
+        match &self.publisher {
+            Some(p) => publish_guarded(p.as_ref(), &run),
+            None => publish_guarded(default_publisher().as_ref(), &run),
+        }
+        if let Some(after) = self.after_run.take() {
+            let _ = catch_unwind(AssertUnwindSafe(|| after(&run)));
+        }
+    }
+
+    pub(crate) fn before(&mut self) {
+        if let Some(before) = self.before_run.take() {
+            let _ = catch_unwind(AssertUnwindSafe(before));
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Defines the configuration methods shared by the sync and async experiments.
+macro_rules! shared_methods {
+    () => {
+        /// Key/value pairs published with the run (Scientist's `context`).
+        pub fn context(mut self, key: &'static str, value: impl ToString) -> Self {
+            if let Some(x) = &mut self.extras {
+                x.context.push((key, value.to_string()));
+            }
+            self
+        }
+
+        /// Where this experiment's runs go (default: [`set_default_publisher`](crate::set_default_publisher)).
+        pub fn publisher(mut self, publisher: Arc<dyn Publisher>) -> Self {
+            if let Some(x) = &mut self.extras {
+                x.publisher = Some(publisher);
+            }
+            self
+        }
+
+        /// Expensive setup needed only when candidates run (Scientist's `before_run`).
+        pub fn before_run(mut self, f: impl FnOnce() + Send + 'a) -> Self {
+            if let Some(x) = &mut self.extras {
+                x.before_run = Some(Box::new(f));
+            }
+            self
+        }
+
+        /// Called with the run after it was published (panics are caught).
+        pub fn after_run(mut self, f: impl FnOnce(&RunResult) + Send + 'a) -> Self {
+            if let Some(x) = &mut self.extras {
+                x.after_run = Some(Box::new(f));
+            }
+            self
+        }
+
+        /// Accepts a mismatch (or candidate error) when `f(control, candidate)` is true; the
+        /// candidate is reported as `ignored`. Several may be given; any one suffices.
+        pub fn ignore(mut self, f: impl Fn(&R, &R) -> bool + Send + Sync + 'a) -> Self {
+            if let Some(x) = &mut self.extras {
+                x.ignore.push(Box::new(f));
+            }
+            self
+        }
+
+        /// What is published for each arm's value (Scientist's `clean`), e.g. to drop secrets.
+        pub fn clean(mut self, f: impl Fn(&R) -> serde_json::Value + Send + Sync + 'a) -> Self {
+            if let Some(x) = &mut self.extras {
+                x.clean = Some(Box::new(f));
+            }
+            self
+        }
+
+        /// The differ's rules for serialized results (ignore paths, tolerances, array modes…),
+        /// as for HTTP bodies but rooted at `result`.
+        pub fn rules(mut self, rules: Arc<Rules>) -> Self {
+            if let Some(x) = &mut self.extras {
+                x.rules = Some(rules);
+            }
+            self
+        }
+
+        /// True when this call runs the candidates.
+        pub fn is_sampled(&self) -> bool {
+            self.extras.is_some()
+        }
+    };
+}
+
+pub(crate) use shared_methods;
+
+type SyncArm<'a, R> = Box<dyn FnOnce() -> R + 'a>;
+
+/// A sync experiment with its control; add candidates, then [`run`](Self::run).
+#[must_use = "an experiment does nothing until it is run"]
+pub struct SyncExperiment<'a, R, C, K> {
+    gate: Gate,
+    control: C,
+    extras: Option<Box<Extras<'a, R, SyncArm<'a, R>>>>,
+    kind: PhantomData<K>,
+}
+
+impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
+    #[inline]
+    fn start(exp: Experiment, control: C) -> Self {
+        let (gate, on) = exp.into_parts();
+        Self {
+            gate,
+            control,
+            extras: if on { Some(Box::new(Extras::new())) } else { None },
+            kind: PhantomData,
+        }
+    }
+
+    /// A candidate code path. The closure is dropped unused when the call is not sampled in, so
+    /// clone arguments inside it, not before.
+    #[inline]
+    pub fn candidate(mut self, name: &'static str, candidate: impl FnOnce() -> R + 'a) -> Self {
+        if let Some(x) = &mut self.extras {
+            x.candidates.push((name, Box::new(candidate)));
+        }
+        self
+    }
+
+    shared_methods!();
+
+    /// Runs the experiment with `diff` comparing values; returns the control's outcome
+    /// (or resumes its panic) and the run, if sampled in.
+    fn run_inner(self, diff: DiffFn<R>) -> (R, Option<RunResult>) {
+        let Some(mut x) = self.extras else {
+            return ((self.control)(), None);
+        };
+        let gate = self.gate;
+        gate.settings.count_run();
+        x.before();
+        let started_at_ms = now_ms();
+
+        let mut candidates = std::mem::take(&mut x.candidates);
+        crate::settings::shuffle(&mut candidates);
+        // The control takes a random place among the candidates.
+        let control_at = (crate::settings::random_u64() % (candidates.len() as u64 + 1)) as usize;
+        let mut ran = Vec::with_capacity(candidates.len());
+        let mut control_result = None;
+        let mut control_timing = (Duration::ZERO, None);
+        let control = self.control;
+        let mut control = Some(control);
+        for (i, (name, arm)) in candidates.into_iter().enumerate() {
+            if i == control_at {
+                run_control(&mut control, &mut control_result, &mut control_timing);
+            }
+            let (result, wall, cpu) = timed(arm);
+            let result = match result {
+                Ok(v) => Ran::Value(v),
+                Err(p) => Ran::Panic(panic_message(p.as_ref())),
+            };
+            ran.push((name, result, wall, cpu));
+        }
+        run_control(&mut control, &mut control_result, &mut control_timing);
+        let Some(control_result) = control_result else {
+            unreachable!("the control runs exactly once")
+        };
+
+        let run = {
+            let judge = x.judge::<K>(diff);
+            let control_ref = match &control_result {
+                Ok(v) => Ok(v),
+                Err(p) => Err(panic_message(p.as_ref())),
+            };
+            let control_obs = observe_control::<R, K, _>(&x, &control_ref, control_timing);
+            let candidates = ran
+                .into_iter()
+                .map(|(name, result, wall, cpu)| {
+                    let (outcome, differences, detail) =
+                        judge.judge(control_ref.as_ref().copied().map_err(|s| s.as_str()), &result);
+                    let value = match &result {
+                        Ran::Value(v) => x.clean(v),
+                        _ => None,
+                    };
+                    CandidateObservation {
+                        name,
+                        outcome,
+                        differences,
+                        detail,
+                        wall,
+                        cpu,
+                        value,
+                    }
+                })
+                .collect();
+            RunResult {
+                experiment: gate.name,
+                started_at_ms,
+                context: std::mem::take(&mut x.context),
+                control: control_obs,
+                candidates,
+            }
+        };
+        x.finish(run.clone());
+        match control_result {
+            Ok(v) => (v, Some(run)),
+            Err(payload) => resume_unwind(payload),
+        }
+    }
+
+    fn strict(self, diff: DiffFn<R>) -> Result<R, MismatchError<R>> {
+        match self.run_inner(diff) {
+            (v, Some(run)) if run.has_failures() => Err(MismatchError {
+                control: v,
+                run: Box::new(run),
+            }),
+            (v, _) => Ok(v),
+        }
+    }
+}
+
+fn run_control<R, C: FnOnce() -> R>(
+    control: &mut Option<C>,
+    result: &mut Option<std::thread::Result<R>>,
+    timing: &mut (Duration, Option<Duration>),
+) {
+    if let Some(c) = control.take() {
+        let (r, wall, cpu) = timed(c);
+        *result = Some(r);
+        *timing = (wall, cpu);
+    }
+}
+
+pub(crate) fn observe_control<R, K: ArmKind<R>, A>(
+    x: &Extras<'_, R, A>,
+    control: &Result<&R, String>,
+    (wall, cpu): (Duration, Option<Duration>),
+) -> ControlObservation {
+    let (outcome, detail, value) = match control {
+        Ok(v) => match K::error_text(v) {
+            Some(e) => (ControlOutcome::Error, Some(e), x.clean(v)),
+            None => (ControlOutcome::Value, None, x.clean(v)),
+        },
+        Err(p) => (ControlOutcome::Panic, Some(p.clone()), None),
+    };
+    ControlObservation {
+        outcome,
+        detail,
+        wall,
+        cpu,
+        value,
+    }
+}
+
+/// Runs one arm, catching its panic, with wall and thread CPU time.
+fn timed<R>(f: impl FnOnce() -> R) -> (std::thread::Result<R>, Duration, Option<Duration>) {
+    let cpu = cpu_time::ThreadTime::try_now().ok();
+    let wall = Instant::now();
+    let r = catch_unwind(AssertUnwindSafe(f));
+    let wall = wall.elapsed();
+    let cpu = cpu.and_then(|c| c.try_elapsed().ok());
+    (r, wall, cpu)
+}
+
+impl<'a, R: Serialize, C: FnOnce() -> R> SyncExperiment<'a, R, C, Plain> {
+    /// Runs and returns the control's value; results are diffed with the differ's engine.
+    #[inline]
+    pub fn run(self) -> R {
+        self.run_inner(serde_diff::<R>).0
+    }
+
+    /// Like [`run`](Self::run) but a mismatch, candidate error or panic is an `Err` (for tests).
+    pub fn run_strict(self) -> Result<R, MismatchError<R>> {
+        self.strict(serde_diff::<R>)
+    }
+
+    /// Runs and also returns the run (when sampled in).
+    pub fn run_observed(self) -> (R, Option<RunResult>) {
+        self.run_inner(serde_diff::<R>)
+    }
+}
+
+impl<'a, R: PartialEq + Debug, C: FnOnce() -> R> SyncExperiment<'a, R, C, Plain> {
+    /// Like [`run`](Self::run), comparing with `PartialEq` for results that are not `Serialize`.
+    #[inline]
+    pub fn run_eq(self) -> R {
+        self.run_inner(eq_diff::<R>).0
+    }
+
+    pub fn run_strict_eq(self) -> Result<R, MismatchError<R>> {
+        self.strict(eq_diff::<R>)
+    }
+}
+
+impl<'a, R, C: FnOnce() -> R> SyncExperiment<'a, R, C, Plain> {
+    /// Custom equality (Scientist's `compare`); differences are still computed for reporting.
+    pub fn compare(mut self, f: impl Fn(&R, &R) -> bool + Send + Sync + 'a) -> Self {
+        if let Some(x) = &mut self.extras {
+            x.compare = Some(Box::new(f));
+        }
+        self
+    }
+}
+
+impl<'a, V, E: Debug, C: FnOnce() -> Result<V, E>> SyncExperiment<'a, Result<V, E>, C, Fallible> {
+    /// Custom equality of `Ok` values.
+    pub fn compare(mut self, f: impl Fn(&V, &V) -> bool + Send + Sync + 'a) -> Self {
+        if let Some(x) = &mut self.extras {
+            x.compare = Some(Box::new(move |a: &Result<V, E>, b: &Result<V, E>| {
+                matches!((a, b), (Ok(a), Ok(b)) if f(a, b))
+            }));
+        }
+        self
+    }
+
+    /// When both arms fail, decides whether the errors agree (default: equal `Debug` text).
+    pub fn compare_errors(mut self, f: impl Fn(&E, &E) -> bool + Send + Sync + 'a) -> Self {
+        if let Some(x) = &mut self.extras {
+            x.compare_errors = Some(Box::new(move |a: &Result<V, E>, b: &Result<V, E>| {
+                matches!((a, b), (Err(a), Err(b)) if f(a, b))
+            }));
+        }
+        self
+    }
+}
+
+impl<'a, V: Serialize, E: Debug, C: FnOnce() -> Result<V, E>>
+    SyncExperiment<'a, Result<V, E>, C, Fallible>
+{
+    /// Runs and returns the control's `Result` unchanged.
+    #[inline]
+    pub fn run(self) -> Result<V, E> {
+        self.run_inner(serde_diff_ok::<V, E>).0
+    }
+
+    pub fn run_strict(self) -> Result<Result<V, E>, MismatchError<Result<V, E>>> {
+        self.strict(serde_diff_ok::<V, E>)
+    }
+
+    pub fn run_observed(self) -> (Result<V, E>, Option<RunResult>) {
+        self.run_inner(serde_diff_ok::<V, E>)
+    }
+}
+
+impl<'a, V: PartialEq + Debug, E: Debug, C: FnOnce() -> Result<V, E>>
+    SyncExperiment<'a, Result<V, E>, C, Fallible>
+{
+    #[inline]
+    pub fn run_eq(self) -> Result<V, E> {
+        self.run_inner(eq_diff_ok::<V, E>).0
+    }
+
+    pub fn run_strict_eq(self) -> Result<Result<V, E>, MismatchError<Result<V, E>>> {
+        self.strict(eq_diff_ok::<V, E>)
+    }
+}
