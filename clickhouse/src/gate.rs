@@ -1,0 +1,222 @@
+//! The rollout gate: does a report let a canary proceed?
+//!
+//! Pure and store-independent: it reads only the [`Report`] contract.
+//!
+//! Rules, per endpoint × candidate selected by [`GateConfig::endpoint`]:
+//! - **mismatch rate** = `mismatched / compared`. Every exchange whose candidate answer differed
+//!   outside per-request noise counts, whatever the field verdicts say; a team that wants noisy
+//!   fields ignored adds rules that mask them. Fails when above `max_mismatch_rate`.
+//! - **error rate** (when `max_error_rate` is set) = `errors / (compared + errors)`. Fails when
+//!   above the bound.
+//! - An endpoint with fewer than `min_compared` compared exchanges cannot fail or pass: it makes
+//!   the outcome undecided (unless another endpoint fails).
+//! - No endpoint selected at all is undecided.
+//!
+//! Failures win over undecided, undecided wins over pass. The CLI maps pass / fail / undecided
+//! to exit codes 0 / 1 / 2.
+
+use serde::{Deserialize, Serialize};
+use shadowdiff_store::report::{EndpointReport, Report};
+
+/// What the gate requires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    /// Largest acceptable `mismatched / compared` per endpoint, as a fraction (0.01 = 1%).
+    pub max_mismatch_rate: f64,
+    /// Compared exchanges an endpoint needs before it can pass or fail.
+    #[serde(default = "default_min_compared")]
+    pub min_compared: u64,
+    /// Only endpoints whose `METHOD route` contains this text.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Only this candidate.
+    #[serde(default)]
+    pub candidate: Option<String>,
+    /// Largest acceptable `errors / (compared + errors)` per endpoint; unchecked when absent.
+    #[serde(default)]
+    pub max_error_rate: Option<f64>,
+}
+
+fn default_min_compared() -> u64 {
+    100
+}
+
+impl GateConfig {
+    pub fn new(max_mismatch_rate: f64) -> Self {
+        Self {
+            max_mismatch_rate,
+            min_compared: default_min_compared(),
+            endpoint: None,
+            candidate: None,
+            max_error_rate: None,
+        }
+    }
+
+    fn selects(&self, e: &EndpointReport) -> bool {
+        self.endpoint
+            .as_ref()
+            .is_none_or(|f| format!("{} {}", e.method, e.route).contains(f.as_str()))
+            && self.candidate.as_ref().is_none_or(|c| *c == e.candidate)
+    }
+}
+
+/// The gate's decision, with the reasons a person reads in the CI log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "reasons", rename_all = "snake_case")]
+pub enum GateOutcome {
+    Pass,
+    Fail(Vec<String>),
+    Undecided(Vec<String>),
+}
+
+fn rate(k: u64, n: u64) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        k as f64 / n as f64
+    }
+}
+
+/// Decides pass / fail / undecided for `report` under `config`.
+pub fn gate(report: &Report, config: &GateConfig) -> GateOutcome {
+    let mut failures = Vec::new();
+    let mut undecided = Vec::new();
+    let mut selected = 0usize;
+    for e in report.endpoints.iter().filter(|e| config.selects(e)) {
+        selected += 1;
+        let name = format!("{} {} ({})", e.method, e.route, e.candidate);
+        if e.compared < config.min_compared {
+            undecided.push(format!(
+                "{name}: {} compared, fewer than the {} required",
+                e.compared, config.min_compared
+            ));
+            continue;
+        }
+        let mismatch_rate = rate(e.mismatched, e.compared);
+        if mismatch_rate > config.max_mismatch_rate {
+            failures.push(format!(
+                "{name}: mismatch rate {:.3}% ({} of {}) above {:.3}%; {}",
+                mismatch_rate * 100.0,
+                e.mismatched,
+                e.compared,
+                config.max_mismatch_rate * 100.0,
+                e.verdict_reason
+            ));
+        }
+        if let Some(max) = config.max_error_rate {
+            let error_rate = rate(e.errors, e.compared + e.errors);
+            if error_rate > max {
+                failures.push(format!(
+                    "{name}: error rate {:.3}% ({} of {}) above {:.3}%",
+                    error_rate * 100.0,
+                    e.errors,
+                    e.compared + e.errors,
+                    max * 100.0
+                ));
+            }
+        }
+    }
+    if selected == 0 {
+        undecided.push(match &config.endpoint {
+            Some(f) => format!("no endpoint matches `{f}`"),
+            None => "the report has no endpoints".to_string(),
+        });
+    }
+    if !failures.is_empty() {
+        GateOutcome::Fail(failures)
+    } else if !undecided.is_empty() {
+        GateOutcome::Undecided(undecided)
+    } else {
+        GateOutcome::Pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowdiff_store::report::{Latency, Totals, Window};
+
+    fn endpoint(route: &str, compared: u64, mismatched: u64, errors: u64) -> EndpointReport {
+        EndpointReport {
+            method: "GET".into(),
+            route: route.into(),
+            candidate: "v2".into(),
+            compared,
+            mismatched,
+            errors,
+            blocked: 0,
+            skipped: 0,
+            verdict: "clean".into(),
+            verdict_reason: "r".into(),
+            fields: vec![],
+            status: vec![],
+            latency_ms: Latency::default(),
+            samples: vec![],
+            signatures: vec![],
+            error_kinds: vec![],
+            blocked_reasons: vec![],
+            side_effects: vec![],
+        }
+    }
+
+    fn report(endpoints: Vec<EndpointReport>) -> Report {
+        Report {
+            experiment: "e".into(),
+            window: Window {
+                from: None,
+                to: None,
+            },
+            totals: Totals::default(),
+            endpoints,
+        }
+    }
+
+    #[test]
+    fn pass_fail_and_undecided() {
+        let cfg = GateConfig {
+            min_compared: 10,
+            max_error_rate: Some(0.1),
+            ..GateConfig::new(0.05)
+        };
+        assert_eq!(
+            gate(&report(vec![endpoint("/a", 100, 5, 0)]), &cfg),
+            GateOutcome::Pass
+        );
+        assert!(matches!(
+            gate(&report(vec![endpoint("/a", 100, 6, 0)]), &cfg),
+            GateOutcome::Fail(_)
+        ));
+        assert!(matches!(
+            gate(&report(vec![endpoint("/a", 100, 0, 20)]), &cfg),
+            GateOutcome::Fail(_)
+        ));
+        assert!(matches!(
+            gate(&report(vec![endpoint("/a", 9, 9, 0)]), &cfg),
+            GateOutcome::Undecided(_)
+        ));
+        assert!(matches!(
+            gate(&report(vec![]), &cfg),
+            GateOutcome::Undecided(_)
+        ));
+        // A failing endpoint wins over one without enough data.
+        let both = report(vec![endpoint("/a", 9, 0, 0), endpoint("/b", 100, 50, 0)]);
+        assert!(matches!(gate(&both, &cfg), GateOutcome::Fail(r) if r.len() == 1));
+    }
+
+    #[test]
+    fn endpoint_filter_selects() {
+        let cfg = GateConfig {
+            min_compared: 1,
+            endpoint: Some("GET /b".into()),
+            ..GateConfig::new(0.0)
+        };
+        let r = report(vec![endpoint("/a", 10, 10, 0), endpoint("/b", 10, 0, 0)]);
+        assert_eq!(gate(&r, &cfg), GateOutcome::Pass);
+        let cfg = GateConfig {
+            endpoint: Some("/nope".into()),
+            ..cfg
+        };
+        assert!(matches!(gate(&r, &cfg), GateOutcome::Undecided(_)));
+    }
+}

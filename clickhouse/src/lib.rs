@@ -1,0 +1,71 @@
+//! ClickHouse store for shadowdiff.
+//!
+//! - [`ClickHouseStore::migrate`] creates and upgrades the schema (works on Debian's 18.16 and on
+//!   current releases, where it uses `LowCardinality` columns).
+//! - [`ClickHouseStore::insert_batch`] writes one row per exchange × target; `Ok` means the rows
+//!   are committed. [`ClickHouseSink`] adapts it to the store's synchronous [`RecordSink`].
+//! - [`ClickHouseStore::report`] computes the report contract in SQL, with the same numbers as
+//!   [`shadowdiff_store::build_report`] on the same records.
+//! - [`gate()`] turns a report into pass / fail / undecided for release pipelines.
+//!
+//! [`RecordSink`]: shadowdiff_store::RecordSink
+
+mod config;
+pub mod gate;
+mod migrate;
+mod report;
+mod retry;
+mod row;
+mod sink;
+mod store;
+
+pub use config::ClickHouseConfig;
+pub use gate::{gate, GateConfig, GateOutcome};
+pub use migrate::{Flavor, MIGRATIONS};
+pub use retry::{retry_with_backoff, Backoff};
+pub use row::DiffRow;
+pub use sink::ClickHouseSink;
+pub use store::ClickHouseStore;
+
+/// Errors of the ClickHouse store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server could not be reached or refused the request.
+    #[error("ClickHouse unavailable: {0}")]
+    Unavailable(#[source] clickhouse::error::Error),
+    #[error("ClickHouse {what} failed: {source}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: clickhouse::error::Error,
+    },
+    #[error("invalid ClickHouse configuration: {0}")]
+    Config(String),
+    #[error("cannot start the ClickHouse I/O runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl Error {
+    fn query(what: &'static str) -> impl FnOnce(clickhouse::error::Error) -> Self {
+        move |source| {
+            if is_unavailable(&source) {
+                Self::Unavailable(source)
+            } else {
+                Self::Query { what, source }
+            }
+        }
+    }
+}
+
+fn is_unavailable(e: &clickhouse::error::Error) -> bool {
+    matches!(
+        e,
+        clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut
+    )
+}
+
+impl From<Error> for shadowdiff_store::StoreError {
+    fn from(e: Error) -> Self {
+        shadowdiff_store::StoreError::Unavailable(e.to_string())
+    }
+}

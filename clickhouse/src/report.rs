@@ -1,0 +1,630 @@
+//! The report contract computed by SQL.
+//!
+//! Each query reads the de-duplicated records (`LIMIT 1 BY exchange_id, target, role`, the same
+//! rule as [`build_report`]); per-field verdicts come from [`judge`] on the SQL counts, so both
+//! stores report the same numbers.
+//!
+//! [`build_report`]: shadowdiff_store::build_report
+
+use crate::row::{parse_kind, DiffRow};
+use crate::store::ClickHouseStore;
+use crate::Error;
+use clickhouse::query::Query;
+use clickhouse::Row;
+use serde::Deserialize;
+use shadowdiff_store::report::{
+    render_diff, Count, EndpointReport, FieldReport, Latency, Report, ReportQuery, Sample,
+    Signature, StatusPair, Totals, Window,
+};
+use shadowdiff_store::stats::{judge, FieldEvidence, FieldVerdict};
+use std::collections::{BTreeMap, HashMap};
+
+const COMPARED: &str = "outcome IN ('match', 'mismatch')";
+
+type EndpointKey = (String, String, String);
+
+#[derive(Row, Deserialize)]
+struct OverviewRow {
+    rows: u64,
+    exchanges: u64,
+    first_ms: u64,
+    last_ms: u64,
+    experiments: Vec<String>,
+}
+
+#[derive(Row, Deserialize)]
+struct EndpointRow {
+    method: String,
+    route: String,
+    target: String,
+    compared: u64,
+    mismatched: u64,
+    errors: u64,
+    blocked: u64,
+    skipped: u64,
+    control_p50: u64,
+    control_p99: u64,
+    candidate_p50: u64,
+    candidate_p99: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct StatusRow {
+    method: String,
+    route: String,
+    target: String,
+    control: u16,
+    candidate: u16,
+    n: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct FieldRow {
+    method: String,
+    route: String,
+    target: String,
+    path: String,
+    kind: String,
+    raw: u64,
+    unmasked: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct NamedCountRow {
+    method: String,
+    route: String,
+    target: String,
+    name: String,
+    n: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct ReasonRow {
+    method: String,
+    route: String,
+    target: String,
+    path: String,
+    kind: String,
+    reason: String,
+    n: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct SecondaryRow {
+    method: String,
+    route: String,
+    n: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct SecondaryFieldRow {
+    method: String,
+    route: String,
+    path: String,
+    kind: String,
+    n: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct DetailRow {
+    method: String,
+    route: String,
+    target: String,
+    outcome: String,
+    detail: Option<String>,
+    n: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct SignatureRow {
+    method: String,
+    route: String,
+    target: String,
+    fingerprint: u64,
+    n: u64,
+    sample_id: String,
+}
+
+/// Nearest-rank percentile of a sorted array, as `build_report` computes it.
+fn percentile_sql(array: &str, q: f64) -> String {
+    format!("if(empty({array}), 0, {array}[toUInt64(greatest(1, ceil({q} * length({array}))))])")
+}
+
+#[derive(Default)]
+struct Acc {
+    fields: Vec<FieldRow>,
+    reasons: BTreeMap<(String, String), BTreeMap<String, u64>>,
+    status: Vec<StatusPair>,
+    error_kinds: BTreeMap<String, u64>,
+    blocked_reasons: BTreeMap<String, u64>,
+    side_effects: BTreeMap<String, u64>,
+    signatures: Vec<SignatureRow>,
+}
+
+impl ClickHouseStore {
+    /// De-duplicated, filtered records as a subquery, with `?` placeholders for the filter.
+    fn source(&self, query: &ReportQuery) -> (String, Vec<Param>) {
+        let mut conditions = vec!["1".to_string()];
+        let mut params = Vec::new();
+        if let Some(e) = &query.experiment {
+            conditions.push("experiment = ?".into());
+            params.push(Param::Text(e.clone()));
+        }
+        if let Some(s) = query.since_ms {
+            conditions.push("captured_at_ms >= ?".into());
+            params.push(Param::Number(s));
+        }
+        if let Some(u) = query.until_ms {
+            conditions.push("captured_at_ms < ?".into());
+            params.push(Param::Number(u));
+        }
+        if let Some(e) = &query.endpoint {
+            conditions.push("position(concat(method, ' ', route), ?) > 0".into());
+            params.push(Param::Text(e.clone()));
+        }
+        (
+            format!(
+                "(SELECT * FROM {}.diff_records WHERE {} LIMIT 1 BY exchange_id, target, role)",
+                self.database,
+                conditions.join(" AND ")
+            ),
+            params,
+        )
+    }
+
+    fn filtered(&self, query: &ReportQuery, sql: &str) -> Query {
+        let (source, params) = self.source(query);
+        let mut q = self.client.query(&sql.replace("{source}", &source));
+        for p in params {
+            q = match p {
+                Param::Text(t) => q.bind(t),
+                Param::Number(n) => q.bind(n),
+            };
+        }
+        q
+    }
+
+    async fn fetch<T>(
+        &self,
+        query: &ReportQuery,
+        what: &'static str,
+        sql: &str,
+    ) -> Result<Vec<T>, Error>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        self.filtered(query, sql)
+            .fetch_all::<T>()
+            .await
+            .map_err(Error::query(what))
+    }
+
+    /// The report for `query`, computed in ClickHouse.
+    pub async fn report(&self, query: &ReportQuery) -> Result<Report, Error> {
+        let overview: Vec<OverviewRow> = self
+            .fetch(
+                query,
+                "report overview",
+                "SELECT count() AS rows, uniqExact(exchange_id) AS exchanges, \
+                 min(captured_at_ms) AS first_ms, max(captured_at_ms) AS last_ms, \
+                 groupUniqArray(experiment) AS experiments FROM {source}",
+            )
+            .await?;
+        let endpoints: Vec<EndpointRow> = self
+            .fetch(
+                query,
+                "report endpoints",
+                &format!(
+                    "SELECT method, route, target, compared, mismatched, errors, blocked, skipped, \
+                     {} AS control_p50, {} AS control_p99, {} AS candidate_p50, {} AS candidate_p99 \
+                     FROM (SELECT method, route, target, \
+                       countIf({COMPARED}) AS compared, countIf(outcome = 'mismatch') AS mismatched, \
+                       countIf(outcome = 'error') AS errors, countIf(outcome = 'blocked') AS blocked, \
+                       countIf(outcome = 'skipped') AS skipped, \
+                       arraySort(groupArrayIf(assumeNotNull(control_latency_us), {COMPARED} AND isNotNull(control_latency_us))) AS cl, \
+                       arraySort(groupArrayIf(assumeNotNull(target_latency_us), {COMPARED} AND isNotNull(target_latency_us))) AS tl \
+                     FROM {{source}} WHERE role != 'secondary' GROUP BY method, route, target)",
+                    percentile_sql("cl", 0.5),
+                    percentile_sql("cl", 0.99),
+                    percentile_sql("tl", 0.5),
+                    percentile_sql("tl", 0.99),
+                ),
+            )
+            .await?;
+        let status: Vec<StatusRow> = self
+            .fetch(
+                query,
+                "report status pairs",
+                &format!(
+                    "SELECT method, route, target, assumeNotNull(control_status) AS control, \
+                     assumeNotNull(target_status) AS candidate, count() AS n FROM {{source}} \
+                     WHERE role != 'secondary' AND {COMPARED} AND isNotNull(control_status) \
+                     AND isNotNull(target_status) GROUP BY method, route, target, control, candidate"
+                ),
+            )
+            .await?;
+        let fields: Vec<FieldRow> = self
+            .fetch(
+                query,
+                "report fields",
+                &format!(
+                    "SELECT method, route, target, fp AS path, fk AS kind, count() AS raw, \
+                     countIf(fnz = 0) AS unmasked FROM {{source}} \
+                     ARRAY JOIN field_path AS fp, field_kind AS fk, field_noise AS fnz \
+                     WHERE role != 'secondary' AND {COMPARED} GROUP BY method, route, target, path, kind"
+                ),
+            )
+            .await?;
+        let reasons: Vec<ReasonRow> = self
+            .fetch(
+                query,
+                "report noise reasons",
+                &format!(
+                    "SELECT method, route, target, fp AS path, fk AS kind, fr AS reason, count() AS n \
+                     FROM {{source}} ARRAY JOIN field_path AS fp, field_kind AS fk, \
+                     field_noise AS fnz, field_reason AS fr \
+                     WHERE role != 'secondary' AND {COMPARED} AND fnz = 1 \
+                     GROUP BY method, route, target, path, kind, reason"
+                ),
+            )
+            .await?;
+        let secondary: Vec<SecondaryRow> = self
+            .fetch(
+                query,
+                "report secondary",
+                &format!(
+                    "SELECT method, route, count() AS n FROM {{source}} \
+                     WHERE role = 'secondary' AND {COMPARED} GROUP BY method, route"
+                ),
+            )
+            .await?;
+        let secondary_fields: Vec<SecondaryFieldRow> = self
+            .fetch(
+                query,
+                "report secondary fields",
+                &format!(
+                    "SELECT method, route, fp AS path, fk AS kind, count() AS n FROM {{source}} \
+                     ARRAY JOIN field_path AS fp, field_kind AS fk \
+                     WHERE role = 'secondary' AND {COMPARED} GROUP BY method, route, path, kind"
+                ),
+            )
+            .await?;
+        let details: Vec<DetailRow> = self
+            .fetch(
+                query,
+                "report errors",
+                "SELECT method, route, target, outcome, detail, count() AS n FROM {source} \
+                 WHERE role != 'secondary' AND outcome IN ('error', 'blocked') \
+                 GROUP BY method, route, target, outcome, detail",
+            )
+            .await?;
+        let side_effects: Vec<NamedCountRow> = self
+            .fetch(
+                query,
+                "report side effects",
+                "SELECT method, route, target, se AS name, count() AS n FROM {source} \
+                 ARRAY JOIN side_effects AS se WHERE role != 'secondary' \
+                 GROUP BY method, route, target, name",
+            )
+            .await?;
+        let signatures: Vec<SignatureRow> = self
+            .fetch(
+                query,
+                "report signatures",
+                "SELECT method, route, target, fingerprint, count() AS n, min(exchange_id) AS sample_id \
+                 FROM {source} WHERE role != 'secondary' AND outcome = 'mismatch' \
+                 GROUP BY method, route, target, fingerprint \
+                 ORDER BY n DESC, fingerprint ASC LIMIT 5 BY method, route, target",
+            )
+            .await?;
+        let sample_ids: Vec<String> = signatures.iter().map(|s| s.sample_id.clone()).collect();
+        let sample_rows: Vec<DiffRow> = if sample_ids.is_empty() {
+            Vec::new()
+        } else {
+            self.filtered(
+                query,
+                "SELECT ?fields FROM {source} WHERE role != 'secondary' AND has(?, exchange_id)",
+            )
+            .bind(sample_ids)
+            .fetch_all::<DiffRow>()
+            .await
+            .map_err(Error::query("report samples"))?
+        };
+
+        let mut accs: HashMap<EndpointKey, Acc> = HashMap::new();
+        for f in fields {
+            let key = (f.method.clone(), f.route.clone(), f.target.clone());
+            accs.entry(key).or_default().fields.push(f);
+        }
+        for r in reasons {
+            *accs
+                .entry((r.method, r.route, r.target))
+                .or_default()
+                .reasons
+                .entry((r.path, r.kind))
+                .or_default()
+                .entry(r.reason)
+                .or_default() += r.n;
+        }
+        for s in status {
+            accs.entry((s.method, s.route, s.target))
+                .or_default()
+                .status
+                .push(StatusPair {
+                    control: s.control,
+                    candidate: s.candidate,
+                    count: s.n,
+                });
+        }
+        for d in details {
+            let acc = accs.entry((d.method, d.route, d.target)).or_default();
+            if d.outcome == "error" {
+                let kind = d
+                    .detail
+                    .as_deref()
+                    .and_then(|d| d.split(':').next())
+                    .unwrap_or("error")
+                    .to_string();
+                *acc.error_kinds.entry(kind).or_default() += d.n;
+            } else {
+                let reason = d.detail.unwrap_or_else(|| "blocked".to_string());
+                *acc.blocked_reasons.entry(reason).or_default() += d.n;
+            }
+        }
+        for s in side_effects {
+            *accs
+                .entry((s.method, s.route, s.target))
+                .or_default()
+                .side_effects
+                .entry(s.name)
+                .or_default() += s.n;
+        }
+        for s in signatures {
+            accs.entry((s.method.clone(), s.route.clone(), s.target.clone()))
+                .or_default()
+                .signatures
+                .push(s);
+        }
+        let mut secondaries: HashMap<(String, String), (u64, HashMap<(String, String), u64>)> =
+            HashMap::new();
+        for s in secondary {
+            secondaries.entry((s.method, s.route)).or_default().0 = s.n;
+        }
+        for f in secondary_fields {
+            secondaries
+                .entry((f.method, f.route))
+                .or_default()
+                .1
+                .insert((f.path, f.kind), f.n);
+        }
+
+        let max_samples = if query.samples == 0 { 3 } else { query.samples };
+        let mut totals = Totals::default();
+        let mut out = Vec::with_capacity(endpoints.len());
+        for e in endpoints {
+            totals.compared += e.compared;
+            totals.mismatched += e.mismatched;
+            totals.errors += e.errors;
+            totals.blocked += e.blocked;
+            totals.skipped += e.skipped;
+            let key = (e.method.clone(), e.route.clone(), e.target.clone());
+            let acc = accs.remove(&key).unwrap_or_default();
+            let secondary = secondaries.get(&(e.method.clone(), e.route.clone()));
+            out.push(finish_endpoint(
+                e,
+                acc,
+                secondary,
+                &sample_rows,
+                max_samples,
+            ));
+        }
+        out.sort_by(|a, b| {
+            severity(&a.verdict)
+                .cmp(&severity(&b.verdict))
+                .then(b.mismatched.cmp(&a.mismatched))
+                .then(a.route.cmp(&b.route))
+                .then(a.method.cmp(&b.method))
+                .then(a.candidate.cmp(&b.candidate))
+        });
+
+        let overview = overview.into_iter().next();
+        let (rows, exchanges, first, last, mut experiments) = overview
+            .map_or((0, 0, 0, 0, Vec::new()), |o| {
+                (o.rows, o.exchanges, o.first_ms, o.last_ms, o.experiments)
+            });
+        totals.exchanges = exchanges;
+        experiments.sort();
+        let fmt = |ms: u64| {
+            chrono::DateTime::from_timestamp_millis(ms as i64)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        };
+        let empty = rows == 0 || last == 0;
+        Ok(Report {
+            experiment: query
+                .experiment
+                .clone()
+                .unwrap_or_else(|| experiments.join(",")),
+            window: Window {
+                from: if empty { None } else { fmt(first) },
+                to: if empty { None } else { fmt(last) },
+            },
+            totals,
+            endpoints: out,
+        })
+    }
+}
+
+enum Param {
+    Text(String),
+    Number(u64),
+}
+
+fn severity(verdict: &str) -> u8 {
+    match verdict {
+        "regression" => 0,
+        "noisy" => 1,
+        _ => 2,
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn finish_endpoint(
+    e: EndpointRow,
+    acc: Acc,
+    secondary: Option<&(u64, HashMap<(String, String), u64>)>,
+    sample_rows: &[DiffRow],
+    max_samples: usize,
+) -> EndpointReport {
+    let mut fields: Vec<FieldReport> = acc
+        .fields
+        .iter()
+        .map(|f| {
+            let field_key = (f.path.clone(), f.kind.clone());
+            let aa = secondary.map_or(0, |s| s.1.get(&field_key).copied().unwrap_or(0));
+            let evidence = FieldEvidence {
+                raw: f.raw,
+                unmasked: f.unmasked,
+                compared: e.compared,
+                noise: aa,
+                noise_compared: secondary.map_or(0, |s| s.0),
+            };
+            // Same tie rule as the embedded report: the last of the most frequent in name order.
+            let top_reason = acc
+                .reasons
+                .get(&field_key)
+                .and_then(|m| m.iter().max_by_key(|(_, n)| **n).map(|(r, _)| r.as_str()));
+            let (verdict, reason) = judge(evidence, top_reason);
+            FieldReport {
+                path: f.path.clone(),
+                kind: parse_kind(&f.kind).as_str().to_string(),
+                count: f.raw,
+                noise_count: aa.max(f.raw - f.unmasked),
+                verdict: verdict.as_str().to_string(),
+                reason,
+            }
+        })
+        .collect();
+    fields.sort_by(|a, b| {
+        (a.verdict != "regression")
+            .cmp(&(b.verdict != "regression"))
+            .then(b.count.cmp(&a.count))
+            .then(a.path.cmp(&b.path))
+    });
+
+    let regressions: Vec<&FieldReport> = fields
+        .iter()
+        .filter(|f| f.verdict == FieldVerdict::Regression.as_str())
+        .collect();
+    let (verdict, verdict_reason) = if let Some(first) = regressions.first() {
+        (
+            "regression",
+            format!(
+                "{} field(s) regressed, e.g. {} [{}]: {}",
+                regressions.len(),
+                first.path,
+                first.kind,
+                first.reason
+            ),
+        )
+    } else if !fields.is_empty() {
+        (
+            "noisy",
+            format!("{} field(s) differ, all classified as noise", fields.len()),
+        )
+    } else if e.compared > 0 {
+        (
+            "clean",
+            format!("{} exchanges compared, no differences", e.compared),
+        )
+    } else {
+        ("clean", "nothing compared".to_string())
+    };
+    let verdict_reason = if e.errors > 0 {
+        format!("{verdict_reason}; {} candidate error(s)", e.errors)
+    } else {
+        verdict_reason
+    };
+
+    let mut signatures = Vec::new();
+    let mut samples = Vec::new();
+    for s in &acc.signatures {
+        let row = sample_rows
+            .iter()
+            .find(|r| r.exchange_id == s.sample_id && r.target == e.target);
+        let (sample, fields) = match row {
+            Some(row) => {
+                let record = row.to_record();
+                let mut fields: Vec<String> = record
+                    .differences
+                    .iter()
+                    .map(|d| format!("{} {}", d.aggregate_path(), d.kind.as_str()))
+                    .collect();
+                fields.sort();
+                fields.dedup();
+                (
+                    Sample {
+                        exchange_id: s.sample_id.clone(),
+                        diff: render_diff(&record),
+                    },
+                    fields,
+                )
+            }
+            None => (
+                Sample {
+                    exchange_id: s.sample_id.clone(),
+                    diff: String::new(),
+                },
+                Vec::new(),
+            ),
+        };
+        if samples.len() < max_samples {
+            samples.push(sample.clone());
+        }
+        signatures.push(Signature {
+            fingerprint: format!("{:016x}", s.fingerprint),
+            count: s.n,
+            fields,
+            sample,
+        });
+    }
+
+    let counts = |m: BTreeMap<String, u64>| {
+        let mut v: Vec<Count> = m
+            .into_iter()
+            .map(|(name, count)| Count { name, count })
+            .collect();
+        v.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
+        v
+    };
+    let mut status = acc.status;
+    status.sort_by_key(|s| (s.control, s.candidate));
+
+    EndpointReport {
+        method: e.method,
+        route: e.route,
+        candidate: e.target,
+        compared: e.compared,
+        mismatched: e.mismatched,
+        errors: e.errors,
+        blocked: e.blocked,
+        skipped: e.skipped,
+        verdict: verdict.to_string(),
+        verdict_reason,
+        fields,
+        status,
+        latency_ms: Latency {
+            control_p50: ms(e.control_p50),
+            control_p99: ms(e.control_p99),
+            candidate_p50: ms(e.candidate_p50),
+            candidate_p99: ms(e.candidate_p99),
+        },
+        samples,
+        signatures,
+        error_kinds: counts(acc.error_kinds),
+        blocked_reasons: counts(acc.blocked_reasons),
+        side_effects: counts(acc.side_effects),
+    }
+}

@@ -1,0 +1,366 @@
+//! At-least-once consumer: offsets are stored only for acknowledged records, in order.
+
+use crate::config::ConsumerConfig;
+use crate::{events, Error, HEADER_DLQ_ERROR};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Offsets handed out and not yet acknowledged, per partition.
+///
+/// The offset stored for a partition is the lowest one still in flight, or one past the highest
+/// acknowledged when nothing is in flight: a record acknowledged out of order never lets the
+/// committed offset pass a record that was not.
+#[derive(Default)]
+struct Tracker {
+    partitions: Mutex<HashMap<(String, i32), PartitionState>>,
+    generations: std::sync::atomic::AtomicU64,
+}
+
+struct PartitionState {
+    generation: u64,
+    in_flight: BTreeSet<i64>,
+    next_after_done: Option<i64>,
+}
+
+impl Tracker {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(String, i32), PartitionState>> {
+        // A panic while holding the lock leaves plain data behind; keep going with it.
+        self.partitions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn begin(&self, topic: &str, partition: i32, offset: i64) -> u64 {
+        let mut parts = self.lock();
+        let state = parts
+            .entry((topic.to_string(), partition))
+            .or_insert_with(|| PartitionState {
+                generation: self
+                    .generations
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                in_flight: BTreeSet::new(),
+                next_after_done: None,
+            });
+        state.in_flight.insert(offset);
+        state.generation
+    }
+
+    /// Marks `offset` done; returns the offset to store, if the partition is still ours.
+    fn finish(&self, topic: &str, partition: i32, offset: i64, generation: u64) -> Option<i64> {
+        let mut parts = self.lock();
+        let state = parts.get_mut(&(topic.to_string(), partition))?;
+        if state.generation != generation {
+            return None;
+        }
+        state.in_flight.remove(&offset);
+        state.next_after_done = Some(
+            state
+                .next_after_done
+                .map_or(offset + 1, |n| n.max(offset + 1)),
+        );
+        Some(match state.in_flight.first() {
+            Some(lowest) => *lowest,
+            None => state.next_after_done.unwrap_or(offset + 1),
+        })
+    }
+
+    fn forget(&self, tpl: &TopicPartitionList) {
+        let mut parts = self.lock();
+        for elem in tpl.elements() {
+            parts.remove(&(elem.topic().to_string(), elem.partition()));
+        }
+    }
+}
+
+/// Commits stored offsets before partitions are taken away, and reports consumer lag.
+pub struct GroupContext {
+    tracker: Arc<Tracker>,
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    events::consumer_lag(topic, *partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {
+                    tracing::info!(partitions = tpl.count(), "Committed offsets before revoke.")
+                }
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(error) => tracing::warn!(%error, "Cannot commit offsets before revoke."),
+            }
+            self.tracker.forget(tpl);
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "Kafka partitions assigned.");
+        }
+    }
+}
+
+struct Shared {
+    consumer: StreamConsumer<GroupContext>,
+    tracker: Arc<Tracker>,
+}
+
+impl Shared {
+    fn done(&self, topic: &str, partition: i32, offset: i64, generation: u64) {
+        let Some(next) = self.tracker.finish(topic, partition, offset, generation) else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        if let Err(error) = tpl.add_partition_offset(topic, partition, Offset::Offset(next)) {
+            tracing::warn!(topic, partition, %error, "Cannot build offset list.");
+            return;
+        }
+        if let Err(error) = self.consumer.store_offsets(&tpl) {
+            // The partition was revoked meanwhile: its next owner reads the record again.
+            tracing::debug!(topic, partition, offset = next, %error, "Offset not stored.");
+        }
+    }
+}
+
+/// A handle on one consumed record. [`Delivery::ack`] stores its offset (committed within
+/// `commit_interval_ms`, and before a rebalance takes the partition away). A delivery dropped
+/// without `ack` is never committed: the record comes back after a restart or rebalance.
+#[must_use = "a record whose delivery is not acknowledged is consumed again after a restart"]
+pub struct Delivery {
+    shared: Arc<Shared>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    generation: u64,
+    key: Option<Vec<u8>>,
+}
+
+impl Delivery {
+    /// The next stage accepted the record: let its offset be committed.
+    pub fn ack(self) {
+        self.shared
+            .done(&self.topic, self.partition, self.offset, self.generation);
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    /// The record's key (the exchange id for shadowdiff's topics).
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+/// A consumer-group member decoding records of type `T` (checked against the schema version).
+pub struct RecordConsumer<T> {
+    shared: Arc<Shared>,
+    topic: String,
+    dead_letter: Option<(FutureProducer, String)>,
+    _record: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> RecordConsumer<T> {
+    /// Joins the group and subscribes to the configured topic.
+    pub fn new(config: &ConsumerConfig) -> Result<Self, Error> {
+        let tracker = Arc::new(Tracker::default());
+        let consumer: StreamConsumer<GroupContext> = config
+            .client_config()
+            .create_with_context(GroupContext {
+                tracker: tracker.clone(),
+            })
+            .map_err(Error::Create)?;
+        consumer
+            .subscribe(&[config.topic.as_str()])
+            .map_err(|source| Error::Subscribe {
+                topic: config.topic.clone(),
+                source,
+            })?;
+        let dead_letter = match &config.dead_letter_topic {
+            Some(topic) => Some((
+                config.dlq_client_config().create().map_err(Error::Create)?,
+                topic.clone(),
+            )),
+            None => None,
+        };
+        Ok(Self {
+            shared: Arc::new(Shared { consumer, tracker }),
+            topic: config.topic.clone(),
+            dead_letter,
+            _record: PhantomData,
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Waits for the next decodable record. Undecodable records (malformed, unknown schema
+    /// version) are logged, counted, sent to the dead-letter topic when one is configured, and
+    /// their offsets stored, so they never stall a partition. Transient broker errors are logged
+    /// and retried; only fatal errors are returned.
+    pub async fn recv(&self) -> Result<(T, Delivery), Error> {
+        loop {
+            let message = match self.shared.consumer.recv().await {
+                Ok(message) => message,
+                Err(error @ KafkaError::MessageConsumption(_))
+                | Err(error @ KafkaError::PartitionEOF(_)) => {
+                    events::consume_error(&self.topic, &error);
+                    continue;
+                }
+                Err(error) => return Err(Error::Receive(error)),
+            };
+            let message = message.detach();
+            let (topic, partition, offset) = (
+                message.topic().to_string(),
+                message.partition(),
+                message.offset(),
+            );
+            let generation = self.shared.tracker.begin(&topic, partition, offset);
+            match shadowdiff_model::decode::<T>(message.payload().unwrap_or_default()) {
+                Ok(record) => {
+                    let delivery = Delivery {
+                        shared: self.shared.clone(),
+                        topic,
+                        partition,
+                        offset,
+                        generation,
+                        key: message.key().map(<[u8]>::to_vec),
+                    };
+                    return Ok((record, delivery));
+                }
+                Err(error) => {
+                    events::consume_invalid(&topic, partition, offset, &error);
+                    self.dead_letter(&message, &error.to_string()).await;
+                    self.shared.done(&topic, partition, offset, generation);
+                }
+            }
+        }
+    }
+
+    async fn dead_letter(&self, message: &rdkafka::message::OwnedMessage, error: &str) {
+        let Some((producer, dlq)) = &self.dead_letter else {
+            return;
+        };
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = message.headers() {
+            for h in original.iter() {
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        let source = format!(
+            "{}/{}/{}",
+            message.topic(),
+            message.partition(),
+            message.offset()
+        );
+        headers = headers
+            .insert(Header {
+                key: HEADER_DLQ_ERROR,
+                value: Some(error.as_bytes()),
+            })
+            .insert(Header {
+                key: "dlq_source",
+                value: Some(source.as_bytes()),
+            });
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq)
+            .payload(message.payload().unwrap_or_default())
+            .headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        match producer.send(record, Duration::from_secs(10)).await {
+            Ok(_) => events::dead_lettered(&self.topic, dlq),
+            Err((error, _)) => {
+                // Never stall the partition on a dead-letter failure: the record is logged.
+                tracing::error!(topic = %self.topic, dlq, %error, source, "Cannot write to the dead-letter topic; record skipped.");
+                events::produce_error(dlq, &error);
+            }
+        }
+    }
+
+    /// Commits the stored offsets now (call on shutdown, after the last `ack`).
+    pub fn commit(&self) -> Result<(), Error> {
+        match self.shared.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            Err(error) => Err(Error::Commit(error)),
+        }
+    }
+
+    /// Partitions currently assigned to this member.
+    pub fn assignment(&self) -> Result<Vec<(String, i32)>, Error> {
+        let tpl = self.shared.consumer.assignment().map_err(Error::Receive)?;
+        Ok(tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_offset_never_passes_an_unacknowledged_record() {
+        let t = Tracker::default();
+        let g = t.begin("t", 0, 10);
+        t.begin("t", 0, 11);
+        t.begin("t", 0, 12);
+        assert_eq!(t.finish("t", 0, 12, g), Some(10));
+        assert_eq!(t.finish("t", 0, 10, g), Some(11));
+        assert_eq!(t.finish("t", 0, 11, g), Some(13));
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("t", 0);
+        t.forget(&tpl);
+        assert_eq!(t.finish("t", 0, 11, g), None);
+        let g2 = t.begin("t", 0, 13);
+        assert_ne!(g, g2);
+        assert_eq!(t.finish("t", 0, 13, g), None);
+        assert_eq!(t.finish("t", 0, 13, g2), Some(14));
+    }
+}
