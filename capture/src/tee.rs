@@ -89,18 +89,20 @@ pin_project! {
     }
 }
 
-impl<B> TeeBody<B> {
+impl<B: Body> TeeBody<B> {
     pub fn new(inner: B, limit: usize, on_end: impl FnOnce(Captured) + Send + 'static) -> Self {
-        Self {
-            inner,
-            tap: Tap {
-                chunks: Vec::new(),
-                kept: 0,
-                seen: 0,
-                limit,
-                on_end: Some(Box::new(on_end)),
-            },
+        let mut tap = Tap {
+            chunks: Vec::new(),
+            kept: 0,
+            seen: 0,
+            limit,
+            on_end: Some(Box::new(on_end)),
+        };
+        // Servers never poll a body that is known to be empty; it is complete already.
+        if inner.is_end_stream() {
+            tap.finish(true);
         }
+        Self { inner, tap }
     }
 }
 
@@ -115,12 +117,16 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.tap.observe(data);
+                }
+                // Hyper stops polling once a body says it has ended; don't wait for `None`.
+                if this.inner.is_end_stream() {
+                    this.tap.finish(true);
                 }
             }
             Poll::Ready(None) => this.tap.finish(true),

@@ -1,1 +1,36 @@
+//! Wires shadowdiff's stages together.
+//!
+//! - [`config`]: the TOML file, defaults and validation.
+//! - [`stages`]: replay stage, differ pool and store writer as reusable runners.
+//! - [`embedded`]: `shadowdiff run`, every stage in one process.
+//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`demo`]: the demo services and traffic generator.
 
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod embedded;
+pub mod stages;
+mod telemetry;
+
+pub use telemetry::{COMPARED, MISMATCHED, QUEUE_DEPTH, STORE_FAILURES, STORE_ROWS, TARGET_ERRORS};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the tracing subscriber (`RUST_LOG` filters; default `info`). Logs go to stderr.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,119 @@
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use shadowdiff_store::{build_report, EmbeddedStore, Report, ReportQuery};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// Data directory of the embedded store.
+    #[arg(long, env = "SHADOWDIFF_DATA", default_value = "./shadowdiff-data")]
+    pub data: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Only this experiment.
+    #[arg(long, env = "SHADOWDIFF_EXPERIMENT")]
+    pub experiment: Option<String>,
+    /// Only results captured since then: a duration ago (`90s`, `30m`, `6h`, `2d`) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only results captured before then (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only endpoints whose `METHOD /route` contains this text.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Sample diffs per endpoint.
+    #[arg(long, default_value_t = 3)]
+    pub samples: usize,
+    /// Colour: auto (only on a terminal), always, never.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub color: String,
+}
+
+/// `90s`, `30m`, `6h`, `2d` ago, or an RFC 3339 time, as Unix milliseconds.
+pub fn parse_time(flag: &str, value: &str) -> anyhow::Result<u64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Ok(t.timestamp_millis().max(0) as u64);
+    }
+    let (number, unit) = value.split_at(
+        value
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .len(),
+    );
+    let n: u64 = number.parse().ok().filter(|_| !unit.is_empty()).with_context(|| {
+        format!("{flag} `{value}`: use a duration like 30m, 6h, 2d or a time like 2026-11-22T10:00:00Z")
+    })?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("{flag} `{value}`: unit `{unit}` is not one of s, m, h, d"),
+    };
+    let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    Ok(now.saturating_sub(seconds * 1000))
+}
+
+pub fn query_from(args: &ReportArgs) -> anyhow::Result<ReportQuery> {
+    Ok(ReportQuery {
+        experiment: args.experiment.clone(),
+        since_ms: args
+            .since
+            .as_deref()
+            .map(|v| parse_time("--since", v))
+            .transpose()?,
+        until_ms: args
+            .until
+            .as_deref()
+            .map(|v| parse_time("--until", v))
+            .transpose()?,
+        endpoint: args.endpoint.clone(),
+        samples: args.samples,
+    })
+}
+
+pub fn print_report(report: &Report, format: Format, color: &str) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        Format::Text => {
+            let color = match color {
+                "always" => true,
+                "never" => false,
+                _ => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            };
+            print!("{}", shadowdiff_store::text::render_text(report, color));
+        }
+    }
+    Ok(())
+}
+
+pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    if !args.data.is_dir() {
+        bail!(
+            "data directory {} does not exist; run `shadowdiff run` or `shadowdiff demo` first, or pass --data DIR",
+            args.data.display()
+        );
+    }
+    let query = query_from(&args)?;
+    let store = EmbeddedStore::open(&args.data)?;
+    let (records, stats) = store.read_all()?;
+    if stats.unreadable > 0 {
+        eprintln!(
+            "warning: {} unreadable record(s) skipped in {}",
+            stats.unreadable,
+            args.data.display()
+        );
+    }
+    let report = build_report(&records, &query);
+    print_report(&report, args.format, &args.color)?;
+    Ok(ExitCode::SUCCESS)
+}

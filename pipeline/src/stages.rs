@@ -1,0 +1,203 @@
+//! The stages as reusable runners: the embedded pipeline wires them with in-memory queues; the
+//! distributed commands wire the same runners to Kafka and ClickHouse.
+
+use crate::telemetry;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use shadowdiff_differ::Differ;
+use shadowdiff_model::{DiffRecord, Exchange, Outcome, ReplayResult, TargetRole};
+use shadowdiff_replayer::Replayer;
+use shadowdiff_store::RecordSink;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify, Semaphore};
+
+/// Counters of one pipeline, readable by tests and the run summary.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    pub captured: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+    pub dropped_other: AtomicU64,
+    pub replayed: AtomicU64,
+    pub blocked: AtomicU64,
+    pub compared: AtomicU64,
+    pub mismatched: AtomicU64,
+    pub target_errors: AtomicU64,
+    pub records_written: AtomicU64,
+    pub store_failures: AtomicU64,
+}
+
+impl PipelineStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Sends to a crossbeam channel from async code without blocking the runtime's thread.
+pub async fn send_async<T>(tx: &Sender<T>, mut item: T) -> Result<(), T> {
+    let mut wait = Duration::from_micros(200);
+    loop {
+        match tx.try_send(item) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(back)) => {
+                item = back;
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(20));
+            }
+            Err(TrySendError::Disconnected(back)) => return Err(back),
+        }
+    }
+}
+
+/// Replays exchanges from `rx` with at most `concurrency` in flight and hands the results on.
+/// After `close` is notified, drains what is queued, waits for in-flight work, and returns.
+pub async fn run_replay_stage(
+    mut rx: mpsc::Receiver<Exchange>,
+    close: Arc<Notify>,
+    replayer: Arc<Replayer>,
+    concurrency: usize,
+    results: Sender<ReplayResult>,
+    stats: Arc<PipelineStats>,
+) {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = close.notified(), if !closing => {
+                // Later offers fail as `closed`; what is queued is still delivered.
+                rx.close();
+                closing = true;
+            }
+            next = rx.recv() => {
+                let Some(exchange) = next else { break };
+                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let (replayer, results, stats) = (replayer.clone(), results.clone(), stats.clone());
+                telemetry::queue_depth("capture", rx.len());
+                tokio::spawn(async move {
+                    let result = replayer.replay(exchange).await;
+                    let counter = if result.blocked.is_some() { &stats.blocked } else { &stats.replayed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    if send_async(&results, result).await.is_err() {
+                        tracing::error!("Differ stage is gone; a replay result was lost.");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+    // Every permit back means every spawned replay has handed its result on.
+    let _ = permits.acquire_many(concurrency as u32).await;
+}
+
+/// Starts `workers` differ threads. They end when every sender of `results` is dropped.
+pub fn spawn_differ_pool(
+    differ: Arc<Differ>,
+    workers: usize,
+    results: Receiver<ReplayResult>,
+    records: Sender<Vec<DiffRecord>>,
+    stats: Arc<PipelineStats>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..workers.max(1))
+        .filter_map(|i| {
+            let (differ, results, records, stats) = (
+                differ.clone(),
+                results.clone(),
+                records.clone(),
+                stats.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("shadowdiff-differ-{i}"))
+                // Deeply nested bodies recurse; give the differ room.
+                .stack_size(16 * 1024 * 1024)
+                .spawn(move || {
+                    for result in results.iter() {
+                        let started = Instant::now();
+                        let out = differ.diff(&result);
+                        telemetry::diffed(&out, started.elapsed().as_secs_f64());
+                        count_outcomes(&out, &stats);
+                        telemetry::queue_depth("results", results.len());
+                        if records.send(out).is_err() {
+                            tracing::error!("Store writer is gone; diff records were lost.");
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| tracing::error!(error = %e, "Could not start a differ thread."))
+                .ok()
+        })
+        .collect()
+}
+
+fn count_outcomes(records: &[DiffRecord], stats: &PipelineStats) {
+    for r in records.iter().filter(|r| r.role == TargetRole::Candidate) {
+        match r.outcome {
+            Outcome::Match => {
+                stats.compared.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Mismatch => {
+                stats.compared.fetch_add(1, Ordering::Relaxed);
+                stats.mismatched.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Error => {
+                stats.target_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Blocked | Outcome::Skipped => {}
+        }
+    }
+}
+
+/// Batches records into the sink; retries failed writes with backoff so nothing accepted is
+/// lost while the store is briefly away. Ends when every sender of `records` is dropped.
+pub fn spawn_writer(
+    mut sink: Box<dyn RecordSink>,
+    records: Receiver<Vec<DiffRecord>>,
+    stats: Arc<PipelineStats>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    const BATCH: usize = 1024;
+    const LINGER: Duration = Duration::from_millis(100);
+    std::thread::Builder::new()
+        .name("shadowdiff-writer".to_string())
+        .spawn(move || {
+            let mut batch: Vec<DiffRecord> = Vec::with_capacity(BATCH);
+            let mut open = true;
+            while open {
+                match records.recv_timeout(LINGER) {
+                    Ok(more) => {
+                        batch.extend(more);
+                        if batch.len() < BATCH {
+                            continue;
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => open = false,
+                }
+                if !batch.is_empty() {
+                    write_with_retry(sink.as_mut(), &batch, &stats);
+                    batch.clear();
+                }
+            }
+        })
+}
+
+fn write_with_retry(sink: &mut dyn RecordSink, batch: &[DiffRecord], stats: &PipelineStats) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match sink.write_batch(batch) {
+            Ok(()) => {
+                stats
+                    .records_written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                telemetry::stored(batch.len());
+                return;
+            }
+            Err(error) => {
+                stats.store_failures.fetch_add(1, Ordering::Relaxed);
+                telemetry::store_failed();
+                tracing::warn!(%error, rows = batch.len(), retry_in_ms = backoff.as_millis() as u64, "Store write failed; retrying.");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The pipeline's own metrics: one definition each.
+
+pub const QUEUE_DEPTH: &str = "shadowdiff_queue_depth";
+pub const COMPARED: &str = "shadowdiff_diff_compared_total";
+pub const MISMATCHED: &str = "shadowdiff_diff_mismatched_total";
+pub const TARGET_ERRORS: &str = "shadowdiff_diff_target_errors_total";
+pub const DIFF_SECONDS: &str = "shadowdiff_diff_duration_seconds";
+pub const STORE_ROWS: &str = "shadowdiff_store_rows_total";
+pub const STORE_FAILURES: &str = "shadowdiff_store_failures_total";
+
+pub(crate) fn describe() {
+    metrics::describe_gauge!(QUEUE_DEPTH, "Items waiting in a pipeline queue, by queue.");
+    metrics::describe_counter!(COMPARED, "Exchange × candidate pairs compared.");
+    metrics::describe_counter!(
+        MISMATCHED,
+        "Compared pairs with a difference that is not noise."
+    );
+    metrics::describe_counter!(
+        TARGET_ERRORS,
+        "Exchange × candidate pairs where the candidate gave no answer."
+    );
+    metrics::describe_histogram!(DIFF_SECONDS, "Time to diff one replay result.");
+    metrics::describe_counter!(STORE_ROWS, "Diff records written to the store.");
+    metrics::describe_counter!(
+        STORE_FAILURES,
+        "Store writes that failed (and were retried)."
+    );
+}
+
+pub(crate) fn queue_depth(queue: &'static str, depth: usize) {
+    metrics::gauge!(QUEUE_DEPTH, "queue" => queue).set(depth as f64);
+}
+
+pub(crate) fn diffed(records: &[shadowdiff_model::DiffRecord], seconds: f64) {
+    use shadowdiff_model::{Outcome, TargetRole};
+    for r in records.iter().filter(|r| r.role == TargetRole::Candidate) {
+        match r.outcome {
+            Outcome::Match => metrics::counter!(COMPARED).increment(1),
+            Outcome::Mismatch => {
+                metrics::counter!(COMPARED).increment(1);
+                metrics::counter!(MISMATCHED).increment(1);
+            }
+            Outcome::Error => metrics::counter!(TARGET_ERRORS).increment(1),
+            Outcome::Blocked | Outcome::Skipped => {}
+        }
+    }
+    metrics::histogram!(DIFF_SECONDS).record(seconds);
+}
+
+pub(crate) fn stored(rows: usize) {
+    metrics::counter!(STORE_ROWS).increment(rows as u64);
+}
+
+pub(crate) fn store_failed() {
+    metrics::counter!(STORE_FAILURES).increment(1);
+}
