@@ -14,6 +14,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, HashMap};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -155,6 +156,7 @@ pub struct Delivery {
     offset: i64,
     generation: u64,
     key: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl Delivery {
@@ -180,6 +182,14 @@ impl Delivery {
     pub fn key(&self) -> Option<&[u8]> {
         self.key.as_deref()
     }
+
+    /// The first record header called `name` (`schema_version`, `method`, `route`, …).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
 }
 
 impl std::fmt::Debug for Delivery {
@@ -197,6 +207,7 @@ pub struct RecordConsumer<T> {
     shared: Arc<Shared>,
     topic: String,
     dead_letter: Option<(FutureProducer, String)>,
+    skipped: AtomicU64,
     _record: PhantomData<fn() -> T>,
 }
 
@@ -227,6 +238,7 @@ impl<T: DeserializeOwned> RecordConsumer<T> {
             shared: Arc::new(Shared { consumer, tracker }),
             topic: config.topic.clone(),
             dead_letter,
+            skipped: AtomicU64::new(0),
             _record: PhantomData,
         })
     }
@@ -266,11 +278,20 @@ impl<T: DeserializeOwned> RecordConsumer<T> {
                         offset,
                         generation,
                         key: message.key().map(<[u8]>::to_vec),
+                        headers: message
+                            .headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                     };
                     return Ok((record, delivery));
                 }
                 Err(error) => {
                     events::consume_invalid(&topic, partition, offset, &error);
+                    self.skipped.fetch_add(1, Ordering::Relaxed);
                     self.dead_letter(&message, &error.to_string()).await;
                     self.shared.done(&topic, partition, offset, generation);
                 }
@@ -320,6 +341,11 @@ impl<T: DeserializeOwned> RecordConsumer<T> {
                 events::produce_error(dlq, &error);
             }
         }
+    }
+
+    /// Undecodable records this consumer skipped so far.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
     }
 
     /// Commits the stored offsets now (call on shutdown, after the last `ack`).

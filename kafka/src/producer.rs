@@ -12,6 +12,7 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message};
 use shadowdiff_model::{encode, infer_route, Body, Exchange, ReplayResult};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Bytes kept free for the record's key, headers and framing when fitting an exchange.
@@ -87,6 +88,8 @@ fn truncate_body(body: &mut Body, cut: usize) {
 /// Counts the deliveries the background thread reports.
 pub struct CaptureContext {
     topic: String,
+    delivered: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl ClientContext for CaptureContext {}
@@ -96,8 +99,14 @@ impl ProducerContext for CaptureContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => events::produced(&self.topic),
-            Err((error, _)) => events::produce_error(&self.topic, error),
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                events::produced(&self.topic);
+            }
+            Err((error, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                events::produce_error(&self.topic, error);
+            }
         }
     }
 }
@@ -116,6 +125,8 @@ impl ExchangeProducer {
             .client_config()
             .create_with_context(CaptureContext {
                 topic: config.topic.clone(),
+                delivered: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
             })
             .map_err(Error::Create)?;
         Ok(Self {
@@ -165,6 +176,15 @@ impl ExchangeProducer {
                 Err(ProduceError::Kafka(error))
             }
         }
+    }
+
+    /// Records the broker acknowledged and records it finally refused, since creation.
+    pub fn delivery_counts(&self) -> (u64, u64) {
+        let ctx = self.producer.context();
+        (
+            ctx.delivered.load(Ordering::Relaxed),
+            ctx.failed.load(Ordering::Relaxed),
+        )
     }
 
     /// Records queued or in flight.
