@@ -1,1 +1,297 @@
+//! Test harness: scriptable HTTP servers on loopback and a pipeline wired to them.
 
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use shadowdiff_pipeline::config::{CandidateConfig, Config};
+use shadowdiff_pipeline::embedded::EmbeddedPipeline;
+use shadowdiff_store::{build_report, EmbeddedStore, Report, ReportQuery};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A request as a test server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// What a test server answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Send the body in this many chunks without a Content-Length (chunked encoding).
+    pub chunks: usize,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn json(value: serde_json::Value) -> Self {
+        Self {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: value.to_string().into_bytes(),
+            chunks: 0,
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn text(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: body.as_bytes().to_vec(),
+            chunks: 0,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+type Handler = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
+
+#[derive(Clone)]
+struct Scripted {
+    handler: Handler,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Scripted {
+    type Response = Response<BoxBody<Bytes, Infallible>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let seen = Seen {
+                method: parts.method.to_string(),
+                path: parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                headers: parts.headers,
+                body,
+            };
+            let reply = (this.handler)(&seen);
+            if let Ok(mut s) = this.seen.lock() {
+                s.push(seen);
+            }
+            if !reply.delay.is_zero() {
+                tokio::time::sleep(reply.delay).await;
+            }
+            let body: BoxBody<Bytes, Infallible> = if reply.chunks > 1 {
+                let size = reply.body.len().div_ceil(reply.chunks).max(1);
+                let frames: Vec<Result<Frame<Bytes>, Infallible>> = reply
+                    .body
+                    .chunks(size)
+                    .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+                    .collect();
+                BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
+            } else {
+                BodyExt::boxed(Full::new(Bytes::from(reply.body)))
+            };
+            let mut resp = Response::new(body);
+            *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+            for (k, v) in reply.headers {
+                if let (Ok(k), Ok(v)) = (
+                    http::HeaderName::from_bytes(k.as_bytes()),
+                    http::HeaderValue::from_str(&v),
+                ) {
+                    resp.headers_mut().append(k, v);
+                }
+            }
+            Ok(resp)
+        })
+    }
+}
+
+/// A scriptable HTTP server on 127.0.0.1.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: watch::Sender<bool>,
+}
+
+impl TestServer {
+    pub async fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("local addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (stop, mut rx) = watch::channel(false);
+        tokio::spawn(shadowdiff_capture::server::serve(
+            listener,
+            Scripted {
+                handler: Arc::new(handler),
+                seen: seen.clone(),
+            },
+            async move {
+                let _ = rx.changed().await;
+            },
+            Duration::from_millis(200),
+        ));
+        Self { addr, seen, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// An address nothing listens on.
+pub async fn dead_address() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    format!("http://{addr}")
+}
+
+/// A pipeline with a fresh data directory.
+pub struct Harness {
+    pub pipeline: EmbeddedPipeline,
+    pub data: tempfile::TempDir,
+}
+
+/// Starts the embedded pipeline in front of `control` with the given candidates.
+pub async fn start_pipeline(
+    control: &str,
+    candidates: &[(&str, &str)],
+    tweak: impl FnOnce(&mut Config),
+) -> Harness {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut config = Config {
+        experiment: "test".into(),
+        data_dir: data.path().to_path_buf(),
+        ..Config::default()
+    };
+    config.capture.listen = "127.0.0.1:0".into();
+    config.capture.control = Some(control.to_string());
+    config.replay.candidates = candidates
+        .iter()
+        .map(|(n, u)| CandidateConfig {
+            name: n.to_string(),
+            url: u.to_string(),
+        })
+        .collect();
+    config.admin.listen = String::new();
+    config.pipeline.shutdown_grace_ms = 2_000;
+    tweak(&mut config);
+    let settings = config.validate().expect("valid test config");
+    let store = EmbeddedStore::open(data.path()).expect("open store");
+    let pipeline = EmbeddedPipeline::start(settings, Box::new(store))
+        .await
+        .expect("pipeline starts");
+    Harness { pipeline, data }
+}
+
+impl Harness {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.pipeline.addr, path)
+    }
+
+    /// Drains the pipeline and reports what it stored.
+    pub async fn finish(
+        self,
+    ) -> (
+        Report,
+        Arc<shadowdiff_pipeline::stages::PipelineStats>,
+        tempfile::TempDir,
+    ) {
+        let stats = self.pipeline.shutdown().await;
+        let report = read_report(self.data.path());
+        (report, stats, self.data)
+    }
+}
+
+pub fn read_report(dir: &std::path::Path) -> Report {
+    let (records, _) = EmbeddedStore::open(dir)
+        .expect("open")
+        .read_all()
+        .expect("read");
+    build_report(&records, &ReportQuery::default())
+}
+
+/// A response as the client got it.
+#[derive(Debug, PartialEq)]
+pub struct Got {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+pub type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+pub fn client() -> Client {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+pub async fn send(client: &Client, method: &str, url: &str, body: &[u8]) -> Got {
+    let req = Request::builder()
+        .method(method)
+        .uri(url)
+        .header("authorization", "Bearer secret")
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .expect("request");
+    let resp = client.request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let mut headers: Vec<(String, String)> = resp
+        .headers()
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "date" | "transfer-encoding" | "connection"))
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    headers.sort();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Got {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The report's endpoint row for `METHOD route` and candidate.
+pub fn endpoint<'a>(
+    report: &'a Report,
+    method: &str,
+    route: &str,
+    candidate: &str,
+) -> &'a shadowdiff_store::report::EndpointReport {
+    report
+        .endpoints
+        .iter()
+        .find(|e| e.method == method && e.route == route && e.candidate == candidate)
+        .unwrap_or_else(|| panic!("no endpoint {method} {route} for {candidate} in {report:#?}"))
+}
