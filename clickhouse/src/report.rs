@@ -141,6 +141,14 @@ struct Acc {
     signatures: Vec<SignatureRow>,
 }
 
+/// Control-vs-secondary (A/A) counts of one endpoint.
+#[derive(Default)]
+struct SecondaryAcc {
+    compared: u64,
+    /// (aggregate path, kind) → exchanges where control and secondary differed there.
+    fields: HashMap<(String, String), u64>,
+}
+
 impl ClickHouseStore {
     /// De-duplicated, filtered records as a subquery, with `?` placeholders for the filter.
     fn source(&self, query: &ReportQuery) -> (String, Vec<Param>) {
@@ -385,16 +393,15 @@ impl ClickHouseStore {
                 .signatures
                 .push(s);
         }
-        let mut secondaries: HashMap<(String, String), (u64, HashMap<(String, String), u64>)> =
-            HashMap::new();
+        let mut secondaries: HashMap<(String, String), SecondaryAcc> = HashMap::new();
         for s in secondary {
-            secondaries.entry((s.method, s.route)).or_default().0 = s.n;
+            secondaries.entry((s.method, s.route)).or_default().compared = s.n;
         }
         for f in secondary_fields {
             secondaries
                 .entry((f.method, f.route))
                 .or_default()
-                .1
+                .fields
                 .insert((f.path, f.kind), f.n);
         }
 
@@ -474,22 +481,28 @@ fn ms(us: u64) -> f64 {
 fn finish_endpoint(
     e: EndpointRow,
     acc: Acc,
-    secondary: Option<&(u64, HashMap<(String, String), u64>)>,
+    secondary: Option<&SecondaryAcc>,
     sample_rows: &[DiffRow],
     max_samples: usize,
 ) -> EndpointReport {
-    let mut fields: Vec<FieldReport> = acc
-        .fields
-        .iter()
+    // The embedded report walks fields in (path, kind) order before its stable sort; so do we.
+    let mut field_rows: Vec<&FieldRow> = acc.fields.iter().collect();
+    field_rows.sort_by(|a, b| {
+        a.path
+            .cmp(&b.path)
+            .then(parse_kind(&a.kind).cmp(&parse_kind(&b.kind)))
+    });
+    let mut fields: Vec<FieldReport> = field_rows
+        .into_iter()
         .map(|f| {
             let field_key = (f.path.clone(), f.kind.clone());
-            let aa = secondary.map_or(0, |s| s.1.get(&field_key).copied().unwrap_or(0));
+            let aa = secondary.map_or(0, |s| s.fields.get(&field_key).copied().unwrap_or(0));
             let evidence = FieldEvidence {
                 raw: f.raw,
                 unmasked: f.unmasked,
                 compared: e.compared,
                 noise: aa,
-                noise_compared: secondary.map_or(0, |s| s.0),
+                noise_compared: secondary.map_or(0, |s| s.compared),
             };
             // Same tie rule as the embedded report: the last of the most frequent in name order.
             let top_reason = acc

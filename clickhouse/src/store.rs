@@ -126,7 +126,7 @@ impl ClickHouseStore {
         let table = format!("{}.diff_records", self.database);
         let mut insert = self
             .client
-            .insert::<DiffRow>(&table)
+            .insert_unescaped::<DiffRow>(&table)
             .await
             .map_err(Error::query("insert"))?
             .with_timeouts(Some(self.insert_timeout), Some(self.insert_timeout));

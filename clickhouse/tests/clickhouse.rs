@@ -1,0 +1,424 @@
+//! Integration tests against a real ClickHouse (`SHADOWDIFF_TEST_CLICKHOUSE`), plus one that
+//! runs its own server to take it down.
+
+use shadowdiff_clickhouse::{
+    retry_with_backoff, Backoff, ClickHouseConfig, ClickHouseSink, ClickHouseStore,
+};
+use shadowdiff_model::{
+    fingerprint, DiffKind, DiffRecord, Difference, NoiseDifference, Outcome, TargetRole,
+    SCHEMA_VERSION,
+};
+use shadowdiff_store::report::{Report, ReportQuery};
+use shadowdiff_store::{build_report, RecordSink, StoreError};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn clickhouse_url() -> String {
+    std::env::var("SHADOWDIFF_TEST_CLICKHOUSE").unwrap_or_else(|_| {
+        panic!(
+            "SHADOWDIFF_TEST_CLICKHOUSE is not set: start the servers with \
+             `scripts/services.sh start && source .services/env`"
+        )
+    })
+}
+
+fn unique_db() -> String {
+    format!("sd_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Small deterministic generator, so failures reproduce.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn diff(path: &str, kind: DiffKind) -> Difference {
+    Difference {
+        path: path.into(),
+        kind,
+        control: Some("1".into()),
+        candidate: if kind == DiffKind::Missing {
+            None
+        } else {
+            Some("2".into())
+        },
+    }
+}
+
+fn noise(path: &str, reason: &str) -> NoiseDifference {
+    NoiseDifference {
+        difference: diff(path, DiffKind::Value),
+        reason: reason.into(),
+    }
+}
+
+/// A varied set: three endpoints, two candidates and a secondary, every outcome, noise from
+/// the A/A secondary and detectors, side effects, missing latencies and statuses.
+fn records(n: usize) -> Vec<DiffRecord> {
+    let mut rng = Lcg(42);
+    let endpoints = [
+        ("GET", "/users/{id}"),
+        ("GET", "/orders/{id}"),
+        ("POST", "/cart"),
+    ];
+    let mut out = Vec::new();
+    for i in 0..n {
+        let (method, route) = endpoints[rng.below(3) as usize];
+        let id = format!("ex-{i:05}");
+        let experiment = if i % 10 == 9 { "exp-b" } else { "exp-a" };
+        let captured_at_ms = 1_763_805_600_000 + i as u64 * 7_000;
+        for (target, role) in [
+            ("v2", TargetRole::Candidate),
+            ("v3", TargetRole::Candidate),
+            ("aa", TargetRole::Secondary),
+        ] {
+            if role == TargetRole::Secondary && rng.below(3) == 0 {
+                continue;
+            }
+            let roll = rng.below(100);
+            let (outcome, detail) = match roll {
+                0..=4 => (
+                    Outcome::Error,
+                    [Some("timeout: after 2s"), Some("connect: refused"), None]
+                        [rng.below(3) as usize],
+                ),
+                5..=7 => (Outcome::Blocked, Some("method POST not allowed")),
+                8..=9 => (Outcome::Skipped, Some("body truncated at capture")),
+                _ => (Outcome::Match, None),
+            };
+            let mut differences = Vec::new();
+            let mut noise_list = Vec::new();
+            if outcome == Outcome::Match {
+                if rng.below(3) == 0 {
+                    noise_list.push(noise("body.ts", "secondary"));
+                }
+                if rng.below(5) == 0 {
+                    noise_list.push(noise("headers.date", "detector:timestamp"));
+                    noise_list.push(noise("headers.date", "rule:ignore-date"));
+                }
+                let p = match role {
+                    TargetRole::Secondary => 0,
+                    _ if target == "v3" => 40,
+                    _ => 15,
+                };
+                if rng.below(100) < p {
+                    let k = rng.below(4);
+                    differences.push(diff(&format!("body.items[{k}].price"), DiffKind::Value));
+                    if k == 3 {
+                        differences.push(diff("body.items[0].price", DiffKind::Value));
+                    }
+                }
+                if rng.below(10) == 0 {
+                    differences.push(diff("body.user.name", DiffKind::Type));
+                    noise_list.push(noise("body.user.name", "secondary"));
+                }
+                if rng.below(12) == 0 {
+                    differences.push(diff("status", DiffKind::Status));
+                }
+                if role == TargetRole::Secondary && rng.below(20) == 0 {
+                    differences.push(diff("body.items[1].price", DiffKind::Value));
+                }
+            }
+            let outcome = if outcome == Outcome::Match && !differences.is_empty() {
+                Outcome::Mismatch
+            } else {
+                outcome
+            };
+            let status_missing = rng.below(20) == 0;
+            let compared = matches!(outcome, Outcome::Match | Outcome::Mismatch);
+            out.push(DiffRecord {
+                schema_version: SCHEMA_VERSION,
+                exchange_id: id.clone(),
+                captured_at_ms,
+                experiment: experiment.into(),
+                method: method.into(),
+                route: route.into(),
+                target: target.into(),
+                role,
+                outcome,
+                control_status: (!status_missing).then_some(200),
+                target_status: if !compared || status_missing {
+                    None
+                } else if differences.iter().any(|d| d.kind == DiffKind::Status) {
+                    Some(500)
+                } else {
+                    Some(200)
+                },
+                control_latency_us: (rng.below(10) != 0).then(|| 500 + rng.below(20_000)),
+                target_latency_us: compared.then(|| 800 + rng.below(40_000)),
+                fingerprint: fingerprint(&differences),
+                differences,
+                noise: noise_list,
+                detail: detail.map(String::from),
+                notes: if rng.below(30) == 0 {
+                    vec!["compared as text".into()]
+                } else {
+                    vec![]
+                },
+                side_effects: if method == "POST" && rng.below(4) == 0 {
+                    vec!["POST payments.internal/charge".into()]
+                } else {
+                    vec![]
+                },
+            });
+        }
+    }
+    out
+}
+
+/// The report without the parts that depend on record order (which sample shows a signature).
+fn comparable(mut r: Report) -> Report {
+    for e in &mut r.endpoints {
+        e.samples.clear();
+        for s in &mut e.signatures {
+            s.sample.exchange_id.clear();
+            s.sample.diff.clear();
+        }
+    }
+    r
+}
+
+async fn store_for_test() -> ClickHouseStore {
+    let config = ClickHouseConfig::new(clickhouse_url()).with_database(unique_db());
+    ClickHouseStore::new(&config).expect("store")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_is_idempotent_and_records_its_version() {
+    let store = store_for_test().await;
+    let version = store.server_version().await.expect("server answers");
+    assert_eq!(
+        store.migrate().await.expect("first migrate"),
+        vec![1],
+        "on {version}"
+    );
+    assert_eq!(
+        store.migrate().await.expect("second migrate"),
+        Vec::<u32>::new()
+    );
+    assert_eq!(store.applied_migrations().await.expect("versions"), vec![1]);
+    store.drop_database().await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_report_matches_build_report_and_counts_duplicates_once() {
+    let store = store_for_test().await;
+    store.migrate().await.expect("migrate");
+    let records = records(400);
+    // Every record once, a fifth of them again in the same batch, a tenth again later.
+    let mut first: Vec<DiffRecord> = records.clone();
+    first.extend(records.iter().step_by(5).cloned());
+    store.insert_batch(&first).await.expect("insert");
+    let again: Vec<DiffRecord> = records.iter().step_by(10).cloned().collect();
+    store.insert_batch(&again).await.expect("insert duplicates");
+    let raw = store.raw_row_count().await.expect("count");
+    // Until ClickHouse merges parts, the duplicates are separate rows; reports count them once.
+    assert!(raw >= records.len() as u64, "{raw} rows");
+
+    let all_deliveries: Vec<DiffRecord> = first.iter().chain(&again).cloned().collect();
+    let queries = [
+        ReportQuery::default(),
+        ReportQuery {
+            experiment: Some("exp-a".into()),
+            ..ReportQuery::default()
+        },
+        ReportQuery {
+            endpoint: Some("GET /users".into()),
+            samples: 5,
+            ..ReportQuery::default()
+        },
+        ReportQuery {
+            since_ms: Some(1_763_805_600_000 + 100 * 7_000),
+            until_ms: Some(1_763_805_600_000 + 300 * 7_000),
+            ..ReportQuery::default()
+        },
+        ReportQuery {
+            experiment: Some("nope".into()),
+            ..ReportQuery::default()
+        },
+    ];
+    for query in &queries {
+        let expected = build_report(&all_deliveries, query);
+        let got = store.report(query).await.expect("sql report");
+        assert_eq!(got.totals, expected.totals, "totals for {query:?}");
+        let (got_c, expected_c) = (comparable(got.clone()), comparable(expected.clone()));
+        assert_eq!(
+            got_c.endpoints.len(),
+            expected_c.endpoints.len(),
+            "{query:?}"
+        );
+        for (g, e) in got_c.endpoints.iter().zip(&expected_c.endpoints) {
+            assert_eq!(g, e, "endpoint report for {query:?}");
+        }
+        assert_eq!(got_c, expected_c, "report for {query:?}");
+        // Samples: one per signature, the most frequent first, within the limit.
+        for e in &got.endpoints {
+            let limit = if query.samples == 0 { 3 } else { query.samples };
+            assert!(e.samples.len() <= limit);
+            assert_eq!(e.samples.len(), e.signatures.len().min(limit));
+            for s in &e.samples {
+                assert!(!s.diff.is_empty(), "sample {} has its diff", s.exchange_id);
+            }
+        }
+    }
+    let full = store.report(&ReportQuery::default()).await.expect("report");
+    assert_eq!(full.totals.exchanges, 400);
+    assert!(full.totals.compared > 0 && full.totals.mismatched > 0);
+    assert!(full.totals.errors > 0 && full.totals.blocked > 0 && full.totals.skipped > 0);
+    assert!(full.endpoints.iter().any(|e| e.verdict == "regression"));
+    assert!(full
+        .endpoints
+        .iter()
+        .flat_map(|e| &e.fields)
+        .any(|f| f.verdict == "noise"));
+    store.drop_database().await.expect("cleanup");
+}
+
+// --- A ClickHouse of our own, to take down and bring back. ---
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct OwnClickHouse {
+    dir: tempfile::TempDir,
+    http: u16,
+    tcp: u16,
+    inter: u16,
+    child: Option<Child>,
+}
+
+impl OwnClickHouse {
+    fn start() -> Self {
+        let mut ch = Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            http: free_port(),
+            tcp: free_port(),
+            inter: free_port(),
+            child: None,
+        };
+        ch.spawn();
+        ch
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+
+    fn spawn(&mut self) {
+        let d = self.dir.path().display().to_string();
+        let child = Command::new("clickhouse-server")
+            .arg("--config-file=/etc/clickhouse-server/config.xml")
+            .arg("--")
+            .arg(format!("--path={d}/"))
+            .arg(format!("--tmp_path={d}/tmp/"))
+            .arg(format!("--user_files_path={d}/user_files/"))
+            .arg(format!("--format_schema_path={d}/fs/"))
+            .arg(format!("--logger.log={d}/ch.log"))
+            .arg(format!("--logger.errorlog={d}/ch.err"))
+            .arg(format!("--http_port={}", self.http))
+            .arg(format!("--tcp_port={}", self.tcp))
+            .arg(format!("--interserver_http_port={}", self.inter))
+            .arg("--listen_host=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("clickhouse-server runs (scripts/services.sh deps installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", self.http)).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ClickHouse did not start in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnClickHouse {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn insert_fails_unavailable_while_down_and_succeeds_after_restart() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut server = OwnClickHouse::start();
+    let store = ClickHouseStore::new(&ClickHouseConfig::new(server.url()).with_database("sd_down"))
+        .expect("store");
+    runtime.block_on(async {
+        // The HTTP port can open a moment before queries are served.
+        retry_with_backoff(
+            Backoff {
+                max_attempts: Some(50),
+                ..Backoff::default()
+            },
+            || store.migrate(),
+        )
+        .await
+        .expect("migrate")
+    });
+    let batch = records(20);
+    let mut sink = ClickHouseSink::new(store.clone(), runtime.handle().clone());
+    sink.write_batch(&batch[..10]).expect("insert while up");
+
+    server.kill();
+    let err = sink.write_batch(&batch[10..]).expect_err("server is down");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+
+    // The differ's loop: retry with backoff until the server is back.
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        server.spawn();
+        server
+    });
+    let started = Instant::now();
+    runtime
+        .block_on(retry_with_backoff(
+            Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(1),
+                max_attempts: Some(120),
+            },
+            || store.insert_batch(&batch[10..]),
+        ))
+        .expect("insert after restart");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let _server = restarter.join().expect("restarter");
+    sink.write_batch(&batch[10..]).expect("sink works again");
+
+    let report = runtime
+        .block_on(store.report(&ReportQuery::default()))
+        .expect("report");
+    assert_eq!(
+        report.totals,
+        build_report(&batch, &ReportQuery::default()).totals
+    );
+}
