@@ -47,7 +47,11 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
             gate,
             control,
             timeout: DEFAULT_TIMEOUT,
-            extras: if on { Some(Box::new(Extras::new())) } else { None },
+            extras: if on {
+                Some(Box::new(Extras::new()))
+            } else {
+                None
+            },
             kind: PhantomData,
         }
     }
@@ -99,7 +103,15 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
             ),
         )
         .await;
-        let run = judge::<R, K, _>(&mut x, self.gate.name, started_at_ms, &control, wall, ran, diff);
+        let run = judge::<R, K, _>(
+            &mut x,
+            self.gate.name,
+            started_at_ms,
+            &control,
+            wall,
+            ran,
+            diff,
+        );
         match control {
             Ok(v) => (v, Some(run)),
             Err(payload) => resume_unwind(payload),
@@ -127,10 +139,7 @@ async fn run_candidate<'a, R>(
     // Building the future is part of the candidate: a panic there is caught too.
     let fut = AssertUnwindSafe(async move { arm().await }).catch_unwind();
     let result = if tokio::runtime::Handle::try_current().is_ok() {
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => Some(r),
-            Err(_) => None,
-        }
+        tokio::time::timeout(timeout, fut).await.ok()
     } else {
         Some(fut.await)
     };
@@ -161,8 +170,10 @@ fn judge<R, K: ArmKind<R>, A>(
         let candidates = ran
             .into_iter()
             .map(|(name, result, wall)| {
-                let (outcome, differences, detail) =
-                    judge.judge(control_ref.as_ref().copied().map_err(|s| s.as_str()), &result);
+                let (outcome, differences, detail) = judge.judge(
+                    control_ref.as_ref().copied().map_err(|s| s.as_str()),
+                    &result,
+                );
                 let value = match &result {
                     Ran::Value(v) => x.clean(v),
                     _ => None,
@@ -186,7 +197,7 @@ fn judge<R, K: ArmKind<R>, A>(
             candidates,
         }
     };
-    x.finish(run.clone());
+    x.finish(&run);
     run
 }
 
@@ -318,9 +329,9 @@ impl<'a, V: Send + 'a, E: Debug + Send + 'a, F: Future<Output = Result<V, E>>>
     /// Custom equality of `Ok` values.
     pub fn compare(mut self, f: impl Fn(&V, &V) -> bool + Send + Sync + 'a) -> Self {
         if let Some(x) = &mut self.extras {
-            x.compare = Some(Box::new(move |a: &Result<V, E>, b: &Result<V, E>| {
-                matches!((a, b), (Ok(a), Ok(b)) if f(a, b))
-            }));
+            x.compare = Some(Box::new(
+                move |a: &Result<V, E>, b: &Result<V, E>| matches!((a, b), (Ok(a), Ok(b)) if f(a, b)),
+            ));
         }
         self
     }
@@ -328,9 +339,9 @@ impl<'a, V: Send + 'a, E: Debug + Send + 'a, F: Future<Output = Result<V, E>>>
     /// When both arms fail, decides whether the errors agree (default: equal `Debug` text).
     pub fn compare_errors(mut self, f: impl Fn(&E, &E) -> bool + Send + Sync + 'a) -> Self {
         if let Some(x) = &mut self.extras {
-            x.compare_errors = Some(Box::new(move |a: &Result<V, E>, b: &Result<V, E>| {
-                matches!((a, b), (Err(a), Err(b)) if f(a, b))
-            }));
+            x.compare_errors = Some(Box::new(
+                move |a: &Result<V, E>, b: &Result<V, E>| matches!((a, b), (Err(a), Err(b)) if f(a, b)),
+            ));
         }
         self
     }
@@ -352,8 +363,12 @@ impl<'a, V: Serialize + Send + 'a, E: Debug + Send + 'a, F: Future<Output = Resu
     }
 }
 
-impl<'a, V: PartialEq + Debug + Send + 'a, E: Debug + Send + 'a, F: Future<Output = Result<V, E>>>
-    AsyncExperiment<'a, Result<V, E>, F, Fallible>
+impl<
+        'a,
+        V: PartialEq + Debug + Send + 'a,
+        E: Debug + Send + 'a,
+        F: Future<Output = Result<V, E>>,
+    > AsyncExperiment<'a, Result<V, E>, F, Fallible>
 {
     pub async fn run_eq(self) -> Result<V, E> {
         self.run_inner(eq_diff_ok::<V, E>).await.0

@@ -52,7 +52,11 @@ impl Experiment {
         Experiment {
             name: settings.name(),
             settings,
-            on: if settings.is_enabled() { None } else { Some(false) },
+            on: if settings.is_enabled() {
+                None
+            } else {
+                Some(false)
+            },
             threshold: FULL,
         }
     }
@@ -125,10 +129,7 @@ impl Experiment {
 
     /// An async control; candidates run concurrently with it (see [`AsyncExperiment`](crate::AsyncExperiment)).
     #[inline]
-    pub fn control_async<'a, F>(
-        self,
-        control: F,
-    ) -> crate::AsyncExperiment<'a, F::Output, F, Plain>
+    pub fn control_async<'a, F>(self, control: F) -> crate::AsyncExperiment<'a, F::Output, F, Plain>
     where
         F: std::future::Future,
         F::Output: Send + 'a,
@@ -155,17 +156,20 @@ impl Experiment {
     }
 }
 
+type AfterRun<'a> = Box<dyn FnOnce(&RunResult) + Send + 'a>;
+type Clean<'a, R> = Box<dyn Fn(&R) -> serde_json::Value + Send + Sync + 'a>;
+
 /// Everything a sampled-in run needs besides its arms; allocated only when sampled in.
 pub(crate) struct Extras<'a, R, A> {
     pub(crate) candidates: Vec<(&'static str, A)>,
     pub(crate) context: Vec<(&'static str, String)>,
     pub(crate) publisher: Option<Arc<dyn Publisher>>,
     pub(crate) before_run: Option<Box<dyn FnOnce() + Send + 'a>>,
-    pub(crate) after_run: Option<Box<dyn FnOnce(&RunResult) + Send + 'a>>,
+    pub(crate) after_run: Option<AfterRun<'a>>,
     pub(crate) compare: Option<Check<'a, R>>,
     pub(crate) compare_errors: Option<Check<'a, R>>,
     pub(crate) ignore: Vec<Check<'a, R>>,
-    pub(crate) clean: Option<Box<dyn Fn(&R) -> serde_json::Value + Send + Sync + 'a>>,
+    pub(crate) clean: Option<Clean<'a, R>>,
     pub(crate) rules: Option<Arc<Rules>>,
 }
 
@@ -202,13 +206,13 @@ impl<R, A> Extras<'_, R, A> {
     }
 
     /// Publishes and calls `after_run`; nothing here can reach the caller.
-    pub(crate) fn finish(&mut self, run: RunResult) {
+    pub(crate) fn finish(&mut self, run: &RunResult) {
         match &self.publisher {
-            Some(p) => publish_guarded(p.as_ref(), &run),
-            None => publish_guarded(default_publisher().as_ref(), &run),
+            Some(p) => publish_guarded(p.as_ref(), run),
+            None => publish_guarded(default_publisher().as_ref(), run),
         }
         if let Some(after) = self.after_run.take() {
-            let _ = catch_unwind(AssertUnwindSafe(|| after(&run)));
+            let _ = catch_unwind(AssertUnwindSafe(|| after(run)));
         }
     }
 
@@ -313,7 +317,11 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         Self {
             gate,
             control,
-            extras: if on { Some(Box::new(Extras::new())) } else { None },
+            extras: if on {
+                Some(Box::new(Extras::new()))
+            } else {
+                None
+            },
             kind: PhantomData,
         }
     }
@@ -332,11 +340,22 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
 
     /// Runs the experiment with `diff` comparing values; returns the control's outcome
     /// (or resumes its panic) and the run, if sampled in.
+    #[inline]
     fn run_inner(self, diff: DiffFn<R>) -> (R, Option<RunResult>) {
-        let Some(mut x) = self.extras else {
-            return ((self.control)(), None);
-        };
-        let gate = self.gate;
+        // The not-sampled path stays inline and small; the rest is out of line.
+        match self.extras {
+            None => ((self.control)(), None),
+            Some(x) => Self::run_sampled(self.gate, self.control, x, diff),
+        }
+    }
+
+    #[inline(never)]
+    fn run_sampled(
+        gate: Gate,
+        control: C,
+        mut x: Box<Extras<'a, R, SyncArm<'a, R>>>,
+        diff: DiffFn<R>,
+    ) -> (R, Option<RunResult>) {
         gate.settings.count_run();
         x.before();
         let started_at_ms = now_ms();
@@ -348,7 +367,6 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         let mut ran = Vec::with_capacity(candidates.len());
         let mut control_result = None;
         let mut control_timing = (Duration::ZERO, None);
-        let control = self.control;
         let mut control = Some(control);
         for (i, (name, arm)) in candidates.into_iter().enumerate() {
             if i == control_at {
@@ -376,8 +394,10 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
             let candidates = ran
                 .into_iter()
                 .map(|(name, result, wall, cpu)| {
-                    let (outcome, differences, detail) =
-                        judge.judge(control_ref.as_ref().copied().map_err(|s| s.as_str()), &result);
+                    let (outcome, differences, detail) = judge.judge(
+                        control_ref.as_ref().copied().map_err(|s| s.as_str()),
+                        &result,
+                    );
                     let value = match &result {
                         Ran::Value(v) => x.clean(v),
                         _ => None,
@@ -401,7 +421,7 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
                 candidates,
             }
         };
-        x.finish(run.clone());
+        x.finish(&run);
         match control_result {
             Ok(v) => (v, Some(run)),
             Err(payload) => resume_unwind(payload),
@@ -506,9 +526,9 @@ impl<'a, V, E: Debug, C: FnOnce() -> Result<V, E>> SyncExperiment<'a, Result<V, 
     /// Custom equality of `Ok` values.
     pub fn compare(mut self, f: impl Fn(&V, &V) -> bool + Send + Sync + 'a) -> Self {
         if let Some(x) = &mut self.extras {
-            x.compare = Some(Box::new(move |a: &Result<V, E>, b: &Result<V, E>| {
-                matches!((a, b), (Ok(a), Ok(b)) if f(a, b))
-            }));
+            x.compare = Some(Box::new(
+                move |a: &Result<V, E>, b: &Result<V, E>| matches!((a, b), (Ok(a), Ok(b)) if f(a, b)),
+            ));
         }
         self
     }
@@ -516,9 +536,9 @@ impl<'a, V, E: Debug, C: FnOnce() -> Result<V, E>> SyncExperiment<'a, Result<V, 
     /// When both arms fail, decides whether the errors agree (default: equal `Debug` text).
     pub fn compare_errors(mut self, f: impl Fn(&E, &E) -> bool + Send + Sync + 'a) -> Self {
         if let Some(x) = &mut self.extras {
-            x.compare_errors = Some(Box::new(move |a: &Result<V, E>, b: &Result<V, E>| {
-                matches!((a, b), (Err(a), Err(b)) if f(a, b))
-            }));
+            x.compare_errors = Some(Box::new(
+                move |a: &Result<V, E>, b: &Result<V, E>| matches!((a, b), (Err(a), Err(b)) if f(a, b)),
+            ));
         }
         self
     }

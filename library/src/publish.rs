@@ -73,7 +73,10 @@ pub(crate) fn publish_guarded(publisher: &dyn Publisher, run: &RunResult) {
         }
         Err(_) => {
             PUBLISH_FAILURES.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(experiment = run.experiment, "Experiment publisher panicked.");
+            tracing::warn!(
+                experiment = run.experiment,
+                "Experiment publisher panicked."
+            );
         }
     }
 }
@@ -294,9 +297,9 @@ impl RecordPublisher {
                             })
                             .collect(),
                     ),
-                    CandidateOutcome::Error | CandidateOutcome::Panic | CandidateOutcome::Timeout => {
-                        (Outcome::Error, c.differences.clone(), vec![])
-                    }
+                    CandidateOutcome::Error
+                    | CandidateOutcome::Panic
+                    | CandidateOutcome::Timeout => (Outcome::Error, c.differences.clone(), vec![]),
                 };
                 let detail = match (c.outcome, &c.detail) {
                     (CandidateOutcome::Panic, Some(d)) => Some(format!("panic: {d}")),

@@ -113,7 +113,12 @@ pub struct MismatchError<T> {
 impl<T> fmt::Display for MismatchError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "experiment `{}` mismatched:", self.run.experiment)?;
-        for c in self.run.candidates.iter().filter(|c| c.outcome.is_failure()) {
+        for c in self
+            .run
+            .candidates
+            .iter()
+            .filter(|c| c.outcome.is_failure())
+        {
             write!(f, "\n  candidate `{}`: {}", c.name, c.outcome.as_str())?;
             if let Some(d) = &c.detail {
                 write!(f, " ({d})")?;

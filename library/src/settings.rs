@@ -176,8 +176,10 @@ pub fn settings(name: &str) -> &'static ExperimentSettings {
     }
     // Leaked on purpose: settings are shared by `static` caches and never freed.
     let name: &'static str = Box::leak(name.to_string().into_boxed_str());
-    let s: &'static ExperimentSettings =
-        Box::leak(Box::new(ExperimentSettings::new(name, !disabled_by_env(name))));
+    let s: &'static ExperimentSettings = Box::leak(Box::new(ExperimentSettings::new(
+        name,
+        !disabled_by_env(name),
+    )));
     map.insert(name, s);
     s
 }

@@ -32,10 +32,20 @@ async fn candidates_run_concurrently_with_the_control() {
         .run()
         .await;
     assert_eq!(got, vec![1, 2, 3]);
-    assert!(t.elapsed() < Duration::from_millis(250), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
     let run = &mem.runs()[0];
-    assert_eq!(run.candidate("v2").expect("ran").outcome, CandidateOutcome::Mismatched);
-    assert_eq!(run.candidate("v3").expect("ran").outcome, CandidateOutcome::Matched);
+    assert_eq!(
+        run.candidate("v2").expect("ran").outcome,
+        CandidateOutcome::Mismatched
+    );
+    assert_eq!(
+        run.candidate("v3").expect("ran").outcome,
+        CandidateOutcome::Matched
+    );
     assert_eq!(run.control.cpu, None, "no CPU time for async arms");
 }
 
@@ -56,8 +66,14 @@ async fn timeout_cancels_the_candidate() {
         .run()
         .await;
     assert_eq!(got, 1);
-    assert!(dropped.load(Ordering::SeqCst), "timed-out future was dropped");
-    assert_eq!(mem.runs()[0].candidates[0].outcome, CandidateOutcome::Timeout);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "timed-out future was dropped"
+    );
+    assert_eq!(
+        mem.runs()[0].candidates[0].outcome,
+        CandidateOutcome::Timeout
+    );
 }
 
 #[tokio::test]
@@ -73,8 +89,14 @@ async fn async_candidate_panic_is_isolated_and_control_error_propagates() {
     assert_eq!(got, Err("control failed".to_string()));
     let run = &mem.runs()[0];
     assert_eq!(run.control.outcome, ControlOutcome::Error);
-    assert_eq!(run.candidate("panics").expect("ran").outcome, CandidateOutcome::Panic);
-    assert_eq!(run.candidate("same-error").expect("ran").outcome, CandidateOutcome::Matched);
+    assert_eq!(
+        run.candidate("panics").expect("ran").outcome,
+        CandidateOutcome::Panic
+    );
+    assert_eq!(
+        run.candidate("same-error").expect("ran").outcome,
+        CandidateOutcome::Matched
+    );
 }
 
 fn boom() -> u8 {

@@ -13,7 +13,11 @@ fn memory() -> Arc<MemoryPublisher> {
 }
 
 fn runs_of(name: &str) -> Vec<shadowdiff::RunResult> {
-    memory().runs().into_iter().filter(|r| r.experiment == name).collect()
+    memory()
+        .runs()
+        .into_iter()
+        .filter(|r| r.experiment == name)
+        .collect()
 }
 
 fn new_total(items: Vec<u32>, tax: u32) -> u32 {
@@ -51,7 +55,9 @@ fn result_fn_propagates_errors_and_allows_question_mark() {
     assert_eq!(parse("7".into()), Ok(7));
     let runs = runs_of("parse-number");
     assert_eq!(runs.len(), 2);
-    assert!(runs.iter().any(|r| r.candidates[0].outcome == CandidateOutcome::Mismatched));
+    assert!(runs
+        .iter()
+        .any(|r| r.candidates[0].outcome == CandidateOutcome::Mismatched));
 }
 
 async fn fetch_v2(id: u64) -> Result<String, String> {

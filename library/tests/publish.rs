@@ -24,7 +24,10 @@ fn record_publisher_hands_diff_records_to_the_sink_off_the_caller_path() {
     records.sort_by(|a, b| a.target.cmp(&b.target));
     assert_eq!(records.len(), 3);
     let r = &records[0];
-    assert_eq!((r.experiment.as_str(), r.method.as_str(), r.route.as_str()), ("records", "FN", "records"));
+    assert_eq!(
+        (r.experiment.as_str(), r.method.as_str(), r.route.as_str()),
+        ("records", "FN", "records")
+    );
     assert_eq!(r.target, "v2");
     assert_eq!(r.role, TargetRole::Candidate);
     assert_eq!(r.outcome, Outcome::Mismatch);
@@ -32,7 +35,12 @@ fn record_publisher_hands_diff_records_to_the_sink_off_the_caller_path() {
     assert_eq!(r.fingerprint, shadowdiff_model::fingerprint(&r.differences));
     assert_ne!(r.fingerprint, 0);
     assert!(r.control_latency_us.is_some() && r.target_latency_us.is_some());
-    assert_eq!(uuid::Uuid::parse_str(&r.exchange_id).expect("uuid").get_version_num(), 7);
+    assert_eq!(
+        uuid::Uuid::parse_str(&r.exchange_id)
+            .expect("uuid")
+            .get_version_num(),
+        7
+    );
     assert_eq!(r.notes, vec!["context tenant=acme".to_string()]);
     assert_eq!(records[1].outcome, Outcome::Match);
     assert_eq!(records[1].fingerprint, 0);
@@ -86,6 +94,9 @@ fn metrics_publisher_counts_by_experiment() {
         "shadowdiff_experiment_mismatches_total",
         "shadowdiff_experiment_candidate_errors_total",
     ] {
-        assert!(counters.contains(&(name.to_string(), 1)), "{name}: {counters:?}");
+        assert!(
+            counters.contains(&(name.to_string(), 1)),
+            "{name}: {counters:?}"
+        );
     }
 }

@@ -49,7 +49,10 @@ fn returns_control_value_and_reports_path_level_differences() {
     assert_eq!(v2.differences.len(), 1);
     assert_eq!(v2.differences[0].path, "result.name");
     assert_eq!(v2.differences[0].kind, DiffKind::Value);
-    assert_eq!(run.candidate("same").expect("ran").outcome, CandidateOutcome::Matched);
+    assert_eq!(
+        run.candidate("same").expect("ran").outcome,
+        CandidateOutcome::Matched
+    );
 }
 
 #[test]
@@ -116,7 +119,10 @@ fn candidate_panic_and_error_are_isolated() {
     let p = run.candidate("panics").expect("ran");
     assert_eq!(p.outcome, CandidateOutcome::Panic);
     assert_eq!(p.detail.as_deref(), Some("candidate exploded"));
-    assert_eq!(run.candidate("errs").expect("ran").outcome, CandidateOutcome::Error);
+    assert_eq!(
+        run.candidate("errs").expect("ran").outcome,
+        CandidateOutcome::Error
+    );
 }
 
 #[test]
@@ -183,7 +189,11 @@ fn kill_switch_and_runtime_percent() {
     assert_eq!(called.load(Ordering::Relaxed), 0, "code percent 0");
     s.set_percent(100.0);
     run();
-    assert_eq!(called.load(Ordering::Relaxed), 1, "runtime percent overrides code");
+    assert_eq!(
+        called.load(Ordering::Relaxed),
+        1,
+        "runtime percent overrides code"
+    );
     s.set_enabled(false);
     run();
     assert_eq!(called.load(Ordering::Relaxed), 1, "kill switch");
@@ -213,7 +223,11 @@ fn enabled_and_run_if() {
             .run()
     };
     exp(false, true);
-    assert_eq!(cond_called.load(Ordering::Relaxed), 0, "run_if skipped when disabled");
+    assert_eq!(
+        cond_called.load(Ordering::Relaxed),
+        0,
+        "run_if skipped when disabled"
+    );
     exp(true, false);
     assert_eq!(called.load(Ordering::Relaxed), 0);
     exp(true, true);
@@ -283,7 +297,10 @@ fn differ_rules_apply_to_results() {
         .rules(Arc::new(rules))
         .publisher(mem.clone())
         .run();
-    assert_eq!(only_run(&mem).candidates[0].outcome, CandidateOutcome::Matched);
+    assert_eq!(
+        only_run(&mem).candidates[0].outcome,
+        CandidateOutcome::Matched
+    );
 }
 
 #[test]
@@ -319,7 +336,10 @@ fn run_strict_describes_the_mismatch() {
         .run_strict()
         .expect_err("mismatch");
     let text = err.to_string();
-    assert!(text.contains("experiment `sync-strict` mismatched"), "{text}");
+    assert!(
+        text.contains("experiment `sync-strict` mismatched"),
+        "{text}"
+    );
     assert!(text.contains("candidate `v2`: mismatched"), "{text}");
     assert!(text.contains("result.name [value]"), "{text}");
     assert_eq!(err.control, user("ada"));

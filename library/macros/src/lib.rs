@@ -96,11 +96,7 @@ fn parse_args(args: proc_macro2::TokenStream) -> syn::Result<Args> {
 fn returns_result(ret: &ReturnType) -> bool {
     match ret {
         ReturnType::Type(_, ty) => match ty.as_ref() {
-            Type::Path(p) => p
-                .path
-                .segments
-                .last()
-                .is_some_and(|s| s.ident == "Result"),
+            Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Result"),
             _ => false,
         },
         ReturnType::Default => false,
@@ -158,10 +154,7 @@ fn expand(
         .name
         .clone()
         .unwrap_or_else(|| syn::LitStr::new(&sig.ident.to_string(), sig.ident.span()));
-    let percent = args
-        .percent
-        .as_ref()
-        .map(|p| quote!(.percent((#p) as f64)));
+    let percent = args.percent.as_ref().map(|p| quote!(.percent((#p) as f64)));
     let candidate = &args.candidate;
     let candidate_name = quote!(#candidate).to_string().replace(' ', "");
     let is_async = sig.asyncness.is_some();
@@ -172,16 +165,13 @@ fn expand(
         (true, false) => quote!(control_async),
         (true, true) => quote!(try_control_async),
     };
-    let run = if args.eq {
-        quote!(run_eq)
-    } else {
-        quote!(run)
-    };
+    let run = if args.eq { quote!(run_eq) } else { quote!(run) };
     let span = candidate.span();
     let (control_arm, candidate_call, tail) = if is_async {
-        let timeout = args.timeout_ms.as_ref().map(|t| {
-            quote!(.timeout(::core::time::Duration::from_millis((#t) as u64)))
-        });
+        let timeout = args
+            .timeout_ms
+            .as_ref()
+            .map(|t| quote!(.timeout(::core::time::Duration::from_millis((#t) as u64))));
         (
             quote!(::shadowdiff::__private::typed_future::<#ret, _>(async move #block)),
             quote_spanned!(span=> move || #candidate(#(#idents),*)),
