@@ -6,7 +6,7 @@ use similar::{Algorithm, ChangeTag, TextDiff};
 use std::time::Instant;
 
 /// Text beyond this many bytes is not line-diffed; the excerpts come from the first difference.
-const MAX_TEXT_DIFF_BYTES: usize = 256 * 1024;
+const MAX_TEXT_DIFF_BYTES: usize = 64 * 1024;
 const EXCERPT_CHARS: usize = 200;
 
 /// Appends one `text` difference at `path` when the texts differ.
