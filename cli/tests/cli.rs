@@ -1,4 +1,5 @@
 //! The `shadowdiff` binary: flags, config errors, demo and report.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 

@@ -124,7 +124,7 @@ fn diff_headers(control: &Headers, other: &Headers, c: &mut Collector) {
         let mut map: BTreeMap<String, Vec<&str>> = BTreeMap::new();
         for (name, value) in headers {
             let name = name.to_ascii_lowercase();
-            if rules.ignored_headers.iter().any(|h| *h == name) {
+            if rules.ignored_headers.contains(&name) {
                 continue;
             }
             map.entry(name).or_default().push(value.as_str());

@@ -218,22 +218,10 @@ fn diff_ordered(a: &[Value], b: &[Value], path: &mut String, depth: usize, c: &m
             similar::DiffOp::Equal { .. } => {}
             similar::DiffOp::Delete {
                 old_index, old_len, ..
-            } => {
-                for i in old_index..old_index + old_len {
-                    push_index(path, i);
-                    c.push(path, DiffKind::Missing, Some(excerpt(&a[i])), None);
-                    path.truncate(base);
-                }
-            }
+            } => push_missing(a, old_index..old_index + old_len, path, c),
             similar::DiffOp::Insert {
                 new_index, new_len, ..
-            } => {
-                for j in new_index..new_index + new_len {
-                    push_index(path, j);
-                    c.push(path, DiffKind::Extra, None, Some(excerpt(&b[j])));
-                    path.truncate(base);
-                }
-            }
+            } => push_extra(b, new_index..new_index + new_len, path, c),
             similar::DiffOp::Replace {
                 old_index,
                 old_len,
@@ -241,23 +229,48 @@ fn diff_ordered(a: &[Value], b: &[Value], path: &mut String, depth: usize, c: &m
                 new_len,
             } => {
                 let paired = old_len.min(new_len);
-                for k in 0..paired {
+                let pairs = a[old_index..old_index + paired]
+                    .iter()
+                    .zip(&b[new_index..new_index + paired]);
+                for (k, (x, y)) in pairs.enumerate() {
                     push_index(path, old_index + k);
-                    diff_value(&a[old_index + k], &b[new_index + k], path, depth + 1, c);
+                    diff_value(x, y, path, depth + 1, c);
                     path.truncate(base);
                 }
-                for i in old_index + paired..old_index + old_len {
-                    push_index(path, i);
-                    c.push(path, DiffKind::Missing, Some(excerpt(&a[i])), None);
-                    path.truncate(base);
-                }
-                for j in new_index + paired..new_index + new_len {
-                    push_index(path, j);
-                    c.push(path, DiffKind::Extra, None, Some(excerpt(&b[j])));
-                    path.truncate(base);
-                }
+                push_missing(a, old_index + paired..old_index + old_len, path, c);
+                push_extra(b, new_index + paired..new_index + new_len, path, c);
             }
         }
+    }
+}
+
+/// Reports `items[range]` as missing from the candidate.
+fn push_missing(
+    items: &[Value],
+    range: std::ops::Range<usize>,
+    path: &mut String,
+    c: &mut Collector,
+) {
+    let base = path.len();
+    for (i, v) in items.iter().enumerate().take(range.end).skip(range.start) {
+        push_index(path, i);
+        c.push(path, DiffKind::Missing, Some(excerpt(v)), None);
+        path.truncate(base);
+    }
+}
+
+/// Reports `items[range]` as extra in the candidate.
+fn push_extra(
+    items: &[Value],
+    range: std::ops::Range<usize>,
+    path: &mut String,
+    c: &mut Collector,
+) {
+    let base = path.len();
+    for (j, v) in items.iter().enumerate().take(range.end).skip(range.start) {
+        push_index(path, j);
+        c.push(path, DiffKind::Extra, None, Some(excerpt(v)));
+        path.truncate(base);
     }
 }
 

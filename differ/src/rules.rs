@@ -265,6 +265,11 @@ impl Rules {
         self.ignore.iter().any(|g| g.matches(aggregate_path))
     }
 
+    /// Whether volatile-value detectors classify differences as noise.
+    pub fn detectors(&self) -> bool {
+        self.detectors
+    }
+
     pub(crate) fn array_mode(&self, aggregate_path: &str) -> &ArrayMode {
         self.arrays
             .iter()

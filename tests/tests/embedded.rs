@@ -1,4 +1,5 @@
 //! Issue 2's guarantees, against real HTTP servers on loopback.
+#![allow(clippy::unwrap_used)]
 
 use serde_json::json;
 use shadowdiff_tests::*;
