@@ -581,6 +581,7 @@ fn finish_endpoint(
                     Sample {
                         exchange_id: s.sample_id.clone(),
                         diff: render_diff(&record),
+                        differences: record.differences.clone(),
                     },
                     fields,
                 )
@@ -589,6 +590,7 @@ fn finish_endpoint(
                 Sample {
                     exchange_id: s.sample_id.clone(),
                     diff: String::new(),
+                    differences: Vec::new(),
                 },
                 Vec::new(),
             ),

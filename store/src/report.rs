@@ -118,6 +118,9 @@ pub struct Latency {
 pub struct Sample {
     pub exchange_id: String,
     pub diff: String,
+    /// The sample's differences as structured data (exact paths), for side-by-side views.
+    #[serde(default)]
+    pub differences: Vec<shadowdiff_model::Difference>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -351,6 +354,7 @@ fn record_fields(acc: &mut EndpointAcc, r: &DiffRecord, max_samples: usize) {
         let sample = Sample {
             exchange_id: r.exchange_id.clone(),
             diff: render_diff(r),
+            differences: r.differences.clone(),
         };
         let sig = acc.signatures.entry(r.fingerprint).or_insert_with(|| {
             let mut fields: Vec<String> = r
