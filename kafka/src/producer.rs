@@ -322,6 +322,27 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_is_an_immediate_error_not_a_wait() {
+        // Nothing listens on port 1: every record stays queued.
+        let mut config = crate::ProducerConfig::new("127.0.0.1:1", "t");
+        config.queue_max_messages = 3;
+        let producer = ExchangeProducer::new(&config).expect("producer");
+        let ex = exchange(10, 10);
+        let started = std::time::Instant::now();
+        for _ in 0..3 {
+            producer
+                .try_send(&ex, "/upload")
+                .expect("room in the queue");
+        }
+        assert!(matches!(
+            producer.try_send(&ex, "/upload"),
+            Err(ProduceError::QueueFull)
+        ));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(producer.in_flight(), 3);
+    }
+
+    #[test]
     fn huge_headers_fail_instead_of_looping() {
         let mut ex = exchange(10, 10);
         ex.request

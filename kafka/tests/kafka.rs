@@ -377,3 +377,94 @@ async fn measure_throughput() {
         n as f64 / consume.as_secs_f64()
     );
 }
+
+/// A member that loses partitions in a rebalance commits what it acknowledged first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_partitions_commit_acknowledged_offsets() {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let brokers = brokers();
+    let topic = unique("sd-revoke");
+    let group = unique("g");
+    ensure_topics(&brokers, &[(&topic, 2)])
+        .await
+        .expect("topic");
+    let producer = ResultProducer::new(&ProducerConfig::new(&brokers, &topic)).expect("producer");
+    for i in 0..10 {
+        producer
+            .send(&result(&format!("v{i}")))
+            .await
+            .expect("acknowledged");
+    }
+
+    let mut config = ConsumerConfig::new(&brokers, &topic, &group);
+    // No periodic commits: only the revoke (or close) commits.
+    config.commit_interval_ms = 600_000;
+    let a = std::sync::Arc::new(RecordConsumer::<ReplayResult>::new(&config).expect("a"));
+    for _ in 0..10 {
+        let (_, d) = recv(&a, WAIT).await.expect("record");
+        d.ack();
+    }
+    // Keep polling `a` so it takes part in the rebalance.
+    let poller = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok((_, d)) = a.recv().await {
+                    d.ack();
+                }
+            }
+        })
+    };
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", &group)
+        .create()
+        .expect("offset reader");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&topic, 0);
+    tpl.add_partition(&topic, 1);
+    let committed_total = |reader: &BaseConsumer| -> i64 {
+        reader
+            .committed_offsets(tpl.clone(), Duration::from_secs(5))
+            .expect("committed offsets")
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum()
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        committed_total(&reader),
+        0,
+        "nothing committed before the rebalance"
+    );
+
+    let b = RecordConsumer::<ReplayResult>::new(&config).expect("b");
+    let b_poller = tokio::spawn(async move {
+        loop {
+            if let Ok((_, d)) = b.recv().await {
+                d.ack();
+            }
+        }
+    });
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let committed = loop {
+        let total = committed_total(&reader);
+        if total == 10 || std::time::Instant::now() > deadline {
+            break total;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    poller.abort();
+    b_poller.abort();
+    assert_eq!(
+        committed, 10,
+        "the rebalance committed every acknowledged offset"
+    );
+}
