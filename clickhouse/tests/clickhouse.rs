@@ -184,6 +184,7 @@ fn comparable(mut r: Report) -> Report {
         for s in &mut e.signatures {
             s.sample.exchange_id.clear();
             s.sample.diff.clear();
+            s.sample.differences.clear();
         }
     }
     r
