@@ -97,13 +97,21 @@ fn diff_bodies(
                 text_or_binary(a, b, c);
             }
         },
-        BodyFormat::Form => diff_json_into(&form_to_json(a), &form_to_json(b), "body", c),
+        BodyFormat::Form => {
+            let (x, y) = (form_to_json(a), form_to_json(b));
+            diff_json_into(
+                &crate::node::Node::from_value(&x),
+                &crate::node::Node::from_value(&y),
+                "body",
+                c,
+            )
+        }
         BodyFormat::Html | BodyFormat::Text | BodyFormat::Binary => text_or_binary(a, b, c),
     }
 }
 
-fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
-    serde_json::from_slice(bytes)
+fn parse_json(bytes: &[u8]) -> Result<crate::node::Node<'_>, serde_json::Error> {
+    crate::node::Node::parse(bytes)
 }
 
 fn text_or_binary(a: &[u8], b: &[u8], c: &mut Collector) {

@@ -1,8 +1,10 @@
 //! Structural JSON diff with typed differences at dotted paths.
 
+use crate::node::{lookup, Node, Num};
 use crate::rules::{ArrayMode, Rules};
-use serde_json::{Map, Number, Value};
+use serde_json::Value;
 use shadowdiff_model::{collapse_indexes, DiffKind, Difference};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -56,28 +58,40 @@ impl<'r> Collector<'r> {
 /// Differences between two JSON values, with paths rooted at `root` (e.g. `body`).
 pub fn diff_json(control: &Value, candidate: &Value, rules: &Rules, root: &str) -> Vec<Difference> {
     let mut c = Collector::new(rules);
-    diff_json_into(control, candidate, root, &mut c);
+    diff_json_into(
+        &Node::from_value(control),
+        &Node::from_value(candidate),
+        root,
+        &mut c,
+    );
     c.out
 }
 
-pub(crate) fn diff_json_into(control: &Value, candidate: &Value, root: &str, c: &mut Collector) {
+pub(crate) fn diff_json_into(control: &Node, candidate: &Node, root: &str, c: &mut Collector) {
     let mut path = String::with_capacity(64);
     path.push_str(root);
     diff_value(control, candidate, &mut path, 0, c);
 }
 
-fn diff_value(a: &Value, b: &Value, path: &mut String, depth: usize, c: &mut Collector) {
+type Entries<'n, 'a> = &'n [(Cow<'a, str>, Node<'a>)];
+
+fn diff_value(a: &Node, b: &Node, path: &mut String, depth: usize, c: &mut Collector) {
     if depth > MAX_DEPTH {
-        if hash_value(a) != hash_value(b) {
-            c.push(path, DiffKind::Value, Some(excerpt(a)), Some(excerpt(b)));
+        if hash_node(a) != hash_node(b) {
+            c.push(
+                path,
+                DiffKind::Value,
+                Some(excerpt_node(a)),
+                Some(excerpt_node(b)),
+            );
         }
         return;
     }
     match (a, b) {
-        (Value::Object(x), Value::Object(y)) => diff_objects(x, y, path, depth, c),
-        (Value::Array(x), Value::Array(y)) => diff_arrays(x, y, path, depth, c),
-        (Value::Number(x), Value::Number(y)) => {
-            if !numbers_equal(x, y, c.rules) {
+        (Node::Object(x), Node::Object(y)) => diff_objects(x, y, path, depth, c),
+        (Node::Array(x), Node::Array(y)) => diff_arrays(x, y, path, depth, c),
+        (Node::Number(x), Node::Number(y)) => {
+            if !numbers_equal(*x, *y, c.rules) {
                 c.push(
                     path,
                     DiffKind::Value,
@@ -86,12 +100,17 @@ fn diff_value(a: &Value, b: &Value, path: &mut String, depth: usize, c: &mut Col
                 );
             }
         }
-        (Value::String(x), Value::String(y)) => {
+        (Node::String(x), Node::String(y)) => {
             if x != y && !strings_equal(x, y, path, c.rules) {
-                c.push(path, DiffKind::Value, Some(excerpt(a)), Some(excerpt(b)));
+                c.push(
+                    path,
+                    DiffKind::Value,
+                    Some(excerpt_node(a)),
+                    Some(excerpt_node(b)),
+                );
             }
         }
-        (Value::Bool(x), Value::Bool(y)) => {
+        (Node::Bool(x), Node::Bool(y)) => {
             if x != y {
                 c.push(
                     path,
@@ -101,35 +120,48 @@ fn diff_value(a: &Value, b: &Value, path: &mut String, depth: usize, c: &mut Col
                 );
             }
         }
-        (Value::Null, Value::Null) => {}
-        _ => c.push(path, DiffKind::Type, Some(excerpt(a)), Some(excerpt(b))),
+        (Node::Null, Node::Null) => {}
+        (Node::Deep(x), Node::Deep(y)) => {
+            if x != y {
+                c.push(
+                    path,
+                    DiffKind::Value,
+                    Some(excerpt_node(a)),
+                    Some(excerpt_node(b)),
+                );
+            }
+        }
+        _ => c.push(
+            path,
+            DiffKind::Type,
+            Some(excerpt_node(a)),
+            Some(excerpt_node(b)),
+        ),
     }
 }
 
-fn diff_objects(
-    a: &Map<String, Value>,
-    b: &Map<String, Value>,
-    path: &mut String,
-    depth: usize,
-    c: &mut Collector,
-) {
+fn diff_objects(a: Entries, b: Entries, path: &mut String, depth: usize, c: &mut Collector) {
     let base = path.len();
+    // Both sides are sorted by key: shared and missing keys in one pass over `a`.
     for (key, av) in a {
         push_key(path, key);
-        match b.get(key) {
+        match lookup(b, key) {
             Some(bv) => diff_value(av, bv, path, depth + 1, c),
             None if c.rules.null_equals_missing && av.is_null() => {}
-            None => c.push(path, DiffKind::Missing, Some(excerpt(av)), None),
+            None => c.push(path, DiffKind::Missing, Some(excerpt_node(av)), None),
         }
         path.truncate(base);
     }
-    for (key, bv) in b {
-        if a.contains_key(key) || (c.rules.null_equals_missing && bv.is_null()) {
-            continue;
+    // Extras after missing ones, so a renamed key reads "missing, then extra".
+    if b.len() > a.len() || b.iter().any(|(k, _)| lookup(a, k).is_none()) {
+        for (key, bv) in b {
+            if lookup(a, key).is_some() || (c.rules.null_equals_missing && bv.is_null()) {
+                continue;
+            }
+            push_key(path, key);
+            c.push(path, DiffKind::Extra, None, Some(excerpt_node(bv)));
+            path.truncate(base);
         }
-        push_key(path, key);
-        c.push(path, DiffKind::Extra, None, Some(excerpt(bv)));
-        path.truncate(base);
     }
 }
 
@@ -158,7 +190,7 @@ fn push_index(path: &mut String, i: usize) {
     let _ = write!(path, "[{i}]");
 }
 
-fn diff_arrays(a: &[Value], b: &[Value], path: &mut String, depth: usize, c: &mut Collector) {
+fn diff_arrays(a: &[Node], b: &[Node], path: &mut String, depth: usize, c: &mut Collector) {
     let mode = if c.rules.arrays.is_empty() {
         &ArrayMode::Ordered
     } else {
@@ -171,7 +203,7 @@ fn diff_arrays(a: &[Value], b: &[Value], path: &mut String, depth: usize, c: &mu
     }
 }
 
-fn diff_ordered(a: &[Value], b: &[Value], path: &mut String, depth: usize, c: &mut Collector) {
+fn diff_ordered(a: &[Node], b: &[Node], path: &mut String, depth: usize, c: &mut Collector) {
     let base = path.len();
     if a.len() == b.len() {
         // Element by element, but a pure permutation is one `order` difference, not N values.
@@ -210,8 +242,8 @@ fn diff_ordered(a: &[Value], b: &[Value], path: &mut String, depth: usize, c: &m
         return;
     }
     // Align by element hash so that one insertion is one `extra`, not a cascade of values.
-    let ha: Vec<u64> = a.iter().map(hash_value).collect();
-    let hb: Vec<u64> = b.iter().map(hash_value).collect();
+    let ha: Vec<u64> = a.iter().map(hash_node).collect();
+    let hb: Vec<u64> = b.iter().map(hash_node).collect();
     let ops = similar::capture_diff_slices(similar::Algorithm::Myers, &ha, &hb);
     for op in ops {
         match op {
@@ -246,7 +278,7 @@ fn diff_ordered(a: &[Value], b: &[Value], path: &mut String, depth: usize, c: &m
 
 /// Reports `items[range]` as missing from the candidate.
 fn push_missing(
-    items: &[Value],
+    items: &[Node],
     range: std::ops::Range<usize>,
     path: &mut String,
     c: &mut Collector,
@@ -254,61 +286,56 @@ fn push_missing(
     let base = path.len();
     for (i, v) in items.iter().enumerate().take(range.end).skip(range.start) {
         push_index(path, i);
-        c.push(path, DiffKind::Missing, Some(excerpt(v)), None);
+        c.push(path, DiffKind::Missing, Some(excerpt_node(v)), None);
         path.truncate(base);
     }
 }
 
 /// Reports `items[range]` as extra in the candidate.
-fn push_extra(
-    items: &[Value],
-    range: std::ops::Range<usize>,
-    path: &mut String,
-    c: &mut Collector,
-) {
+fn push_extra(items: &[Node], range: std::ops::Range<usize>, path: &mut String, c: &mut Collector) {
     let base = path.len();
     for (j, v) in items.iter().enumerate().take(range.end).skip(range.start) {
         push_index(path, j);
-        c.push(path, DiffKind::Extra, None, Some(excerpt(v)));
+        c.push(path, DiffKind::Extra, None, Some(excerpt_node(v)));
         path.truncate(base);
     }
 }
 
-fn same_multiset(a: &[Value], b: &[Value]) -> bool {
-    let mut ha: Vec<u64> = a.iter().map(hash_value).collect();
-    let mut hb: Vec<u64> = b.iter().map(hash_value).collect();
+fn same_multiset(a: &[Node], b: &[Node]) -> bool {
+    let mut ha: Vec<u64> = a.iter().map(hash_node).collect();
+    let mut hb: Vec<u64> = b.iter().map(hash_node).collect();
     ha.sort_unstable();
     hb.sort_unstable();
     ha == hb
 }
 
-fn diff_as_set(a: &[Value], b: &[Value], path: &mut String, c: &mut Collector) {
+fn diff_as_set(a: &[Node], b: &[Node], path: &mut String, c: &mut Collector) {
     let base = path.len();
     let mut counts: HashMap<u64, isize> = HashMap::with_capacity(a.len());
     for v in a {
-        *counts.entry(hash_value(v)).or_default() += 1;
+        *counts.entry(hash_node(v)).or_default() += 1;
     }
     for v in b {
-        *counts.entry(hash_value(v)).or_default() -= 1;
+        *counts.entry(hash_node(v)).or_default() -= 1;
     }
     // Report each surplus element at its own index, in order, once per surplus count.
     let mut remaining = counts.clone();
     for (i, v) in a.iter().enumerate() {
-        if let Some(n) = remaining.get_mut(&hash_value(v)) {
+        if let Some(n) = remaining.get_mut(&hash_node(v)) {
             if *n > 0 {
                 *n -= 1;
                 push_index(path, i);
-                c.push(path, DiffKind::Missing, Some(excerpt(v)), None);
+                c.push(path, DiffKind::Missing, Some(excerpt_node(v)), None);
                 path.truncate(base);
             }
         }
     }
     for (j, v) in b.iter().enumerate() {
-        if let Some(n) = remaining.get_mut(&hash_value(v)) {
+        if let Some(n) = remaining.get_mut(&hash_node(v)) {
             if *n < 0 {
                 *n += 1;
                 push_index(path, j);
-                c.push(path, DiffKind::Extra, None, Some(excerpt(v)));
+                c.push(path, DiffKind::Extra, None, Some(excerpt_node(v)));
                 path.truncate(base);
             }
         }
@@ -316,23 +343,19 @@ fn diff_as_set(a: &[Value], b: &[Value], path: &mut String, c: &mut Collector) {
 }
 
 fn diff_by_key(
-    a: &[Value],
-    b: &[Value],
+    a: &[Node],
+    b: &[Node],
     key: &str,
     path: &mut String,
     depth: usize,
     c: &mut Collector,
 ) {
     let base = path.len();
-    let key_of = |v: &Value| v.get(key).map(hash_value);
+    let key_of = |v: &Node| v.get(key).map(hash_node);
     let mut by_key: HashMap<u64, usize> = HashMap::with_capacity(b.len());
-    let mut unkeyed_b = Vec::new();
     for (j, v) in b.iter().enumerate() {
-        match key_of(v) {
-            Some(k) => {
-                by_key.entry(k).or_insert(j);
-            }
-            None => unkeyed_b.push(j),
+        if let Some(k) = key_of(v) {
+            by_key.entry(k).or_insert(j);
         }
     }
     let mut matched = vec![false; b.len()];
@@ -343,36 +366,40 @@ fn diff_by_key(
                 matched[j] = true;
                 diff_value(v, &b[j], path, depth + 1, c);
             }
-            _ => c.push(path, DiffKind::Missing, Some(excerpt(v)), None),
+            _ => c.push(path, DiffKind::Missing, Some(excerpt_node(v)), None),
         }
         path.truncate(base);
     }
     for (j, v) in b.iter().enumerate() {
         if !matched[j] {
             push_index(path, j);
-            c.push(path, DiffKind::Extra, None, Some(excerpt(v)));
+            c.push(path, DiffKind::Extra, None, Some(excerpt_node(v)));
             path.truncate(base);
         }
     }
 }
 
 /// `1` equals `1.0`; tolerance applies to everything else.
-fn numbers_equal(x: &Number, y: &Number, rules: &Rules) -> bool {
-    if let (Some(a), Some(b)) = (x.as_i64(), y.as_i64()) {
+fn numbers_equal(x: Num, y: Num, rules: &Rules) -> bool {
+    if x == y {
+        return true;
+    }
+    if let (Some(a), Some(b)) = (x.as_i128(), y.as_i128()) {
         if a == b {
             return true;
         }
-    } else if let (Some(a), Some(b)) = (x.as_u64(), y.as_u64()) {
-        if a == b {
-            return true;
+        // Large integers that round to the same f64 are still different.
+        if x.is_integer()
+            && y.is_integer()
+            && rules.tolerance.absolute == 0.0
+            && rules.tolerance.relative == 0.0
+        {
+            return false;
         }
     }
-    let (Some(a), Some(b)) = (x.as_f64(), y.as_f64()) else {
-        return x == y;
-    };
+    let (a, b) = (x.as_f64(), y.as_f64());
     if a == b {
-        // Large integers that round to the same f64 are still different.
-        return !(x.is_i64() || x.is_u64()) || !(y.is_i64() || y.is_u64()) || x == y;
+        return !(x.is_integer() && y.is_integer());
     }
     let t = rules.tolerance;
     let delta = (a - b).abs();
@@ -385,11 +412,11 @@ fn strings_equal(x: &str, y: &str, path: &str, rules: &Rules) -> bool {
         return false;
     }
     let aggregate = collapse_indexes(path);
-    let (mut x, mut y) = (std::borrow::Cow::Borrowed(x), std::borrow::Cow::Borrowed(y));
+    let (mut x, mut y) = (Cow::Borrowed(x), Cow::Borrowed(y));
     for (re, replacement, paths) in &rules.scrub {
         if paths.is_empty() || paths.iter().any(|g| g.matches(&aggregate)) {
-            x = std::borrow::Cow::Owned(re.replace_all(&x, replacement.as_str()).into_owned());
-            y = std::borrow::Cow::Owned(re.replace_all(&y, replacement.as_str()).into_owned());
+            x = Cow::Owned(re.replace_all(&x, replacement.as_str()).into_owned());
+            y = Cow::Owned(re.replace_all(&y, replacement.as_str()).into_owned());
         }
     }
     if rules.case_insensitive.iter().any(|g| g.matches(&aggregate)) {
@@ -401,46 +428,48 @@ fn strings_equal(x: &str, y: &str, path: &str, rules: &Rules) -> bool {
 /// A hash of a value that is equal for equal values (`1` and `1.0` included) and independent of
 /// object key order.
 pub fn hash_value(v: &Value) -> u64 {
+    hash_node(&Node::from_value(v))
+}
+
+/// `hash_value` for the borrowed tree.
+pub(crate) fn hash_node(v: &Node) -> u64 {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     // An explicit stack: values can nest deeper than the thread's stack allows.
-    let mut stack: Vec<&Value> = vec![v];
+    let mut stack: Vec<&Node> = vec![v];
     while let Some(v) = stack.pop() {
         match v {
-            Value::Null => h.write(b"n"),
-            Value::Bool(b) => h.write(if *b { b"t" } else { b"f" }),
-            Value::Number(n) => {
+            Node::Null => h.write(b"n"),
+            Node::Deep(x) => {
+                h.write(b"D");
+                h.write(&x.to_le_bytes());
+            }
+            Node::Bool(b) => h.write(if *b { b"t" } else { b"f" }),
+            Node::Number(n) => {
                 h.write(b"#");
-                if let Some(i) = n.as_i64() {
-                    h.write(&i128::from(i).to_le_bytes());
-                } else if let Some(u) = n.as_u64() {
-                    h.write(&i128::from(u).to_le_bytes());
-                } else if let Some(f) = n.as_f64() {
-                    if f.fract() == 0.0 && f.abs() < 9.0e15 {
-                        h.write(&(f as i128).to_le_bytes());
-                    } else {
-                        h.write(&f.to_bits().to_le_bytes());
-                    }
+                match n.as_i128() {
+                    Some(i) => h.write(&i.to_le_bytes()),
+                    None => h.write(&n.as_f64().to_bits().to_le_bytes()),
                 }
             }
-            Value::String(s) => {
+            Node::String(s) => {
                 h.write(b"\"");
                 h.write(&(s.len() as u64).to_le_bytes());
                 h.write(s.as_bytes());
             }
-            Value::Array(items) => {
+            Node::Array(items) => {
                 h.write(b"[");
                 h.write(&(items.len() as u64).to_le_bytes());
                 stack.extend(items.iter().rev());
             }
-            Value::Object(map) => {
-                // serde_json's default Map is sorted, so iteration order is canonical.
+            Node::Object(entries) => {
+                // Entries are sorted by key, so iteration order is canonical.
                 h.write(b"{");
-                h.write(&(map.len() as u64).to_le_bytes());
-                for k in map.keys() {
+                h.write(&(entries.len() as u64).to_le_bytes());
+                for (k, _) in entries.iter() {
                     h.write(&(k.len() as u64).to_le_bytes());
                     h.write(k.as_bytes());
                 }
-                stack.extend(map.values().rev());
+                stack.extend(entries.iter().rev().map(|(_, v)| v));
             }
         }
     }
@@ -460,18 +489,24 @@ impl Fnv {
 
 /// A short rendering of a value for reports.
 pub fn excerpt(v: &Value) -> String {
+    excerpt_node(&Node::from_value(v))
+}
+
+pub(crate) fn excerpt_node(v: &Node) -> String {
     let text = match v {
-        Value::String(s) if s.len() <= EXCERPT_CHARS * 4 => {
-            serde_json::to_string(s).unwrap_or_default()
-        }
-        Value::Array(items) if items.len() > 64 => format!("[… {} items]", items.len()),
-        Value::Object(map) if map.len() > 64 => format!("{{… {} keys}}", map.len()),
+        Node::String(s) if s.len() <= EXCERPT_CHARS * 4 => quote(s),
+        Node::Array(items) if items.len() > 64 => format!("[… {} items]", items.len()),
+        Node::Object(map) if map.len() > 64 => format!("{{… {} keys}}", map.len()),
         other => shallow_json(other),
     };
     truncate_chars(text, EXCERPT_CHARS)
 }
 
-fn excerpt_slice(items: &[Value]) -> String {
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+fn excerpt_slice(items: &[Node]) -> String {
     if items.len() > 64 {
         return format!("[… {} items]", items.len());
     }
@@ -480,7 +515,7 @@ fn excerpt_slice(items: &[Value]) -> String {
         if i > 0 {
             s.push(',');
         }
-        s.push_str(&excerpt(v));
+        s.push_str(&excerpt_node(v));
         if s.len() > EXCERPT_CHARS * 2 {
             break;
         }
@@ -490,13 +525,13 @@ fn excerpt_slice(items: &[Value]) -> String {
 }
 
 /// JSON text of a value, but never deeper than a few levels (deep values would recurse).
-fn shallow_json(v: &Value) -> String {
-    fn go(v: &Value, out: &mut String, depth: usize) {
+fn shallow_json(v: &Node) -> String {
+    fn go(v: &Node, out: &mut String, depth: usize) {
         if out.len() > EXCERPT_CHARS * 2 {
             return;
         }
         match v {
-            Value::Array(items) if depth < 4 => {
+            Node::Array(items) if depth < 4 => {
                 out.push('[');
                 for (i, x) in items.iter().enumerate() {
                     if i > 0 {
@@ -509,13 +544,13 @@ fn shallow_json(v: &Value) -> String {
                 }
                 out.push(']');
             }
-            Value::Object(map) if depth < 4 => {
+            Node::Object(map) if depth < 4 => {
                 out.push('{');
                 for (i, (k, x)) in map.iter().enumerate() {
                     if i > 0 {
                         out.push(',');
                     }
-                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
+                    out.push_str(&quote(k));
                     out.push(':');
                     go(x, out, depth + 1);
                     if out.len() > EXCERPT_CHARS * 2 {
@@ -524,13 +559,16 @@ fn shallow_json(v: &Value) -> String {
                 }
                 out.push('}');
             }
-            Value::Array(_) => out.push_str("[…]"),
-            Value::Object(_) => out.push_str("{…}"),
-            Value::String(s) => {
+            Node::Array(_) => out.push_str("[…]"),
+            Node::Object(_) => out.push_str("{…}"),
+            Node::String(s) => {
                 let cut: String = s.chars().take(EXCERPT_CHARS).collect();
-                out.push_str(&serde_json::to_string(&cut).unwrap_or_default());
+                out.push_str(&quote(&cut));
             }
-            scalar => out.push_str(&scalar.to_string()),
+            Node::Null => out.push_str("null"),
+            Node::Deep(_) => out.push_str("[… nested too deep]"),
+            Node::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Node::Number(n) => out.push_str(&n.to_string()),
         }
     }
     let mut out = String::new();

@@ -19,6 +19,7 @@ mod detect;
 mod engine;
 mod glob;
 mod json;
+mod node;
 mod rules;
 mod text;
 
@@ -28,6 +29,7 @@ pub use detect::{is_random_token, is_timestamp, volatile_reason};
 pub use engine::Differ;
 pub use glob::PathGlob;
 pub use json::{diff_json, excerpt, hash_value};
+pub use node::{Node, Num};
 pub use rules::{
     ArrayMode, ArrayRuleConfig, Rules, RulesConfig, RulesError, ScrubConfig, Tolerance,
     DEFAULT_VOLATILE_HEADERS,
