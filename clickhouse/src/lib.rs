@@ -6,12 +6,10 @@
 //!   are committed. [`ClickHouseSink`] adapts it to the store's synchronous [`RecordSink`].
 //! - [`ClickHouseStore::report`] computes the report contract in SQL, with the same numbers as
 //!   [`shadowdiff_store::build_report`] on the same records.
-//! - [`gate()`] turns a report into pass / fail / undecided for release pipelines.
 //!
 //! [`RecordSink`]: shadowdiff_store::RecordSink
 
 mod config;
-pub mod gate;
 mod migrate;
 mod report;
 mod retry;
@@ -20,10 +18,10 @@ mod sink;
 mod store;
 
 pub use config::ClickHouseConfig;
-pub use gate::{gate, GateConfig, GateOutcome};
 pub use migrate::{Flavor, MIGRATIONS};
 pub use retry::{retry_with_backoff, Backoff};
 pub use row::DiffRow;
+pub use shadowdiff_store::gate::{gate, GateConfig, GateOutcome};
 pub use sink::ClickHouseSink;
 pub use store::ClickHouseStore;
 

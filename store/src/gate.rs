@@ -15,8 +15,8 @@
 //! Failures win over undecided, undecided wins over pass. The CLI maps pass / fail / undecided
 //! to exit codes 0 / 1 / 2.
 
+use crate::report::{EndpointReport, Report};
 use serde::{Deserialize, Serialize};
-use shadowdiff_store::report::{EndpointReport, Report};
 
 /// What the gate requires.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,7 +135,7 @@ pub fn gate(report: &Report, config: &GateConfig) -> GateOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shadowdiff_store::report::{Latency, Totals, Window};
+    use crate::report::{Latency, Totals, Window};
 
     fn endpoint(route: &str, compared: u64, mismatched: u64, errors: u64) -> EndpointReport {
         EndpointReport {

@@ -6,6 +6,7 @@
 //!   function so that every store reports the same numbers.
 
 mod embedded;
+pub mod gate;
 pub mod html;
 pub mod report;
 pub mod stats;
