@@ -2,13 +2,17 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use shadowdiff_store::{build_report, EmbeddedStore, Report, ReportQuery};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Format {
+    /// For a terminal: fits 80 columns, colour only on a terminal.
     Text,
+    /// The report contract (design.md, contract 5), for CI jobs and the gate.
     Json,
+    /// One self-contained HTML page (no external assets), e.g. with --out report.html.
+    Html,
 }
 
 #[derive(Args)]
@@ -19,6 +23,9 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Write the report to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// Only this experiment.
     #[arg(long, env = "SHADOWDIFF_EXPERIMENT")]
     pub experiment: Option<String>,
@@ -81,17 +88,33 @@ pub fn query_from(args: &ReportArgs) -> anyhow::Result<ReportQuery> {
     })
 }
 
-pub fn print_report(report: &Report, format: Format, color: &str) -> anyhow::Result<()> {
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(report)?),
+/// Prints the report to stdout, or writes it to `out` (never coloured there).
+pub fn print_report(
+    report: &Report,
+    format: Format,
+    color: &str,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let rendered = match format {
+        Format::Json => serde_json::to_string_pretty(report)? + "\n",
+        Format::Html => shadowdiff_store::html::render_html(report),
         Format::Text => {
             let color = match color {
                 "always" => true,
                 "never" => false,
-                _ => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                _ => {
+                    out.is_none()
+                        && std::io::stdout().is_terminal()
+                        && std::env::var_os("NO_COLOR").is_none()
+                }
             };
-            print!("{}", shadowdiff_store::text::render_text(report, color));
+            shadowdiff_store::text::render_text(report, color)
         }
+    };
+    match out {
+        Some(path) => std::fs::write(path, rendered)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?,
+        None => print!("{rendered}"),
     }
     Ok(())
 }
@@ -114,6 +137,9 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let report = build_report(&records, &query);
-    print_report(&report, args.format, &args.color)?;
+    print_report(&report, args.format, &args.color, args.out.as_deref())?;
+    if let Some(path) = &args.out {
+        eprintln!("Report written to {}.", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

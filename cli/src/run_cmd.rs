@@ -225,9 +225,53 @@ pub struct DemoArgs {
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Write the report to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormatArg,
+}
+
+/// Redraws one progress line on stderr until dropped; draws nothing unless stderr is a terminal.
+struct Progress {
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(stats: Arc<PipelineStats>, total: u64) -> Self {
+        use std::io::{IsTerminal, Write};
+        if !std::io::stderr().is_terminal() {
+            return Self { task: None };
+        }
+        let task = tokio::spawn(async move {
+            let g = PipelineStats::get;
+            loop {
+                let line = format!(
+                    "demo: captured {}/{total}, compared {}, mismatched {}",
+                    g(&stats.captured),
+                    g(&stats.compared),
+                    g(&stats.mismatched)
+                );
+                {
+                    let mut err = std::io::stderr().lock();
+                    let _ = write!(err, "\r\x1b[2K{line}");
+                    let _ = err.flush();
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Self { task: Some(task) }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            eprint!("\r\x1b[2K");
+        }
+    }
 }
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -268,6 +312,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             pipeline.addr,
             args.requests
         );
+        let progress = Progress::start(pipeline.stats.clone(), args.requests);
         let traffic = generate_traffic(
             pipeline.addr,
             args.requests,
@@ -275,6 +320,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             Duration::from_secs(60),
         )
         .await;
+        drop(progress);
         let stats: Arc<PipelineStats> = pipeline.shutdown().await;
         eprintln!(
             "demo: {} requests in {:.1}s ({} ok, {} failed); {}",
@@ -295,7 +341,10 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             ..ReportQuery::default()
         };
         let report = build_report(&records, &query);
-        print_report(&report, args.format, "auto")?;
+        print_report(&report, args.format, "auto", args.out.as_deref())?;
+        if let Some(path) = &args.out {
+            eprintln!("demo: report written to {}", path.display());
+        }
         eprintln!(
             "demo: stored in {}; again with: shadowdiff report --data {} --experiment {experiment}",
             args.data.display(),

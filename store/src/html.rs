@@ -35,12 +35,14 @@ border:1px solid #f0c36d}.b-noise{background:var(--grey-bg);color:var(--grey);bo
 .endpoint{background:var(--card);border:1px solid var(--line);border-left:5px solid var(--green);
 border-radius:8px;padding:4px 16px 16px;margin:16px 0}
 .endpoint.v-regression{border-left-color:var(--red)}.endpoint.v-noisy{border-left-color:#e0a100}
-.endpoint>h2{display:flex;gap:10px;align-items:center;flex-wrap:wrap}
+.endpoint>h2{display:flex;gap:10px;align-items:baseline;flex-wrap:wrap;margin:14px 0 6px}
+.endpoint>h2 small{font-size:13px;font-weight:400;margin:0}
 .reason{color:var(--muted);margin:0 0 8px}
 tr.f-regression td{background:var(--red-bg)}tr.f-regression td.path{font-weight:600;color:var(--red)}
 tr.f-noise td{color:var(--grey)}tr.f-noise td.path{text-decoration:line-through dotted;text-decoration-color:#b7bec9}
 td.path{word-break:break-all}
-.sbs td.v{width:38%;word-break:break-all;white-space:pre-wrap}
+.sbs{table-layout:fixed}.sbs th:first-child{width:24%}.sbs th:nth-child(2){width:9%}
+.sbs td.v{word-break:break-all;white-space:pre-wrap}
 .sbs th.ctl{color:var(--ctl)}.sbs th.cand{color:var(--cand)}
 .sbs td.ctl{background:#f3f5ff}.sbs td.cand{background:#fff3f7}
 .sbs mark{border-radius:2px;padding:0 1px}.sbs td.ctl mark{background:#c5d0fa}.sbs td.cand mark{background:#fbc4d6}

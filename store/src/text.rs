@@ -89,7 +89,9 @@ fn endpoint(out: &mut String, e: &EndpointReport, p: &Paint) {
         "  compared {}  mismatched {} ({rate:.1}%)  errors {}  blocked {}  skipped {}",
         e.compared, e.mismatched, e.errors, e.blocked, e.skipped
     );
-    let _ = writeln!(out, "  {}", p.dim(&clip(&e.verdict_reason, WIDTH - 2)));
+    for line in wrap(&e.verdict_reason, WIDTH - 2, 3) {
+        let _ = writeln!(out, "  {}", p.dim(&line));
+    }
     if !e.fields.is_empty() {
         let _ = writeln!(out, "  fields:");
         for f in e.fields.iter().take(12) {
@@ -97,7 +99,7 @@ fn endpoint(out: &mut String, e: &EndpointReport, p: &Paint) {
                 out,
                 "    {:<10} {:<36} {:<7} {:>6} {:>6}",
                 p.verdict(&f.verdict),
-                clip(&f.path, 36),
+                clip_middle(&f.path, 36),
                 f.kind,
                 f.count,
                 f.noise_count
@@ -155,6 +157,44 @@ fn endpoint(out: &mut String, e: &EndpointReport, p: &Paint) {
     }
 }
 
+/// Word-wraps `s` into at most `lines` lines of `width` characters; the last one is clipped.
+fn wrap(s: &str, width: usize, lines: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for word in s.split_whitespace() {
+        let needed = current.chars().count() + usize::from(!current.is_empty());
+        if !current.is_empty() && needed + word.chars().count() > width {
+            out.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(word);
+    }
+    if !current.is_empty() || out.is_empty() {
+        out.push(current);
+    }
+    if out.len() > lines {
+        let rest = out.split_off(lines - 1).join(" ");
+        out.push(rest);
+    }
+    out.into_iter().map(|l| clip(&l, width)).collect()
+}
+
+/// Cuts a path to `max` characters in the middle, keeping its root and its leaf.
+fn clip_middle(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max || max < 5 {
+        return clip(s, max);
+    }
+    let tail = (max - 1) / 2 + (max - 1) % 2;
+    let head = max - 1 - tail;
+    let mut t: String = s.chars().take(head).collect();
+    t.push('…');
+    t.extend(s.chars().skip(n - tail));
+    t
+}
+
 /// Cuts a string to `max` characters with an ellipsis.
 fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -169,6 +209,20 @@ fn clip(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use crate::report::{build_report, ReportQuery};
+
+    #[test]
+    fn long_reasons_wrap_and_long_paths_keep_their_leaf() {
+        let reason = "word ".repeat(60);
+        let lines = wrap(&reason, 78, 3);
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().all(|l| l.chars().count() <= 78));
+        assert!(lines[2].ends_with('…'));
+        assert_eq!(wrap("short", 78, 3), vec!["short".to_string()]);
+        let path = format!("body.{}.price", "nested".repeat(10));
+        let clipped = clip_middle(&path, 36);
+        assert_eq!(clipped.chars().count(), 36);
+        assert!(clipped.starts_with("body.") && clipped.ends_with(".price"));
+    }
 
     #[test]
     fn lines_fit_80_columns_without_colour() {
