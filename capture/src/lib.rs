@@ -5,6 +5,10 @@
 //! to an [`ExchangeSink`] without ever waiting: when the sink is full the copy is dropped and
 //! counted. Nothing behind the tap (queue, replayer, candidates) can slow or fail a client.
 
+pub mod import;
+pub mod mirror;
+pub mod redact;
+pub mod sample;
 pub mod server;
 pub mod tee;
 mod telemetry;
@@ -84,6 +88,8 @@ struct Inner {
     authority: Authority,
     host_header: HeaderValue,
     sink: Arc<dyn ExchangeSink>,
+    /// Decides from the request head whether to copy at all; `None` copies everything.
+    sampler: Option<sample::Sampler>,
 }
 
 type UpstreamBody = Either<TeeBody<Incoming>, http_body_util::Empty<Bytes>>;
@@ -100,6 +106,7 @@ struct Pending {
     request_body: Mutex<Option<Captured>>,
     sent_at: Instant,
     experiment: String,
+    sample_rate: f64,
 }
 
 impl TeeProxy {
@@ -126,14 +133,30 @@ impl TeeProxy {
                 authority,
                 host_header,
                 sink,
+                sampler: None,
             }),
         })
+    }
+
+    /// Copies only the exchanges `sampler` keeps; the others are proxied without a copy.
+    /// Call before the proxy is cloned.
+    pub fn with_sampler(mut self, sampler: sample::Sampler) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.sampler = (!sampler.keeps_everything()).then_some(sampler);
+        }
+        self
     }
 
     /// Serves one client request.
     pub async fn handle(&self, req: Request<Incoming>) -> Result<Response<TapBody>, Infallible> {
         let inner = &self.inner;
         let (mut parts, body) = req.into_parts();
+        // Sampling and filters look at the head only, so sampled-out bodies are never copied.
+        let copy = match &inner.sampler {
+            Some(s) => s.keep(&parts.method, &parts.uri, &parts.headers),
+            None => true,
+        };
+        let body_limit = if copy { inner.config.body_limit } else { 0 };
         let path_and_query = parts
             .uri
             .path_and_query()
@@ -149,6 +172,7 @@ impl TeeProxy {
             request_body: Mutex::new(None),
             sent_at: Instant::now(),
             experiment: inner.config.experiment.clone(),
+            sample_rate: inner.sampler.as_ref().map_or(1.0, sample::Sampler::rate),
         });
 
         let upstream_uri = Uri::builder()
@@ -182,7 +206,7 @@ impl TeeProxy {
             Either::Right(http_body_util::Empty::new())
         } else {
             let slot = pending.clone();
-            Either::Left(TeeBody::new(body, inner.config.body_limit, move |c| {
+            Either::Left(TeeBody::new(body, body_limit, move |c| {
                 set_request_body(&slot, c)
             }))
         };
@@ -215,8 +239,10 @@ impl TeeProxy {
         let status = parts.status.as_u16();
         let response_headers = headers_from_http(&parts.headers);
         let sink = inner.sink.clone();
-        let tee = TeeBody::new(body, inner.config.body_limit, move |captured| {
-            finish_exchange(&pending, status, response_headers, captured, sink.as_ref());
+        let tee = TeeBody::new(body, body_limit, move |captured| {
+            if copy {
+                finish_exchange(&pending, status, response_headers, captured, sink.as_ref());
+            }
         });
         Ok(Response::from_parts(parts, Either::Left(tee)))
     }
@@ -285,7 +311,7 @@ fn finish_exchange(
             latency_us,
         }),
         redactions: Vec::new(),
-        sample_rate: 1.0,
+        sample_rate: pending.sample_rate,
     };
     telemetry::control_latency(latency_us);
     match sink.offer(exchange) {

@@ -1,5 +1,6 @@
 //! `shadowdiff`: shadow-traffic diffing. See `shadowdiff --help`.
 
+mod dist_cmd;
 mod report_cmd;
 mod run_cmd;
 
@@ -27,8 +28,19 @@ enum Command {
     /// Start demo control, candidate and secondary services, send bounded traffic through the
     /// pipeline and print the report.
     Demo(run_cmd::DemoArgs),
-    /// Print the report of stored results.
+    /// Print the report of stored results (embedded store or ClickHouse).
     Report(report_cmd::ReportArgs),
+    /// Distributed tap: tee proxy in front of the control, publishing exchanges to Kafka.
+    Capture(Box<dist_cmd::StageArgs>),
+    /// Distributed replayer: consumer-group member replaying exchanges to candidates.
+    Replay(Box<dist_cmd::StageArgs>),
+    /// Distributed differ: consumer-group member writing diff rows to ClickHouse.
+    Diff(Box<dist_cmd::StageArgs>),
+    /// Create or upgrade the ClickHouse schema (also done when `diff` starts).
+    Migrate(dist_cmd::MigrateArgs),
+    /// Exit 0 when every endpoint is within the mismatch budget, 1 when one is not, 2 when
+    /// undecided (too few samples, store unreachable). For CI and canary analysis.
+    Gate(dist_cmd::GateArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +49,11 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run_cmd::run(*args),
         Command::Demo(args) => run_cmd::demo(args),
         Command::Report(args) => report_cmd::report(args),
+        Command::Capture(args) => dist_cmd::capture(*args),
+        Command::Replay(args) => dist_cmd::replay(*args),
+        Command::Diff(args) => dist_cmd::diff(*args),
+        Command::Migrate(args) => dist_cmd::migrate(args),
+        Command::Gate(args) => dist_cmd::gate_cmd(args),
     };
     match result {
         Ok(code) => code,

@@ -20,6 +20,17 @@ pub struct ReportArgs {
     /// Data directory of the embedded store.
     #[arg(long, env = "SHADOWDIFF_DATA", default_value = "./shadowdiff-data")]
     pub data: PathBuf,
+    /// Read results from ClickHouse (the distributed deployment) instead of --data, e.g.
+    /// http://127.0.0.1:8123.
+    #[arg(long, env = "SHADOWDIFF_CLICKHOUSE")]
+    pub clickhouse: Option<String>,
+    /// ClickHouse database.
+    #[arg(
+        long,
+        env = "SHADOWDIFF_CLICKHOUSE_DATABASE",
+        default_value = "shadowdiff"
+    )]
+    pub database: String,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -119,24 +130,52 @@ pub fn print_report(
     Ok(())
 }
 
-pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    if !args.data.is_dir() {
+/// The report from ClickHouse when `clickhouse` is given, else from the embedded store.
+pub fn load_report(
+    data: &Path,
+    clickhouse: Option<&str>,
+    database: &str,
+    query: &ReportQuery,
+) -> anyhow::Result<Report> {
+    if let Some(url) = clickhouse {
+        let section = shadowdiff_pipeline::config::ClickHouseSection {
+            url: Some(url.to_string()),
+            database: database.to_string(),
+            ..Default::default()
+        };
+        let config = shadowdiff_pipeline::distributed::clickhouse_config(&section)?;
+        let store = shadowdiff_clickhouse::ClickHouseStore::new(&config)?;
+        let runtime = crate::run_cmd::runtime()?;
+        return runtime
+            .block_on(store.report(query))
+            .with_context(|| format!("cannot read the report from ClickHouse at {url}"));
+    }
+    if !data.is_dir() {
         bail!(
             "data directory {} does not exist; run `shadowdiff run` or `shadowdiff demo` first, or pass --data DIR",
-            args.data.display()
+            data.display()
         );
     }
-    let query = query_from(&args)?;
-    let store = EmbeddedStore::open(&args.data)?;
+    let store = EmbeddedStore::open(data)?;
     let (records, stats) = store.read_all()?;
     if stats.unreadable > 0 {
         eprintln!(
             "warning: {} unreadable record(s) skipped in {}",
             stats.unreadable,
-            args.data.display()
+            data.display()
         );
     }
-    let report = build_report(&records, &query);
+    Ok(build_report(&records, query))
+}
+
+pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let query = query_from(&args)?;
+    let report = load_report(
+        &args.data,
+        args.clickhouse.as_deref(),
+        &args.database,
+        &query,
+    )?;
     print_report(&report, args.format, &args.color, args.out.as_deref())?;
     if let Some(path) = &args.out {
         eprintln!("Report written to {}.", path.display());

@@ -27,6 +27,22 @@ impl From<LogFormatArg> for LogFormat {
     }
 }
 
+/// `--mode` of `run`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModeArg {
+    Tee,
+    Mirror,
+}
+
+impl From<ModeArg> for shadowdiff_pipeline::config::CaptureMode {
+    fn from(v: ModeArg) -> Self {
+        match v {
+            ModeArg::Tee => Self::Tee,
+            ModeArg::Mirror => Self::Mirror,
+        }
+    }
+}
+
 /// Settings given on the command line win over the environment, which wins over the file.
 #[derive(Args)]
 pub struct RunArgs {
@@ -69,6 +85,11 @@ pub struct RunArgs {
     /// Time in-flight work has after SIGTERM, in ms [default: 10000].
     #[arg(long, env = "SHADOWDIFF_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// How requests arrive: `tee` proxies to --control (production) and captures its answer;
+    /// `mirror` receives requests mirrored by nginx, Envoy or Istio, answers 202 at once, and
+    /// asks --control (then a control replica) for the baseline [default: tee].
+    #[arg(long, value_enum, env = "SHADOWDIFF_MODE")]
+    pub mode: Option<ModeArg>,
     /// Log format on stderr.
     #[arg(
         long,
@@ -122,11 +143,14 @@ impl RunArgs {
         if let Some(v) = self.shutdown_grace_ms {
             c.pipeline.shutdown_grace_ms = v;
         }
+        if let Some(v) = self.mode {
+            c.capture.mode = v.into();
+        }
         Ok(c)
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -134,7 +158,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Resolves on the first SIGTERM or Ctrl-C; a second one exits at once.
-async fn first_signal() {
+pub(crate) async fn first_signal() {
     wait_signal().await;
     tokio::spawn(async {
         wait_signal().await;
@@ -165,7 +189,7 @@ async fn wait_signal() {
     }
 }
 
-fn summary_line(stats: &PipelineStats) -> String {
+pub(crate) fn summary_line(stats: &PipelineStats) -> String {
     let g = PipelineStats::get;
     format!(
         "captured {} (dropped {} queue full, {} other), replayed {}, blocked {}, compared {}, mismatched {}, candidate errors {}, records written {}",

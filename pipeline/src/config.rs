@@ -25,6 +25,12 @@ pub struct Config {
     pub routes: RoutesSection,
     pub pipeline: PipelineSection,
     pub admin: AdminSection,
+    /// The egress sandbox `shadowdiff run` starts in-process (off unless `listen` is set).
+    pub sandbox: SandboxSection,
+    /// Transport between the stages of the distributed deployment.
+    pub kafka: KafkaSection,
+    /// Result store of the distributed deployment.
+    pub clickhouse: ClickHouseSection,
 }
 
 impl Default for Config {
@@ -38,6 +44,9 @@ impl Default for Config {
             routes: RoutesSection::default(),
             pipeline: PipelineSection::default(),
             admin: AdminSection::default(),
+            sandbox: SandboxSection::default(),
+            kafka: KafkaSection::default(),
+            clickhouse: ClickHouseSection::default(),
         }
     }
 }
@@ -57,6 +66,11 @@ pub struct CaptureSection {
     pub preserve_host: bool,
     /// Time the control has to answer a client, in milliseconds.
     pub control_timeout_ms: u64,
+    /// `tee` (proxy in front of the control) or `mirror` (receive mirrored requests; `control`
+    /// is then a control replica the replayer asks).
+    pub mode: CaptureMode,
+    pub sampling: SamplingSection,
+    pub redaction: RedactionSection,
 }
 
 impl Default for CaptureSection {
@@ -68,6 +82,9 @@ impl Default for CaptureSection {
             queue_capacity: 10_000,
             preserve_host: false,
             control_timeout_ms: 30_000,
+            mode: CaptureMode::Tee,
+            sampling: SamplingSection::default(),
+            redaction: RedactionSection::default(),
         }
     }
 }
@@ -96,6 +113,11 @@ pub struct ReplaySection {
     pub strip_headers: Vec<String>,
     /// Writes declared safe to replay: `[[replay.allow]] method = "POST", route = "/search"`.
     pub allow: Vec<AllowRule>,
+    /// Synthetic tenant credentials set after stripping: `authorization = "Bearer synthetic"`.
+    pub credentials: std::collections::BTreeMap<String, String>,
+    /// A standalone `shadowdiff sandbox` to ask for blocked side effects, e.g.
+    /// `http://127.0.0.1:3128`.
+    pub sandbox_url: Option<String>,
 }
 
 impl Default for ReplaySection {
@@ -110,6 +132,8 @@ impl Default for ReplaySection {
             exchange_id_header: "x-shadow-exchange-id".to_string(),
             strip_headers: vec!["authorization".to_string(), "cookie".to_string()],
             allow: Vec::new(),
+            credentials: std::collections::BTreeMap::new(),
+            sandbox_url: None,
         }
     }
 }
@@ -155,6 +179,184 @@ impl Default for AdminSection {
             listen: "127.0.0.1:9464".to_string(),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSection {
+    /// Comma-separated `host:port` brokers (or --kafka).
+    pub brokers: Option<String>,
+    pub exchanges_topic: String,
+    pub results_topic: String,
+    /// Consumer group of `shadowdiff replay` processes.
+    pub replay_group: String,
+    /// Consumer group of `shadowdiff diff` processes.
+    pub diff_group: String,
+    /// Partitions of topics shadowdiff creates (existing topics are left as they are).
+    pub partitions: i32,
+    /// Send undecodable records to `<topic>.dlq`.
+    pub dead_letter: bool,
+    /// Largest record produced; bigger exchanges are sent with truncated bodies.
+    pub message_max_bytes: usize,
+    /// Extra librdkafka options for every client, e.g. `"security.protocol" = "ssl"`.
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            exchanges_topic: "shadowdiff.exchanges".to_string(),
+            results_topic: "shadowdiff.results".to_string(),
+            replay_group: "shadowdiff-replay".to_string(),
+            diff_group: "shadowdiff-diff".to_string(),
+            partitions: 6,
+            dead_letter: true,
+            message_max_bytes: 1_000_000,
+            options: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseSection {
+    /// HTTP endpoint, e.g. `http://127.0.0.1:8123` (or --clickhouse).
+    pub url: Option<String>,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Rows per insert at most; a batch is also sent after `batch_linger_ms`.
+    pub batch_rows: usize,
+    pub batch_linger_ms: u64,
+}
+
+impl Default for ClickHouseSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            database: "shadowdiff".to_string(),
+            user: None,
+            password: None,
+            batch_rows: 5_000,
+            batch_linger_ms: 200,
+        }
+    }
+}
+
+/// Which parts of the config a command needs; the rest may be absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    pub control: bool,
+    pub candidates: bool,
+}
+
+impl Needs {
+    pub const ALL: Needs = Needs {
+        control: true,
+        candidates: true,
+    };
+}
+
+/// Stands in for a part a command does not use; never contacted.
+const UNUSED_URL: &str = "http://127.0.0.1:9";
+
+/// How requests reach the tap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMode {
+    /// A proxy in front of the control: request and control response are captured.
+    #[default]
+    Tee,
+    /// A receiver of mirrored requests (nginx `mirror`, Envoy/Istio mirroring): answers 202 at
+    /// once; a control replica is asked for the control response.
+    Mirror,
+}
+
+/// `[capture.sampling]`: which requests are copied, decided from the request head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplingSection {
+    /// Share of (matching) requests copied, in percent.
+    pub percent: f64,
+    /// Sample consistently by this request header's value (same user always in or out).
+    pub key_header: Option<String>,
+    /// Sample consistently by this query parameter's value.
+    pub key_query: Option<String>,
+    /// Copy only these methods; empty copies all.
+    pub methods: Vec<String>,
+    /// Copy only these paths: prefixes (`/api/`) or globs (`/users/*/orders`).
+    pub paths: Vec<String>,
+    /// Copy only requests with these headers: `name` or `name=value`.
+    pub headers: Vec<String>,
+}
+
+impl Default for SamplingSection {
+    fn default() -> Self {
+        Self {
+            percent: 100.0,
+            key_header: None,
+            key_query: None,
+            methods: Vec::new(),
+            paths: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// `[capture.redaction]`: secrets replaced by a keyed hash before an exchange leaves the tap.
+/// Authorization, Proxy-Authorization, Cookie and Set-Cookie are always redacted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactionSection {
+    /// HMAC key; else `SHADOWDIFF_REDACTION_KEY`; else a random key per process (hashes then
+    /// compare equal only within one run).
+    pub key: Option<String>,
+    /// More header names to redact.
+    pub headers: Vec<String>,
+    /// Dotted JSON body paths to redact; `*` matches any key or element: `cards.*.number`.
+    pub body_paths: Vec<String>,
+}
+
+/// `[sandbox]`: the egress sandbox `shadowdiff run` starts in-process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSection {
+    /// Address of the forward proxy candidates use as HTTP_PROXY, e.g. `127.0.0.1:3128`;
+    /// empty (the default) starts no sandbox.
+    pub listen: String,
+    /// Hosts reads may reach: `host`, `host:port` or `*.domain`.
+    pub allow: Vec<String>,
+    /// Canned responses file (TOML, or JSON by `.json` extension).
+    pub canned: Option<PathBuf>,
+    /// Status of the answer to a blocked write.
+    pub block_status: u16,
+    /// Seconds a recorded side effect waits to be collected.
+    pub log_ttl_secs: u64,
+    /// Exchanges the side-effect log holds at most.
+    pub log_capacity: usize,
+}
+
+impl Default for SandboxSection {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            allow: Vec::new(),
+            canned: None,
+            block_status: 403,
+            log_ttl_secs: 60,
+            log_capacity: 100_000,
+        }
+    }
+}
+
+/// The in-process sandbox of `shadowdiff run`.
+#[derive(Debug, Clone)]
+pub struct SandboxSettings {
+    pub listen: SocketAddr,
+    pub config: shadowdiff_sandbox::SandboxConfig,
+    pub log_ttl: Duration,
+    pub log_capacity: usize,
 }
 
 /// A config problem, with where it is and how to fix it.
@@ -220,6 +422,13 @@ pub struct Settings {
     pub result_queue: usize,
     pub shutdown_grace: Duration,
     pub admin: Option<SocketAddr>,
+    pub mode: CaptureMode,
+    pub sampler: shadowdiff_capture::sample::Sampler,
+    pub redactor: shadowdiff_capture::redact::Redactor,
+    pub credentials: Vec<(String, String)>,
+    /// A standalone sandbox to ask for side effects (`replay.sandbox_url`).
+    pub sandbox_url: Option<http::Uri>,
+    pub sandbox: Option<SandboxSettings>,
 }
 
 pub fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -258,6 +467,33 @@ fn positive(key: &str, v: u64) -> Result<u64, ConfigError> {
 impl Config {
     /// Checks everything the embedded pipeline needs and builds its settings.
     pub fn validate(&self) -> Result<Settings, ConfigError> {
+        self.validate_for(Needs::ALL)
+    }
+
+    /// Like [`Config::validate`], for a command that needs only some parts (e.g. `diff` needs
+    /// neither a control nor candidates).
+    pub fn validate_for(&self, needs: Needs) -> Result<Settings, ConfigError> {
+        let mut owned;
+        let mut this = self;
+        if (!needs.control && self.capture.control.is_none())
+            || (!needs.candidates && self.replay.candidates.is_empty())
+        {
+            owned = self.clone();
+            if !needs.control && owned.capture.control.is_none() {
+                owned.capture.control = Some(UNUSED_URL.to_string());
+            }
+            if !needs.candidates && owned.replay.candidates.is_empty() {
+                owned.replay.candidates.push(CandidateConfig {
+                    name: "unused".to_string(),
+                    url: UNUSED_URL.to_string(),
+                });
+            }
+            this = &owned;
+        }
+        this.validate_all()
+    }
+
+    fn validate_all(&self) -> Result<Settings, ConfigError> {
         if self.experiment.trim().is_empty() {
             return Err(invalid("experiment", "must not be empty"));
         }
@@ -330,6 +566,8 @@ impl Config {
         } else {
             Some(parse_addr("admin.listen (--admin)", &self.admin.listen)?)
         };
+        let (sampler, redactor, credentials, sandbox_url, sandbox) =
+            self.validate_sources(&control, &mut targets)?;
         let diff_workers = if self.pipeline.diff_workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -368,7 +606,131 @@ impl Config {
                 as usize,
             shutdown_grace: Duration::from_millis(self.pipeline.shutdown_grace_ms),
             admin,
+            mode: self.capture.mode,
+            sampler,
+            redactor,
+            credentials,
+            sandbox_url,
+            sandbox,
         })
+    }
+
+    /// Mirror mode's control replica, sampling, redaction, credentials and the sandbox.
+    #[allow(clippy::type_complexity)]
+    fn validate_sources(
+        &self,
+        control: &http::Uri,
+        targets: &mut Vec<Target>,
+    ) -> Result<
+        (
+            shadowdiff_capture::sample::Sampler,
+            shadowdiff_capture::redact::Redactor,
+            Vec<(String, String)>,
+            Option<http::Uri>,
+            Option<SandboxSettings>,
+        ),
+        ConfigError,
+    > {
+        use shadowdiff_capture::redact::{RedactionConfig, Redactor, REDACTION_KEY_ENV};
+        use shadowdiff_capture::sample::{SampleConfig, SampleKey, Sampler};
+        if self.capture.mode == CaptureMode::Mirror {
+            // In mirror mode the tap sees no response: `control` is a replica the replayer asks.
+            targets.push(
+                Target::new("control", TargetRole::Control, &control.to_string())
+                    .map_err(|e| invalid("capture.control (--control)", e.to_string()))?,
+            );
+        }
+        let s = &self.capture.sampling;
+        let key = match (&s.key_header, &s.key_query) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "capture.sampling",
+                    "set key_header or key_query, not both",
+                ))
+            }
+            (Some(h), None) => Some(SampleKey::Header(h.to_ascii_lowercase())),
+            (None, Some(q)) => Some(SampleKey::Query(q.clone())),
+            (None, None) => None,
+        };
+        let sampler = Sampler::new(&SampleConfig {
+            percent: s.percent,
+            key,
+            methods: s.methods.clone(),
+            paths: s.paths.clone(),
+            headers: s.headers.clone(),
+        })
+        .map_err(|e| invalid("capture.sampling", e.to_string()))?;
+
+        let r = &self.capture.redaction;
+        let key = match r.key.clone().filter(|k| !k.is_empty()) {
+            Some(k) => k.into_bytes(),
+            None => match std::env::var(REDACTION_KEY_ENV) {
+                Ok(k) if !k.is_empty() => k.into_bytes(),
+                _ => uuid::Uuid::new_v4().as_bytes().to_vec(),
+            },
+        };
+        let redactor = Redactor::new(&RedactionConfig {
+            key,
+            headers: r.headers.clone(),
+            body_paths: r.body_paths.clone(),
+        })
+        .map_err(|e| invalid("capture.redaction", e.to_string()))?;
+
+        let mut credentials = Vec::new();
+        for (name, value) in &self.replay.credentials {
+            let key = format!("replay.credentials.{name}");
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(&key, "is not a valid header name"));
+            }
+            if http::HeaderValue::from_str(value).is_err() {
+                return Err(invalid(
+                    &key,
+                    "value must be visible ASCII (no newlines or control characters)",
+                ));
+            }
+            credentials.push((name.to_ascii_lowercase(), value.clone()));
+        }
+
+        let sandbox_url = match &self.replay.sandbox_url {
+            Some(url) => Some(parse_http_url("replay.sandbox_url", url)?),
+            None => None,
+        };
+        let sandbox = if self.sandbox.listen.is_empty() {
+            None
+        } else {
+            if sandbox_url.is_some() {
+                return Err(invalid(
+                    "replay.sandbox_url",
+                    "set either [sandbox] listen (a sandbox in this process) or replay.sandbox_url (a standalone `shadowdiff sandbox`), not both",
+                ));
+            }
+            let listen = parse_addr("sandbox.listen", &self.sandbox.listen)?;
+            let canned = match &self.sandbox.canned {
+                Some(path) => shadowdiff_sandbox::Canned::from_file(path)
+                    .map_err(|e| invalid("sandbox.canned", e.to_string()))?,
+                None => shadowdiff_sandbox::Canned::default(),
+            };
+            if http::StatusCode::from_u16(self.sandbox.block_status).is_err() {
+                return Err(invalid(
+                    "sandbox.block_status",
+                    format!("{} is not an HTTP status; use e.g. 403", self.sandbox.block_status),
+                ));
+            }
+            Some(SandboxSettings {
+                listen,
+                config: shadowdiff_sandbox::SandboxConfig {
+                    allow: self.sandbox.allow.clone(),
+                    canned,
+                    block_status: self.sandbox.block_status,
+                    exchange_id_header: self.replay.exchange_id_header.clone(),
+                    upstream_timeout: Duration::from_millis(self.replay.timeout_ms.max(1)),
+                },
+                log_ttl: Duration::from_secs(positive("sandbox.log_ttl_secs", self.sandbox.log_ttl_secs)?),
+                log_capacity: positive("sandbox.log_capacity", self.sandbox.log_capacity as u64)?
+                    as usize,
+            })
+        };
+        Ok((sampler, redactor, credentials, sandbox_url, sandbox))
     }
 }
 

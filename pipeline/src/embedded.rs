@@ -3,10 +3,12 @@
 use crate::admin::{start_admin, ReadyCheck};
 use crate::config::Settings;
 use crate::stages::{run_replay_stage, spawn_differ_pool, spawn_writer, PipelineStats};
+use crate::config::CaptureMode;
+use shadowdiff_capture::mirror::{MirrorConfig, MirrorReceiver};
+use shadowdiff_capture::redact::RedactingSink;
 use shadowdiff_capture::{ExchangeSink, OfferError, TeeConfig, TeeProxy};
 use shadowdiff_differ::Differ;
 use shadowdiff_model::Exchange;
-use shadowdiff_replayer::{ReplayConfig, Replayer};
 use shadowdiff_store::RecordSink;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -50,6 +52,8 @@ pub struct EmbeddedPipeline {
     /// Where the tap listens.
     pub addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
+    /// Where the in-process egress sandbox listens (`[sandbox] listen`).
+    pub sandbox_addr: Option<SocketAddr>,
     pub stats: Arc<PipelineStats>,
     shutdown: watch::Sender<bool>,
     done: tokio::task::JoinHandle<()>,
@@ -97,33 +101,39 @@ impl EmbeddedPipeline {
         };
 
         let (exchange_tx, exchange_rx) = mpsc::channel::<Exchange>(settings.queue_capacity);
-        let proxy = TeeProxy::new(
-            TeeConfig {
-                control: settings.control.clone(),
-                body_limit: settings.body_limit,
-                experiment: settings.experiment.clone(),
-                preserve_host: settings.preserve_host,
-                control_timeout: settings.control_timeout,
-            },
+        // Secrets are redacted before an exchange leaves the tap.
+        let tap_sink: Arc<dyn ExchangeSink> = Arc::new(RedactingSink::new(
+            Arc::new(settings.redactor.clone()),
             Arc::new(CountingSink {
                 tx: exchange_tx,
                 stats: stats.clone(),
             }),
-        )
-        .map_err(|e| PipelineError::Config(e.to_string()))?;
-        let replayer = Arc::new(
-            Replayer::new(ReplayConfig {
-                targets: settings.targets.clone(),
-                timeout: settings.replay_timeout,
-                body_limit: settings.body_limit,
-                policy: settings.policy.clone(),
-                shadow_header: settings.shadow_header.clone(),
-                exchange_id_header: settings.exchange_id_header.clone(),
-                strip_headers: settings.strip_headers.clone(),
-                routes: settings.routes.clone(),
-            })
-            .map_err(|e| PipelineError::Config(e.to_string()))?,
-        );
+        ));
+        let tee = match settings.mode {
+            CaptureMode::Tee => Some(
+                TeeProxy::new(
+                    TeeConfig {
+                        control: settings.control.clone(),
+                        body_limit: settings.body_limit,
+                        experiment: settings.experiment.clone(),
+                        preserve_host: settings.preserve_host,
+                        control_timeout: settings.control_timeout,
+                    },
+                    tap_sink.clone(),
+                )
+                .map_err(|e| PipelineError::Config(e.to_string()))?
+                .with_sampler(settings.sampler.clone()),
+            ),
+            CaptureMode::Mirror => None,
+        };
+        // The sandbox outlives the replays: candidates call it while they answer.
+        let (sandbox_stop, sandbox_stop_rx) = watch::channel(false);
+        let sandbox = crate::offline::start_sandbox(&settings, wait_for(sandbox_stop_rx)).await?;
+        let sandbox_addr = sandbox.as_ref().map(|s| s.addr);
+        let replayer = Arc::new(crate::offline::build_replayer(
+            &settings,
+            sandbox.as_ref().map(|s| &s.log),
+        )?);
         let differ = Arc::new(Differ::new(settings.rules.clone(), settings.routes.clone()));
 
         let (results_tx, results_rx) = crossbeam_channel::bounded(settings.result_queue);
@@ -147,19 +157,39 @@ impl EmbeddedPipeline {
             stats.clone(),
         ));
         let grace = settings.shutdown_grace;
-        let serve = tokio::spawn(shadowdiff_capture::server::serve(
-            listener,
-            proxy,
-            wait_for(shutdown_rx),
-            grace,
-        ));
-        tracing::info!(%addr, control = %settings.control, "Tap listening.");
+        let serve = match tee {
+            Some(proxy) => tokio::spawn(shadowdiff_capture::server::serve(
+                listener,
+                proxy,
+                wait_for(shutdown_rx),
+                grace,
+            )),
+            None => tokio::spawn(shadowdiff_capture::server::serve(
+                listener,
+                MirrorReceiver::with_sampler(
+                    MirrorConfig {
+                        body_limit: settings.body_limit,
+                        experiment: settings.experiment.clone(),
+                        body_timeout: settings.control_timeout,
+                    },
+                    tap_sink,
+                    settings.sampler.clone(),
+                ),
+                wait_for(shutdown_rx),
+                grace,
+            )),
+        };
+        tracing::info!(%addr, control = %settings.control, mode = ?settings.mode, "Tap listening.");
 
         // Drain in data-flow order: tap, queue, replays, differs, writer.
         let done = tokio::spawn(async move {
             let _ = serve.await;
             close_queue.notify_one();
             let _ = replay.await;
+            let _ = sandbox_stop.send(true);
+            if let Some(s) = sandbox {
+                let _ = s.task.await;
+            }
             let _ = tokio::task::spawn_blocking(move || {
                 for d in differs {
                     let _ = d.join();
@@ -172,6 +202,7 @@ impl EmbeddedPipeline {
         Ok(Self {
             addr,
             admin_addr,
+            sandbox_addr,
             stats,
             shutdown,
             done,

@@ -3,13 +3,16 @@
 //! - [`config`]: the TOML file, defaults and validation.
 //! - [`stages`]: replay stage, differ pool and store writer as reusable runners.
 //! - [`embedded`]: `shadowdiff run`, every stage in one process.
+//! - [`offline`]: `shadowdiff import`, recorded exchanges through the same stages.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`demo`]: the demo services and traffic generator.
 
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod distributed;
 pub mod embedded;
+pub mod offline;
 pub mod stages;
 mod telemetry;
 

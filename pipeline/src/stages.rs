@@ -74,7 +74,8 @@ pub async fn run_replay_stage(
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
                 let (replayer, results, stats) = (replayer.clone(), results.clone(), stats.clone());
                 telemetry::queue_depth("capture", rx.len());
-                tokio::spawn(async move {
+                let span = tracing::info_span!("exchange", id = %exchange.id);
+                tokio::spawn(tracing::Instrument::instrument(async move {
                     let result = replayer.replay(exchange).await;
                     let counter = if result.blocked.is_some() { &stats.blocked } else { &stats.replayed };
                     counter.fetch_add(1, Ordering::Relaxed);
@@ -82,7 +83,7 @@ pub async fn run_replay_stage(
                         tracing::error!("Differ stage is gone; a replay result was lost.");
                     }
                     drop(permit);
-                });
+                }, span));
             }
         }
     }
@@ -112,6 +113,7 @@ pub fn spawn_differ_pool(
                 .stack_size(16 * 1024 * 1024)
                 .spawn(move || {
                     for result in results.iter() {
+                        let _span = tracing::info_span!("exchange", id = %result.exchange.id).entered();
                         let started = Instant::now();
                         let out = differ.diff(&result);
                         telemetry::diffed(&out, started.elapsed().as_secs_f64());
@@ -129,7 +131,7 @@ pub fn spawn_differ_pool(
         .collect()
 }
 
-fn count_outcomes(records: &[DiffRecord], stats: &PipelineStats) {
+pub(crate) fn count_outcomes(records: &[DiffRecord], stats: &PipelineStats) {
     for r in records.iter().filter(|r| r.role == TargetRole::Candidate) {
         match r.outcome {
             Outcome::Match => {
@@ -164,6 +166,7 @@ pub fn spawn_writer(
             while open {
                 match records.recv_timeout(LINGER) {
                     Ok(more) => {
+                        telemetry::queue_depth("records", records.len());
                         batch.extend(more);
                         if batch.len() < BATCH {
                             continue;

@@ -4,6 +4,7 @@ pub const QUEUE_DEPTH: &str = "shadowdiff_queue_depth";
 pub const COMPARED: &str = "shadowdiff_diff_compared_total";
 pub const MISMATCHED: &str = "shadowdiff_diff_mismatched_total";
 pub const TARGET_ERRORS: &str = "shadowdiff_diff_target_errors_total";
+pub const SKIPPED: &str = "shadowdiff_diff_skipped_total";
 pub const DIFF_SECONDS: &str = "shadowdiff_diff_duration_seconds";
 pub const STORE_ROWS: &str = "shadowdiff_store_rows_total";
 pub const STORE_FAILURES: &str = "shadowdiff_store_failures_total";
@@ -18,6 +19,10 @@ pub(crate) fn describe() {
     metrics::describe_counter!(
         TARGET_ERRORS,
         "Exchange × candidate pairs where the candidate gave no answer."
+    );
+    metrics::describe_counter!(
+        SKIPPED,
+        "Exchange × candidate pairs not compared (truncated body, no control response)."
     );
     metrics::describe_histogram!(DIFF_SECONDS, "Time to diff one replay result.");
     metrics::describe_counter!(STORE_ROWS, "Diff records written to the store.");
@@ -41,7 +46,8 @@ pub(crate) fn diffed(records: &[shadowdiff_model::DiffRecord], seconds: f64) {
                 metrics::counter!(MISMATCHED).increment(1);
             }
             Outcome::Error => metrics::counter!(TARGET_ERRORS).increment(1),
-            Outcome::Blocked | Outcome::Skipped => {}
+            Outcome::Skipped => metrics::counter!(SKIPPED).increment(1),
+            Outcome::Blocked => {}
         }
     }
     metrics::histogram!(DIFF_SECONDS).record(seconds);

@@ -6,9 +6,11 @@
 //! non-idempotent request could be a second write.
 
 mod policy;
+mod side_effects;
 mod telemetry;
 
 pub use policy::{AllowRule, Policy, PolicyError, SAFE_METHODS};
+pub use side_effects::{HttpSideEffects, SideEffectSource, SideEffectsFuture};
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
@@ -20,6 +22,7 @@ use shadowdiff_model::{
     headers_from_http, headers_to_http, Body, Exchange, HttpResponse, ReplayResult, RouteInferrer,
     TargetError, TargetErrorKind, TargetOutcome, TargetRole, SCHEMA_VERSION,
 };
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A replay target.
@@ -90,6 +93,9 @@ pub struct Replayer {
     shadow_header: (HeaderName, HeaderValue),
     exchange_id_header: HeaderName,
     candidates: Vec<String>,
+    /// Synthetic tenant credentials set after stripping (see [`Replayer::with_credentials`]).
+    credentials: Vec<(HeaderName, HeaderValue)>,
+    side_effects: Option<Arc<dyn SideEffectSource>>,
 }
 
 impl Replayer {
@@ -135,7 +141,31 @@ impl Replayer {
             shadow_header,
             exchange_id_header,
             candidates,
+            credentials: Vec::new(),
+            side_effects: None,
         })
+    }
+
+    /// Headers set on every replayed request after stripping, e.g. a synthetic tenant's
+    /// `authorization: Bearer synthetic`, so candidates authenticate without real credentials.
+    pub fn with_credentials(
+        mut self,
+        credentials: &[(String, String)],
+    ) -> Result<Self, ReplayConfigError> {
+        for (name, value) in credentials {
+            let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map_err(|_| ReplayConfigError::BadHeader(name.clone()))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| ReplayConfigError::BadHeader(format!("{name}: <value>")))?;
+            self.credentials.push((name, value));
+        }
+        Ok(self)
+    }
+
+    /// Attaches the side effects the egress sandbox blocked to each result.
+    pub fn with_side_effects(mut self, source: Arc<dyn SideEffectSource>) -> Self {
+        self.side_effects = Some(source);
+        self
     }
 
     pub fn candidates(&self) -> &[String] {
@@ -167,16 +197,28 @@ impl Replayer {
                 side_effects: Vec::new(),
             };
         }
-        let sends = self.config.targets.iter().map(|t| self.send(t, &exchange));
+        // A control replica is asked only when the tap saw no control response (mirror mode).
+        let has_control = exchange.control.is_some();
+        let sends = self
+            .config
+            .targets
+            .iter()
+            .filter(|t| !(has_control && t.role == TargetRole::Control))
+            .map(|t| self.send(t, &exchange));
         let outcomes = futures_util::future::join_all(sends).await;
         telemetry::replayed();
+        // Every target has answered, so whatever it tried through the sandbox is recorded.
+        let side_effects = match &self.side_effects {
+            Some(source) => source.take(&exchange.id).await,
+            None => Vec::new(),
+        };
         ReplayResult {
             schema_version: SCHEMA_VERSION,
             exchange,
             blocked: None,
             outcomes,
             candidates: self.candidates.clone(),
-            side_effects: Vec::new(),
+            side_effects,
         }
     }
 
@@ -242,6 +284,9 @@ impl Replayer {
         // The candidate's own authority, not production's.
         if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
             headers.insert(http::header::HOST, host);
+        }
+        for (name, value) in &self.credentials {
+            headers.insert(name.clone(), value.clone());
         }
         headers.insert(self.shadow_header.0.clone(), self.shadow_header.1.clone());
         if let Ok(id) = HeaderValue::from_str(&exchange.id) {

@@ -1,0 +1,440 @@
+//! The distributed deployment: `capture`, `replay` and `diff` as separate processes over Kafka,
+//! results in ClickHouse. Same stages as the embedded pipeline, other transport and store.
+//!
+//! Delivery is at least once: the replayer acknowledges an exchange only after its result was
+//! acknowledged by the broker; the differ only after its rows were committed in ClickHouse. A
+//! record that is delivered twice is counted once by the report.
+
+use crate::admin::{start_admin, ReadyCheck};
+use crate::config::{ClickHouseSection, ConfigError, KafkaSection, Settings};
+use crate::stages::PipelineStats;
+use shadowdiff_capture::{ExchangeSink, OfferError, TeeConfig, TeeProxy};
+use shadowdiff_clickhouse::{ClickHouseConfig, ClickHouseStore};
+use shadowdiff_differ::Differ;
+use shadowdiff_kafka::{
+    ensure_topics, ConsumerConfig, ExchangeProducer, ProduceError, ProducerConfig, RecordConsumer, ResultProducer,
+};
+use shadowdiff_model::{Exchange, ReplayResult, RouteInferrer};
+use shadowdiff_replayer::{ReplayConfig, Replayer};
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Semaphore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DistributedError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] shadowdiff_kafka::Error),
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] shadowdiff_clickhouse::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Stage(String),
+}
+
+/// Broker list from `--kafka` or `[kafka] brokers`.
+pub fn brokers(kafka: &KafkaSection) -> Result<String, ConfigError> {
+    match kafka.brokers.as_deref().map(str::trim) {
+        Some(b) if !b.is_empty() => Ok(b.to_string()),
+        _ => Err(ConfigError::Invalid {
+            key: "kafka.brokers (--kafka)".to_string(),
+            message: "is required: comma-separated host:port list, e.g. --kafka 127.0.0.1:9092".to_string(),
+        }),
+    }
+}
+
+/// ClickHouse settings from `--clickhouse` or `[clickhouse]`.
+pub fn clickhouse_config(section: &ClickHouseSection) -> Result<ClickHouseConfig, ConfigError> {
+    let url = section
+        .url
+        .as_deref()
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .ok_or_else(|| ConfigError::Invalid {
+            key: "clickhouse.url (--clickhouse)".to_string(),
+            message: format!(
+                "{} is not a ClickHouse HTTP URL; use e.g. --clickhouse http://127.0.0.1:8123",
+                section.url.as_deref().map_or("nothing".to_string(), |u| format!("`{u}`"))
+            ),
+        })?;
+    let mut config = ClickHouseConfig::new(url).with_database(section.database.clone());
+    config.user = section.user.clone();
+    config.password = section.password.clone();
+    Ok(config)
+}
+
+fn producer_config(kafka: &KafkaSection, brokers: &str, topic: &str) -> ProducerConfig {
+    let mut c = ProducerConfig::new(brokers, topic);
+    c.message_max_bytes = kafka.message_max_bytes;
+    c.librdkafka_options = kafka.options.clone();
+    c
+}
+
+fn consumer_config(kafka: &KafkaSection, brokers: &str, topic: &str, group: &str) -> ConsumerConfig {
+    let mut c = ConsumerConfig::new(brokers, topic, group);
+    if kafka.dead_letter {
+        c = c.with_default_dead_letter_topic();
+    }
+    c.librdkafka_options = kafka.options.clone();
+    c
+}
+
+fn first_broker(brokers: &str) -> String {
+    brokers.split(',').next().unwrap_or("").trim().to_string()
+}
+
+fn clickhouse_addr(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let host = rest.split('/').next().unwrap_or(rest);
+    if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:8123")
+    }
+}
+
+async fn topics(kafka: &KafkaSection, brokers: &str) -> Result<(), DistributedError> {
+    let mut list = vec![
+        (kafka.exchanges_topic.clone(), kafka.partitions),
+        (kafka.results_topic.clone(), kafka.partitions),
+    ];
+    if kafka.dead_letter {
+        list.push((shadowdiff_kafka::dead_letter_topic(&kafka.exchanges_topic), 1));
+        list.push((shadowdiff_kafka::dead_letter_topic(&kafka.results_topic), 1));
+    }
+    let refs: Vec<(&str, i32)> = list.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+    ensure_topics(brokers, &refs).await?;
+    Ok(())
+}
+
+async fn admin(settings: &Settings, checks: Vec<ReadyCheck>, shutdown: watch::Receiver<bool>) -> Result<(), DistributedError> {
+    if let Some(addr) = settings.admin {
+        start_admin(addr, checks, wait(shutdown))
+            .await
+            .map_err(|source| DistributedError::Bind { addr, source })?;
+    }
+    Ok(())
+}
+
+/// Resolves once `rx` has seen `true`.
+pub async fn wait(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The tap's sink in the distributed deployment: the Kafka producer's local queue.
+struct KafkaExchangeSink {
+    producer: ExchangeProducer,
+    routes: RouteInferrer,
+    stats: Arc<PipelineStats>,
+}
+
+impl ExchangeSink for KafkaExchangeSink {
+    fn offer(&self, exchange: Exchange) -> Result<(), OfferError> {
+        let route = self.routes.route(&exchange.request.uri);
+        let result = self.producer.try_send(&exchange, &route).map_err(|e| match e {
+            ProduceError::QueueFull => OfferError::Full,
+            other => OfferError::Rejected(other.to_string()),
+        });
+        let counter = match &result {
+            Ok(()) => &self.stats.captured,
+            Err(OfferError::Full) => &self.stats.dropped_queue_full,
+            Err(_) => &self.stats.dropped_other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+}
+
+/// `shadowdiff capture --kafka`: the tap, publishing exchanges. Returns after `shutdown` and a
+/// flush of the producer.
+pub async fn run_capture(
+    settings: Settings,
+    kafka: KafkaSection,
+    shutdown: watch::Receiver<bool>,
+    bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+) -> Result<Arc<PipelineStats>, DistributedError> {
+    let brokers = brokers(&kafka)?;
+    topics(&kafka, &brokers).await?;
+    let stats = Arc::new(PipelineStats::default());
+    let sink = Arc::new(KafkaExchangeSink {
+        producer: ExchangeProducer::new(&producer_config(&kafka, &brokers, &kafka.exchanges_topic))?,
+        routes: settings.routes.clone(),
+        stats: stats.clone(),
+    });
+    let proxy = TeeProxy::new(
+        TeeConfig {
+            control: settings.control.clone(),
+            body_limit: settings.body_limit,
+            experiment: settings.experiment.clone(),
+            preserve_host: settings.preserve_host,
+            control_timeout: settings.control_timeout,
+        },
+        sink.clone(),
+    )
+    .map_err(|e| DistributedError::Stage(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| DistributedError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| DistributedError::Bind {
+        addr: settings.listen,
+        source,
+    })?;
+    let control = settings.control.authority().map(|a| a.to_string()).unwrap_or_default();
+    admin(
+        &settings,
+        vec![
+            ReadyCheck::tcp("control", control),
+            ReadyCheck::tcp("kafka", first_broker(&brokers)),
+        ],
+        shutdown.clone(),
+    )
+    .await?;
+    tracing::info!(%addr, topic = %kafka.exchanges_topic, "Tap listening; publishing to Kafka.");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
+    shadowdiff_capture::server::serve(listener, proxy, wait(shutdown), settings.shutdown_grace).await;
+    // Everything the tap accepted is in the producer's queue: flush it before exiting.
+    let flushed = tokio::task::spawn_blocking({
+        let sink = sink.clone();
+        let grace = settings.shutdown_grace.max(Duration::from_secs(1));
+        move || sink.producer.flush(grace)
+    })
+    .await
+    .map_err(|e| DistributedError::Stage(e.to_string()))?;
+    if let Err(error) = flushed {
+        tracing::error!(%error, "Producer flush did not finish; unacknowledged exchanges may be lost.");
+    }
+    Ok(stats)
+}
+
+/// `shadowdiff replay --kafka`: consumes exchanges, replays them, publishes results.
+pub async fn run_replay(
+    settings: Settings,
+    kafka: KafkaSection,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Arc<PipelineStats>, DistributedError> {
+    let brokers = brokers(&kafka)?;
+    topics(&kafka, &brokers).await?;
+    let stats = Arc::new(PipelineStats::default());
+    let consumer: RecordConsumer<Exchange> =
+        RecordConsumer::new(&consumer_config(&kafka, &brokers, &kafka.exchanges_topic, &kafka.replay_group))?;
+    let producer = Arc::new(ResultProducer::new(&producer_config(&kafka, &brokers, &kafka.results_topic))?);
+    let replayer = Arc::new(
+        Replayer::new(ReplayConfig {
+            targets: settings.targets.clone(),
+            timeout: settings.replay_timeout,
+            body_limit: settings.body_limit,
+            policy: settings.policy.clone(),
+            shadow_header: settings.shadow_header.clone(),
+            exchange_id_header: settings.exchange_id_header.clone(),
+            strip_headers: settings.strip_headers.clone(),
+            routes: settings.routes.clone(),
+        })
+        .map_err(|e| DistributedError::Stage(e.to_string()))?,
+    );
+    admin(&settings, vec![ReadyCheck::tcp("kafka", first_broker(&brokers))], shutdown.clone()).await?;
+    tracing::info!(topic = %kafka.exchanges_topic, group = %kafka.replay_group, "Replaying from Kafka.");
+
+    let concurrency = settings.replay_concurrency;
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let stop = shutdown.clone();
+    loop {
+        let permit = tokio::select! {
+            _ = wait(stop.clone()) => break,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (exchange, delivery) = tokio::select! {
+            _ = wait(stop.clone()) => break,
+            next = consumer.recv() => next?,
+        };
+        let (replayer, producer, stats, stop_rx) = (replayer.clone(), producer.clone(), stats.clone(), stop.clone());
+        tokio::spawn(async move {
+            let span = tracing::info_span!("exchange", id = %exchange.id);
+            let _entered = span.enter();
+            let result = replayer.replay(exchange).await;
+            let counter = if result.blocked.is_some() { &stats.blocked } else { &stats.replayed };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if publish_with_retry(&producer, &result, stop_rx).await {
+                delivery.ack();
+            }
+            drop(permit);
+        });
+    }
+    // Finish in-flight replays; their acknowledgements are committed on close.
+    let _ = permits.acquire_many(concurrency as u32).await;
+    let _ = tokio::task::spawn_blocking({
+        let producer = producer.clone();
+        move || producer.flush(Duration::from_secs(10))
+    })
+    .await;
+    if let Err(error) = consumer.commit() {
+        tracing::warn!(%error, "Final offset commit failed; some exchanges will be replayed again.");
+    }
+    Ok(stats)
+}
+
+/// Publishes a result, retrying with backoff until it is acknowledged. Returns false (the
+/// exchange stays unacknowledged and is replayed again later) only when shutting down.
+async fn publish_with_retry(producer: &ResultProducer, result: &ReplayResult, stop: watch::Receiver<bool>) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    let started = Instant::now();
+    loop {
+        match producer.send(result).await {
+            Ok(()) => return true,
+            Err(error) => {
+                tracing::warn!(%error, exchange_id = %result.exchange.id, "Publishing a replay result failed; retrying.");
+                if *stop.borrow() && started.elapsed() > Duration::from_secs(5) {
+                    return false;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// `shadowdiff diff --kafka --clickhouse`: consumes replay results, diffs them, writes rows.
+pub async fn run_diff(
+    settings: Settings,
+    kafka: KafkaSection,
+    clickhouse: ClickHouseSection,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Arc<PipelineStats>, DistributedError> {
+    let brokers = brokers(&kafka)?;
+    let ch_config = clickhouse_config(&clickhouse)?;
+    let store = ClickHouseStore::new(&ch_config)?;
+    admin(
+        &settings,
+        vec![
+            ReadyCheck::tcp("kafka", first_broker(&brokers)),
+            ReadyCheck::tcp("clickhouse", clickhouse_addr(&ch_config.url)),
+        ],
+        shutdown.clone(),
+    )
+    .await?;
+    // The schema is created or upgraded at start; wait for ClickHouse if it is not up yet.
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match store.migrate().await {
+            Ok(applied) => {
+                if !applied.is_empty() {
+                    tracing::info!(?applied, "Applied ClickHouse migrations.");
+                }
+                break;
+            }
+            Err(error) => {
+                if *shutdown.borrow() {
+                    return Err(error.into());
+                }
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "ClickHouse not ready; retrying.");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    topics(&kafka, &brokers).await?;
+    let consumer: RecordConsumer<ReplayResult> =
+        RecordConsumer::new(&consumer_config(&kafka, &brokers, &kafka.results_topic, &kafka.diff_group))?;
+    let differ = Differ::new(settings.rules.clone(), settings.routes.clone());
+    let stats = Arc::new(PipelineStats::default());
+    tracing::info!(topic = %kafka.results_topic, group = %kafka.diff_group, database = %ch_config.database, "Diffing from Kafka into ClickHouse.");
+
+    let linger = Duration::from_millis(clickhouse.batch_linger_ms.max(1));
+    let max_rows = clickhouse.batch_rows.max(1);
+    let mut stopping = false;
+    while !stopping {
+        let mut rows = Vec::new();
+        let mut deliveries = Vec::new();
+        let deadline = tokio::time::Instant::now() + linger;
+        while rows.len() < max_rows {
+            tokio::select! {
+                _ = wait(shutdown.clone()) => { stopping = true; break; }
+                _ = tokio::time::sleep_until(deadline) => break,
+                next = consumer.recv() => {
+                    let (result, delivery) = next?;
+                    let records = tokio::task::block_in_place(|| differ.diff(&result));
+                    crate::telemetry::diffed(&records, 0.0);
+                    crate::stages::count_outcomes(&records, &stats);
+                    rows.extend(records);
+                    deliveries.push(delivery);
+                }
+            }
+        }
+        if deliveries.is_empty() {
+            continue;
+        }
+        if insert_with_retry(&store, &rows, &stats, shutdown.clone()).await {
+            // Rows are committed: only now may the results be acknowledged.
+            for d in deliveries {
+                d.ack();
+            }
+        } else {
+            tracing::warn!(results = deliveries.len(), "Stopping with rows not stored; their results will be delivered again.");
+        }
+    }
+    if let Err(error) = consumer.commit() {
+        tracing::warn!(%error, "Final offset commit failed; some results will be diffed again.");
+    }
+    Ok(stats)
+}
+
+/// Inserts rows, retrying with backoff while ClickHouse is away. Returns false only when asked
+/// to stop while still failing.
+async fn insert_with_retry(
+    store: &ClickHouseStore,
+    rows: &[shadowdiff_model::DiffRecord],
+    stats: &PipelineStats,
+    shutdown: watch::Receiver<bool>,
+) -> bool {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match store.insert_batch(rows).await {
+            Ok(()) => {
+                stats.records_written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                crate::telemetry::stored(rows.len());
+                return true;
+            }
+            Err(error) => {
+                stats.store_failures.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::store_failed();
+                if *shutdown.borrow() {
+                    return false;
+                }
+                tracing::warn!(%error, rows = rows.len(), retry_in_ms = backoff.as_millis() as u64, "ClickHouse insert failed; retrying, no offsets stored meanwhile.");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = wait(shutdown.clone()) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Runs `f` with a shutdown channel driven by `signal`.
+pub async fn with_shutdown<F, Fut, T>(signal: impl Future<Output = ()> + Send + 'static, f: F) -> T
+where
+    F: FnOnce(watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = T>,
+{
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        signal.await;
+        let _ = tx.send(true);
+    });
+    f(rx).await
+}
