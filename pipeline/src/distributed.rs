@@ -12,7 +12,8 @@ use shadowdiff_capture::{ExchangeSink, OfferError, TeeConfig, TeeProxy};
 use shadowdiff_clickhouse::{ClickHouseConfig, ClickHouseStore};
 use shadowdiff_differ::Differ;
 use shadowdiff_kafka::{
-    ensure_topics, ConsumerConfig, ExchangeProducer, ProduceError, ProducerConfig, RecordConsumer, ResultProducer,
+    ensure_topics, ConsumerConfig, ExchangeProducer, ProduceError, ProducerConfig, RecordConsumer,
+    ResultProducer,
 };
 use shadowdiff_model::{Exchange, ReplayResult, RouteInferrer};
 use shadowdiff_replayer::{ReplayConfig, Replayer};
@@ -45,7 +46,8 @@ pub fn brokers(kafka: &KafkaSection) -> Result<String, ConfigError> {
         Some(b) if !b.is_empty() => Ok(b.to_string()),
         _ => Err(ConfigError::Invalid {
             key: "kafka.brokers (--kafka)".to_string(),
-            message: "is required: comma-separated host:port list, e.g. --kafka 127.0.0.1:9092".to_string(),
+            message: "is required: comma-separated host:port list, e.g. --kafka 127.0.0.1:9092"
+                .to_string(),
         }),
     }
 }
@@ -60,7 +62,10 @@ pub fn clickhouse_config(section: &ClickHouseSection) -> Result<ClickHouseConfig
             key: "clickhouse.url (--clickhouse)".to_string(),
             message: format!(
                 "{} is not a ClickHouse HTTP URL; use e.g. --clickhouse http://127.0.0.1:8123",
-                section.url.as_deref().map_or("nothing".to_string(), |u| format!("`{u}`"))
+                section
+                    .url
+                    .as_deref()
+                    .map_or("nothing".to_string(), |u| format!("`{u}`"))
             ),
         })?;
     let mut config = ClickHouseConfig::new(url).with_database(section.database.clone());
@@ -76,7 +81,12 @@ fn producer_config(kafka: &KafkaSection, brokers: &str, topic: &str) -> Producer
     c
 }
 
-fn consumer_config(kafka: &KafkaSection, brokers: &str, topic: &str, group: &str) -> ConsumerConfig {
+fn consumer_config(
+    kafka: &KafkaSection,
+    brokers: &str,
+    topic: &str,
+    group: &str,
+) -> ConsumerConfig {
     let mut c = ConsumerConfig::new(brokers, topic, group);
     if kafka.dead_letter {
         c = c.with_default_dead_letter_topic();
@@ -105,7 +115,10 @@ async fn topics(kafka: &KafkaSection, brokers: &str) -> Result<(), DistributedEr
         (kafka.results_topic.clone(), kafka.partitions),
     ];
     if kafka.dead_letter {
-        list.push((shadowdiff_kafka::dead_letter_topic(&kafka.exchanges_topic), 1));
+        list.push((
+            shadowdiff_kafka::dead_letter_topic(&kafka.exchanges_topic),
+            1,
+        ));
         list.push((shadowdiff_kafka::dead_letter_topic(&kafka.results_topic), 1));
     }
     let refs: Vec<(&str, i32)> = list.iter().map(|(t, p)| (t.as_str(), *p)).collect();
@@ -113,7 +126,11 @@ async fn topics(kafka: &KafkaSection, brokers: &str) -> Result<(), DistributedEr
     Ok(())
 }
 
-async fn admin(settings: &Settings, checks: Vec<ReadyCheck>, shutdown: watch::Receiver<bool>) -> Result<(), DistributedError> {
+async fn admin(
+    settings: &Settings,
+    checks: Vec<ReadyCheck>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), DistributedError> {
     if let Some(addr) = settings.admin {
         start_admin(addr, checks, wait(shutdown))
             .await
@@ -141,10 +158,13 @@ struct KafkaExchangeSink {
 impl ExchangeSink for KafkaExchangeSink {
     fn offer(&self, exchange: Exchange) -> Result<(), OfferError> {
         let route = self.routes.route(&exchange.request.uri);
-        let result = self.producer.try_send(&exchange, &route).map_err(|e| match e {
-            ProduceError::QueueFull => OfferError::Full,
-            other => OfferError::Rejected(other.to_string()),
-        });
+        let result = self
+            .producer
+            .try_send(&exchange, &route)
+            .map_err(|e| match e {
+                ProduceError::QueueFull => OfferError::Full,
+                other => OfferError::Rejected(other.to_string()),
+            });
         let counter = match &result {
             Ok(()) => &self.stats.captured,
             Err(OfferError::Full) => &self.stats.dropped_queue_full,
@@ -167,7 +187,11 @@ pub async fn run_capture(
     topics(&kafka, &brokers).await?;
     let stats = Arc::new(PipelineStats::default());
     let sink = Arc::new(KafkaExchangeSink {
-        producer: ExchangeProducer::new(&producer_config(&kafka, &brokers, &kafka.exchanges_topic))?,
+        producer: ExchangeProducer::new(&producer_config(
+            &kafka,
+            &brokers,
+            &kafka.exchanges_topic,
+        ))?,
         routes: settings.routes.clone(),
         stats: stats.clone(),
     });
@@ -188,11 +212,17 @@ pub async fn run_capture(
             addr: settings.listen,
             source,
         })?;
-    let addr = listener.local_addr().map_err(|source| DistributedError::Bind {
-        addr: settings.listen,
-        source,
-    })?;
-    let control = settings.control.authority().map(|a| a.to_string()).unwrap_or_default();
+    let addr = listener
+        .local_addr()
+        .map_err(|source| DistributedError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    let control = settings
+        .control
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     admin(
         &settings,
         vec![
@@ -206,7 +236,8 @@ pub async fn run_capture(
     if let Some(tx) = bound {
         let _ = tx.send(addr);
     }
-    shadowdiff_capture::server::serve(listener, proxy, wait(shutdown), settings.shutdown_grace).await;
+    shadowdiff_capture::server::serve(listener, proxy, wait(shutdown), settings.shutdown_grace)
+        .await;
     // Everything the tap accepted is in the producer's queue: flush it before exiting.
     let flushed = tokio::task::spawn_blocking({
         let sink = sink.clone();
@@ -230,9 +261,17 @@ pub async fn run_replay(
     let brokers = brokers(&kafka)?;
     topics(&kafka, &brokers).await?;
     let stats = Arc::new(PipelineStats::default());
-    let consumer: RecordConsumer<Exchange> =
-        RecordConsumer::new(&consumer_config(&kafka, &brokers, &kafka.exchanges_topic, &kafka.replay_group))?;
-    let producer = Arc::new(ResultProducer::new(&producer_config(&kafka, &brokers, &kafka.results_topic))?);
+    let consumer: RecordConsumer<Exchange> = RecordConsumer::new(&consumer_config(
+        &kafka,
+        &brokers,
+        &kafka.exchanges_topic,
+        &kafka.replay_group,
+    ))?;
+    let producer = Arc::new(ResultProducer::new(&producer_config(
+        &kafka,
+        &brokers,
+        &kafka.results_topic,
+    ))?);
     let replayer = Arc::new(
         Replayer::new(ReplayConfig {
             targets: settings.targets.clone(),
@@ -246,7 +285,12 @@ pub async fn run_replay(
         })
         .map_err(|e| DistributedError::Stage(e.to_string()))?,
     );
-    admin(&settings, vec![ReadyCheck::tcp("kafka", first_broker(&brokers))], shutdown.clone()).await?;
+    admin(
+        &settings,
+        vec![ReadyCheck::tcp("kafka", first_broker(&brokers))],
+        shutdown.clone(),
+    )
+    .await?;
     tracing::info!(topic = %kafka.exchanges_topic, group = %kafka.replay_group, "Replaying from Kafka.");
 
     let concurrency = settings.replay_concurrency;
@@ -261,12 +305,21 @@ pub async fn run_replay(
             _ = wait(stop.clone()) => break,
             next = consumer.recv() => next?,
         };
-        let (replayer, producer, stats, stop_rx) = (replayer.clone(), producer.clone(), stats.clone(), stop.clone());
+        let (replayer, producer, stats, stop_rx) = (
+            replayer.clone(),
+            producer.clone(),
+            stats.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
             let span = tracing::info_span!("exchange", id = %exchange.id);
             let _entered = span.enter();
             let result = replayer.replay(exchange).await;
-            let counter = if result.blocked.is_some() { &stats.blocked } else { &stats.replayed };
+            let counter = if result.blocked.is_some() {
+                &stats.blocked
+            } else {
+                &stats.replayed
+            };
             counter.fetch_add(1, Ordering::Relaxed);
             if publish_with_retry(&producer, &result, stop_rx).await {
                 delivery.ack();
@@ -289,7 +342,11 @@ pub async fn run_replay(
 
 /// Publishes a result, retrying with backoff until it is acknowledged. Returns false (the
 /// exchange stays unacknowledged and is replayed again later) only when shutting down.
-async fn publish_with_retry(producer: &ResultProducer, result: &ReplayResult, stop: watch::Receiver<bool>) -> bool {
+async fn publish_with_retry(
+    producer: &ResultProducer,
+    result: &ReplayResult,
+    stop: watch::Receiver<bool>,
+) -> bool {
     let mut backoff = Duration::from_millis(100);
     let started = Instant::now();
     loop {
@@ -347,8 +404,12 @@ pub async fn run_diff(
         }
     }
     topics(&kafka, &brokers).await?;
-    let consumer: RecordConsumer<ReplayResult> =
-        RecordConsumer::new(&consumer_config(&kafka, &brokers, &kafka.results_topic, &kafka.diff_group))?;
+    let consumer: RecordConsumer<ReplayResult> = RecordConsumer::new(&consumer_config(
+        &kafka,
+        &brokers,
+        &kafka.results_topic,
+        &kafka.diff_group,
+    ))?;
     let differ = Differ::new(settings.rules.clone(), settings.routes.clone());
     let stats = Arc::new(PipelineStats::default());
     tracing::info!(topic = %kafka.results_topic, group = %kafka.diff_group, database = %ch_config.database, "Diffing from Kafka into ClickHouse.");
@@ -383,7 +444,10 @@ pub async fn run_diff(
                 d.ack();
             }
         } else {
-            tracing::warn!(results = deliveries.len(), "Stopping with rows not stored; their results will be delivered again.");
+            tracing::warn!(
+                results = deliveries.len(),
+                "Stopping with rows not stored; their results will be delivered again."
+            );
         }
     }
     if let Err(error) = consumer.commit() {
@@ -404,7 +468,9 @@ async fn insert_with_retry(
     loop {
         match store.insert_batch(rows).await {
             Ok(()) => {
-                stats.records_written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                stats
+                    .records_written
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 crate::telemetry::stored(rows.len());
                 return true;
             }

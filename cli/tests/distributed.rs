@@ -1,0 +1,262 @@
+//! The distributed deployment as real processes: capture → Kafka → replay → Kafka → diff →
+//! ClickHouse, then `report --clickhouse` and `gate`. Needs the servers of
+//! `scripts/services.sh start` (SHADOWDIFF_TEST_KAFKA, SHADOWDIFF_TEST_CLICKHOUSE); fails
+//! without them.
+#![allow(clippy::unwrap_used)]
+
+use shadowdiff_pipeline::demo::{Build, DemoServer};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn server_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start the test servers with `scripts/services.sh start && source .services/env` (scripts/test.sh does it)")
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child, &'static str);
+
+impl Proc {
+    fn start(name: &'static str, args: &[String]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Proc(child, name)
+    }
+
+    /// SIGTERM, then the exit code within 30 s.
+    fn stop(mut self) -> i32 {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not stop after SIGTERM",
+                self.1
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+fn shadowdiff(args: &[String]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_replay_diff_over_kafka_into_clickhouse() {
+    let kafka = server_env("SHADOWDIFF_TEST_KAFKA");
+    let clickhouse = server_env("SHADOWDIFF_TEST_CLICKHOUSE");
+    let run = format!(
+        "{}{}",
+        std::process::id(),
+        Instant::now().elapsed().subsec_nanos()
+    );
+    let (exchanges, results, database) = (
+        format!("ex-{run}"),
+        format!("res-{run}"),
+        format!("sd_{run}"),
+    );
+
+    let control = DemoServer::start(Build::Control).await.unwrap();
+    let candidate = DemoServer::start(Build::Candidate).await.unwrap();
+    let tap_port = free_port();
+    let common = |extra: &[String]| {
+        let mut v = vec![
+            s("--kafka"),
+            kafka.clone(),
+            s("--exchanges-topic"),
+            exchanges.clone(),
+            s("--results-topic"),
+            results.clone(),
+            s("--admin"),
+            s(""),
+            s("--experiment"),
+            s("dist"),
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    let mut capture_args = vec![s("capture")];
+    capture_args.extend(common(&[
+        s("--listen"),
+        format!("127.0.0.1:{tap_port}"),
+        s("--control"),
+        control.url(),
+    ]));
+    let mut replay_args = vec![s("replay")];
+    replay_args.extend(common(&[
+        s("--candidate"),
+        format!("v2={}", candidate.url()),
+        s("--group"),
+        format!("r-{run}"),
+    ]));
+    let mut diff_args = vec![s("diff")];
+    diff_args.extend(common(&[
+        s("--clickhouse"),
+        clickhouse.clone(),
+        s("--database"),
+        database.clone(),
+        s("--group"),
+        format!("d-{run}"),
+    ]));
+    let diff = Proc::start("diff", &diff_args);
+    let replay = Proc::start("replay", &replay_args);
+    let capture = Proc::start("capture", &capture_args);
+
+    // Wait for the tap, then send bounded traffic through it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", tap_port)).is_err() {
+        assert!(Instant::now() < deadline, "tap did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let mut sent = 0u64;
+    for i in 1..=120u64 {
+        let (method, path) = match i % 6 {
+            0 => ("POST", "/orders".to_string()),
+            1 => ("GET", "/health".to_string()),
+            _ => ("GET", format!("/users/{i}")),
+        };
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://127.0.0.1:{tap_port}{path}"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        assert!(resp.status().is_success());
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+        sent += 1;
+    }
+
+    // Every exchange reaches ClickHouse: poll the report.
+    let report_args = vec![
+        s("report"),
+        s("--clickhouse"),
+        clickhouse.clone(),
+        s("--database"),
+        database.clone(),
+        s("--format"),
+        s("json"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let report = loop {
+        let (code, out) = shadowdiff(&report_args);
+        if code == 0 {
+            let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+            if r["totals"]["exchanges"].as_u64() == Some(sent) {
+                break r;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every exchange reached ClickHouse"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(report["totals"]["blocked"], 20);
+    let endpoints = report["endpoints"].as_array().unwrap();
+    let users = endpoints
+        .iter()
+        .find(|e| e["route"] == "/users/{id}")
+        .unwrap();
+    assert_eq!(users["verdict"], "regression");
+    assert_eq!(users["compared"], 80);
+    let paths: Vec<&str> = users["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["verdict"] == "regression")
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    // Without a secondary the shuffled `tags` array counts too; the rename must be there.
+    assert!(
+        paths.contains(&"body.email") && paths.contains(&"body.email_address"),
+        "{paths:?}"
+    );
+
+    // The gate reads the same data.
+    let gate = |extra: &[&str]| {
+        let mut args = vec![
+            s("gate"),
+            s("--clickhouse"),
+            clickhouse.clone(),
+            s("--database"),
+            database.clone(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        shadowdiff(&args).0
+    };
+    assert_eq!(
+        gate(&["--max-mismatch-rate", "0.01", "--min-compared", "10"]),
+        1
+    );
+    assert_eq!(
+        gate(&[
+            "--max-mismatch-rate",
+            "0.01",
+            "--min-compared",
+            "10",
+            "--endpoint",
+            "GET /health"
+        ]),
+        0
+    );
+    assert_eq!(
+        gate(&["--max-mismatch-rate", "0.01", "--min-compared", "100000"]),
+        2
+    );
+    assert_eq!(
+        shadowdiff(&[
+            s("gate"),
+            s("--clickhouse"),
+            s("http://127.0.0.1:1"),
+            s("--max-mismatch-rate"),
+            s("0.01")
+        ])
+        .0,
+        2,
+        "an unreachable store is undecided"
+    );
+
+    assert_eq!(capture.stop(), 0);
+    assert_eq!(replay.stop(), 0);
+    assert_eq!(diff.stop(), 0);
+}
