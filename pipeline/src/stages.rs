@@ -113,7 +113,8 @@ pub fn spawn_differ_pool(
                 .stack_size(16 * 1024 * 1024)
                 .spawn(move || {
                     for result in results.iter() {
-                        let _span = tracing::info_span!("exchange", id = %result.exchange.id).entered();
+                        let _span =
+                            tracing::info_span!("exchange", id = %result.exchange.id).entered();
                         let started = Instant::now();
                         let out = differ.diff(&result);
                         telemetry::diffed(&out, started.elapsed().as_secs_f64());

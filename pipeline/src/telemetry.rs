@@ -9,6 +9,9 @@ pub const DIFF_SECONDS: &str = "shadowdiff_diff_duration_seconds";
 pub const STORE_ROWS: &str = "shadowdiff_store_rows_total";
 pub const STORE_FAILURES: &str = "shadowdiff_store_failures_total";
 
+/// Describes every metric once, to the recorder installed at that moment. The embedded pipeline
+/// calls this before the admin endpoint installs the Prometheus recorder, so the first event
+/// describes again (once) to make sure `/metrics` carries the HELP lines.
 pub(crate) fn describe() {
     metrics::describe_gauge!(QUEUE_DEPTH, "Items waiting in a pipeline queue, by queue.");
     metrics::describe_counter!(COMPARED, "Exchange × candidate pairs compared.");
@@ -32,12 +35,19 @@ pub(crate) fn describe() {
     );
 }
 
+fn described() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(describe);
+}
+
 pub(crate) fn queue_depth(queue: &'static str, depth: usize) {
+    described();
     metrics::gauge!(QUEUE_DEPTH, "queue" => queue).set(depth as f64);
 }
 
 pub(crate) fn diffed(records: &[shadowdiff_model::DiffRecord], seconds: f64) {
     use shadowdiff_model::{Outcome, TargetRole};
+    described();
     for r in records.iter().filter(|r| r.role == TargetRole::Candidate) {
         match r.outcome {
             Outcome::Match => metrics::counter!(COMPARED).increment(1),
@@ -54,9 +64,11 @@ pub(crate) fn diffed(records: &[shadowdiff_model::DiffRecord], seconds: f64) {
 }
 
 pub(crate) fn stored(rows: usize) {
+    described();
     metrics::counter!(STORE_ROWS).increment(rows as u64);
 }
 
 pub(crate) fn store_failed() {
+    described();
     metrics::counter!(STORE_FAILURES).increment(1);
 }

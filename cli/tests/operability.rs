@@ -1,0 +1,396 @@
+//! `shadowdiff run` as an operator sees it: a real process with /metrics, /healthz, /readyz, a
+//! graceful drain on SIGTERM, and an immediate exit on a second signal.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A tiny HTTP/1.1 server on loopback: answers every request with `body` after `delay`.
+struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(body: &'static str, delay: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        std::thread::spawn(move || answer(stream, body, delay));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            // Dropping the listener closes the port: connections are refused from now on.
+        });
+        Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn answer(mut stream: TcpStream, body: &str, delay: Duration) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut request_body = vec![0u8; length];
+    if stream.read_exact(&mut request_body).is_err() {
+        return;
+    }
+    std::thread::sleep(delay);
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// One HTTP/1.1 request on a fresh connection; (status, body).
+fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Sum of every sample of `name` (all label sets) in a Prometheus text page.
+fn metric(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The `shadowdiff run` process; killed if a test fails before it exits.
+struct Run {
+    child: Child,
+    tap: SocketAddr,
+    admin: SocketAddr,
+    stderr: tempfile::NamedTempFile,
+}
+
+impl Run {
+    fn start(data: &Path, control: &str, candidate: &str, extra: &[&str]) -> Self {
+        let (tap, admin) = (free_addr(), free_addr());
+        let stderr = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+            .args(["run", "--experiment", "ops"])
+            .arg("--listen")
+            .arg(tap.to_string())
+            .arg("--admin")
+            .arg(admin.to_string())
+            .arg("--control")
+            .arg(control)
+            .arg("--candidate")
+            .arg(format!("v2={candidate}"))
+            .arg("--data")
+            .arg(data)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let run = Self {
+            child,
+            tap,
+            admin,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(run.admin).is_err() || TcpStream::connect(run.tap).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "shadowdiff run did not come up:\n{}",
+                run.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        run
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+    }
+
+    fn metrics(&self) -> String {
+        let (status, body) = http(self.admin, "GET", "/metrics");
+        assert_eq!(status, 200);
+        body
+    }
+
+    /// Polls /metrics until `name` reaches `at_least`.
+    fn wait_metric(&self, name: &str, at_least: f64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let page = self.metrics();
+            if metric(&page, name) >= at_least {
+                return page;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} stayed below {at_least}:\n{page}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// Waits for the exit code, at most `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> (i32, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code().unwrap_or(-1), started.elapsed());
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!(
+                    "shadowdiff run did not exit within {limit:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn report_json(data: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+        .args(["report", "--format", "json", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn metrics_move_with_traffic_and_readiness_follows_the_control() {
+    let mut control = Server::start(r#"{"name":"Ann","n":1}"#, Duration::ZERO);
+    let candidate = Server::start(r#"{"name":"Bob","n":1}"#, Duration::ZERO);
+    let data = tempfile::tempdir().unwrap();
+    let mut run = Run::start(data.path(), &control.url(), &candidate.url(), &[]);
+
+    assert_eq!(http(run.admin, "GET", "/healthz").0, 200);
+    assert_eq!(http(run.admin, "GET", "/readyz").0, 200);
+    assert_eq!(http(run.admin, "GET", "/nope").0, 404);
+
+    for i in 0..20 {
+        let (status, body) = http(run.tap, "GET", &format!("/users/{i}"));
+        assert_eq!((status, body.as_str()), (200, r#"{"name":"Ann","n":1}"#));
+    }
+    assert_eq!(http(run.tap, "POST", "/orders").0, 200);
+    let page = run.wait_metric("shadowdiff_store_rows_total", 21.0);
+
+    assert_eq!(metric(&page, "shadowdiff_capture_exchanges_total"), 21.0);
+    assert_eq!(metric(&page, "shadowdiff_replay_exchanges_total"), 20.0);
+    assert!(page.contains("shadowdiff_replay_blocked_total{reason=\"method\"} 1"));
+    assert_eq!(metric(&page, "shadowdiff_diff_compared_total"), 20.0);
+    assert_eq!(metric(&page, "shadowdiff_diff_mismatched_total"), 20.0);
+    assert_eq!(metric(&page, "shadowdiff_store_failures_total"), 0.0);
+    for histogram in [
+        "shadowdiff_capture_control_latency_seconds",
+        "shadowdiff_replay_target_latency_seconds",
+        "shadowdiff_diff_duration_seconds",
+    ] {
+        assert!(
+            page.contains(&format!("# TYPE {histogram} histogram")),
+            "{histogram} is not a histogram:\n{page}"
+        );
+        assert!(metric(&page, &format!("{histogram}_count")) >= 20.0);
+    }
+    assert!(page.contains("shadowdiff_queue_depth{queue=\"capture\"}"));
+    for described in [
+        "shadowdiff_capture_exchanges_total",
+        "shadowdiff_replay_exchanges_total",
+        "shadowdiff_diff_compared_total",
+        "shadowdiff_store_rows_total",
+    ] {
+        assert!(
+            page.contains(&format!("# HELP {described} ")),
+            "{described} has no HELP line:\n{page}"
+        );
+    }
+
+    // Readiness follows the control; liveness does not.
+    control.stop();
+    let (status, body) = http(run.admin, "GET", "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("control"), "{body}");
+    assert_eq!(http(run.admin, "GET", "/healthz").0, 200);
+
+    run.signal("-TERM");
+    assert_eq!(run.wait_exit(Duration::from_secs(15)).0, 0, "{}", run.log());
+}
+
+#[test]
+fn sigterm_drains_every_accepted_exchange_into_the_store() {
+    const N: usize = 30;
+    let control = Server::start(r#"{"total":10}"#, Duration::ZERO);
+    // Slow enough that replays are in flight when the signal arrives.
+    let candidate = Server::start(r#"{"total":11}"#, Duration::from_millis(500));
+    let data = tempfile::tempdir().unwrap();
+    let mut run = Run::start(
+        data.path(),
+        &control.url(),
+        &candidate.url(),
+        &["--log-format", "json", "--shutdown-grace-ms", "10000"],
+    );
+    let tap = run.tap;
+    let clients: Vec<_> = (0..N)
+        .map(|i| std::thread::spawn(move || http(tap, "GET", &format!("/carts/{i}")).0))
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200);
+    }
+    let page = run.wait_metric("shadowdiff_capture_exchanges_total", N as f64);
+    let accepted = metric(&page, "shadowdiff_capture_exchanges_total") as u64;
+    assert!(
+        metric(&page, "shadowdiff_store_rows_total") < N as f64,
+        "work must still be in flight at the signal:\n{page}"
+    );
+
+    run.signal("-TERM");
+    let (code, took) = run.wait_exit(Duration::from_secs(15));
+    let log = run.log();
+    assert_eq!(code, 0, "{log}");
+    assert!(took < Duration::from_secs(10), "drain took {took:?}");
+    assert!(log.contains("Draining."), "{log}");
+    let json_lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        !json_lines.is_empty(),
+        "--log-format json logs JSON:\n{log}"
+    );
+
+    let report = report_json(data.path());
+    assert_eq!(report["totals"]["exchanges"], accepted, "{report:#}");
+    assert_eq!(report["totals"]["compared"], accepted, "{report:#}");
+    assert_eq!(report["totals"]["mismatched"], accepted, "{report:#}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let control = Server::start(r#"{"a":1}"#, Duration::ZERO);
+    let candidate = Server::start(r#"{"a":2}"#, Duration::from_secs(30));
+    let data = tempfile::tempdir().unwrap();
+    let mut run = Run::start(
+        data.path(),
+        &control.url(),
+        &candidate.url(),
+        &["--shutdown-grace-ms", "60000", "--timeout-ms", "60000"],
+    );
+    for i in 0..3 {
+        assert_eq!(http(run.tap, "GET", &format!("/slow/{i}")).0, 200);
+    }
+    run.wait_metric("shadowdiff_capture_exchanges_total", 3.0);
+
+    run.signal("-TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        run.child.try_wait().unwrap().is_none(),
+        "the first signal drains; replays are still waiting on the candidate"
+    );
+    run.signal("-INT");
+    let (code, took) = run.wait_exit(Duration::from_secs(5));
+    assert_eq!(code, 130, "{}", run.log());
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
