@@ -49,7 +49,11 @@ impl MirrorReceiver {
     }
 
     /// Keeps only the requests `sampler` keeps.
-    pub fn with_sampler(config: MirrorConfig, sink: Arc<dyn ExchangeSink>, sampler: Sampler) -> Self {
+    pub fn with_sampler(
+        config: MirrorConfig,
+        sink: Arc<dyn ExchangeSink>,
+        sampler: Sampler,
+    ) -> Self {
         telemetry::describe();
         let sampler = (!sampler.keeps_everything()).then_some(sampler);
         Self {
@@ -62,7 +66,10 @@ impl MirrorReceiver {
     }
 
     /// Answers 202 at once; the body is read and the exchange offered in the background.
-    pub async fn handle(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
         let inner = self.inner.clone();
         let (parts, body) = req.into_parts();
         let keep = match &inner.sampler {

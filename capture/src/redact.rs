@@ -5,12 +5,16 @@
 use crate::{ExchangeSink, OfferError};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use shadowdiff_model::{Body, Exchange, Headers};
+use shadowdiff_model::{Body, Exchange, Headers, HttpResponse};
 use std::sync::Arc;
 
 /// Headers always redacted (request and response).
-pub const DEFAULT_REDACTED_HEADERS: &[&str] =
-    &["authorization", "proxy-authorization", "cookie", "set-cookie"];
+pub const DEFAULT_REDACTED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
 
 /// Prefix of every redacted value.
 pub const REDACTED_PREFIX: &str = "redacted:";
@@ -111,13 +115,26 @@ impl Redactor {
         exchange.redactions = names;
     }
 
+    /// Redacts a replayed target's response the same way as the control's, so a redacted
+    /// control value and the candidate's equal raw value still compare equal.
+    pub fn redact_response(&self, response: &mut HttpResponse) {
+        let mut names = Vec::new();
+        self.redact_headers(&mut response.headers, "response", &mut names);
+        if !self.paths.is_empty() {
+            self.redact_body(&mut response.body, "response", &mut names);
+        }
+    }
+
     fn redact_headers(&self, headers: &mut Headers, side: &str, names: &mut Vec<String>) {
         for (name, value) in headers.iter_mut() {
             if self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
                 && !value.starts_with(REDACTED_PREFIX)
             {
                 *value = self.hash(value.as_bytes());
-                push_unique(names, format!("{side}.headers.{}", name.to_ascii_lowercase()));
+                push_unique(
+                    names,
+                    format!("{side}.headers.{}", name.to_ascii_lowercase()),
+                );
             }
         }
     }
@@ -161,7 +178,10 @@ impl Redactor {
         hit: &mut Vec<String>,
     ) {
         let Some((first, rest)) = path.split_first() else {
-            if !value.is_null() && !value.as_str().is_some_and(|s| s.starts_with(REDACTED_PREFIX))
+            if !value.is_null()
+                && !value
+                    .as_str()
+                    .is_some_and(|s| s.starts_with(REDACTED_PREFIX))
             {
                 let original = match &*value {
                     serde_json::Value::String(s) => s.clone().into_bytes(),
@@ -231,7 +251,7 @@ impl ExchangeSink for RedactingSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shadowdiff_model::{HttpRequest, HttpResponse, SCHEMA_VERSION};
+    use shadowdiff_model::{HttpRequest, SCHEMA_VERSION};
 
     fn redactor(paths: &[&str]) -> Redactor {
         Redactor::new(&RedactionConfig {
@@ -278,7 +298,10 @@ mod tests {
         );
         r.redact(&mut e);
         let auth = &e.request.headers[0].1;
-        assert!(auth.starts_with("redacted:") && auth.len() == 9 + 16, "{auth}");
+        assert!(
+            auth.starts_with("redacted:") && auth.len() == 9 + 16,
+            "{auth}"
+        );
         assert_eq!(auth, &r.hash(b"Bearer abc"));
         assert!(e.request.headers[1].1.starts_with("redacted:"));
         assert_eq!(e.request.headers[2].1, "*/*");

@@ -1,8 +1,10 @@
 //! `shadowdiff`: shadow-traffic diffing. See `shadowdiff --help`.
 
 mod dist_cmd;
+mod import_cmd;
 mod report_cmd;
 mod run_cmd;
+mod sandbox_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +32,12 @@ enum Command {
     Demo(run_cmd::DemoArgs),
     /// Print the report of stored results (embedded store or ClickHouse).
     Report(report_cmd::ReportArgs),
+    /// Egress sandbox: the forward proxy candidates use for outbound calls; passes reads to
+    /// allowlisted hosts, blocks writes and records them per exchange id.
+    Sandbox(Box<sandbox_cmd::SandboxArgs>),
+    /// Replay recorded traffic (Envoy tap traces, GoReplay files) to candidates, diff and store
+    /// it like `run` does, and print a summary.
+    Import(Box<import_cmd::ImportArgs>),
     /// Distributed tap: tee proxy in front of the control, publishing exchanges to Kafka.
     Capture(Box<dist_cmd::StageArgs>),
     /// Distributed replayer: consumer-group member replaying exchanges to candidates.
@@ -49,6 +57,8 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run_cmd::run(*args),
         Command::Demo(args) => run_cmd::demo(args),
         Command::Report(args) => report_cmd::report(args),
+        Command::Sandbox(args) => sandbox_cmd::sandbox(*args),
+        Command::Import(args) => import_cmd::import(*args),
         Command::Capture(args) => dist_cmd::capture(*args),
         Command::Replay(args) => dist_cmd::replay(*args),
         Command::Diff(args) => dist_cmd::diff(*args),

@@ -216,6 +216,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(
             tap = %pipeline.addr,
             admin = ?pipeline.admin_addr,
+            sandbox = ?pipeline.sandbox_addr,
             data = %data_dir.display(),
             "Pipeline running; send traffic to the tap. SIGTERM or Ctrl-C drains and stops."
         );

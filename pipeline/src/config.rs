@@ -713,7 +713,10 @@ impl Config {
             if http::StatusCode::from_u16(self.sandbox.block_status).is_err() {
                 return Err(invalid(
                     "sandbox.block_status",
-                    format!("{} is not an HTTP status; use e.g. 403", self.sandbox.block_status),
+                    format!(
+                        "{} is not an HTTP status; use e.g. 403",
+                        self.sandbox.block_status
+                    ),
                 ));
             }
             Some(SandboxSettings {
@@ -725,7 +728,10 @@ impl Config {
                     exchange_id_header: self.replay.exchange_id_header.clone(),
                     upstream_timeout: Duration::from_millis(self.replay.timeout_ms.max(1)),
                 },
-                log_ttl: Duration::from_secs(positive("sandbox.log_ttl_secs", self.sandbox.log_ttl_secs)?),
+                log_ttl: Duration::from_secs(positive(
+                    "sandbox.log_ttl_secs",
+                    self.sandbox.log_ttl_secs,
+                )?),
                 log_capacity: positive("sandbox.log_capacity", self.sandbox.log_capacity as u64)?
                     as usize,
             })

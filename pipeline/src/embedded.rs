@@ -1,9 +1,9 @@
 //! `shadowdiff run`: every stage in one process, joined by bounded in-memory queues.
 
 use crate::admin::{start_admin, ReadyCheck};
+use crate::config::CaptureMode;
 use crate::config::Settings;
 use crate::stages::{run_replay_stage, spawn_differ_pool, spawn_writer, PipelineStats};
-use crate::config::CaptureMode;
 use shadowdiff_capture::mirror::{MirrorConfig, MirrorReceiver};
 use shadowdiff_capture::redact::RedactingSink;
 use shadowdiff_capture::{ExchangeSink, OfferError, TeeConfig, TeeProxy};

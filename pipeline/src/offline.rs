@@ -39,12 +39,13 @@ pub async fn start_sandbox(
     let log = SideEffectLog::new(s.log_ttl, s.log_capacity);
     let sandbox = Sandbox::new(s.config.clone(), log.clone())
         .map_err(|e| PipelineError::Config(format!("sandbox: {e}")))?;
-    let (addr, task) = shadowdiff_sandbox::start(s.listen, sandbox, shutdown, settings.shutdown_grace)
-        .await
-        .map_err(|source| PipelineError::Bind {
-            addr: s.listen,
-            source,
-        })?;
+    let (addr, task) =
+        shadowdiff_sandbox::start(s.listen, sandbox, shutdown, settings.shutdown_grace)
+            .await
+            .map_err(|source| PipelineError::Bind {
+                addr: s.listen,
+                source,
+            })?;
     Ok(Some(RunningSandbox { addr, log, task }))
 }
 
@@ -54,7 +55,8 @@ pub fn build_replayer(
     settings: &Settings,
     in_process: Option<&SideEffectLog>,
 ) -> Result<Replayer, PipelineError> {
-    let config_error = |e: shadowdiff_replayer::ReplayConfigError| PipelineError::Config(e.to_string());
+    let config_error =
+        |e: shadowdiff_replayer::ReplayConfigError| PipelineError::Config(e.to_string());
     let mut replayer = Replayer::new(ReplayConfig {
         targets: settings.targets.clone(),
         timeout: settings.replay_timeout,
@@ -70,13 +72,17 @@ pub fn build_replayer(
     .map_err(config_error)?;
     let source: Option<Arc<dyn SideEffectSource>> = match (in_process, &settings.sandbox_url) {
         (Some(log), _) => Some(Arc::new(log.clone())),
-        (None, Some(url)) => Some(Arc::new(HttpSideEffects::new(url, SIDE_EFFECT_LOOKUP_TIMEOUT))),
+        (None, Some(url)) => Some(Arc::new(HttpSideEffects::new(
+            url,
+            SIDE_EFFECT_LOOKUP_TIMEOUT,
+        ))),
         (None, None) => None,
     };
     if let Some(source) = source {
         replayer = replayer.with_side_effects(source);
     }
-    Ok(replayer)
+    let redactor = settings.redactor.clone();
+    Ok(replayer.with_response_filter(Arc::new(move |r| redactor.redact_response(r))))
 }
 
 /// Replays `exchanges` (redacted first, like the tap does) and stores the diffs. Returns when
@@ -107,7 +113,10 @@ where
         records_tx,
         stats.clone(),
     );
-    let capacity = settings.queue_capacity.min(settings.replay_concurrency * 4).max(1);
+    let capacity = settings
+        .queue_capacity
+        .min(settings.replay_concurrency * 4)
+        .max(1);
     let (tx, rx) = mpsc::channel::<Exchange>(capacity);
     let replay = tokio::spawn(run_replay_stage(
         rx,

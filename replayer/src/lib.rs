@@ -96,7 +96,11 @@ pub struct Replayer {
     /// Synthetic tenant credentials set after stripping (see [`Replayer::with_credentials`]).
     credentials: Vec<(HeaderName, HeaderValue)>,
     side_effects: Option<Arc<dyn SideEffectSource>>,
+    response_filter: Option<ResponseFilter>,
 }
+
+/// Applied to every target response before it is diffed (e.g. the tap's redaction).
+pub type ResponseFilter = Arc<dyn Fn(&mut HttpResponse) + Send + Sync>;
 
 impl Replayer {
     pub fn new(config: ReplayConfig) -> Result<Self, ReplayConfigError> {
@@ -143,6 +147,7 @@ impl Replayer {
             candidates,
             credentials: Vec::new(),
             side_effects: None,
+            response_filter: None,
         })
     }
 
@@ -160,6 +165,13 @@ impl Replayer {
             self.credentials.push((name, value));
         }
         Ok(self)
+    }
+
+    /// Transforms every target response, e.g. with the tap's redaction so that redacted control
+    /// values compare equal to the candidate's.
+    pub fn with_response_filter(mut self, filter: ResponseFilter) -> Self {
+        self.response_filter = Some(filter);
+        self
     }
 
     /// Attaches the side effects the egress sandbox blocked to each result.
@@ -205,7 +217,14 @@ impl Replayer {
             .iter()
             .filter(|t| !(has_control && t.role == TargetRole::Control))
             .map(|t| self.send(t, &exchange));
-        let outcomes = futures_util::future::join_all(sends).await;
+        let mut outcomes = futures_util::future::join_all(sends).await;
+        if let Some(filter) = &self.response_filter {
+            for o in &mut outcomes {
+                if let Ok(response) = &mut o.result {
+                    filter(response);
+                }
+            }
+        }
         telemetry::replayed();
         // Every target has answered, so whatever it tried through the sandbox is recorded.
         let side_effects = match &self.side_effects {

@@ -74,10 +74,16 @@ impl Canned {
         };
         for (i, r) in canned.response.iter().enumerate() {
             if http::StatusCode::from_u16(r.status).is_err() {
-                return Err(parse(format!("response[{i}]: status {} is not an HTTP status", r.status)));
+                return Err(parse(format!(
+                    "response[{i}]: status {} is not an HTTP status",
+                    r.status
+                )));
             }
             if !r.path.starts_with('/') {
-                return Err(parse(format!("response[{i}]: path `{}` must start with `/`", r.path)));
+                return Err(parse(format!(
+                    "response[{i}]: path `{}` must start with `/`",
+                    r.path
+                )));
             }
         }
         Ok(canned)
@@ -115,9 +121,23 @@ mod tests {
             r#"{"response": [{"method": "*", "host": "a", "path": "/x", "status": 204}]}"#,
         )
         .unwrap();
-        assert_eq!(Canned::from_file(&j).unwrap().find("DELETE", "a", "/x").unwrap().status, 204);
-        std::fs::write(&j, r#"{"response": [{"method": "GET", "host": "a", "path": "x"}]}"#).unwrap();
-        assert!(Canned::from_file(&j).unwrap_err().to_string().contains("response[0]"));
+        assert_eq!(
+            Canned::from_file(&j)
+                .unwrap()
+                .find("DELETE", "a", "/x")
+                .unwrap()
+                .status,
+            204
+        );
+        std::fs::write(
+            &j,
+            r#"{"response": [{"method": "GET", "host": "a", "path": "x"}]}"#,
+        )
+        .unwrap();
+        assert!(Canned::from_file(&j)
+            .unwrap_err()
+            .to_string()
+            .contains("response[0]"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

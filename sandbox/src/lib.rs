@@ -143,7 +143,10 @@ impl Sandbox {
     }
 
     /// Serves one request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Result<Response<SandboxBody>, Infallible> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<SandboxBody>, Infallible> {
         if req.method() == Method::CONNECT {
             return Ok(self.connect(req).await);
         }
@@ -166,7 +169,11 @@ impl Sandbox {
             Some(id) => {
                 if !self.inner.log.record(id, effect.clone()) {
                     telemetry::log_refused();
-                    tracing::warn!(exchange_id = id, effect, "Side-effect log full; not recorded.");
+                    tracing::warn!(
+                        exchange_id = id,
+                        effect,
+                        "Side-effect log full; not recorded."
+                    );
                 } else {
                     tracing::debug!(exchange_id = id, effect, "Blocked a side effect.");
                 }
@@ -205,7 +212,9 @@ impl Sandbox {
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => {
                     let mut client = TokioIo::new(upgraded);
-                    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    if let Err(error) =
+                        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                    {
                         tracing::debug!(%error, "Tunnel ended with an error.");
                     }
                 }
@@ -230,7 +239,10 @@ impl Sandbox {
         if !SAFE.contains(&method) {
             telemetry::request("blocked");
             self.record(id.as_deref(), format!("{method} {host}{path}"));
-            return blocked(self.inner.block_status, "writes are blocked during shadow replay");
+            return blocked(
+                self.inner.block_status,
+                "writes are blocked during shadow replay",
+            );
         }
         if !self.allowed(&authority) {
             telemetry::request("refused");
@@ -238,7 +250,10 @@ impl Sandbox {
         }
         let (mut parts, body) = req.into_parts();
         if parts.uri.scheme_str() != Some("http") {
-            return text(StatusCode::BAD_REQUEST, "only http:// is proxied; use CONNECT for https\n");
+            return text(
+                StatusCode::BAD_REQUEST,
+                "only http:// is proxied; use CONNECT for https\n",
+            );
         }
         strip_hop_by_hop(&mut parts.headers);
         let sent = self.inner.client.request(Request::from_parts(parts, body));
@@ -349,7 +364,10 @@ fn canned_response(c: &CannedResponse) -> Response<SandboxBody> {
     let mut r = Response::new(Either::Right(Full::new(Bytes::from(c.body.clone()))));
     *r.status_mut() = StatusCode::from_u16(c.status).unwrap_or(StatusCode::OK);
     for (k, v) in &c.headers {
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
             r.headers_mut().append(k, v);
         }
     }
@@ -374,7 +392,11 @@ mod tests {
     fn allowlist_forms() {
         let s = Sandbox::new(
             SandboxConfig {
-                allow: vec!["api.internal".into(), "*.example.com".into(), "127.0.0.1:9".into()],
+                allow: vec![
+                    "api.internal".into(),
+                    "*.example.com".into(),
+                    "127.0.0.1:9".into(),
+                ],
                 ..SandboxConfig::default()
             },
             SideEffectLog::new(Duration::from_secs(1), 10),

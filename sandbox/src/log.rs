@@ -124,7 +124,10 @@ mod tests {
         assert!(log.take_now("a").is_empty());
         std::thread::sleep(Duration::from_millis(80));
         assert!(log.get("b").is_empty(), "expired");
-        assert!(log.record("c", "POST x/4".into()), "expired entries make room");
+        assert!(
+            log.record("c", "POST x/4".into()),
+            "expired entries make room"
+        );
         assert_eq!(log.len(), 1);
     }
 }

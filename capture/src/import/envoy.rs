@@ -55,7 +55,10 @@ struct TraceBody {
 }
 
 /// Reads every trace in the given files.
-pub fn import_files(paths: &[std::path::PathBuf], experiment: &str) -> Result<Imported, ImportError> {
+pub fn import_files(
+    paths: &[std::path::PathBuf],
+    experiment: &str,
+) -> Result<Imported, ImportError> {
     let mut out = Imported::default();
     for path in paths {
         let bytes = read(path)?;
@@ -72,7 +75,8 @@ pub fn parse_into(bytes: &[u8], origin: &Path, experiment: &str, out: &mut Impor
         let w = match item {
             Ok(w) => w,
             Err(e) => {
-                out.skipped.push(format!("{where_}: not an HttpBufferedTrace: {e}"));
+                out.skipped
+                    .push(format!("{where_}: not an HttpBufferedTrace: {e}"));
                 return; // The rest of the stream cannot be resynchronised.
             }
         };
@@ -200,7 +204,10 @@ mod tests {
         assert!(out.skipped.is_empty(), "{:?}", out.skipped);
         assert_eq!(out.exchanges.len(), 2);
         let e = &out.exchanges[0];
-        assert_eq!((e.request.method.as_str(), e.request.uri.as_str()), ("POST", "/users/7?x=1"));
+        assert_eq!(
+            (e.request.method.as_str(), e.request.uri.as_str()),
+            ("POST", "/users/7?x=1")
+        );
         assert_eq!(&e.request.body.bytes[..], b"{\"a\":1}");
         assert_eq!(e.request_header("host"), Some("api.local"));
         assert!(e.request.headers.iter().all(|(n, _)| !n.starts_with(':')));

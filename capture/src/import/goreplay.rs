@@ -54,8 +54,9 @@ pub fn parse(bytes: &[u8], origin: &str, experiment: &str) -> Imported {
         };
         let line = String::from_utf8_lossy(&record[..nl]);
         let Some(m) = meta(line.trim_end_matches('\r')) else {
-            out.skipped
-                .push(format!("{where_}: meta line `{line}` is not `TYPE ID TIMESTAMP LATENCY`"));
+            out.skipped.push(format!(
+                "{where_}: meta line `{line}` is not `TYPE ID TIMESTAMP LATENCY`"
+            ));
             continue;
         };
         let payload = &record[nl + 1..];
@@ -71,7 +72,9 @@ pub fn parse(bytes: &[u8], origin: &str, experiment: &str) -> Imported {
                 Err(why) => out.skipped.push(format!("{where_}: {why}")),
             },
             3 => {}
-            k => out.skipped.push(format!("{where_}: unknown record type {k}")),
+            k => out
+                .skipped
+                .push(format!("{where_}: unknown record type {k}")),
         }
     }
     for (id, ts_ns, request) in requests {
@@ -254,11 +257,17 @@ mod tests {
         assert!(out.skipped.is_empty(), "{:?}", out.skipped);
         assert_eq!(out.exchanges.len(), 2);
         let a = &out.exchanges[0];
-        assert_eq!((a.request.method.as_str(), a.request.uri.as_str()), ("POST", "/search?q=1"));
+        assert_eq!(
+            (a.request.method.as_str(), a.request.uri.as_str()),
+            ("POST", "/search?q=1")
+        );
         assert_eq!(&a.request.body.bytes[..], b"{\"q\":1}");
         assert_eq!(a.captured_at_ms, 1_700_000_000_000);
         let ac = a.control.as_ref().unwrap();
-        assert_eq!((ac.status, &ac.body.bytes[..], ac.latency_us), (201, &b"ok"[..], 2000));
+        assert_eq!(
+            (ac.status, &ac.body.bytes[..], ac.latency_us),
+            (201, &b"ok"[..], 2000)
+        );
         let b = &out.exchanges[1];
         let bc = b.control.as_ref().unwrap();
         assert_eq!((bc.status, &bc.body.bytes[..]), (200, &b"{\"id\":7}"[..]));
