@@ -365,6 +365,28 @@ fn sigterm_drains_every_accepted_exchange_into_the_store() {
     assert_eq!(report["totals"]["exchanges"], accepted, "{report:#}");
     assert_eq!(report["totals"]["compared"], accepted, "{report:#}");
     assert_eq!(report["totals"]["mismatched"], accepted, "{report:#}");
+
+    // The same data as one self-contained HTML page.
+    let page = data.path().join("report.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+        .args(["report", "--format", "html", "--data"])
+        .arg(data.path())
+        .arg("--out")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "--out writes nothing to stdout");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(
+        html.contains("/carts/") && html.contains("body.total"),
+        "{html}"
+    );
 }
 
 #[test]

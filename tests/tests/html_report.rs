@@ -1,6 +1,6 @@
 //! The HTML report, rendered from real pipeline data and loaded in a real headless browser.
 //!
-//! Needs Chromium (`apt-get install -y chromium`, done by the test-deps install script); the
+//! Needs Chromium (`apt-get install -y chromium`, done by `scripts/test.sh`); the
 //! test fails, rather than skips, when it is missing. Set `CHROMIUM` to use another binary and
 //! `SHADOWDIFF_HTML_ARTIFACTS=DIR` to keep the page and its screenshot for a look.
 #![allow(clippy::unwrap_used)]
@@ -28,8 +28,8 @@ fn chromium() -> PathBuf {
     }
     panic!(
         "Chromium is not installed, and the HTML report test needs a real browser. Run the \
-         test-deps install script (scripts/test-deps.sh, or `apt-get install -y chromium` on \
-         Debian), or point CHROMIUM at a Chrome/Chromium binary."
+         test-deps install script (`scripts/test.sh` installs it; or `apt-get install -y \
+         chromium` on Debian), or point CHROMIUM at a Chrome/Chromium binary."
     );
 }
 
