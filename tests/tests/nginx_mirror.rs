@@ -1,0 +1,192 @@
+//! Debian's nginx, configured with deploy/nginx/shadowdiff-mirror.conf, mirrors real traffic to
+//! `run --mode mirror`: clients get production's answer, shadowdiff gets the exchanges.
+//! Needs the `nginx` binary (Debian: `apt-get install -y nginx-light`); skipped when absent
+//! unless SHADOWDIFF_REQUIRE_NGINX=1.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::json;
+use shadowdiff_pipeline::config::CaptureMode;
+use shadowdiff_tests::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn nginx_binary() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// Kills the nginx master we started (by its pid) when the test ends, also on panic.
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn free_port() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn write_config(dir: &Path, listen: &str, production: &str, shadowdiff: &str) -> PathBuf {
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx/shadowdiff-mirror.conf"),
+    )
+    .unwrap();
+    let site = template
+        .replace("__LISTEN__", listen)
+        .replace("__PRODUCTION__", production)
+        .replace("__SHADOWDIFF__", shadowdiff);
+    let d = dir.display();
+    let main = format!(
+        "worker_processes 1;\ndaemon off;\nmaster_process on;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log warn;\n{user}events {{ worker_connections 128; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{site}\n}}\n",
+        // As root, keep workers as root so they can use the private temp directory.
+        user = if is_root() { "user root;\n" } else { "" },
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, main).unwrap();
+    path
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_mirror_feeds_the_mirror_receiver_and_clients_get_production() {
+    let Some(nginx) = nginx_binary() else {
+        assert!(
+            std::env::var("SHADOWDIFF_REQUIRE_NGINX").is_err(),
+            "nginx is required (apt-get install -y nginx-light)"
+        );
+        eprintln!("skipped: no nginx binary (apt-get install -y nginx-light)");
+        return;
+    };
+    let production = TestServer::start(|s| {
+        Reply::json(
+            json!({"from": "production", "path": s.path, "body": String::from_utf8_lossy(&s.body)}),
+        )
+    })
+    .await;
+    let replica = TestServer::start(|s| {
+        Reply::json(
+            json!({"from": "production", "path": s.path, "body": String::from_utf8_lossy(&s.body)}),
+        )
+    })
+    .await;
+    let candidate = TestServer::start(|s| {
+        let from = if s.path.ends_with("/2") {
+            "candidate"
+        } else {
+            "production"
+        };
+        Reply::json(json!({"from": from, "path": s.path, "body": String::from_utf8_lossy(&s.body)}))
+    })
+    .await;
+    let h = start_pipeline(&replica.url(), &[("v2", &candidate.url())], |c| {
+        c.capture.mode = CaptureMode::Mirror;
+    })
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().await;
+    let conf = write_config(
+        dir.path(),
+        &format!("127.0.0.1:{port}"),
+        &production.addr.to_string(),
+        &h.pipeline.addr.to_string(),
+    );
+    let check = Command::new(&nginx)
+        .args(["-t", "-q", "-p"])
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let _nginx = Nginx(
+        Command::new(&nginx)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut up = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        up,
+        "nginx did not listen: {}",
+        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+    );
+
+    let c = client();
+    for id in 1..=3 {
+        let got = send(
+            &c,
+            "GET",
+            &format!("http://127.0.0.1:{port}/users/{id}"),
+            b"",
+        )
+        .await;
+        assert_eq!(got.status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+        assert_eq!(
+            (v["from"].as_str(), v["path"].as_str()),
+            (Some("production"), Some(format!("/users/{id}").as_str()))
+        );
+    }
+    let got = send(
+        &c,
+        "POST",
+        &format!("http://127.0.0.1:{port}/orders"),
+        b"{\"n\":1}",
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(v["body"], "{\"n\":1}", "production got the body");
+
+    // Bounded wait for the mirrored copies to arrive and be replayed.
+    for _ in 0..100 {
+        if h.pipeline.stats.captured.load(Ordering::Relaxed) >= 4 && candidate.seen().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (report, stats, _data) = h.finish().await;
+    assert_eq!(stats.captured.load(Ordering::Relaxed), 4);
+    let users = endpoint(&report, "GET", "/users/{id}", "v2");
+    assert_eq!((users.compared, users.mismatched), (3, 1), "{users:#?}");
+    // The mirrored POST arrived with its body and was guarded, not replayed.
+    assert_eq!(endpoint(&report, "POST", "/orders", "v2").blocked, 1);
+    assert!(candidate.seen().iter().all(|s| s.method == "GET"));
+}
