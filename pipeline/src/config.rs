@@ -62,6 +62,10 @@ pub struct CaptureSection {
     pub body_limit: usize,
     /// Captured exchanges waiting for the replayer; beyond this they are dropped and counted.
     pub queue_capacity: usize,
+    /// Bytes (bodies, headers, URIs) of the exchanges between the tap and the differ — queued,
+    /// being replayed, or waiting for a differ; beyond this new exchanges are dropped and counted
+    /// (`queue_full`), so memory stays bounded whatever the body sizes.
+    pub queue_max_bytes: u64,
     /// Forward the client's Host header instead of the control's address.
     pub preserve_host: bool,
     /// Time the control has to answer a client, in milliseconds.
@@ -80,6 +84,7 @@ impl Default for CaptureSection {
             control: None,
             body_limit: 256 * 1024,
             queue_capacity: 10_000,
+            queue_max_bytes: 128 * 1024 * 1024,
             preserve_host: false,
             control_timeout_ms: 30_000,
             mode: CaptureMode::Tee,
@@ -407,6 +412,7 @@ pub struct Settings {
     pub control: http::Uri,
     pub body_limit: usize,
     pub queue_capacity: usize,
+    pub queue_max_bytes: u64,
     pub preserve_host: bool,
     pub control_timeout: Duration,
     pub targets: Vec<Target>,
@@ -580,6 +586,7 @@ impl Config {
             control,
             body_limit,
             queue_capacity,
+            queue_max_bytes: positive("capture.queue_max_bytes", self.capture.queue_max_bytes)?,
             preserve_host: self.capture.preserve_host,
             control_timeout: Duration::from_millis(positive(
                 "capture.control_timeout_ms",
@@ -811,6 +818,85 @@ mod tests {
             .starts_with("replay.timeout_ms"));
 
         assert!(base().validate().is_ok());
+    }
+
+    #[test]
+    fn source_and_sandbox_settings_validate_precisely() {
+        let text = r#"
+            [capture]
+            control = "http://127.0.0.1:1"
+            mode = "mirror"
+            [capture.sampling]
+            percent = 10.0
+            key_query = "user"
+            [capture.redaction]
+            key = "k"
+            body_paths = ["card.number"]
+            [[replay.candidates]]
+            name = "v2"
+            url = "http://127.0.0.1:2"
+            [replay.credentials]
+            authorization = "Bearer synthetic"
+            [sandbox]
+            listen = "127.0.0.1:0"
+            allow = ["rates.internal"]
+        "#;
+        let s = Config::from_toml(text, "t").unwrap().validate().unwrap();
+        assert_eq!(s.mode, CaptureMode::Mirror);
+        assert!(s
+            .targets
+            .iter()
+            .any(|t| t.role == TargetRole::Control && t.name == "control"));
+        assert_eq!(s.sampler.rate(), 0.1);
+        assert!(s.sandbox.is_some());
+
+        let check = |f: &dyn Fn(&mut Config), expect: &str| {
+            let mut c = base();
+            f(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(expect), "{e}");
+        };
+        check(&|c| c.capture.sampling.percent = 150.0, "capture.sampling: percent");
+        check(
+            &|c| {
+                c.capture.sampling.key_header = Some("x".into());
+                c.capture.sampling.key_query = Some("y".into());
+            },
+            "not both",
+        );
+        check(
+            &|c| c.capture.redaction.body_paths = vec!["a..b".into()],
+            "capture.redaction",
+        );
+        check(
+            &|c| {
+                c.replay.credentials.insert("bad header".into(), "x".into());
+            },
+            "replay.credentials.bad header",
+        );
+        check(
+            &|c| c.replay.sandbox_url = Some("ftp://x".into()),
+            "replay.sandbox_url",
+        );
+        check(
+            &|c| {
+                c.sandbox.listen = "127.0.0.1:0".into();
+                c.replay.sandbox_url = Some("http://127.0.0.1:3".into());
+            },
+            "not both",
+        );
+        check(
+            &|c| {
+                c.sandbox.listen = "127.0.0.1:0".into();
+                c.sandbox.block_status = 42;
+            },
+            "sandbox.block_status",
+        );
+        check(&|c| c.sandbox.listen = "3128".into(), "sandbox.listen");
+        let e = Config::from_toml("[capture]\nmode = \"span\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tee") && e.contains("mirror"), "{e}");
     }
 
     #[test]

@@ -405,3 +405,23 @@ async fn goreplay_files_replay_with_backpressure_and_a_control_replica_for_lone_
     let asked: Vec<String> = replica.seen().into_iter().map(|s| s.path).collect();
     assert_eq!(asked, vec!["/greet/lone".to_string()]);
 }
+
+#[test]
+fn the_kubernetes_config_map_holds_a_valid_config() {
+    let yaml = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/kubernetes/configmap.yaml"),
+    )
+    .unwrap();
+    let toml: String = yaml
+        .lines()
+        .skip_while(|l| !l.contains("shadowdiff.toml: |"))
+        .skip(1)
+        .map(|l| l.strip_prefix("    ").unwrap_or(l).to_string() + "\n")
+        .collect();
+    let config = Config::from_toml(&toml, "configmap.yaml").unwrap();
+    assert_eq!(config.capture.mode, CaptureMode::Mirror);
+    let settings = config.validate().unwrap();
+    assert_eq!(settings.credentials.len(), 1);
+    assert!(settings.sandbox_url.is_some());
+}
