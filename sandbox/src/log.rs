@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn bounded_by_capacity_and_age() {
-        let log = SideEffectLog::new(Duration::from_millis(50), 2);
+        let log = SideEffectLog::new(Duration::from_millis(400), 2);
         assert!(log.record("a", "POST x/1".into()));
         assert!(log.record("a", "PUT x/2".into()));
         assert!(log.record("b", "POST x/3".into()));
@@ -122,12 +122,15 @@ mod tests {
         assert_eq!(log.get("a"), vec!["POST x/1", "PUT x/2"]);
         assert_eq!(log.take_now("a"), vec!["POST x/1", "PUT x/2"]);
         assert!(log.take_now("a").is_empty());
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(500));
         assert!(log.get("b").is_empty(), "expired");
+        assert!(log.record("c", "POST x/4".into()));
+        // Full again (b, c): the expired `b` is purged to make room for `d`.
         assert!(
-            log.record("c", "POST x/4".into()),
+            log.record("d", "POST x/5".into()),
             "expired entries make room"
         );
-        assert_eq!(log.len(), 1);
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.get("c"), vec!["POST x/4"]);
     }
 }
