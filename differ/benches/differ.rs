@@ -129,6 +129,16 @@ fn bench(c: &mut Criterion) {
         sizes.iter().min().unwrap_or(&0),
         sizes.iter().max().unwrap_or(&0)
     );
+    let text_fallbacks = mutated
+        .iter()
+        .filter(|(a, x)| {
+            compare_responses(a, x, &rules)
+                .differences
+                .iter()
+                .any(|d| d.kind == shadowdiff_model::DiffKind::Text)
+        })
+        .count();
+    eprintln!("pairs that fell back to a text diff: {text_fallbacks}");
     let mut group = c.benchmark_group("differ");
     group.throughput(Throughput::Elements(mutated.len() as u64));
     group.bench_function("json_pairs_mutated", |b| {
@@ -138,6 +148,15 @@ fn bench(c: &mut Criterion) {
                 found += compare_responses(a, x, &rules).differences.len();
             }
             assert!(found >= mutated.len());
+        })
+    });
+    group.bench_function("json_parse_only_both_sides", |b| {
+        b.iter(|| {
+            for (a, x) in &mutated {
+                let pa = shadowdiff_differ::Node::parse(&a.body.bytes).expect("json");
+                let px = shadowdiff_differ::Node::parse(&x.body.bytes).expect("json");
+                criterion::black_box((pa, px));
+            }
         })
     });
     let identical: Vec<(HttpResponse, HttpResponse)> = mutated

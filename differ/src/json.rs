@@ -67,19 +67,29 @@ pub fn diff_json(control: &Value, candidate: &Value, rules: &Rules, root: &str) 
     c.out
 }
 
-pub(crate) fn diff_json_into(control: &Node, candidate: &Node, root: &str, c: &mut Collector) {
-    let mut path = String::with_capacity(64);
-    path.push_str(root);
+pub(crate) fn diff_json_into<'t>(
+    control: &'t Node<'_>,
+    candidate: &'t Node<'_>,
+    root: &'t str,
+    c: &mut Collector,
+) {
+    let mut path = PathStack::new(root);
     diff_value(control, candidate, &mut path, 0, c);
 }
 
 type Entries<'n, 'a> = &'n [(Cow<'a, str>, Node<'a>)];
 
-fn diff_value(a: &Node, b: &Node, path: &mut String, depth: usize, c: &mut Collector) {
+fn diff_value<'t>(
+    a: &'t Node<'_>,
+    b: &'t Node<'_>,
+    path: &mut PathStack<'t>,
+    depth: usize,
+    c: &mut Collector,
+) {
     if depth > MAX_DEPTH {
         if hash_node(a) != hash_node(b) {
             c.push(
-                path,
+                &path.render(),
                 DiffKind::Value,
                 Some(excerpt_node(a)),
                 Some(excerpt_node(b)),
@@ -93,7 +103,7 @@ fn diff_value(a: &Node, b: &Node, path: &mut String, depth: usize, c: &mut Colle
         (Node::Number(x), Node::Number(y)) => {
             if !numbers_equal(*x, *y, c.rules) {
                 c.push(
-                    path,
+                    &path.render(),
                     DiffKind::Value,
                     Some(x.to_string()),
                     Some(y.to_string()),
@@ -103,7 +113,7 @@ fn diff_value(a: &Node, b: &Node, path: &mut String, depth: usize, c: &mut Colle
         (Node::String(x), Node::String(y)) => {
             if x != y && !strings_equal(x, y, path, c.rules) {
                 c.push(
-                    path,
+                    &path.render(),
                     DiffKind::Value,
                     Some(excerpt_node(a)),
                     Some(excerpt_node(b)),
@@ -113,7 +123,7 @@ fn diff_value(a: &Node, b: &Node, path: &mut String, depth: usize, c: &mut Colle
         (Node::Bool(x), Node::Bool(y)) => {
             if x != y {
                 c.push(
-                    path,
+                    &path.render(),
                     DiffKind::Value,
                     Some(x.to_string()),
                     Some(y.to_string()),
@@ -124,7 +134,7 @@ fn diff_value(a: &Node, b: &Node, path: &mut String, depth: usize, c: &mut Colle
         (Node::Deep(x), Node::Deep(y)) => {
             if x != y {
                 c.push(
-                    path,
+                    &path.render(),
                     DiffKind::Value,
                     Some(excerpt_node(a)),
                     Some(excerpt_node(b)),
@@ -132,7 +142,7 @@ fn diff_value(a: &Node, b: &Node, path: &mut String, depth: usize, c: &mut Colle
             }
         }
         _ => c.push(
-            path,
+            &path.render(),
             DiffKind::Type,
             Some(excerpt_node(a)),
             Some(excerpt_node(b)),
@@ -140,7 +150,13 @@ fn diff_value(a: &Node, b: &Node, path: &mut String, depth: usize, c: &mut Colle
     }
 }
 
-fn diff_objects(a: Entries, b: Entries, path: &mut String, depth: usize, c: &mut Collector) {
+fn diff_objects<'t>(
+    a: Entries<'t, '_>,
+    b: Entries<'t, '_>,
+    path: &mut PathStack<'t>,
+    depth: usize,
+    c: &mut Collector,
+) {
     let base = path.len();
     // Both sides are sorted by key: shared and missing keys in one pass over `a`.
     for (key, av) in a {
@@ -148,7 +164,12 @@ fn diff_objects(a: Entries, b: Entries, path: &mut String, depth: usize, c: &mut
         match lookup(b, key) {
             Some(bv) => diff_value(av, bv, path, depth + 1, c),
             None if c.rules.null_equals_missing && av.is_null() => {}
-            None => c.push(path, DiffKind::Missing, Some(excerpt_node(av)), None),
+            None => c.push(
+                &path.render(),
+                DiffKind::Missing,
+                Some(excerpt_node(av)),
+                None,
+            ),
         }
         path.truncate(base);
     }
@@ -159,14 +180,71 @@ fn diff_objects(a: Entries, b: Entries, path: &mut String, depth: usize, c: &mut
                 continue;
             }
             push_key(path, key);
-            c.push(path, DiffKind::Extra, None, Some(excerpt_node(bv)));
+            c.push(
+                &path.render(),
+                DiffKind::Extra,
+                None,
+                Some(excerpt_node(bv)),
+            );
             path.truncate(base);
         }
     }
 }
 
+/// One step of a path: borrowed from the trees being compared, rendered only when needed.
+#[derive(Clone, Copy)]
+enum Seg<'t> {
+    Key(&'t str),
+    Index(usize),
+}
+
+/// The path of the node being compared. Most nodes are equal, so the dotted string is built
+/// only for differences (and for rules that match on paths).
+pub(crate) struct PathStack<'t> {
+    root: &'t str,
+    segs: Vec<Seg<'t>>,
+}
+
+impl<'t> PathStack<'t> {
+    fn new(root: &'t str) -> Self {
+        Self {
+            root,
+            segs: Vec::with_capacity(16),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.segs.len()
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.segs.truncate(len);
+    }
+
+    /// The exact dotted path, e.g. `body.items[3].price`.
+    fn render(&self) -> String {
+        let mut out = String::with_capacity(self.root.len() + 8 * self.segs.len());
+        out.push_str(self.root);
+        for seg in &self.segs {
+            match seg {
+                Seg::Key(k) => write_key(&mut out, k),
+                Seg::Index(i) => write_index(&mut out, *i),
+            }
+        }
+        out
+    }
+}
+
+fn push_key<'t>(path: &mut PathStack<'t>, key: &'t str) {
+    path.segs.push(Seg::Key(key));
+}
+
+fn push_index(path: &mut PathStack<'_>, i: usize) {
+    path.segs.push(Seg::Index(i));
+}
+
 /// Appends `.key`, quoting keys that would make the path ambiguous.
-fn push_key(path: &mut String, key: &str) {
+fn write_key(path: &mut String, key: &str) {
     if !key.is_empty()
         && key
             .bytes()
@@ -186,15 +264,21 @@ fn push_key(path: &mut String, key: &str) {
     }
 }
 
-fn push_index(path: &mut String, i: usize) {
+fn write_index(path: &mut String, i: usize) {
     let _ = write!(path, "[{i}]");
 }
 
-fn diff_arrays(a: &[Node], b: &[Node], path: &mut String, depth: usize, c: &mut Collector) {
+fn diff_arrays<'t>(
+    a: &'t [Node<'_>],
+    b: &'t [Node<'_>],
+    path: &mut PathStack<'t>,
+    depth: usize,
+    c: &mut Collector,
+) {
     let mode = if c.rules.arrays.is_empty() {
         &ArrayMode::Ordered
     } else {
-        c.rules.array_mode(&collapse_indexes(path))
+        c.rules.array_mode(&collapse_indexes(&path.render()))
     };
     match mode {
         ArrayMode::Ordered => diff_ordered(a, b, path, depth, c),
@@ -203,22 +287,34 @@ fn diff_arrays(a: &[Node], b: &[Node], path: &mut String, depth: usize, c: &mut 
     }
 }
 
-fn diff_ordered(a: &[Node], b: &[Node], path: &mut String, depth: usize, c: &mut Collector) {
+fn diff_ordered<'t>(
+    a: &'t [Node<'_>],
+    b: &'t [Node<'_>],
+    path: &mut PathStack<'t>,
+    depth: usize,
+    c: &mut Collector,
+) {
     let base = path.len();
     if a.len() == b.len() {
         // Element by element, but a pure permutation is one `order` difference, not N values.
         let mut inner = Collector::new(c.rules);
+        let mut differing_positions = 0;
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            let before = inner.out.len() + inner.dropped;
             push_index(path, i);
             diff_value(x, y, path, depth + 1, &mut inner);
             path.truncate(base);
+            if inner.out.len() + inner.dropped > before {
+                differing_positions += 1;
+            }
         }
-        if inner.out.is_empty() && inner.dropped == 0 {
+        if differing_positions == 0 {
             return;
         }
-        if same_multiset(a, b) {
+        // A permutation moves at least two elements; one changed element is just a change.
+        if differing_positions >= 2 && same_multiset(a, b) {
             c.push(
-                path,
+                &path.render(),
                 DiffKind::Order,
                 Some(excerpt_slice(a)),
                 Some(excerpt_slice(b)),
@@ -233,7 +329,7 @@ fn diff_ordered(a: &[Node], b: &[Node], path: &mut String, depth: usize, c: &mut
     }
 
     c.push(
-        path,
+        &path.render(),
         DiffKind::Size,
         Some(a.len().to_string()),
         Some(b.len().to_string()),
@@ -278,25 +374,35 @@ fn diff_ordered(a: &[Node], b: &[Node], path: &mut String, depth: usize, c: &mut
 
 /// Reports `items[range]` as missing from the candidate.
 fn push_missing(
-    items: &[Node],
+    items: &[Node<'_>],
     range: std::ops::Range<usize>,
-    path: &mut String,
+    path: &mut PathStack<'_>,
     c: &mut Collector,
 ) {
     let base = path.len();
     for (i, v) in items.iter().enumerate().take(range.end).skip(range.start) {
         push_index(path, i);
-        c.push(path, DiffKind::Missing, Some(excerpt_node(v)), None);
+        c.push(
+            &path.render(),
+            DiffKind::Missing,
+            Some(excerpt_node(v)),
+            None,
+        );
         path.truncate(base);
     }
 }
 
 /// Reports `items[range]` as extra in the candidate.
-fn push_extra(items: &[Node], range: std::ops::Range<usize>, path: &mut String, c: &mut Collector) {
+fn push_extra(
+    items: &[Node<'_>],
+    range: std::ops::Range<usize>,
+    path: &mut PathStack<'_>,
+    c: &mut Collector,
+) {
     let base = path.len();
     for (j, v) in items.iter().enumerate().take(range.end).skip(range.start) {
         push_index(path, j);
-        c.push(path, DiffKind::Extra, None, Some(excerpt_node(v)));
+        c.push(&path.render(), DiffKind::Extra, None, Some(excerpt_node(v)));
         path.truncate(base);
     }
 }
@@ -309,7 +415,12 @@ fn same_multiset(a: &[Node], b: &[Node]) -> bool {
     ha == hb
 }
 
-fn diff_as_set(a: &[Node], b: &[Node], path: &mut String, c: &mut Collector) {
+fn diff_as_set<'t>(
+    a: &'t [Node<'_>],
+    b: &'t [Node<'_>],
+    path: &mut PathStack<'t>,
+    c: &mut Collector,
+) {
     let base = path.len();
     let mut counts: HashMap<u64, isize> = HashMap::with_capacity(a.len());
     for v in a {
@@ -325,7 +436,12 @@ fn diff_as_set(a: &[Node], b: &[Node], path: &mut String, c: &mut Collector) {
             if *n > 0 {
                 *n -= 1;
                 push_index(path, i);
-                c.push(path, DiffKind::Missing, Some(excerpt_node(v)), None);
+                c.push(
+                    &path.render(),
+                    DiffKind::Missing,
+                    Some(excerpt_node(v)),
+                    None,
+                );
                 path.truncate(base);
             }
         }
@@ -335,18 +451,18 @@ fn diff_as_set(a: &[Node], b: &[Node], path: &mut String, c: &mut Collector) {
             if *n < 0 {
                 *n += 1;
                 push_index(path, j);
-                c.push(path, DiffKind::Extra, None, Some(excerpt_node(v)));
+                c.push(&path.render(), DiffKind::Extra, None, Some(excerpt_node(v)));
                 path.truncate(base);
             }
         }
     }
 }
 
-fn diff_by_key(
-    a: &[Node],
-    b: &[Node],
+fn diff_by_key<'t>(
+    a: &'t [Node<'_>],
+    b: &'t [Node<'_>],
     key: &str,
-    path: &mut String,
+    path: &mut PathStack<'t>,
     depth: usize,
     c: &mut Collector,
 ) {
@@ -366,14 +482,19 @@ fn diff_by_key(
                 matched[j] = true;
                 diff_value(v, &b[j], path, depth + 1, c);
             }
-            _ => c.push(path, DiffKind::Missing, Some(excerpt_node(v)), None),
+            _ => c.push(
+                &path.render(),
+                DiffKind::Missing,
+                Some(excerpt_node(v)),
+                None,
+            ),
         }
         path.truncate(base);
     }
     for (j, v) in b.iter().enumerate() {
         if !matched[j] {
             push_index(path, j);
-            c.push(path, DiffKind::Extra, None, Some(excerpt_node(v)));
+            c.push(&path.render(), DiffKind::Extra, None, Some(excerpt_node(v)));
             path.truncate(base);
         }
     }
@@ -407,11 +528,11 @@ fn numbers_equal(x: Num, y: Num, rules: &Rules) -> bool {
         || (t.relative > 0.0 && delta <= t.relative * a.abs().max(b.abs()))
 }
 
-fn strings_equal(x: &str, y: &str, path: &str, rules: &Rules) -> bool {
+fn strings_equal(x: &str, y: &str, path: &PathStack<'_>, rules: &Rules) -> bool {
     if rules.scrub.is_empty() && rules.case_insensitive.is_empty() {
         return false;
     }
-    let aggregate = collapse_indexes(path);
+    let aggregate = collapse_indexes(&path.render());
     let (mut x, mut y) = (Cow::Borrowed(x), Cow::Borrowed(y));
     for (re, replacement, paths) in &rules.scrub {
         if paths.is_empty() || paths.iter().any(|g| g.matches(&aggregate)) {

@@ -296,3 +296,21 @@ mod tests {
         assert!(Node::parse(deep.as_bytes()).is_err());
     }
 }
+
+#[cfg(test)]
+mod corpus_tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_corpus_document_like_serde_json() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/json");
+        for name in ["twitter.json", "citm_catalog.json", "canada.json"] {
+            let Ok(bytes) = std::fs::read(dir.join(name)) else {
+                continue;
+            };
+            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let node = Node::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(Node::from_value(&value), node, "{name}");
+        }
+    }
+}
