@@ -5,7 +5,7 @@ use crate::report_cmd::{load_report, parse_time};
 use crate::run_cmd::{first_signal, runtime, summary_line, RunArgs};
 use anyhow::Context;
 use clap::Args;
-use shadowdiff_pipeline::config::{Config, Needs};
+use shadowdiff_pipeline::config::{CaptureMode, Config, Needs};
 use shadowdiff_pipeline::distributed::{self, with_shutdown};
 use shadowdiff_pipeline::init_logging;
 use shadowdiff_store::gate::{gate, GateConfig, GateOutcome};
@@ -79,11 +79,12 @@ fn stage(args: StageArgs, stage: Stage) -> anyhow::Result<ExitCode> {
     let config = args.to_config(stage)?;
     let needs = match stage {
         Stage::Capture => Needs {
-            control: true,
+            control: config.capture.mode == CaptureMode::Tee,
             candidates: false,
         },
+        // In mirror mode --control is the replica that answers in production's place.
         Stage::Replay => Needs {
-            control: false,
+            control: config.capture.mode == CaptureMode::Mirror,
             candidates: true,
         },
         Stage::Diff => Needs {

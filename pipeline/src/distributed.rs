@@ -6,8 +6,11 @@
 //! record that is delivered twice is counted once by the report.
 
 use crate::admin::{start_admin, ReadyCheck};
+use crate::config::CaptureMode;
 use crate::config::{ClickHouseSection, ConfigError, KafkaSection, Settings};
 use crate::stages::PipelineStats;
+use shadowdiff_capture::mirror::{MirrorConfig, MirrorReceiver};
+use shadowdiff_capture::redact::RedactingSink;
 use shadowdiff_capture::{ExchangeSink, OfferError, TeeConfig, TeeProxy};
 use shadowdiff_clickhouse::{ClickHouseConfig, ClickHouseStore};
 use shadowdiff_differ::Differ;
@@ -16,7 +19,6 @@ use shadowdiff_kafka::{
     ResultProducer,
 };
 use shadowdiff_model::{Exchange, ReplayResult, RouteInferrer};
-use shadowdiff_replayer::{ReplayConfig, Replayer};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -195,17 +197,11 @@ pub async fn run_capture(
         routes: settings.routes.clone(),
         stats: stats.clone(),
     });
-    let proxy = TeeProxy::new(
-        TeeConfig {
-            control: settings.control.clone(),
-            body_limit: settings.body_limit,
-            experiment: settings.experiment.clone(),
-            preserve_host: settings.preserve_host,
-            control_timeout: settings.control_timeout,
-        },
+    // Secrets are redacted before an exchange leaves the tap.
+    let tap_sink: Arc<dyn ExchangeSink> = Arc::new(RedactingSink::new(
+        Arc::new(settings.redactor.clone()),
         sink.clone(),
-    )
-    .map_err(|e| DistributedError::Stage(e.to_string()))?;
+    ));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|source| DistributedError::Bind {
@@ -236,8 +232,36 @@ pub async fn run_capture(
     if let Some(tx) = bound {
         let _ = tx.send(addr);
     }
-    shadowdiff_capture::server::serve(listener, proxy, wait(shutdown), settings.shutdown_grace)
-        .await;
+    let grace = settings.shutdown_grace;
+    match settings.mode {
+        CaptureMode::Tee => {
+            let proxy = TeeProxy::new(
+                TeeConfig {
+                    control: settings.control.clone(),
+                    body_limit: settings.body_limit,
+                    experiment: settings.experiment.clone(),
+                    preserve_host: settings.preserve_host,
+                    control_timeout: settings.control_timeout,
+                },
+                tap_sink,
+            )
+            .map_err(|e| DistributedError::Stage(e.to_string()))?
+            .with_sampler(settings.sampler.clone());
+            shadowdiff_capture::server::serve(listener, proxy, wait(shutdown), grace).await;
+        }
+        CaptureMode::Mirror => {
+            let receiver = MirrorReceiver::with_sampler(
+                MirrorConfig {
+                    body_limit: settings.body_limit,
+                    experiment: settings.experiment.clone(),
+                    body_timeout: settings.control_timeout,
+                },
+                tap_sink,
+                settings.sampler.clone(),
+            );
+            shadowdiff_capture::server::serve(listener, receiver, wait(shutdown), grace).await;
+        }
+    }
     // Everything the tap accepted is in the producer's queue: flush it before exiting.
     let flushed = tokio::task::spawn_blocking({
         let sink = sink.clone();
@@ -272,18 +296,11 @@ pub async fn run_replay(
         &brokers,
         &kafka.results_topic,
     ))?);
+    // Credentials, the sandbox's side-effect log (replay.sandbox_url) and response redaction,
+    // exactly as `run` builds it.
     let replayer = Arc::new(
-        Replayer::new(ReplayConfig {
-            targets: settings.targets.clone(),
-            timeout: settings.replay_timeout,
-            body_limit: settings.body_limit,
-            policy: settings.policy.clone(),
-            shadow_header: settings.shadow_header.clone(),
-            exchange_id_header: settings.exchange_id_header.clone(),
-            strip_headers: settings.strip_headers.clone(),
-            routes: settings.routes.clone(),
-        })
-        .map_err(|e| DistributedError::Stage(e.to_string()))?,
+        crate::offline::build_replayer(&settings, None)
+            .map_err(|e| DistributedError::Stage(e.to_string()))?,
     );
     admin(
         &settings,

@@ -1,7 +1,7 @@
 //! Debian's nginx, configured with deploy/nginx/shadowdiff-mirror.conf, mirrors real traffic to
 //! `run --mode mirror`: clients get production's answer, shadowdiff gets the exchanges.
-//! Needs the `nginx` binary (Debian: `apt-get install -y nginx-light`); skipped when absent
-//! unless SHADOWDIFF_REQUIRE_NGINX=1.
+//! Needs the `nginx` binary (Debian: `apt-get install -y nginx-light`, which scripts/test.sh
+//! does); fails without it.
 #![allow(clippy::unwrap_used)]
 
 use serde_json::json;
@@ -67,14 +67,9 @@ fn is_root() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_mirror_feeds_the_mirror_receiver_and_clients_get_production() {
-    let Some(nginx) = nginx_binary() else {
-        assert!(
-            std::env::var("SHADOWDIFF_REQUIRE_NGINX").is_err(),
-            "nginx is required (apt-get install -y nginx-light)"
-        );
-        eprintln!("skipped: no nginx binary (apt-get install -y nginx-light)");
-        return;
-    };
+    // A test that needs a server fails without it: scripts/test.sh installs nginx.
+    let nginx = nginx_binary()
+        .expect("nginx is required: run scripts/test.sh, or apt-get install -y nginx-light");
     let production = TestServer::start(|s| {
         Reply::json(
             json!({"from": "production", "path": s.path, "body": String::from_utf8_lossy(&s.body)}),
