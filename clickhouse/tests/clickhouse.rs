@@ -423,32 +423,3 @@ fn insert_fails_unavailable_while_down_and_succeeds_after_restart() {
         build_report(&batch, &ReportQuery::default()).totals
     );
 }
-
-/// Rough insert and report timings (run with `--ignored --nocapture`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement, not a check"]
-async fn measure_insert_and_report() {
-    let store = store_for_test().await;
-    store.migrate().await.expect("migrate");
-    let records = records(20_000);
-    let started = Instant::now();
-    for chunk in records.chunks(5_000) {
-        store.insert_batch(chunk).await.expect("insert");
-    }
-    let insert = started.elapsed();
-    let started = Instant::now();
-    let report = store.report(&ReportQuery::default()).await.expect("report");
-    let sql = started.elapsed();
-    let started = Instant::now();
-    let _ = build_report(&records, &ReportQuery::default());
-    let embedded = started.elapsed();
-    eprintln!(
-        "{} rows: insert {:.0} rows/s in batches of 5000; SQL report {:?} (build_report in memory {:?}); {} exchanges",
-        records.len(),
-        records.len() as f64 / insert.as_secs_f64(),
-        sql,
-        embedded,
-        report.totals.exchanges
-    );
-    store.drop_database().await.expect("cleanup");
-}

@@ -329,55 +329,6 @@ async fn acknowledged_records_survive_broker_kill_9() {
     );
 }
 
-/// Rough throughput figures (run with `--ignored --nocapture`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement, not a check"]
-async fn measure_throughput() {
-    let brokers = brokers();
-    let topic = unique("sd-measure");
-    ensure_topics(&brokers, &[(&topic, 3)])
-        .await
-        .expect("topic");
-    let n: usize = std::env::var("MEASURE_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let producer = ExchangeProducer::new(&ProducerConfig::new(&brokers, &topic)).expect("producer");
-    let exchanges: Vec<Exchange> = (0..n)
-        .map(|i| exchange(&format!("m{i:06}"), vec![b'{'; 2_000]))
-        .collect();
-    let started = std::time::Instant::now();
-    let mut dropped = 0;
-    for ex in &exchanges {
-        while producer.try_send(ex, "/users/{id}").is_err() {
-            dropped += 1;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-    producer.flush(Duration::from_secs(120)).expect("flush");
-    let produce = started.elapsed();
-    let consumer: RecordConsumer<Exchange> =
-        RecordConsumer::new(&ConsumerConfig::new(&brokers, &topic, unique("g"))).expect("consumer");
-    let started = std::time::Instant::now();
-    let mut per_partition = std::collections::BTreeMap::new();
-    for i in 0..n {
-        let Some((_, d)) = recv(&consumer, WAIT).await else {
-            panic!(
-                "only {i} of {n} consumed: {per_partition:?}; delivered {:?}",
-                producer.delivery_counts()
-            );
-        };
-        *per_partition.entry(d.partition()).or_insert(0) += 1;
-        d.ack();
-    }
-    let consume = started.elapsed();
-    eprintln!(
-        "produce {n} x ~2.7 KB exchanges: {:.0}/s (queue-full retries {dropped}); consume+ack: {:.0}/s",
-        n as f64 / produce.as_secs_f64(),
-        n as f64 / consume.as_secs_f64()
-    );
-}
-
 /// A member that loses partitions in a rebalance commits what it acknowledged first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_partitions_commit_acknowledged_offsets() {
