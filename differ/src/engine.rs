@@ -140,9 +140,10 @@ impl Differ {
             return record;
         };
 
-        let comparison = compare_responses(control, response, &self.rules);
+        let rules = self.rules.for_endpoint(&record.method, &record.route);
+        let comparison = compare_responses(control, response, rules);
         record.notes = comparison.notes;
-        let (differences, noise) = self.classify(comparison.differences, mask);
+        let (differences, noise) = classify_with(rules, comparison.differences, mask);
         record.fingerprint = fingerprint(&differences);
         record.outcome = if !differences.is_empty() {
             Outcome::Mismatch
@@ -163,24 +164,96 @@ impl Differ {
         differences: Vec<Difference>,
         mask: Option<&HashSet<(String, shadowdiff_model::DiffKind)>>,
     ) -> (Vec<Difference>, Vec<NoiseDifference>) {
-        let mut real = Vec::with_capacity(differences.len());
-        let mut noise = Vec::new();
-        for d in differences {
-            let reason = if mask.is_some_and(|m| m.contains(&(d.path.clone(), d.kind))) {
-                Some("secondary")
-            } else if self.rules.detectors {
-                volatile_reason(&d)
-            } else {
-                None
-            };
-            match reason {
-                Some(reason) => noise.push(NoiseDifference {
-                    difference: d,
-                    reason: reason.to_string(),
-                }),
-                None => real.push(d),
-            }
+        classify_with(&self.rules, differences, mask)
+    }
+}
+
+fn classify_with(
+    rules: &Rules,
+    differences: Vec<Difference>,
+    mask: Option<&HashSet<(String, shadowdiff_model::DiffKind)>>,
+) -> (Vec<Difference>, Vec<NoiseDifference>) {
+    let mut real = Vec::with_capacity(differences.len());
+    let mut noise = Vec::new();
+    for d in differences {
+        let reason = if mask.is_some_and(|m| m.contains(&(d.path.clone(), d.kind))) {
+            Some("secondary")
+        } else if rules.detectors {
+            volatile_reason(&d)
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => noise.push(NoiseDifference {
+                difference: d,
+                reason: reason.to_string(),
+            }),
+            None => real.push(d),
         }
-        (real, noise)
+    }
+    (real, noise)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{EndpointRulesConfig, RulesConfig};
+    use shadowdiff_model::{Body, Exchange, HttpRequest, Outcome};
+
+    fn response(body: &str) -> HttpResponse {
+        HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Body::complete(body.as_bytes().to_vec()),
+            latency_us: 1,
+        }
+    }
+
+    fn result(uri: &str, control: &str, candidate: &str) -> ReplayResult {
+        ReplayResult {
+            schema_version: SCHEMA_VERSION,
+            exchange: Exchange {
+                schema_version: SCHEMA_VERSION,
+                id: "x".into(),
+                captured_at_ms: 1,
+                source: "test".into(),
+                experiment: "e".into(),
+                request: HttpRequest {
+                    method: "GET".into(),
+                    uri: uri.into(),
+                    headers: vec![],
+                    body: Body::default(),
+                },
+                control: Some(response(control)),
+                redactions: vec![],
+                sample_rate: 1.0,
+            },
+            blocked: None,
+            outcomes: vec![TargetOutcome {
+                target: "v2".into(),
+                role: TargetRole::Candidate,
+                result: Ok(response(candidate)),
+            }],
+            candidates: vec!["v2".into()],
+            side_effects: vec![],
+        }
+    }
+
+    #[test]
+    fn endpoint_rules_apply_only_to_their_route() {
+        let config = RulesConfig {
+            endpoints: vec![EndpointRulesConfig {
+                route: "/users/{id}".into(),
+                ignore: vec!["body.seen".into()],
+                ..EndpointRulesConfig::default()
+            }],
+            ..RulesConfig::default()
+        };
+        let differ = Differ::new(Rules::compile(&config).unwrap(), RouteInferrer::default());
+        let users = differ.diff(&result("/users/7", r#"{"seen": 1}"#, r#"{"seen": 2}"#));
+        assert_eq!(users[0].outcome, Outcome::Match);
+        let orders = differ.diff(&result("/orders/7", r#"{"seen": 1}"#, r#"{"seen": 2}"#));
+        assert_eq!(orders[0].outcome, Outcome::Mismatch);
+        assert_eq!(orders[0].differences[0].path, "body.seen");
     }
 }

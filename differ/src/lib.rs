@@ -31,6 +31,6 @@ pub use glob::PathGlob;
 pub use json::{diff_json, excerpt, hash_value};
 pub use node::{Node, Num};
 pub use rules::{
-    ArrayMode, ArrayRuleConfig, Rules, RulesConfig, RulesError, ScrubConfig, Tolerance,
-    DEFAULT_VOLATILE_HEADERS,
+    ArrayMode, ArrayRuleConfig, EndpointRulesConfig, Rules, RulesConfig, RulesError, ScrubConfig,
+    Tolerance, DEFAULT_VOLATILE_HEADERS,
 };

@@ -118,6 +118,27 @@ pub struct RulesConfig {
     pub max_differences: usize,
     /// Decoded bodies larger than this are compared by hash only.
     pub max_decoded_bytes: usize,
+    /// Rules for one endpoint, on top of these: `[[diff.endpoints]] route = "/users/{id}"`.
+    pub endpoints: Vec<EndpointRulesConfig>,
+}
+
+/// `[[diff.endpoints]]`: list settings extend the defaults above; the others replace them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointRulesConfig {
+    /// Route template as reports show it, e.g. `/users/{id}`.
+    pub route: String,
+    /// HTTP method; every method when absent.
+    pub method: Option<String>,
+    pub ignore: Vec<String>,
+    pub ignore_headers: Vec<String>,
+    pub compare_headers: Vec<String>,
+    pub case_insensitive: Vec<String>,
+    pub arrays: Vec<ArrayRuleConfig>,
+    pub scrub: Vec<ScrubConfig>,
+    pub null_equals_missing: Option<bool>,
+    pub tolerance: Option<Tolerance>,
+    pub detectors: Option<bool>,
 }
 
 impl Default for RulesConfig {
@@ -135,6 +156,28 @@ impl Default for RulesConfig {
             text_deadline_ms: 2,
             max_differences: 100,
             max_decoded_bytes: 16 * 1024 * 1024,
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+impl EndpointRulesConfig {
+    /// The defaults with this endpoint's settings applied.
+    fn merged_onto(&self, base: &RulesConfig) -> RulesConfig {
+        let extend = |a: &[String], b: &[String]| a.iter().chain(b).cloned().collect::<Vec<_>>();
+        RulesConfig {
+            ignore: extend(&base.ignore, &self.ignore),
+            ignore_headers: extend(&base.ignore_headers, &self.ignore_headers),
+            compare_headers: extend(&base.compare_headers, &self.compare_headers),
+            case_insensitive: extend(&base.case_insensitive, &self.case_insensitive),
+            // Endpoint array rules come first so that they win over default ones.
+            arrays: self.arrays.iter().chain(&base.arrays).cloned().collect(),
+            scrub: base.scrub.iter().chain(&self.scrub).cloned().collect(),
+            null_equals_missing: self.null_equals_missing.unwrap_or(base.null_equals_missing),
+            tolerance: self.tolerance.unwrap_or(base.tolerance),
+            detectors: self.detectors.unwrap_or(base.detectors),
+            endpoints: Vec::new(),
+            ..base.clone()
         }
     }
 }
@@ -156,6 +199,14 @@ pub enum RulesError {
     BadTolerance(&'static str),
     #[error("diff.max_differences must be at least 1")]
     NoDifferencesKept,
+    #[error("diff.endpoints[{index}]: route `{route}` must be a route template starting with `/`, e.g. /users/{{id}}")]
+    BadEndpointRoute { index: usize, route: String },
+    #[error("diff.endpoints[{index}] ({route}): {source}")]
+    Endpoint {
+        index: usize,
+        route: String,
+        source: Box<RulesError>,
+    },
 }
 
 /// Rules ready for the engine.
@@ -173,6 +224,8 @@ pub struct Rules {
     pub(crate) text_deadline: Duration,
     pub(crate) max_differences: usize,
     pub(crate) max_decoded_bytes: usize,
+    /// (method, route, rules) for endpoints with their own rules.
+    pub(crate) endpoints: std::sync::Arc<Vec<(Option<String>, String, Rules)>>,
 }
 
 impl Default for Rules {
@@ -184,6 +237,42 @@ impl Default for Rules {
 
 impl Rules {
     pub fn compile(config: &RulesConfig) -> Result<Self, RulesError> {
+        let mut rules = Self::compile_one(config)?;
+        let mut endpoints = Vec::with_capacity(config.endpoints.len());
+        for (index, e) in config.endpoints.iter().enumerate() {
+            if !e.route.starts_with('/') {
+                return Err(RulesError::BadEndpointRoute {
+                    index,
+                    route: e.route.clone(),
+                });
+            }
+            let merged = e.merged_onto(config);
+            let compiled = Self::compile_one(&merged).map_err(|source| RulesError::Endpoint {
+                index,
+                route: e.route.clone(),
+                source: Box::new(source),
+            })?;
+            endpoints.push((
+                e.method.as_ref().map(|m| m.to_ascii_uppercase()),
+                e.route.clone(),
+                compiled,
+            ));
+        }
+        rules.endpoints = std::sync::Arc::new(endpoints);
+        Ok(rules)
+    }
+
+    /// The rules for one endpoint: its own when configured (first match), else these.
+    pub fn for_endpoint(&self, method: &str, route: &str) -> &Rules {
+        self.endpoints
+            .iter()
+            .find(|(m, r, _)| {
+                r == route && m.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            })
+            .map_or(self, |(_, _, rules)| rules)
+    }
+
+    fn compile_one(config: &RulesConfig) -> Result<Self, RulesError> {
         let lower = |v: &[String]| v.iter().map(|h| h.to_ascii_lowercase()).collect::<Vec<_>>();
         let compare = lower(&config.compare_headers);
         let mut ignored_headers: Vec<String> = DEFAULT_VOLATILE_HEADERS
@@ -257,6 +346,7 @@ impl Rules {
             text_deadline: Duration::from_millis(config.text_deadline_ms.max(1)),
             max_differences: config.max_differences,
             max_decoded_bytes: config.max_decoded_bytes,
+            endpoints: std::sync::Arc::new(Vec::new()),
         })
     }
 
@@ -301,6 +391,46 @@ mod tests {
         });
         let e = Rules::compile(&c).unwrap_err().to_string();
         assert!(e.contains("diff.scrub[0]"), "{e}");
+    }
+
+    #[test]
+    fn endpoint_rules_extend_defaults_and_say_where_they_are_wrong() {
+        let c = RulesConfig {
+            ignore: vec!["body.a".into()],
+            endpoints: vec![EndpointRulesConfig {
+                route: "/users/{id}".into(),
+                method: Some("get".into()),
+                ignore: vec!["body.b".into()],
+                null_equals_missing: Some(true),
+                ..EndpointRulesConfig::default()
+            }],
+            ..RulesConfig::default()
+        };
+        let r = Rules::compile(&c).unwrap();
+        let users = r.for_endpoint("GET", "/users/{id}");
+        assert!(
+            users.is_ignored("body.a") && users.is_ignored("body.b") && users.null_equals_missing
+        );
+        let other = r.for_endpoint("POST", "/users/{id}");
+        assert!(other.is_ignored("body.a") && !other.is_ignored("body.b"));
+
+        let mut bad = c.clone();
+        bad.endpoints[0].arrays.push(ArrayRuleConfig {
+            path: "body.x".into(),
+            mode: "key".into(),
+            key: None,
+        });
+        let e = Rules::compile(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("diff.endpoints[0] (/users/{id}): diff.arrays[0]"),
+            "{e}"
+        );
+        let mut bad = c;
+        bad.endpoints[0].route = "users".into();
+        assert!(Rules::compile(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("diff.endpoints[0]"));
     }
 
     #[test]
