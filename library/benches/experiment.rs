@@ -49,6 +49,17 @@ fn bench(c: &mut Criterion) {
                 .run()
         })
     });
+    g.bench_function("enabled_with_cpu_time", |b| {
+        b.iter(|| {
+            let x = black_box(3);
+            Experiment::with_settings(shadowdiff::settings!("bench-enabled-cpu"))
+                .control(|| control(x))
+                .candidate("v2", || candidate(x))
+                .publisher(noop.clone())
+                .cpu_time(true)
+                .run()
+        })
+    });
     g.bench_function("enabled_eq", |b| {
         b.iter(|| {
             let x = black_box(3);

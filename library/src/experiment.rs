@@ -151,6 +151,7 @@ impl Experiment {
         crate::AsyncExperiment::start(self, control)
     }
 
+    #[inline]
     pub(crate) fn into_parts(self) -> (Gate, bool) {
         self.decide()
     }
@@ -171,6 +172,8 @@ pub(crate) struct Extras<'a, R, A> {
     pub(crate) ignore: Vec<Check<'a, R>>,
     pub(crate) clean: Option<Clean<'a, R>>,
     pub(crate) rules: Option<Arc<Rules>>,
+    /// Measure each sync arm's thread CPU time (two system calls per arm; off by default).
+    pub(crate) cpu_time: bool,
 }
 
 impl<R, A> Extras<'_, R, A> {
@@ -186,6 +189,7 @@ impl<R, A> Extras<'_, R, A> {
             ignore: Vec::new(),
             clean: None,
             rules: None,
+            cpu_time: false,
         }
     }
 
@@ -281,6 +285,15 @@ macro_rules! shared_methods {
             self
         }
 
+        /// Also measure each sync arm's thread CPU time (Scientist's `cpu_duration`). Off by
+        /// default: it costs two system calls per arm, which dominates a fast experiment.
+        pub fn cpu_time(mut self, on: bool) -> Self {
+            if let Some(x) = &mut self.extras {
+                x.cpu_time = on;
+            }
+            self
+        }
+
         /// The differ's rules for serialized results (ignore paths, tolerances, array modes…),
         /// as for HTTP bodies but rooted at `result`.
         pub fn rules(mut self, rules: Arc<Rules>) -> Self {
@@ -368,18 +381,19 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         let mut control_result = None;
         let mut control_timing = (Duration::ZERO, None);
         let mut control = Some(control);
+        let cpu = x.cpu_time;
         for (i, (name, arm)) in candidates.into_iter().enumerate() {
             if i == control_at {
-                run_control(&mut control, &mut control_result, &mut control_timing);
+                run_control(&mut control, &mut control_result, &mut control_timing, cpu);
             }
-            let (result, wall, cpu) = timed(arm);
+            let (result, wall, cpu) = timed(arm, cpu);
             let result = match result {
                 Ok(v) => Ran::Value(v),
                 Err(p) => Ran::Panic(panic_message(p.as_ref())),
             };
             ran.push((name, result, wall, cpu));
         }
-        run_control(&mut control, &mut control_result, &mut control_timing);
+        run_control(&mut control, &mut control_result, &mut control_timing, cpu);
         let Some(control_result) = control_result else {
             unreachable!("the control runs exactly once")
         };
@@ -443,9 +457,10 @@ fn run_control<R, C: FnOnce() -> R>(
     control: &mut Option<C>,
     result: &mut Option<std::thread::Result<R>>,
     timing: &mut (Duration, Option<Duration>),
+    cpu_time: bool,
 ) {
     if let Some(c) = control.take() {
-        let (r, wall, cpu) = timed(c);
+        let (r, wall, cpu) = timed(c, cpu_time);
         *result = Some(r);
         *timing = (wall, cpu);
     }
@@ -472,9 +487,16 @@ pub(crate) fn observe_control<R, K: ArmKind<R>, A>(
     }
 }
 
-/// Runs one arm, catching its panic, with wall and thread CPU time.
-fn timed<R>(f: impl FnOnce() -> R) -> (std::thread::Result<R>, Duration, Option<Duration>) {
-    let cpu = cpu_time::ThreadTime::try_now().ok();
+/// Runs one arm, catching its panic, with wall and (when asked) thread CPU time.
+fn timed<R>(
+    f: impl FnOnce() -> R,
+    cpu_time: bool,
+) -> (std::thread::Result<R>, Duration, Option<Duration>) {
+    let cpu = if cpu_time {
+        cpu_time::ThreadTime::try_now().ok()
+    } else {
+        None
+    };
     let wall = Instant::now();
     let r = catch_unwind(AssertUnwindSafe(f));
     let wall = wall.elapsed();

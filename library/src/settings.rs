@@ -47,6 +47,7 @@ impl ExperimentSettings {
         }
     }
 
+    #[inline]
     pub fn name(&self) -> &'static str {
         self.name
     }

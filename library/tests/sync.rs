@@ -37,13 +37,18 @@ fn returns_control_value_and_reports_path_level_differences() {
         .candidate("same", || user("ada"))
         .publisher(mem.clone())
         .context("user", 7)
+        .cpu_time(true)
         .run();
     assert_eq!(got, user("ada"));
     let run = only_run(&mem);
     assert_eq!(run.experiment, "sync-paths");
     assert_eq!(run.context, vec![("user", "7".to_string())]);
     assert_eq!(run.control.outcome, ControlOutcome::Value);
-    assert!(run.control.cpu.is_some(), "sync arms measure CPU time");
+    assert!(
+        run.control.cpu.is_some(),
+        "sync arms measure CPU time when asked"
+    );
+    assert!(run.candidate("v2").and_then(|c| c.cpu).is_some());
     let v2 = run.candidate("v2").expect("v2 ran");
     assert_eq!(v2.outcome, CandidateOutcome::Mismatched);
     assert_eq!(v2.differences.len(), 1);
