@@ -12,11 +12,12 @@ use crate::Error;
 use clickhouse::query::Query;
 use clickhouse::Row;
 use serde::Deserialize;
+use shadowdiff_store::report::{endpoint_verdict, field_report};
 use shadowdiff_store::report::{
     render_diff, Count, EndpointReport, FieldReport, Latency, Report, ReportQuery, Sample,
     Signature, StatusPair, Totals, Window,
 };
-use shadowdiff_store::stats::{judge, FieldEvidence, FieldVerdict};
+use shadowdiff_store::stats::FieldEvidence;
 use std::collections::{BTreeMap, HashMap};
 
 const COMPARED: &str = "outcome IN ('match', 'mismatch')";
@@ -497,69 +498,26 @@ fn finish_endpoint(
         .map(|f| {
             let field_key = (f.path.clone(), f.kind.clone());
             let aa = secondary.map_or(0, |s| s.fields.get(&field_key).copied().unwrap_or(0));
-            let evidence = FieldEvidence {
-                raw: f.raw,
-                unmasked: f.unmasked,
-                compared: e.compared,
-                noise: aa,
-                noise_compared: secondary.map_or(0, |s| s.compared),
-            };
             // Same tie rule as the embedded report: the last of the most frequent in name order.
             let top_reason = acc
                 .reasons
                 .get(&field_key)
                 .and_then(|m| m.iter().max_by_key(|(_, n)| **n).map(|(r, _)| r.as_str()));
-            let (verdict, reason) = judge(evidence, top_reason);
-            FieldReport {
-                path: f.path.clone(),
-                kind: parse_kind(&f.kind).as_str().to_string(),
-                count: f.raw,
-                noise_count: aa.max(f.raw - f.unmasked),
-                verdict: verdict.as_str().to_string(),
-                reason,
-            }
+            field_report(
+                &f.path,
+                parse_kind(&f.kind),
+                FieldEvidence {
+                    raw: f.raw,
+                    unmasked: f.unmasked,
+                    compared: e.compared,
+                    noise: aa,
+                    noise_compared: secondary.map_or(0, |s| s.compared),
+                },
+                top_reason,
+            )
         })
         .collect();
-    fields.sort_by(|a, b| {
-        (a.verdict != "regression")
-            .cmp(&(b.verdict != "regression"))
-            .then(b.count.cmp(&a.count))
-            .then(a.path.cmp(&b.path))
-    });
-
-    let regressions: Vec<&FieldReport> = fields
-        .iter()
-        .filter(|f| f.verdict == FieldVerdict::Regression.as_str())
-        .collect();
-    let (verdict, verdict_reason) = if let Some(first) = regressions.first() {
-        (
-            "regression",
-            format!(
-                "{} field(s) regressed, e.g. {} [{}]: {}",
-                regressions.len(),
-                first.path,
-                first.kind,
-                first.reason
-            ),
-        )
-    } else if !fields.is_empty() {
-        (
-            "noisy",
-            format!("{} field(s) differ, all classified as noise", fields.len()),
-        )
-    } else if e.compared > 0 {
-        (
-            "clean",
-            format!("{} exchanges compared, no differences", e.compared),
-        )
-    } else {
-        ("clean", "nothing compared".to_string())
-    };
-    let verdict_reason = if e.errors > 0 {
-        format!("{verdict_reason}; {} candidate error(s)", e.errors)
-    } else {
-        verdict_reason
-    };
+    let (verdict, verdict_reason) = endpoint_verdict(&mut fields, e.compared, e.errors);
 
     let mut signatures = Vec::new();
     let mut samples = Vec::new();
@@ -626,7 +584,7 @@ fn finish_endpoint(
         errors: e.errors,
         blocked: e.blocked,
         skipped: e.skipped,
-        verdict: verdict.to_string(),
+        verdict,
         verdict_reason,
         fields,
         status,

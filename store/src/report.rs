@@ -374,56 +374,43 @@ fn record_fields(acc: &mut EndpointAcc, r: &DiffRecord, max_samples: usize) {
     }
 }
 
-fn finish_endpoint(
-    method: String,
-    route: String,
-    candidate: String,
-    acc: EndpointAcc,
-    secondary: Option<&SecondaryAcc>,
-) -> EndpointReport {
-    let mut fields: Vec<FieldReport> = acc
-        .fields
-        .iter()
-        .map(|((path, kind), f)| {
-            let aa = secondary.map_or(0, |s| {
-                s.fields.get(&(path.clone(), *kind)).copied().unwrap_or(0)
-            });
-            let evidence = FieldEvidence {
-                raw: f.raw,
-                unmasked: f.unmasked,
-                compared: acc.compared,
-                noise: aa,
-                noise_compared: secondary.map_or(0, |s| s.compared),
-            };
-            let top_reason = f
-                .noise_reasons
-                .iter()
-                .max_by_key(|(_, n)| **n)
-                .map(|(r, _)| r.as_str());
-            let (verdict, reason) = judge(evidence, top_reason);
-            let classified_noise = f.raw - f.unmasked;
-            FieldReport {
-                path: path.clone(),
-                kind: kind.as_str().to_string(),
-                count: f.raw,
-                noise_count: aa.max(classified_noise),
-                verdict: verdict.as_str().to_string(),
-                reason,
-            }
-        })
-        .collect();
+/// One field's row: the verdict of `stats::judge` and the counts a reader sees. Every store
+/// builds field rows with this, so their reports agree.
+pub fn field_report(
+    path: &str,
+    kind: DiffKind,
+    evidence: FieldEvidence,
+    top_noise_reason: Option<&str>,
+) -> FieldReport {
+    let (verdict, reason) = judge(evidence, top_noise_reason);
+    FieldReport {
+        path: path.to_string(),
+        kind: kind.as_str().to_string(),
+        count: evidence.raw,
+        noise_count: evidence.noise.max(evidence.raw - evidence.unmasked),
+        verdict: verdict.as_str().to_string(),
+        reason,
+    }
+}
+
+/// Orders an endpoint's fields (regressions first, then by count) and decides its verdict and
+/// the reason for it. Shared by every store.
+pub fn endpoint_verdict(
+    fields: &mut [FieldReport],
+    compared: u64,
+    errors: u64,
+) -> (String, String) {
     fields.sort_by(|a, b| {
         (a.verdict != "regression")
             .cmp(&(b.verdict != "regression"))
             .then(b.count.cmp(&a.count))
             .then(a.path.cmp(&b.path))
     });
-
     let regressions: Vec<&FieldReport> = fields
         .iter()
         .filter(|f| f.verdict == FieldVerdict::Regression.as_str())
         .collect();
-    let (verdict, verdict_reason) = if let Some(first) = regressions.first() {
+    let (verdict, reason) = if let Some(first) = regressions.first() {
         (
             "regression",
             format!(
@@ -439,19 +426,56 @@ fn finish_endpoint(
             "noisy",
             format!("{} field(s) differ, all classified as noise", fields.len()),
         )
-    } else if acc.compared > 0 {
+    } else if compared > 0 {
         (
             "clean",
-            format!("{} exchanges compared, no differences", acc.compared),
+            format!("{compared} exchanges compared, no differences"),
         )
     } else {
         ("clean", "nothing compared".to_string())
     };
-    let verdict_reason = if acc.errors > 0 {
-        format!("{verdict_reason}; {} candidate error(s)", acc.errors)
+    let reason = if errors > 0 {
+        format!("{reason}; {errors} candidate error(s)")
     } else {
-        verdict_reason
+        reason
     };
+    (verdict.to_string(), reason)
+}
+
+fn finish_endpoint(
+    method: String,
+    route: String,
+    candidate: String,
+    acc: EndpointAcc,
+    secondary: Option<&SecondaryAcc>,
+) -> EndpointReport {
+    let mut fields: Vec<FieldReport> = acc
+        .fields
+        .iter()
+        .map(|((path, kind), f)| {
+            let aa = secondary.map_or(0, |s| {
+                s.fields.get(&(path.clone(), *kind)).copied().unwrap_or(0)
+            });
+            let top_reason = f
+                .noise_reasons
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .map(|(r, _)| r.as_str());
+            field_report(
+                path,
+                *kind,
+                FieldEvidence {
+                    raw: f.raw,
+                    unmasked: f.unmasked,
+                    compared: acc.compared,
+                    noise: aa,
+                    noise_compared: secondary.map_or(0, |s| s.compared),
+                },
+                top_reason,
+            )
+        })
+        .collect();
+    let (verdict, verdict_reason) = endpoint_verdict(&mut fields, acc.compared, acc.errors);
 
     let mut signatures: Vec<Signature> = acc
         .signatures
@@ -488,7 +512,7 @@ fn finish_endpoint(
         errors: acc.errors,
         blocked: acc.blocked,
         skipped: acc.skipped,
-        verdict: verdict.to_string(),
+        verdict,
         verdict_reason,
         fields,
         status: acc
