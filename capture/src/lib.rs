@@ -98,7 +98,7 @@ pub type TapBody = Either<TeeBody<Incoming>, Full<Bytes>>;
 
 /// What is known of an exchange while its bodies are still streaming.
 struct Pending {
-    id: String,
+    id: uuid::Uuid,
     captured_at_ms: u64,
     method: String,
     uri: String,
@@ -157,17 +157,19 @@ impl TeeProxy {
             None => true,
         };
         let body_limit = if copy { inner.config.body_limit } else { 0 };
+        // `PathAndQuery` is reference-counted: the upstream URI shares it, no copy.
         let path_and_query = parts
             .uri
             .path_and_query()
-            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let pending = Arc::new(Pending {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: uuid::Uuid::now_v7(),
             captured_at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             method: parts.method.as_str().to_string(),
-            uri: path_and_query.clone(),
+            uri: path_and_query.as_str().to_string(),
             request_headers: headers_from_http(&parts.headers),
             request_body: Mutex::new(None),
             sent_at: Instant::now(),
@@ -178,7 +180,7 @@ impl TeeProxy {
         let upstream_uri = Uri::builder()
             .scheme(inner.scheme.clone())
             .authority(inner.authority.clone())
-            .path_and_query(path_and_query.as_str())
+            .path_and_query(path_and_query)
             .build();
         let Ok(upstream_uri) = upstream_uri else {
             return Ok(error_response(
@@ -241,7 +243,7 @@ impl TeeProxy {
         let sink = inner.sink.clone();
         let tee = TeeBody::new(body, body_limit, move |captured| {
             if copy {
-                finish_exchange(&pending, status, response_headers, captured, sink.as_ref());
+                finish_exchange(pending, status, response_headers, captured, sink.as_ref());
             }
         });
         Ok(Response::from_parts(parts, Either::Left(tee)))
@@ -274,7 +276,7 @@ fn to_body(c: Captured) -> Body {
 
 /// Called when the control's response body ended (or was dropped): hand the copy to the sink.
 fn finish_exchange(
-    pending: &Pending,
+    pending: Arc<Pending>,
     status: u16,
     headers: shadowdiff_model::Headers,
     response: Captured,
@@ -285,23 +287,37 @@ fn finish_exchange(
         return;
     }
     let latency_us = pending.sent_at.elapsed().as_micros() as u64;
-    let request_body = pending
-        .request_body
-        .lock()
-        .ok()
-        .and_then(|mut s| s.take())
-        // The control answered before reading the whole request body.
-        .unwrap_or_default();
+    let (id, captured_at_ms, sample_rate) =
+        (pending.id, pending.captured_at_ms, pending.sample_rate);
+    // The request body's tee is usually gone by now: move the strings instead of copying them.
+    let (method, uri, request_headers, experiment, request_body) = match Arc::try_unwrap(pending) {
+        Ok(p) => (
+            p.method,
+            p.uri,
+            p.request_headers,
+            p.experiment,
+            p.request_body.into_inner().ok().flatten(),
+        ),
+        Err(p) => (
+            p.method.clone(),
+            p.uri.clone(),
+            p.request_headers.clone(),
+            p.experiment.clone(),
+            p.request_body.lock().ok().and_then(|mut s| s.take()),
+        ),
+    };
+    // No request body seen: the control answered before reading the whole request body.
+    let request_body = request_body.unwrap_or_default();
     let exchange = Exchange {
         schema_version: SCHEMA_VERSION,
-        id: pending.id.clone(),
-        captured_at_ms: pending.captured_at_ms,
+        id: id.to_string(),
+        captured_at_ms,
         source: "tee".to_string(),
-        experiment: pending.experiment.clone(),
+        experiment,
         request: HttpRequest {
-            method: pending.method.clone(),
-            uri: pending.uri.clone(),
-            headers: pending.request_headers.clone(),
+            method,
+            uri,
+            headers: request_headers,
             body: to_body(request_body),
         },
         control: Some(HttpResponse {
@@ -311,7 +327,7 @@ fn finish_exchange(
             latency_us,
         }),
         redactions: Vec::new(),
-        sample_rate: pending.sample_rate,
+        sample_rate,
     };
     telemetry::control_latency(latency_us);
     match sink.offer(exchange) {
@@ -319,7 +335,7 @@ fn finish_exchange(
         Err(OfferError::Full) => telemetry::dropped(DropReason::QueueFull),
         Err(OfferError::Closed) => telemetry::dropped(DropReason::Closed),
         Err(OfferError::Rejected(why)) => {
-            tracing::debug!(exchange_id = %pending.id, why, "Sink rejected an exchange.");
+            tracing::debug!(exchange_id = %id, why, "Sink rejected an exchange.");
             telemetry::dropped(DropReason::Rejected)
         }
     }

@@ -331,16 +331,38 @@ impl Replayer {
         })?;
         let (parts, mut body) = response.into_parts();
         let limit = self.config.body_limit;
-        let mut kept: Vec<u8> = Vec::new();
+        // Frames are reference-counted `Bytes`: keep them and copy once, only if the body came
+        // in pieces (most small bodies arrive as one frame and are never copied).
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut kept_len = 0usize;
         let mut full_len: u64 = 0;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| protocol(error_chain(&e)))?;
-            if let Some(data) = frame.data_ref() {
+            if let Ok(data) = frame.into_data() {
                 full_len += data.len() as u64;
-                let room = limit.saturating_sub(kept.len());
-                kept.extend_from_slice(&data[..data.len().min(room)]);
+                let room = limit.saturating_sub(kept_len);
+                if room > 0 && !data.is_empty() {
+                    let piece = if data.len() <= room {
+                        data
+                    } else {
+                        data.slice(..room)
+                    };
+                    kept_len += piece.len();
+                    chunks.push(piece);
+                }
             }
         }
+        let kept = match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().unwrap_or_default(),
+            _ => {
+                let mut buf = bytes::BytesMut::with_capacity(kept_len);
+                for c in &chunks {
+                    buf.extend_from_slice(c);
+                }
+                buf.freeze()
+            }
+        };
         let truncated = full_len > kept.len() as u64;
         Ok(HttpResponse {
             status: parts.status.as_u16(),

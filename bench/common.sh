@@ -1,0 +1,139 @@
+# Shared helpers for shadowdiff's benchmark scripts (sourced, not run).
+# Every process a script starts is recorded in PIDS and killed by the EXIT trap.
+
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SD="$ROOT/target/release/shadowdiff"
+BS="$ROOT/target/release/bench-server"
+CORPUS="${CORPUS:-/work/shared/corpus/json/twitter.json}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/shadowdiff-bench.XXXXXX")"
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        # Bounded wait: 5 s, then SIGKILL.
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+build() {
+    if [ -z "${NO_BUILD:-}" ]; then
+        (cd "$ROOT" && cargo build --release -q -p shadowdiff-cli -p shadowdiff-bench)
+    fi
+    command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 2; }
+}
+
+free_port() { "$BS" free-port; }
+
+corpus_args() {
+    if [ -f "$CORPUS" ]; then echo "--corpus $CORPUS"; fi
+}
+
+# bench_server NAME [args…]: starts a bench server; sets ADDR_<NAME> and PID_<NAME>.
+bench_server() {
+    local name="$1"; shift
+    local file="$WORK/$name.addr"
+    # shellcheck disable=SC2046
+    "$BS" --addr-file "$file" $(corpus_args) "$@" 2>>"$WORK/$name.log" &
+    PIDS+=($!)
+    printf -v "PID_$name" '%s' "$!"
+    wait_for_file "$file"
+    printf -v "ADDR_$name" '%s' "$(cat "$file")"
+}
+
+wait_for_file() {
+    for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.05; done
+    echo "timed out waiting for $1" >&2; exit 1
+}
+
+wait_for_port() {
+    for _ in $(seq 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listens on 127.0.0.1:$1" >&2; exit 1
+}
+
+# start_tap NAME CANDIDATE_URL [extra shadowdiff run flags…]: sets TAP_PORT, ADMIN_PORT, TAP_PID.
+start_tap() {
+    local name="$1" candidate="$2"; shift 2
+    TAP_PORT="$(free_port)"; ADMIN_PORT="$(free_port)"
+    "$SD" run --listen "127.0.0.1:$TAP_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
+        --control "http://$ADDR_control" --candidate "v2=$candidate" \
+        --data "$WORK/data-$name" --experiment "bench-$name" "$@" \
+        >"$WORK/tap-$name.log" 2>&1 &
+    TAP_PID=$!
+    PIDS+=("$TAP_PID")
+    wait_for_port "$TAP_PORT"; wait_for_port "$ADMIN_PORT"
+}
+
+stop_tap() {
+    kill "$TAP_PID" 2>/dev/null || true
+    for _ in $(seq 300); do kill -0 "$TAP_PID" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$TAP_PID" 2>/dev/null || true
+}
+
+# metric NAME [LABEL-FILTER]: sum of a counter on the tap's admin port (0 when absent).
+metric() {
+    local body
+    body="$(curl -sf --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null \
+        || wget -qO- -T 5 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null || true)"
+    printf '%s\n' "$body" | awk -v n="$1" -v f="${2:-}" '
+        $0 !~ /^#/ { split($1, a, "{"); if (a[1] == n && index($1, f) > 0) s += $2 }
+        END { printf "%d\n", s }'
+}
+
+# run_wrk LABEL URL [extra wrk args]: bounded wrk run; sets RPS, P99_MS, P50_MS, REQS.
+WRK_THREADS="${WRK_THREADS:-2}"; WRK_CONNS="${WRK_CONNS:-64}"; WRK_SECS="${WRK_SECS:-10}"
+run_wrk() {
+    local label="$1" url="$2"; shift 2
+    local out="$WORK/wrk-$label.txt"
+    timeout $((WRK_SECS + 30)) wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WRK_SECS}s" \
+        --timeout 10s --latency "$@" "$url" >"$out" 2>&1 || true
+    RPS="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
+    REQS="$(awk '/requests in/ { print $1 }' "$out")"
+    P50_MS="$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")"
+    P99_MS="$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")"
+    ERRS="$(awk '/Non-2xx|Socket errors/ { print }' "$out" | tr '\n' ' ')"
+    if [ -z "$RPS" ]; then echo "wrk failed for $label:" >&2; cat "$out" >&2; exit 1; fi
+}
+
+# wrk prints 812.00us, 1.23ms, 2.01s: normalize to ms.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+        else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.3f", v * 60000 }
+        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+        else printf "nan" }'
+}
+
+# cpu_ms PID…: user+system CPU time the processes (all threads) used so far, in ms.
+CLK_TCK="$(getconf CLK_TCK)"
+cpu_ms() {
+    local total=0 pid t
+    for pid in "$@"; do
+        t="$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+        total=$((total + t))
+    done
+    echo $((total * 1000 / CLK_TCK))
+}
+
+# SD_BIN=path overrides the shadowdiff binary (e.g. a baseline build for before/after figures).
+SD="${SD_BIN:-$SD}"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }'; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", a - b }'; }
+
+machine() {
+    echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
+    echo "wrk -t$WRK_THREADS -c$WRK_CONNS -d${WRK_SECS}s --latency"
+}

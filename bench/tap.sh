@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Tap overhead: the same wrk load against (a) the control directly, (b) shadowdiff's tap
+# (`shadowdiff run`, capturing, replaying to a candidate and diffing in the same process) and
+# (c) Debian's nginx as a plain keepalive reverse proxy. Prints req/s, p50/p99 and the ratios.
+#
+#   bench/tap.sh [--secs N] [--conns N] [--threads N] [--nginx-workers N|auto] [--rounds N]
+#
+# Environment: NO_BUILD=1 skips `cargo build --release`; CORPUS=path to twitter.json.
+source "$(dirname "$0")/common.sh"
+
+NGINX_WORKERS=auto; ROUNDS=1
+usage() { sed -n '2,9p' "$0"; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --secs) WRK_SECS="$2"; shift 2 ;;
+        --conns) WRK_CONNS="$2"; shift 2 ;;
+        --threads) WRK_THREADS="$2"; shift 2 ;;
+        --nginx-workers) NGINX_WORKERS="$2"; shift 2 ;;
+        --rounds) ROUNDS="$2"; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "unknown argument $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+case "$WRK_SECS$WRK_CONNS$WRK_THREADS$ROUNDS" in *[!0-9]*) echo "numbers expected" >&2; exit 2 ;; esac
+command -v nginx >/dev/null || { echo "nginx is missing: apt-get install -y nginx-light" >&2; exit 2; }
+build
+
+bench_server control
+bench_server candidate --variant candidate
+
+NGINX_PORT="$(free_port)"
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes $NGINX_WORKERS;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    upstream control { server $ADDR_control; keepalive 256; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://control;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering on;
+        }
+    }
+}
+CONF
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>>"$WORK/nginx/error.log" &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+wait_for_port "$NGINX_PORT"
+nginx_pids() { echo "$NGINX_PID" $(cat "/proc/$NGINX_PID/task/"*/children 2>/dev/null); }
+
+start_tap tap "http://$ADDR_candidate"
+
+machine
+echo "nginx worker_processes $NGINX_WORKERS; tap: shadowdiff run (default settings: queue 10000, replay concurrency 64, differ threads = cores)"
+echo "control and candidate: bench-server, 1 runtime thread each; everything shares $(nproc) cores"
+URL_PATH="/statuses/0"
+declare -A SUM_RPS SUM_P99 SUM_P50 SUM_CPU
+for round in $(seq "$ROUNDS"); do
+    for target in direct nginx tap; do
+        case "$target" in
+            direct) url="http://$ADDR_control$URL_PATH"; procs=("$PID_control") ;;
+            nginx) url="http://127.0.0.1:$NGINX_PORT$URL_PATH"; read -ra procs <<<"$(nginx_pids)" ;;
+            tap) url="http://127.0.0.1:$TAP_PORT$URL_PATH"; procs=("$TAP_PID")
+                 cap0="$(metric shadowdiff_capture_exchanges_total)"
+                 drop0="$(metric shadowdiff_capture_dropped_total)" ;;
+        esac
+        c0="$(cpu_ms "${procs[@]}")"
+        run_wrk "$target-$round" "$url"
+        # CPU of the proxy (or of the control, for direct), per request, in microseconds.
+        cpu_us="$(awk -v c=$(( $(cpu_ms "${procs[@]}") - c0 )) -v r="$REQS" 'BEGIN { printf "%.1f", c * 1000 / r }')"
+        # Everything behind the tap: it keeps replaying and diffing after wrk stops.
+        if [ "$target" = tap ]; then
+            for _ in $(seq 100); do
+                [ "$(metric shadowdiff_store_rows_total)" -ge "$(metric shadowdiff_capture_exchanges_total)" ] && break
+                sleep 0.1
+            done
+            cpu_us="$(awk -v c=$(( $(cpu_ms "${procs[@]}") - c0 )) -v r="$REQS" 'BEGIN { printf "%.1f", c * 1000 / r }')"
+        fi
+        if [ "$target" = tap ]; then
+            sleep 1
+            cap=$(( $(metric shadowdiff_capture_exchanges_total) - cap0 ))
+            drop=$(( $(metric shadowdiff_capture_dropped_total) - drop0 ))
+            TAP_REQS="$REQS"
+        fi
+        printf 'round %d %-7s %10.0f req/s   p50 %7.3f ms   p99 %7.3f ms   cpu %6.1f us/req  %s\n' \
+            "$round" "$target" "$RPS" "$P50_MS" "$P99_MS" "$cpu_us" "$ERRS"
+        SUM_RPS[$target]="$(awk -v a="${SUM_RPS[$target]:-0}" -v b="$RPS" 'BEGIN{print a+b}')"
+        SUM_P99[$target]="$(awk -v a="${SUM_P99[$target]:-0}" -v b="$P99_MS" 'BEGIN{print a+b}')"
+        SUM_CPU[$target]="$(awk -v a="${SUM_CPU[$target]:-0}" -v b="$cpu_us" 'BEGIN{print a+b}')"
+        SUM_P50[$target]="$(awk -v a="${SUM_P50[$target]:-0}" -v b="$P50_MS" 'BEGIN{print a+b}')"
+    done
+    echo "round $round tap: $TAP_REQS client requests, $cap captured (queued for replay), $drop dropped"
+done
+avg() { awk -v a="$1" -v n="$ROUNDS" 'BEGIN { printf "%.3f", a / n }'; }
+D_RPS="$(avg "${SUM_RPS[direct]}")"; N_RPS="$(avg "${SUM_RPS[nginx]}")"; T_RPS="$(avg "${SUM_RPS[tap]}")"
+D_P99="$(avg "${SUM_P99[direct]}")"; N_P99="$(avg "${SUM_P99[nginx]}")"; T_P99="$(avg "${SUM_P99[tap]}")"
+echo
+echo "summary over $ROUNDS round(s):"
+printf '  direct %10.0f req/s  p99 %.3f ms   control cpu %s us/req\n' "$D_RPS" "$D_P99" "$(avg "${SUM_CPU[direct]}")"
+printf '  nginx  %10.0f req/s  p99 %.3f ms   nginx cpu %s us/req\n' "$N_RPS" "$N_P99" "$(avg "${SUM_CPU[nginx]}")"
+printf '  tap    %10.0f req/s  p99 %.3f ms   shadowdiff cpu %s us/req (tap + replay + diff + store)\n' "$T_RPS" "$T_P99" "$(avg "${SUM_CPU[tap]}")"
+echo "  tap/nginx throughput   $(ratio "$T_RPS" "$N_RPS")   (goal >= 1)"
+echo "  tap/direct throughput  $(ratio "$T_RPS" "$D_RPS")"
+echo "  tap p99 - direct p99   $(minus "$T_P99" "$D_P99") ms   (goal <= 1 ms)"
+echo "  nginx p99 - direct p99 $(minus "$N_P99" "$D_P99") ms"
+stop_tap
+echo "  tap run summary: $(grep -o 'captured.*' "$WORK/tap-tap.log" | tail -1)"
