@@ -10,6 +10,15 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// Binds `addr` and returns the listener with the address it got (a port of 0 picks one).
+pub async fn bind(
+    addr: std::net::SocketAddr,
+) -> std::io::Result<(TcpListener, std::net::SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    Ok((listener, bound))
+}
+
 /// Accepts connections until `shutdown` resolves, then waits up to `grace` for open
 /// connections to finish their in-flight requests.
 pub async fn serve<S, B>(

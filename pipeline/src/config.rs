@@ -856,7 +856,10 @@ mod tests {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(expect), "{e}");
         };
-        check(&|c| c.capture.sampling.percent = 150.0, "capture.sampling: percent");
+        check(
+            &|c| c.capture.sampling.percent = 150.0,
+            "capture.sampling: percent",
+        );
         check(
             &|c| {
                 c.capture.sampling.key_header = Some("x".into());

@@ -8,7 +8,7 @@
 use crate::admin::{start_admin, ReadyCheck};
 use crate::config::CaptureMode;
 use crate::config::{ClickHouseSection, ConfigError, KafkaSection, Settings};
-use crate::stages::PipelineStats;
+use crate::stages::{until_true, PipelineStats};
 use shadowdiff_capture::mirror::{MirrorConfig, MirrorReceiver};
 use shadowdiff_capture::redact::RedactingSink;
 use shadowdiff_capture::{ExchangeSink, OfferError, TeeConfig, TeeProxy};
@@ -134,20 +134,11 @@ async fn admin(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DistributedError> {
     if let Some(addr) = settings.admin {
-        start_admin(addr, checks, wait(shutdown))
+        start_admin(addr, checks, until_true(shutdown))
             .await
             .map_err(|source| DistributedError::Bind { addr, source })?;
     }
     Ok(())
-}
-
-/// Resolves once `rx` has seen `true`.
-pub async fn wait(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 /// The tap's sink in the distributed deployment: the Kafka producer's local queue.
@@ -202,14 +193,8 @@ pub async fn run_capture(
         Arc::new(settings.redactor.clone()),
         sink.clone(),
     ));
-    let listener = tokio::net::TcpListener::bind(settings.listen)
+    let (listener, addr) = shadowdiff_capture::server::bind(settings.listen)
         .await
-        .map_err(|source| DistributedError::Bind {
-            addr: settings.listen,
-            source,
-        })?;
-    let addr = listener
-        .local_addr()
         .map_err(|source| DistributedError::Bind {
             addr: settings.listen,
             source,
@@ -247,7 +232,7 @@ pub async fn run_capture(
             )
             .map_err(|e| DistributedError::Stage(e.to_string()))?
             .with_sampler(settings.sampler.clone());
-            shadowdiff_capture::server::serve(listener, proxy, wait(shutdown), grace).await;
+            shadowdiff_capture::server::serve(listener, proxy, until_true(shutdown), grace).await;
         }
         CaptureMode::Mirror => {
             let receiver = MirrorReceiver::with_sampler(
@@ -259,7 +244,8 @@ pub async fn run_capture(
                 tap_sink,
                 settings.sampler.clone(),
             );
-            shadowdiff_capture::server::serve(listener, receiver, wait(shutdown), grace).await;
+            shadowdiff_capture::server::serve(listener, receiver, until_true(shutdown), grace)
+                .await;
         }
     }
     // Everything the tap accepted is in the producer's queue: flush it before exiting.
@@ -315,11 +301,11 @@ pub async fn run_replay(
     let stop = shutdown.clone();
     loop {
         let permit = tokio::select! {
-            _ = wait(stop.clone()) => break,
+            _ = until_true(stop.clone()) => break,
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
         let (exchange, delivery) = tokio::select! {
-            _ = wait(stop.clone()) => break,
+            _ = until_true(stop.clone()) => break,
             next = consumer.recv() => next?,
         };
         let (replayer, producer, stats, stop_rx) = (
@@ -440,7 +426,7 @@ pub async fn run_diff(
         let deadline = tokio::time::Instant::now() + linger;
         while rows.len() < max_rows {
             tokio::select! {
-                _ = wait(shutdown.clone()) => { stopping = true; break; }
+                _ = until_true(shutdown.clone()) => { stopping = true; break; }
                 _ = tokio::time::sleep_until(deadline) => break,
                 next = consumer.recv() => {
                     let (result, delivery) = next?;
@@ -500,7 +486,7 @@ async fn insert_with_retry(
                 tracing::warn!(%error, rows = rows.len(), retry_in_ms = backoff.as_millis() as u64, "ClickHouse insert failed; retrying, no offsets stored meanwhile.");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = wait(shutdown.clone()) => {}
+                    _ = until_true(shutdown.clone()) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }

@@ -3,7 +3,10 @@
 use crate::admin::{start_admin, ReadyCheck};
 use crate::config::CaptureMode;
 use crate::config::Settings;
-use crate::stages::{run_replay_stage, spawn_differ_pool, spawn_writer, PipelineStats};
+use crate::stages::{
+    exchange_bytes, join_workers, run_replay_stage, spawn_differ_pool, spawn_writer, until_true,
+    PipelineStats,
+};
 use shadowdiff_capture::mirror::{MirrorConfig, MirrorReceiver};
 use shadowdiff_capture::redact::RedactingSink;
 use shadowdiff_capture::{ExchangeSink, OfferError, TeeConfig, TeeProxy};
@@ -28,15 +31,26 @@ pub enum PipelineError {
     Thread(std::io::Error),
 }
 
-/// Counts what the tap offers, so the run summary and tests see drops per pipeline.
+/// Counts what the tap offers, so the run summary and tests see drops per pipeline; refuses
+/// exchanges beyond `max_bytes` in flight between the tap and the differ.
 struct CountingSink {
     tx: mpsc::Sender<Exchange>,
     stats: Arc<PipelineStats>,
+    max_bytes: u64,
 }
 
 impl ExchangeSink for CountingSink {
     fn offer(&self, exchange: Exchange) -> Result<(), OfferError> {
-        let result = self.tx.offer(exchange);
+        let size = exchange_bytes(&exchange);
+        let before = self.stats.inflight_bytes.fetch_add(size, Ordering::Relaxed);
+        let result = if before.saturating_add(size) > self.max_bytes {
+            Err(OfferError::Full)
+        } else {
+            self.tx.offer(exchange)
+        };
+        if result.is_err() {
+            self.stats.inflight_bytes.fetch_sub(size, Ordering::Relaxed);
+        }
         let counter = match &result {
             Ok(()) => &self.stats.captured,
             Err(OfferError::Full) => &self.stats.dropped_queue_full,
@@ -68,14 +82,8 @@ impl EmbeddedPipeline {
         crate::telemetry::describe();
         let stats = Arc::new(PipelineStats::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let listener = tokio::net::TcpListener::bind(settings.listen)
+        let (listener, addr) = shadowdiff_capture::server::bind(settings.listen)
             .await
-            .map_err(|source| PipelineError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
-        let addr = listener
-            .local_addr()
             .map_err(|source| PipelineError::Bind {
                 addr: settings.listen,
                 source,
@@ -89,7 +97,7 @@ impl EmbeddedPipeline {
                     .map(|a| a.to_string())
                     .unwrap_or_default();
                 let checks = vec![ReadyCheck::tcp("control", control)];
-                let (bound, _task) = start_admin(admin, checks, wait_for(shutdown_rx.clone()))
+                let (bound, _task) = start_admin(admin, checks, until_true(shutdown_rx.clone()))
                     .await
                     .map_err(|source| PipelineError::Bind {
                         addr: admin,
@@ -107,6 +115,7 @@ impl EmbeddedPipeline {
             Arc::new(CountingSink {
                 tx: exchange_tx,
                 stats: stats.clone(),
+                max_bytes: settings.queue_max_bytes,
             }),
         ));
         let tee = match settings.mode {
@@ -128,7 +137,7 @@ impl EmbeddedPipeline {
         };
         // The sandbox outlives the replays: candidates call it while they answer.
         let (sandbox_stop, sandbox_stop_rx) = watch::channel(false);
-        let sandbox = crate::offline::start_sandbox(&settings, wait_for(sandbox_stop_rx)).await?;
+        let sandbox = crate::offline::start_sandbox(&settings, until_true(sandbox_stop_rx)).await?;
         let sandbox_addr = sandbox.as_ref().map(|s| s.addr);
         let replayer = Arc::new(crate::offline::build_replayer(
             &settings,
@@ -161,7 +170,7 @@ impl EmbeddedPipeline {
             Some(proxy) => tokio::spawn(shadowdiff_capture::server::serve(
                 listener,
                 proxy,
-                wait_for(shutdown_rx),
+                until_true(shutdown_rx),
                 grace,
             )),
             None => tokio::spawn(shadowdiff_capture::server::serve(
@@ -175,7 +184,7 @@ impl EmbeddedPipeline {
                     tap_sink,
                     settings.sampler.clone(),
                 ),
-                wait_for(shutdown_rx),
+                until_true(shutdown_rx),
                 grace,
             )),
         };
@@ -190,13 +199,7 @@ impl EmbeddedPipeline {
             if let Some(s) = sandbox {
                 let _ = s.task.await;
             }
-            let _ = tokio::task::spawn_blocking(move || {
-                for d in differs {
-                    let _ = d.join();
-                }
-                let _ = writer.join();
-            })
-            .await;
+            join_workers(differs, writer).await;
         });
 
         Ok(Self {
@@ -217,10 +220,58 @@ impl EmbeddedPipeline {
     }
 }
 
-async fn wait_for(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            return;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowdiff_model::{Body, HttpRequest, HttpResponse, SCHEMA_VERSION};
+
+    fn exchange(body_len: usize) -> Exchange {
+        Exchange {
+            schema_version: SCHEMA_VERSION,
+            id: "id".into(),
+            captured_at_ms: 0,
+            source: "tee".into(),
+            experiment: "e".into(),
+            request: HttpRequest {
+                method: "GET".into(),
+                uri: "/".into(),
+                headers: Vec::new(),
+                body: Body::complete(Vec::new()),
+            },
+            control: Some(HttpResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: Body::complete(vec![b'x'; body_len]),
+                latency_us: 0,
+            }),
+            redactions: Vec::new(),
+            sample_rate: 1.0,
         }
+    }
+
+    #[test]
+    fn the_byte_bound_drops_and_counts_beyond_queue_max_bytes() {
+        let (tx, mut rx) = mpsc::channel(100);
+        let stats = Arc::new(PipelineStats::default());
+        let sink = CountingSink {
+            tx,
+            stats: stats.clone(),
+            max_bytes: 10_000,
+        };
+        assert_eq!(sink.offer(exchange(4_000)), Ok(()));
+        assert_eq!(sink.offer(exchange(4_000)), Ok(()));
+        // A third would pass the count bound (100) but not the byte bound.
+        assert_eq!(sink.offer(exchange(4_000)), Err(OfferError::Full));
+        assert_eq!(PipelineStats::get(&stats.captured), 2);
+        assert_eq!(PipelineStats::get(&stats.dropped_queue_full), 1);
+        let held = PipelineStats::get(&stats.inflight_bytes);
+        assert_eq!(held, 2 * exchange_bytes(&exchange(4_000)));
+        // The differ gives the bytes back; room again.
+        let first = rx.try_recv().ok();
+        assert!(first.is_some());
+        stats
+            .inflight_bytes
+            .fetch_sub(held / 2, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(sink.offer(exchange(4_000)), Ok(()));
     }
 }

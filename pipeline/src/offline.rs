@@ -100,7 +100,7 @@ where
     crate::telemetry::describe();
     let stats = Arc::new(PipelineStats::default());
     let (sandbox_stop, sandbox_stop_rx) = tokio::sync::watch::channel(false);
-    let sandbox = start_sandbox(settings, wait_true(sandbox_stop_rx)).await?;
+    let sandbox = start_sandbox(settings, crate::stages::until_true(sandbox_stop_rx)).await?;
     let replayer = Arc::new(build_replayer(settings, sandbox.as_ref().map(|s| &s.log))?);
     let differ = Arc::new(Differ::new(settings.rules.clone(), settings.routes.clone()));
     let (results_tx, results_rx) = crossbeam_channel::bounded(settings.result_queue);
@@ -143,20 +143,6 @@ where
     if let Some(s) = sandbox {
         let _ = s.task.await;
     }
-    let _ = tokio::task::spawn_blocking(move || {
-        for d in differs {
-            let _ = d.join();
-        }
-        let _ = writer.join();
-    })
-    .await;
+    crate::stages::join_workers(differs, writer).await;
     Ok(stats)
-}
-
-async fn wait_true(mut rx: tokio::sync::watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
 }

@@ -10,7 +10,7 @@ use shadowdiff_store::RecordSink;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 /// Counters of one pipeline, readable by tests and the run summary.
 #[derive(Debug, Default)]
@@ -25,12 +25,46 @@ pub struct PipelineStats {
     pub target_errors: AtomicU64,
     pub records_written: AtomicU64,
     pub store_failures: AtomicU64,
+    /// Bytes of exchanges (and their replay responses) between the tap and the differ; the
+    /// embedded tap refuses new exchanges beyond `capture.queue_max_bytes`.
+    pub inflight_bytes: AtomicU64,
 }
 
 impl PipelineStats {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+}
+
+/// What an exchange holds on the heap, roughly: bodies, headers, URI.
+pub fn exchange_bytes(exchange: &Exchange) -> u64 {
+    let headers = |h: &shadowdiff_model::Headers| -> usize {
+        h.iter().map(|(n, v)| n.len() + v.len() + 48).sum()
+    };
+    let request = &exchange.request;
+    let mut bytes = 512 + request.uri.len() + request.body.bytes.len() + headers(&request.headers);
+    if let Some(control) = &exchange.control {
+        bytes += control.body.bytes.len() + headers(&control.headers);
+    }
+    bytes as u64
+}
+
+/// What the targets' responses of a replay result hold, roughly.
+fn outcome_bytes(result: &ReplayResult) -> u64 {
+    result
+        .outcomes
+        .iter()
+        .map(|o| match &o.result {
+            Ok(r) => {
+                256 + r.body.bytes.len()
+                    + r.headers
+                        .iter()
+                        .map(|(n, v)| n.len() + v.len() + 48)
+                        .sum::<usize>()
+            }
+            Err(e) => 256 + e.message.len(),
+        })
+        .sum::<usize>() as u64
 }
 
 /// Sends to a crossbeam channel from async code without blocking the runtime's thread.
@@ -74,9 +108,13 @@ pub async fn run_replay_stage(
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
                 let (replayer, results, stats) = (replayer.clone(), results.clone(), stats.clone());
                 telemetry::queue_depth("capture", rx.len());
-                let span = tracing::info_span!("exchange", id = %exchange.id);
+                // Debug level: an info span per exchange cost 2-3% of the process's CPU (the fmt
+                // layer formats its fields eagerly); with RUST_LOG=debug lines still carry the id.
+                let span = tracing::debug_span!("exchange", id = %exchange.id);
                 tokio::spawn(tracing::Instrument::instrument(async move {
                     let result = replayer.replay(exchange).await;
+                    // The tap counted the exchange; count what the targets answered too.
+                    stats.inflight_bytes.fetch_add(outcome_bytes(&result), Ordering::Relaxed);
                     let counter = if result.blocked.is_some() { &stats.blocked } else { &stats.replayed };
                     counter.fetch_add(1, Ordering::Relaxed);
                     if send_async(&results, result).await.is_err() {
@@ -114,9 +152,17 @@ pub fn spawn_differ_pool(
                 .spawn(move || {
                     for result in results.iter() {
                         let _span =
-                            tracing::info_span!("exchange", id = %result.exchange.id).entered();
+                            tracing::debug_span!("exchange", id = %result.exchange.id).entered();
                         let started = Instant::now();
                         let out = differ.diff(&result);
+                        let done = exchange_bytes(&result.exchange) + outcome_bytes(&result);
+                        drop(result);
+                        // Saturating: runners fed without the tap's accounting never went up.
+                        let _ = stats.inflight_bytes.fetch_update(
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                            |v| Some(v.saturating_sub(done)),
+                        );
                         telemetry::diffed(&out, started.elapsed().as_secs_f64());
                         count_outcomes(&out, &stats);
                         telemetry::queue_depth("results", results.len());
@@ -204,4 +250,28 @@ fn write_with_retry(sink: &mut dyn RecordSink, batch: &[DiffRecord], stats: &Pip
             }
         }
     }
+}
+
+/// Resolves once `rx` has seen `true` (or its sender is gone): the shutdown signal every stage
+/// and server waits on.
+pub async fn until_true(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Waits, off the async runtime, for the differ threads and then the writer to finish.
+pub async fn join_workers(
+    differs: Vec<std::thread::JoinHandle<()>>,
+    writer: std::thread::JoinHandle<()>,
+) {
+    let _ = tokio::task::spawn_blocking(move || {
+        for d in differs {
+            let _ = d.join();
+        }
+        let _ = writer.join();
+    })
+    .await;
 }
