@@ -340,35 +340,30 @@ fn diff_ordered<'t>(
     // Align by element hash so that one insertion is one `extra`, not a cascade of values.
     let ha: Vec<u64> = a.iter().map(hash_node).collect();
     let hb: Vec<u64> = b.iter().map(hash_node).collect();
-    let ops = similar::capture_diff_slices(similar::Algorithm::Myers, &ha, &hb);
+    // Align in one orientation (shorter side first), so that diff(a, b) mirrors diff(b, a).
+    let swapped = ha.len() > hb.len();
+    let ops = if swapped {
+        similar::capture_diff_slices(similar::Algorithm::Myers, &hb, &ha)
+    } else {
+        similar::capture_diff_slices(similar::Algorithm::Myers, &ha, &hb)
+    };
     for op in ops {
-        match op {
-            similar::DiffOp::Equal { .. } => {}
-            similar::DiffOp::Delete {
-                old_index, old_len, ..
-            } => push_missing(a, old_index..old_index + old_len, path, c),
-            similar::DiffOp::Insert {
-                new_index, new_len, ..
-            } => push_extra(b, new_index..new_index + new_len, path, c),
-            similar::DiffOp::Replace {
-                old_index,
-                old_len,
-                new_index,
-                new_len,
-            } => {
-                let paired = old_len.min(new_len);
-                let pairs = a[old_index..old_index + paired]
-                    .iter()
-                    .zip(&b[new_index..new_index + paired]);
-                for (k, (x, y)) in pairs.enumerate() {
-                    push_index(path, old_index + k);
-                    diff_value(x, y, path, depth + 1, c);
-                    path.truncate(base);
-                }
-                push_missing(a, old_index + paired..old_index + old_len, path, c);
-                push_extra(b, new_index + paired..new_index + new_len, path, c);
-            }
+        if op.tag() == similar::DiffTag::Equal {
+            continue;
         }
+        let (ra, rb) = if swapped {
+            (op.new_range(), op.old_range())
+        } else {
+            (op.old_range(), op.new_range())
+        };
+        let paired = ra.len().min(rb.len());
+        for (k, (x, y)) in a[ra.clone()].iter().zip(&b[rb.clone()]).enumerate() {
+            push_index(path, ra.start + k);
+            diff_value(x, y, path, depth + 1, c);
+            path.truncate(base);
+        }
+        push_missing(a, ra.start + paired..ra.end, path, c);
+        push_extra(b, rb.start + paired..rb.end, path, c);
     }
 }
 
@@ -466,23 +461,32 @@ fn diff_by_key<'t>(
     depth: usize,
     c: &mut Collector,
 ) {
+    use std::collections::VecDeque;
     let base = path.len();
     let key_of = |v: &Node| v.get(key).map(hash_node);
-    let mut by_key: HashMap<u64, usize> = HashMap::with_capacity(b.len());
+    // Candidate elements by key (repeated keys match in order), and those without the key by
+    // their whole value.
+    let mut by_key: HashMap<u64, VecDeque<usize>> = HashMap::with_capacity(b.len());
+    let mut unkeyed: HashMap<u64, VecDeque<usize>> = HashMap::new();
     for (j, v) in b.iter().enumerate() {
-        if let Some(k) = key_of(v) {
-            by_key.entry(k).or_insert(j);
+        match key_of(v) {
+            Some(k) => by_key.entry(k).or_default().push_back(j),
+            None => unkeyed.entry(hash_node(v)).or_default().push_back(j),
         }
     }
     let mut matched = vec![false; b.len()];
     for (i, v) in a.iter().enumerate() {
         push_index(path, i);
-        match key_of(v).and_then(|k| by_key.get(&k).copied()) {
-            Some(j) if !matched[j] => {
+        let partner = match key_of(v) {
+            Some(k) => by_key.get_mut(&k).and_then(VecDeque::pop_front),
+            None => unkeyed.get_mut(&hash_node(v)).and_then(VecDeque::pop_front),
+        };
+        match partner {
+            Some(j) => {
                 matched[j] = true;
                 diff_value(v, &b[j], path, depth + 1, c);
             }
-            _ => c.push(
+            None => c.push(
                 &path.render(),
                 DiffKind::Missing,
                 Some(excerpt_node(v)),

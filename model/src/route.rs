@@ -102,11 +102,18 @@ impl RouteInferrer {
     /// Route template for a request URI (path + optional query; the query is dropped).
     pub fn route(&self, uri: &str) -> String {
         let path = uri.split(['?', '#']).next().unwrap_or("");
-        // Absolute-form URIs (`http://host/path`) are reduced to their path.
+        // Absolute-form URIs (`http://host/path`) are reduced to their path; a path that starts
+        // with `/` is a path, whatever it contains.
         let path = match path.find("://") {
-            Some(i) => path[i + 3..].find('/').map_or("/", |j| &path[i + 3 + j..]),
-            None => path,
+            Some(i) if !path.starts_with('/') => {
+                path[i + 3..].find('/').map_or("/", |j| &path[i + 3 + j..])
+            }
+            _ => path,
         };
+        // A template this inferrer produced maps to itself.
+        if let Some(p) = self.patterns.iter().find(|p| p.template == path) {
+            return p.template.clone();
+        }
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         if let Some(p) = self.patterns.iter().find(|p| p.matches(&segments)) {
             return p.template.clone();
