@@ -12,8 +12,7 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use shadowdiff_differ::{
-    compare_responses, diff_json, hash_value, ArrayRuleConfig, Node, PathGlob, Rules, RulesConfig,
-    ScrubConfig, Tolerance,
+    compare_responses, diff_json, ArrayRuleConfig, Node, Rules, RulesConfig, ScrubConfig, Tolerance,
 };
 use shadowdiff_model::{
     collapse_indexes, infer_route, Body, DiffKind, Difference, HttpResponse, RouteInferrer,
@@ -185,101 +184,16 @@ fn json_response(body: Vec<u8>) -> HttpResponse {
     }
 }
 
-/// The differ's path rendering for an object key (see `write_key` in differ/src/json.rs).
-fn key_segment(key: &str) -> String {
-    if !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'$' || b == b'@')
-    {
-        format!(".{key}")
-    } else {
-        let mut s = String::from("[\"");
-        for ch in key.chars() {
-            if ch == '"' || ch == '\\' {
-                s.push('\\');
-            }
-            s.push(ch);
-        }
-        s.push_str("\"]");
-        s
-    }
-}
-
-/// Exact paths of the arrays in `v` compared in key mode whose elements are not uniquely keyed:
-/// an element lacks the key (or is not an object), or two elements share a key value.
-///
-/// KNOWN BUG (reported, see `known_bug_*` tests below): the differ reports such arrays as
-/// different from themselves. The broad properties check everything else exactly and check
-/// these arrays precisely (only `missing`/`extra` of their own elements), so that they keep
-/// catching any other regression while the bug is open.
-fn ambiguous_keyed_arrays(v: &Value, path: &str, config: &RulesConfig, out: &mut Vec<String>) {
-    match v {
-        Value::Array(items) => {
-            let aggregate = collapse_indexes(path);
-            let rule = config
-                .arrays
-                .iter()
-                .find(|r| PathGlob::new(&r.path).matches(&aggregate));
-            if let Some(ArrayRuleConfig {
-                mode,
-                key: Some(key),
-                ..
-            }) = rule
-            {
-                if mode == "key" {
-                    let mut seen = BTreeSet::new();
-                    let ambiguous = items.iter().any(|item| match item.get(key.as_str()) {
-                        Some(k) if item.is_object() => !seen.insert(hash_value(k)),
-                        _ => true,
-                    });
-                    if ambiguous {
-                        out.push(path.to_string());
-                    }
-                }
-            }
-            for (i, item) in items.iter().enumerate() {
-                ambiguous_keyed_arrays(item, &format!("{path}[{i}]"), config, out);
-            }
-        }
-        Value::Object(map) => {
-            for (k, item) in map {
-                ambiguous_keyed_arrays(item, &format!("{path}{}", key_segment(k)), config, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Asserts that `diff(v, v)` produced nothing, except the precise known-bug signature.
+/// Asserts that `diff(v, v)` produced nothing.
 fn assert_self_diff_empty(
     v: &Value,
     config: &RulesConfig,
     differences: &[Difference],
 ) -> Result<(), TestCaseError> {
-    let mut ambiguous = Vec::new();
-    ambiguous_keyed_arrays(v, "body", config, &mut ambiguous);
-    for d in differences {
-        // The bug's signature: its elements reported missing and extra; and, when that makes
-        // two positions of an enclosing same-length array "differ", an `order` there.
-        let element = matches!(d.kind, DiffKind::Missing | DiffKind::Extra)
-            && ambiguous.iter().any(|p| {
-                d.path
-                    .strip_prefix(p.as_str())
-                    .and_then(|rest| rest.strip_prefix('['))
-                    .and_then(|rest| rest.strip_suffix(']'))
-                    .is_some_and(|i| i.bytes().all(|b| b.is_ascii_digit()))
-            });
-        let enclosing_order = d.kind == DiffKind::Order
-            && ambiguous
-                .iter()
-                .any(|p| p.len() > d.path.len() && p.starts_with(d.path.as_str()));
-        let known = element || enclosing_order;
-        prop_assert!(
-            known,
-            "a value differs from itself: {d:?}\nvalue: {v}\nrules: {config:?}"
-        );
-    }
+    prop_assert!(
+        differences.is_empty(),
+        "a value differs from itself: {differences:?}\nvalue: {v}\nrules: {config:?}"
+    );
     Ok(())
 }
 
@@ -301,60 +215,8 @@ fn aggregate_set(d: &[Difference], mirror: bool) -> BTreeSet<(String, DiffKind)>
 }
 
 /// Checks `diff(a, b)` against `diff(b, a)`: same aggregate paths, kinds mirrored.
-///
-/// KNOWN BUG (reported, see `known_bug_length_change_alignment_is_not_symmetric`): inside an
-/// ordered array whose length changed, the element alignment (Myers on element hashes) depends
-/// on the direction, so `[1,1,1]` → `[2,1]` reads "value + missing" one way and "missing + 2
-/// extra" the other. Below such arrays this checks what does hold in both directions: the
-/// `size` difference itself, and that missing − extra elements equals the length change.
-/// Everything outside those arrays must match exactly.
-fn assert_symmetric(
-    (a, b): (&Value, &Value),
-    ab: &[Difference],
-    ba: &[Difference],
-    config: &RulesConfig,
-) -> Result<(), TestCaseError> {
-    // Resized arrays, found with the ignore rules off (an ignored `size` still aligns).
-    let unignored = Rules::compile(&RulesConfig {
-        ignore: Vec::new(),
-        ..config.clone()
-    })
-    .unwrap();
-    let resized: BTreeSet<String> = diff_json(a, b, &unignored, "body")
-        .iter()
-        .chain(&diff_json(b, a, &unignored, "body"))
-        .filter(|d| d.kind == DiffKind::Size)
-        .map(|d| format!("{}[", collapse_indexes(&d.path)))
-        .collect();
-    let outside = |d: &&Difference| {
-        let aggregate = collapse_indexes(&d.path);
-        !resized.iter().any(|p| aggregate.starts_with(p.as_str()))
-    };
-    let ab_out: Vec<Difference> = ab.iter().filter(outside).cloned().collect();
-    let ba_out: Vec<Difference> = ba.iter().filter(outside).cloned().collect();
-    prop_assert_eq!(aggregate_set(&ab_out, false), aggregate_set(&ba_out, true));
-    if config.ignore.is_empty() {
-        for d in ab.iter().chain(ba).filter(|d| d.kind == DiffKind::Size) {
-            let len = |s: &Option<String>| s.as_deref().unwrap().parse::<i64>().unwrap();
-            let all = if ab.contains(d) { ab } else { ba };
-            let child = |c: &&Difference| {
-                c.path
-                    .strip_prefix(d.path.as_str())
-                    .and_then(|r| r.strip_prefix('['))
-                    .and_then(|r| r.strip_suffix(']'))
-                    .is_some_and(|i| i.bytes().all(|b| b.is_ascii_digit()))
-            };
-            let count =
-                |k: DiffKind| all.iter().filter(child).filter(|c| c.kind == k).count() as i64;
-            prop_assert_eq!(
-                count(DiffKind::Missing) - count(DiffKind::Extra),
-                len(&d.control) - len(&d.candidate),
-                "elements reported for {:?} do not add up: {:?}",
-                d,
-                all
-            );
-        }
-    }
+fn assert_symmetric(ab: &[Difference], ba: &[Difference]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(aggregate_set(ab, false), aggregate_set(ba, true));
     Ok(())
 }
 
@@ -413,7 +275,7 @@ proptest! {
         let ab = diff_json(&a, &b, &rules, "body");
         let ba = diff_json(&b, &a, &rules, "body");
         if ab.len() < config.max_differences && ba.len() < config.max_differences {
-            assert_symmetric((&a, &b), &ab, &ba, &config)
+            assert_symmetric(&ab, &ba)
                 .map_err(|e| TestCaseError::fail(format!("{e}\na = {a}\nb = {b}\nrules = {config:?}")))?;
         }
     }
@@ -432,7 +294,7 @@ proptest! {
         let ab = compare_responses(&ra, &rb, &rules).differences;
         let ba = compare_responses(&rb, &ra, &rules).differences;
         if ab.len() < config.max_differences && ba.len() < config.max_differences {
-            assert_symmetric((&a, &b), &ab, &ba, &config)
+            assert_symmetric(&ab, &ba)
                 .map_err(|e| TestCaseError::fail(format!("{e}\na = {a}\nb = {b}")))?;
         }
     }
@@ -458,13 +320,7 @@ proptest! {
         let routes = RouteInferrer::new(parsed);
         let template = routes.route(&path);
         let again = routes.route(&template);
-        // KNOWN BUG (reported): a `{*rest}` template is itself a path that an earlier pattern
-        // with a `{param}` in the same place can match (patterns `/s/{x}`, `/s/{*r}`: `/s/a/b`
-        // → `/s/{*r}` → `/s/{x}`). See `known_bug_route_rest_template_rematched`.
-        let rest_rematched = template.contains("{*") && again != template;
-        if !rest_rematched {
-            prop_assert_eq!(again, template, "patterns {:?} path {:?}", patterns, path);
-        }
+        prop_assert_eq!(again, template, "patterns {:?} path {:?}", patterns, path);
     }
 
     #[test]
@@ -530,12 +386,13 @@ fn arb_path() -> impl Strategy<Value = String> {
         "[a-z0-9{}*-]{1,6}",
     ];
     (
+        prop::sample::select(vec!["", "", "http://h:1", "https://x.y"]),
         prop::collection::vec(segment, 0..5),
         any::<bool>(),
         "(\\?[a-z=&]{0,5})?",
     )
-        .prop_map(|(segments, trailing, query)| {
-            let mut p = format!("/{}", segments.join("/"));
+        .prop_map(|(origin, segments, trailing, query)| {
+            let mut p = format!("{origin}/{}", segments.join("/"));
             if trailing && p.len() > 1 {
                 p.push('/');
             }
@@ -591,7 +448,7 @@ fn arb_jsonish_bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Minimal cases of the bugs the properties found (kept as precise, failing-until-fixed tests).
+// Minimal cases of the bugs the properties found (fixed in 691df30); kept as regression tests.
 // ---------------------------------------------------------------------------------------------
 
 fn key_rules(path: &str) -> Rules {
@@ -607,21 +464,21 @@ fn key_rules(path: &str) -> Rules {
 }
 
 #[test]
-fn known_bug_key_mode_array_differs_from_itself_when_elements_lack_the_key() {
+fn regression_key_mode_array_self_diff_empty_when_elements_lack_the_key() {
     let v = serde_json::json!({"items": [1, {"name": "x"}]});
     let d = diff_json(&v, &v, &key_rules("body.items"), "body");
     assert!(d.is_empty(), "{d:?}");
 }
 
 #[test]
-fn known_bug_key_mode_array_differs_from_itself_when_keys_repeat() {
+fn regression_key_mode_array_self_diff_empty_when_keys_repeat() {
     let v = serde_json::json!({"items": [{"id": 1, "v": 1}, {"id": 1, "v": 2}]});
     let d = diff_json(&v, &v, &key_rules("body.items"), "body");
     assert!(d.is_empty(), "{d:?}");
 }
 
 #[test]
-fn known_bug_route_rest_template_rematched() {
+fn regression_route_rest_template_maps_to_itself() {
     let routes = RouteInferrer::new(vec![
         RoutePattern::parse("/s/{x}").unwrap(),
         RoutePattern::parse("/s/{*r}").unwrap(),
@@ -632,11 +489,11 @@ fn known_bug_route_rest_template_rematched() {
 }
 
 #[test]
-fn known_bug_length_change_alignment_is_not_symmetric() {
+fn regression_length_change_alignment_is_symmetric() {
     let (a, b) = (serde_json::json!([1, 1, 1]), serde_json::json!([2, 1]));
     let ab = diff_json(&a, &b, &Rules::default(), "body");
     let ba = diff_json(&b, &a, &Rules::default(), "body");
-    // ab: size, body[0] value 1→2, body[1] missing; ba: size, body[0] missing 2, two extra 1s.
+    // Was: ab = size, body[0] value 1→2, body[1] missing; ba = size, missing 2, two extra 1s.
     assert_eq!(
         aggregate_set(&ab, false),
         aggregate_set(&ba, true),
@@ -645,7 +502,7 @@ fn known_bug_length_change_alignment_is_not_symmetric() {
 }
 
 #[test]
-fn known_bug_route_of_absolute_uri_is_not_idempotent() {
+fn regression_route_of_absolute_uri_is_idempotent() {
     // Only the first `://` is an authority; the path's own `://` is cut again on the 2nd pass.
     let routes = RouteInferrer::default();
     let template = routes.route("http://h/a://b/c");
