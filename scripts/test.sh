@@ -43,5 +43,17 @@ source .services/env
 log "Building."
 cargo build --workspace --all-targets --locked
 
+log "Fuzzing each target for a bounded time (cargo-fuzz on stable, --sanitizer none)."
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+
 log "Running every test."
-cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-2}"
+results="$(mktemp)"
+set +e
+cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$results"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line with the totals of every test binary (cargo prints one line per binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
+rm -f "$results"
+exit "$status"

@@ -31,7 +31,9 @@ impl Num {
         match self {
             Self::I(i) => Some(i128::from(i)),
             Self::U(u) => Some(i128::from(u)),
-            Self::F(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(f as i128),
+            // Every finite float without a fraction is an exact integer; i128 holds it exactly
+            // up to ~1.7e38, so hashing and equality agree on `1e16` vs `10000000000000000`.
+            Self::F(f) if f.fract() == 0.0 && f.abs() < 1.0e38 => Some(f as i128),
             Self::F(_) => None,
         }
     }
@@ -287,6 +289,14 @@ mod tests {
         assert_eq!(n.get("b"), Some(&Node::Bool(true)));
         let v: serde_json::Value = serde_json::from_slice(text).unwrap();
         assert_eq!(Node::from_value(&v), n);
+    }
+
+    #[test]
+    fn large_integral_floats_equal_their_integers() {
+        assert_eq!(
+            Num::F(1e16).as_i128(),
+            Num::I(10_000_000_000_000_000).as_i128()
+        );
     }
 
     #[test]

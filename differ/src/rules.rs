@@ -116,7 +116,8 @@ pub struct RulesConfig {
     pub text_deadline_ms: u64,
     /// At most this many differences are kept per exchange (the rest are counted in a note).
     pub max_differences: usize,
-    /// Decoded bodies larger than this are compared by hash only.
+    /// Decoding a body to more than this many bytes stops; the raw bytes are compared instead
+    /// and a note says so.
     pub max_decoded_bytes: usize,
     /// Rules for one endpoint, on top of these: `[[diff.endpoints]] route = "/users/{id}"`.
     pub endpoints: Vec<EndpointRulesConfig>,
