@@ -260,3 +260,145 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
     assert_eq!(replay.stop(), 0);
     assert_eq!(diff.stop(), 0);
 }
+
+/// The `diff` process keeps its results while ClickHouse is away: it retries with backoff,
+/// acknowledges nothing meanwhile, and once ClickHouse is back every exchange is there, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_process_survives_clickhouse_going_away() {
+    let kafka = server_env("SHADOWDIFF_TEST_KAFKA");
+    let mut clickhouse = shadowdiff_tests::OwnClickHouse::start();
+    let run = format!(
+        "{}{}",
+        std::process::id(),
+        Instant::now().elapsed().subsec_nanos()
+    );
+    let (exchanges, results, database) = (
+        format!("exd-{run}"),
+        format!("resd-{run}"),
+        format!("sdd_{run}"),
+    );
+    let control = DemoServer::start(Build::Control).await.unwrap();
+    let tap_port = free_port();
+    let common = |extra: &[String]| {
+        let mut v = vec![
+            s("--kafka"),
+            kafka.clone(),
+            s("--exchanges-topic"),
+            exchanges.clone(),
+            s("--results-topic"),
+            results.clone(),
+            s("--admin"),
+            s(""),
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    let mut capture_args = vec![s("capture")];
+    capture_args.extend(common(&[
+        s("--listen"),
+        format!("127.0.0.1:{tap_port}"),
+        s("--control"),
+        control.url(),
+    ]));
+    // The control answers as its own candidate: every exchange compares clean.
+    let mut replay_args = vec![s("replay")];
+    replay_args.extend(common(&[
+        s("--candidate"),
+        format!("same={}", control.url()),
+        s("--group"),
+        format!("rd-{run}"),
+    ]));
+    let mut diff_args = vec![s("diff")];
+    diff_args.extend(common(&[
+        s("--clickhouse"),
+        clickhouse.url(),
+        s("--database"),
+        database.clone(),
+        s("--group"),
+        format!("dd-{run}"),
+    ]));
+    let diff = Proc::start("diff", &diff_args);
+    let replay = Proc::start("replay", &replay_args);
+    let capture = Proc::start("capture", &capture_args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", tap_port)).is_err() {
+        assert!(Instant::now() < deadline, "tap did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let send = |from: u64, to: u64| {
+        let client = client.clone();
+        async move {
+            for i in from..to {
+                let req = http::Request::builder()
+                    .uri(format!("http://127.0.0.1:{tap_port}/health?n={i}"))
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .unwrap();
+                let resp = client.request(req).await.unwrap();
+                assert!(resp.status().is_success(), "clients never see the outage");
+                http_body_util::BodyExt::collect(resp.into_body())
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let exchanges_in_clickhouse = |url: String| {
+        let database = database.clone();
+        move || {
+            let (code, out) = shadowdiff(&[
+                s("report"),
+                s("--clickhouse"),
+                url.clone(),
+                s("--database"),
+                database.clone(),
+                s("--format"),
+                s("json"),
+            ]);
+            if code != 0 {
+                return None;
+            }
+            serde_json::from_str::<serde_json::Value>(&out).ok()?["totals"]["exchanges"].as_u64()
+        }
+    };
+    let count = exchanges_in_clickhouse(clickhouse.url());
+    let wait_for = |n: u64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if count() == Some(n) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: ClickHouse never reached {n} exchanges (has {:?})",
+                count()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+
+    send(0, 20).await;
+    wait_for(20, "before the outage");
+    clickhouse.kill();
+    send(20, 40).await;
+    // The differ now fails its inserts and retries; give it a few rounds of backoff.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    clickhouse.spawn();
+    wait_for(40, "after ClickHouse came back");
+    let (_, out) = shadowdiff(&[
+        s("report"),
+        s("--clickhouse"),
+        clickhouse.url(),
+        s("--database"),
+        database.clone(),
+        s("--format"),
+        s("json"),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["totals"]["compared"], 40);
+    assert_eq!(report["totals"]["mismatched"], 0);
+
+    assert_eq!(capture.stop(), 0);
+    assert_eq!(replay.stop(), 0);
+    assert_eq!(diff.stop(), 0);
+}

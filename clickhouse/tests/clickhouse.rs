@@ -10,8 +10,6 @@ use shadowdiff_model::{
 };
 use shadowdiff_store::report::{Report, ReportQuery};
 use shadowdiff_store::{build_report, RecordSink, StoreError};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn clickhouse_url() -> String {
@@ -288,85 +286,7 @@ async fn sql_report_matches_build_report_and_counts_duplicates_once() {
 
 // --- A ClickHouse of our own, to take down and bring back. ---
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-struct OwnClickHouse {
-    dir: tempfile::TempDir,
-    http: u16,
-    tcp: u16,
-    inter: u16,
-    child: Option<Child>,
-}
-
-impl OwnClickHouse {
-    fn start() -> Self {
-        let mut ch = Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-            http: free_port(),
-            tcp: free_port(),
-            inter: free_port(),
-            child: None,
-        };
-        ch.spawn();
-        ch
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http)
-    }
-
-    fn spawn(&mut self) {
-        let d = self.dir.path().display().to_string();
-        let child = Command::new("clickhouse-server")
-            .arg("--config-file=/etc/clickhouse-server/config.xml")
-            .arg("--")
-            .arg(format!("--path={d}/"))
-            .arg(format!("--tmp_path={d}/tmp/"))
-            .arg(format!("--user_files_path={d}/user_files/"))
-            .arg(format!("--format_schema_path={d}/fs/"))
-            .arg(format!("--logger.log={d}/ch.log"))
-            .arg(format!("--logger.errorlog={d}/ch.err"))
-            .arg(format!("--http_port={}", self.http))
-            .arg(format!("--tcp_port={}", self.tcp))
-            .arg(format!("--interserver_http_port={}", self.inter))
-            .arg("--listen_host=127.0.0.1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("clickhouse-server runs (scripts/services.sh deps installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", self.http)).is_ok() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ClickHouse did not start in 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnClickHouse {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use shadowdiff_tests::OwnClickHouse;
 
 #[test]
 fn insert_fails_unavailable_while_down_and_succeeds_after_restart() {

@@ -295,3 +295,84 @@ pub fn endpoint<'a>(
         .find(|e| e.method == method && e.route == route && e.candidate == candidate)
         .unwrap_or_else(|| panic!("no endpoint {method} {route} for {candidate} in {report:#?}"))
 }
+
+/// A ClickHouse server of a test's own (Debian's `clickhouse-server`), on free loopback ports
+/// with its own data directory, that the test can kill and start again.
+pub struct OwnClickHouse {
+    dir: tempfile::TempDir,
+    http: u16,
+    tcp: u16,
+    inter: u16,
+    child: Option<std::process::Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl OwnClickHouse {
+    pub fn start() -> Self {
+        let mut ch = Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            http: free_port(),
+            tcp: free_port(),
+            inter: free_port(),
+            child: None,
+        };
+        ch.spawn();
+        ch
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+
+    /// Starts the server (again, on the same ports and data) and waits until it answers.
+    pub fn spawn(&mut self) {
+        let d = self.dir.path().display().to_string();
+        let child = std::process::Command::new("clickhouse-server")
+            .arg("--config-file=/etc/clickhouse-server/config.xml")
+            .arg("--")
+            .arg(format!("--path={d}/"))
+            .arg(format!("--tmp_path={d}/tmp/"))
+            .arg(format!("--user_files_path={d}/user_files/"))
+            .arg(format!("--format_schema_path={d}/fs/"))
+            .arg(format!("--logger.log={d}/ch.log"))
+            .arg(format!("--logger.errorlog={d}/ch.err"))
+            .arg(format!("--http_port={}", self.http))
+            .arg(format!("--tcp_port={}", self.tcp))
+            .arg(format!("--interserver_http_port={}", self.inter))
+            .arg("--listen_host=127.0.0.1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("clickhouse-server runs (scripts/services.sh deps installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.http)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ClickHouse did not start in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnClickHouse {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
