@@ -25,6 +25,9 @@ impl Captured {
 
 type OnEnd = Box<dyn FnOnce(Captured) + Send + 'static>;
 
+/// Single-frame bodies up to this size are copied out of the connection's read buffer.
+const COPY_BELOW: usize = 64 * 1024;
+
 /// Bounded copy of a stream of frames. Frames are reference-counted `Bytes`, so keeping them
 /// costs no copy; the one copy happens when the body ends, and only if it came in pieces.
 struct Tap {
@@ -55,6 +58,10 @@ impl Tap {
             let chunks = std::mem::take(&mut self.chunks);
             let bytes = match chunks.len() {
                 0 => Bytes::new(),
+                // A frame is a slice of the connection's read buffer and would keep all of it
+                // alive while the exchange waits in the queue; copy small bodies (cheap) so a
+                // queued exchange holds only its own bytes.
+                1 if self.kept <= COPY_BELOW => Bytes::copy_from_slice(&chunks[0]),
                 1 => chunks.into_iter().next().unwrap_or_default(),
                 _ => {
                     let mut buf = BytesMut::with_capacity(self.kept);
