@@ -79,6 +79,7 @@ stop_tap() {
     kill "$TAP_PID" 2>/dev/null || true
     for _ in $(seq 300); do kill -0 "$TAP_PID" 2>/dev/null || return 0; sleep 0.1; done
     kill -9 "$TAP_PID" 2>/dev/null || true
+    wait "$TAP_PID" 2>/dev/null || true
 }
 
 # metric NAME [LABEL-FILTER]: sum of a counter on the tap's admin port (0 when absent).

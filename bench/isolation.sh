@@ -47,7 +47,7 @@ for round in $(seq "$ROUNDS"); do
         printf 'round %d %-8s %10.0f req/s   p50 %7.3f ms   p99 %7.3f ms   captured %s dropped %s   %s\n' \
             "$round" "$scenario" "$RPS" "$P50_MS" "$P99_MS" "$cap" "$drop" "$ERRS"
         # Don't wait for 5 s replays to drain: the measurement is over.
-        kill -9 "$TAP_PID" 2>/dev/null || true
+        kill -9 "$TAP_PID" 2>/dev/null || true; wait "$TAP_PID" 2>/dev/null || true
         SUM_RPS[$scenario]="$(awk -v a="${SUM_RPS[$scenario]:-0}" -v b="$RPS" 'BEGIN{print a+b}')"
         SUM_P99[$scenario]="$(awk -v a="${SUM_P99[$scenario]:-0}" -v b="$P99_MS" 'BEGIN{print a+b}')"
     done

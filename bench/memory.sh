@@ -64,5 +64,5 @@ ok=1
 [ $((max / 1024)) -lt "$BOUND_MIB" ] || { echo "FAIL: RSS reached the bound"; ok=0; }
 [ "$last" -le $((mid + mid / 10)) ] || { echo "FAIL: RSS still growing in the last third"; ok=0; }
 [ "$ok" = 1 ] && echo "PASS: flat and below $BOUND_MIB MiB"
-kill -9 "$TAP_PID" 2>/dev/null || true
+kill -9 "$TAP_PID" 2>/dev/null || true; wait "$TAP_PID" 2>/dev/null || true
 [ "$ok" = 1 ]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tap overhead: the same wrk load against (a) the control directly, (b) shadowdiff's tap
-# (`shadowdiff run`, capturing, replaying to a candidate and diffing in the same process) and
-# (c) Debian's nginx as a plain keepalive reverse proxy. Prints req/s, p50/p99 and the ratios.
+# (`shadowdiff run`, capturing, replaying to a candidate and diffing in the same process),
+# (b') the tap with sampling at 0% (proxy path only) and (c) Debian's nginx as a plain
+# keepalive reverse proxy. Prints req/s, p50/p99, CPU per request and the ratios.
 #
 #   bench/tap.sh [--secs N] [--conns N] [--threads N] [--nginx-workers N|auto] [--rounds N]
 #
@@ -9,7 +10,7 @@
 source "$(dirname "$0")/common.sh"
 
 NGINX_WORKERS=auto; ROUNDS=1
-usage() { sed -n '2,9p' "$0"; }
+usage() { sed -n '2,10p' "$0"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --secs) WRK_SECS="$2"; shift 2 ;;
@@ -61,6 +62,10 @@ PIDS+=("$NGINX_PID")
 wait_for_port "$NGINX_PORT"
 nginx_pids() { echo "$NGINX_PID" $(cat "/proc/$NGINX_PID/task/"*/children 2>/dev/null); }
 
+# The same tap with sampling at 0%: the proxy path alone, nothing copied (apples to apples with nginx).
+printf '[capture.sampling]\npercent = 0.0\n' >"$WORK/proxy-only.toml"
+start_tap proxy "http://$ADDR_candidate" --config "$WORK/proxy-only.toml"
+PROXY_PORT="$TAP_PORT"; PROXY_PID="$TAP_PID"
 start_tap tap "http://$ADDR_candidate"
 
 machine
@@ -69,10 +74,11 @@ echo "control and candidate: bench-server, 1 runtime thread each; everything sha
 URL_PATH="/statuses/0"
 declare -A SUM_RPS SUM_P99 SUM_P50 SUM_CPU
 for round in $(seq "$ROUNDS"); do
-    for target in direct nginx tap; do
+    for target in direct nginx proxy tap; do
         case "$target" in
             direct) url="http://$ADDR_control$URL_PATH"; procs=("$PID_control") ;;
             nginx) url="http://127.0.0.1:$NGINX_PORT$URL_PATH"; read -ra procs <<<"$(nginx_pids)" ;;
+            proxy) url="http://127.0.0.1:$PROXY_PORT$URL_PATH"; procs=("$PROXY_PID") ;;
             tap) url="http://127.0.0.1:$TAP_PORT$URL_PATH"; procs=("$TAP_PID")
                  cap0="$(metric shadowdiff_capture_exchanges_total)"
                  drop0="$(metric shadowdiff_capture_dropped_total)" ;;
@@ -107,14 +113,18 @@ done
 avg() { awk -v a="$1" -v n="$ROUNDS" 'BEGIN { printf "%.3f", a / n }'; }
 D_RPS="$(avg "${SUM_RPS[direct]}")"; N_RPS="$(avg "${SUM_RPS[nginx]}")"; T_RPS="$(avg "${SUM_RPS[tap]}")"
 D_P99="$(avg "${SUM_P99[direct]}")"; N_P99="$(avg "${SUM_P99[nginx]}")"; T_P99="$(avg "${SUM_P99[tap]}")"
+P_RPS="$(avg "${SUM_RPS[proxy]}")"; P_P99="$(avg "${SUM_P99[proxy]}")"
 echo
 echo "summary over $ROUNDS round(s):"
 printf '  direct %10.0f req/s  p99 %.3f ms   control cpu %s us/req\n' "$D_RPS" "$D_P99" "$(avg "${SUM_CPU[direct]}")"
 printf '  nginx  %10.0f req/s  p99 %.3f ms   nginx cpu %s us/req\n' "$N_RPS" "$N_P99" "$(avg "${SUM_CPU[nginx]}")"
+printf '  proxy  %10.0f req/s  p99 %.3f ms   shadowdiff cpu %s us/req (tap at 0%% sampling: proxy path only)\n' "$P_RPS" "$P_P99" "$(avg "${SUM_CPU[proxy]}")"
 printf '  tap    %10.0f req/s  p99 %.3f ms   shadowdiff cpu %s us/req (tap + replay + diff + store)\n' "$T_RPS" "$T_P99" "$(avg "${SUM_CPU[tap]}")"
 echo "  tap/nginx throughput   $(ratio "$T_RPS" "$N_RPS")   (goal >= 1)"
 echo "  tap/direct throughput  $(ratio "$T_RPS" "$D_RPS")"
 echo "  tap p99 - direct p99   $(minus "$T_P99" "$D_P99") ms   (goal <= 1 ms)"
+echo "  proxy/nginx throughput $(ratio "$P_RPS" "$N_RPS")"
+echo "  proxy p99 - direct p99 $(minus "$P_P99" "$D_P99") ms"
 echo "  nginx p99 - direct p99 $(minus "$N_P99" "$D_P99") ms"
 stop_tap
 echo "  tap run summary: $(grep -o 'captured.*' "$WORK/tap-tap.log" | tail -1)"

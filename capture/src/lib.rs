@@ -170,7 +170,12 @@ impl TeeProxy {
                 .map_or(0, |d| d.as_millis() as u64),
             method: parts.method.as_str().to_string(),
             uri: path_and_query.as_str().to_string(),
-            request_headers: headers_from_http(&parts.headers),
+            // Sampled out: nothing is copied, so nothing is converted either.
+            request_headers: if copy {
+                headers_from_http(&parts.headers)
+            } else {
+                Vec::new()
+            },
             request_body: Mutex::new(None),
             sent_at: Instant::now(),
             experiment: inner.config.experiment.clone(),
@@ -239,7 +244,11 @@ impl TeeProxy {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let status = parts.status.as_u16();
-        let response_headers = headers_from_http(&parts.headers);
+        let response_headers = if copy {
+            headers_from_http(&parts.headers)
+        } else {
+            Vec::new()
+        };
         let sink = inner.sink.clone();
         let tee = TeeBody::new(body, body_limit, move |captured| {
             if copy {
