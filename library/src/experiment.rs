@@ -100,6 +100,10 @@ impl Experiment {
         }
     }
 
+    // Inline (with `sampled`): not generic, so without the attribute callers in other crates
+    // made an out-of-line call here, most of a disabled call's cost (benches/experiment.rs
+    // `disabled`: ~3 ns over direct before, see docs/library-performance.md).
+    #[inline]
     fn decide(mut self) -> (Gate, bool) {
         let on = self.sampled();
         (
@@ -362,6 +366,17 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         }
     }
 
+    /// [`run_inner`](Self::run_inner) for callers that want only the value: the not-sampled
+    /// path then has no `Option<RunResult>` to drop (an out-of-line `drop_in_place` call there
+    /// showed in the disabled bench).
+    #[inline]
+    fn run_value(self, diff: DiffFn<R>) -> R {
+        match self.extras {
+            None => (self.control)(),
+            Some(x) => Self::run_sampled(self.gate, self.control, x, diff).0,
+        }
+    }
+
     #[inline(never)]
     fn run_sampled(
         gate: Gate,
@@ -508,7 +523,7 @@ impl<'a, R: Serialize, C: FnOnce() -> R> SyncExperiment<'a, R, C, Plain> {
     /// Runs and returns the control's value; results are diffed with the differ's engine.
     #[inline]
     pub fn run(self) -> R {
-        self.run_inner(serde_diff::<R>).0
+        self.run_value(serde_diff::<R>)
     }
 
     /// Like [`run`](Self::run) but a mismatch, candidate error or panic is an `Err` (for tests).
@@ -526,7 +541,7 @@ impl<'a, R: PartialEq + Debug, C: FnOnce() -> R> SyncExperiment<'a, R, C, Plain>
     /// Like [`run`](Self::run), comparing with `PartialEq` for results that are not `Serialize`.
     #[inline]
     pub fn run_eq(self) -> R {
-        self.run_inner(eq_diff::<R>).0
+        self.run_value(eq_diff::<R>)
     }
 
     pub fn run_strict_eq(self) -> Result<R, MismatchError<R>> {
@@ -572,7 +587,7 @@ impl<'a, V: Serialize, E: Debug, C: FnOnce() -> Result<V, E>>
     /// Runs and returns the control's `Result` unchanged.
     #[inline]
     pub fn run(self) -> Result<V, E> {
-        self.run_inner(serde_diff_ok::<V, E>).0
+        self.run_value(serde_diff_ok::<V, E>)
     }
 
     pub fn run_strict(self) -> Result<Result<V, E>, MismatchError<Result<V, E>>> {
@@ -589,7 +604,7 @@ impl<'a, V: PartialEq + Debug, E: Debug, C: FnOnce() -> Result<V, E>>
 {
     #[inline]
     pub fn run_eq(self) -> Result<V, E> {
-        self.run_inner(eq_diff_ok::<V, E>).0
+        self.run_value(eq_diff_ok::<V, E>)
     }
 
     pub fn run_strict_eq(self) -> Result<Result<V, E>, MismatchError<Result<V, E>>> {

@@ -124,8 +124,15 @@ impl ExperimentSettings {
         if t >= SCALE as u64 {
             return true;
         }
-        u64::from(random_u32()) < t
+        roll(t)
     }
+}
+
+/// The dice itself, out of line so that the inlined `sample` stays a load and two compares
+/// (kill switch, 0 % and 100 % never reach here).
+#[inline(never)]
+fn roll(threshold: u64) -> bool {
+    u64::from(random_u32()) < threshold
 }
 
 pub(crate) fn percent_to_threshold(percent: f64) -> u64 {
