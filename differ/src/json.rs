@@ -1,6 +1,6 @@
 //! Structural JSON diff with typed differences at dotted paths.
 
-use crate::node::{lookup, Node, Num};
+use crate::node::{Node, Num};
 use crate::rules::{ArrayMode, Rules};
 use serde_json::Value;
 use shadowdiff_model::{collapse_indexes, DiffKind, Difference};
@@ -157,37 +157,59 @@ fn diff_objects<'t>(
     depth: usize,
     c: &mut Collector,
 ) {
+    use std::cmp::Ordering;
     let base = path.len();
-    // Both sides are sorted by key: shared and missing keys in one pass over `a`.
-    for (key, av) in a {
-        push_key(path, key);
-        match lookup(b, key) {
-            Some(bv) => diff_value(av, bv, path, depth + 1, c),
-            None if c.rules.null_equals_missing && av.is_null() => {}
-            None => c.push(
-                &path.render(),
-                DiffKind::Missing,
-                Some(excerpt_node(av)),
-                None,
-            ),
-        }
-        path.truncate(base);
-    }
-    // Extras after missing ones, so a renamed key reads "missing, then extra".
-    if b.len() > a.len() || b.iter().any(|(k, _)| lookup(a, k).is_none()) {
-        for (key, bv) in b {
-            if lookup(a, key).is_some() || (c.rules.null_equals_missing && bv.is_null()) {
-                continue;
+    // Both sides are sorted by key: one merge pass, one comparison per key. Extras are reported
+    // after the rest, so a renamed key reads "missing, then extra".
+    let mut extras: Vec<usize> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() {
+        let (key, av) = (&a[i].0, &a[i].1);
+        let order = match b.get(j) {
+            Some((kb, _)) => key.as_ref().cmp(kb.as_ref()),
+            None => Ordering::Less,
+        };
+        match order {
+            Ordering::Greater => {
+                extras.push(j);
+                j += 1;
             }
-            push_key(path, key);
-            c.push(
-                &path.render(),
-                DiffKind::Extra,
-                None,
-                Some(excerpt_node(bv)),
-            );
-            path.truncate(base);
+            Ordering::Equal => {
+                push_key(path, key);
+                diff_value(av, &b[j].1, path, depth + 1, c);
+                path.truncate(base);
+                i += 1;
+                j += 1;
+            }
+            Ordering::Less => {
+                if !(c.rules.null_equals_missing && av.is_null()) {
+                    push_key(path, key);
+                    c.push(
+                        &path.render(),
+                        DiffKind::Missing,
+                        Some(excerpt_node(av)),
+                        None,
+                    );
+                    path.truncate(base);
+                }
+                i += 1;
+            }
         }
+    }
+    extras.extend(j..b.len());
+    for j in extras {
+        let (key, bv) = (&b[j].0, &b[j].1);
+        if c.rules.null_equals_missing && bv.is_null() {
+            continue;
+        }
+        push_key(path, key);
+        c.push(
+            &path.render(),
+            DiffKind::Extra,
+            None,
+            Some(excerpt_node(bv)),
+        );
+        path.truncate(base);
     }
 }
 

@@ -156,17 +156,6 @@ fn hash_serde_value(v: &serde_json::Value) -> u64 {
     shadowdiff_model::fnv1a64(&text)
 }
 
-/// Finds `key` in sorted entries.
-pub(crate) fn lookup<'n, 'a>(
-    entries: &'n [(Cow<'a, str>, Node<'a>)],
-    key: &str,
-) -> Option<&'n Node<'a>> {
-    entries
-        .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-        .ok()
-        .map(|i| &entries[i].1)
-}
-
 struct NodeVisitor;
 
 impl<'de> Visitor<'de> for NodeVisitor {
