@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// Captured exchanges waiting for replay before new ones are dropped [default: 10000].
     #[arg(long, env = "SHADOWDIFF_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
+    /// Bytes of captured bodies held between tap and differ before new exchanges are dropped
+    /// [default: 134217728 = 128 MiB].
+    #[arg(long, env = "SHADOWDIFF_QUEUE_MAX_BYTES")]
+    pub queue_max_bytes: Option<u64>,
     /// Time each candidate has to answer, in ms [default: 5000].
     #[arg(long, env = "SHADOWDIFF_TIMEOUT_MS")]
     pub timeout_ms: Option<u64>,
@@ -133,6 +137,9 @@ impl RunArgs {
         }
         if let Some(v) = self.queue_capacity {
             c.capture.queue_capacity = v;
+        }
+        if let Some(v) = self.queue_max_bytes {
+            c.capture.queue_max_bytes = v;
         }
         if let Some(v) = self.timeout_ms {
             c.replay.timeout_ms = v;
