@@ -57,6 +57,13 @@ pub struct ImportOpts {
     /// Exchanges replayed at once [default: 64].
     #[arg(long, env = "SHADOWDIFF_CONCURRENCY")]
     pub concurrency: Option<usize>,
+    /// Publish the exchanges to Kafka (comma-separated brokers) for `shadowdiff replay` and
+    /// `shadowdiff diff` processes, instead of replaying them here.
+    #[arg(long, env = "SHADOWDIFF_KAFKA")]
+    pub kafka: Option<String>,
+    /// Topic of captured exchanges, with --kafka [default: shadowdiff.exchanges].
+    #[arg(long, env = "SHADOWDIFF_EXCHANGES_TOPIC")]
+    pub exchanges_topic: Option<String>,
     /// Print the report of this import after the summary.
     #[arg(long, value_enum)]
     pub report: Option<Format>,
@@ -103,6 +110,12 @@ impl ImportOpts {
         if let Some(v) = self.concurrency {
             c.replay.concurrency = v;
         }
+        if let Some(v) = &self.kafka {
+            c.kafka.brokers = Some(v.clone());
+        }
+        if let Some(v) = &self.exchanges_topic {
+            c.kafka.exchanges_topic = v.clone();
+        }
         // `import` serves nothing: no tap, no admin port.
         c.capture.listen = "127.0.0.1:0".to_string();
         c.admin.listen = String::new();
@@ -117,10 +130,11 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     init_logging(opts.log_format.into());
     let config = opts.to_config()?;
+    // Published to Kafka, the candidates are the `replay` processes' business.
     let settings = config
         .validate_for(Needs {
             control: false,
-            candidates: true,
+            candidates: opts.kafka.is_none(),
         })
         .context("invalid configuration")?;
     let experiment = settings.experiment.clone();
@@ -154,6 +168,26 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             without_control,
             "Some records have no response; pass --control URL (a control replica) to compare them."
         );
+    }
+    if opts.kafka.is_some() {
+        let bar = progress_bar(total);
+        let delivered = runtime()?.block_on(async {
+            let bar = bar.clone();
+            shadowdiff_pipeline::distributed::publish_exchanges(
+                &config.kafka,
+                &settings.routes,
+                imported.exchanges,
+                move |n| bar.set_position(n),
+            )
+            .await
+        })?;
+        bar.finish_and_clear();
+        println!(
+            "published {delivered} {kind} exchanges to `{}` ({} records skipped)",
+            config.kafka.exchanges_topic,
+            imported.skipped.len()
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     let data_dir = settings.data_dir.clone();
     let store = EmbeddedStore::open(&data_dir)?;

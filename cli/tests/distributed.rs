@@ -402,3 +402,123 @@ async fn diff_process_survives_clickhouse_going_away() {
     assert_eq!(replay.stop(), 0);
     assert_eq!(diff.stop(), 0);
 }
+
+/// Recorded traffic takes the same distributed path: `import goreplay --kafka` publishes the
+/// exchanges, and `replay` and `diff` processes store them like captured ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_goreplay_traffic_flows_through_kafka() {
+    let kafka = server_env("SHADOWDIFF_TEST_KAFKA");
+    let clickhouse = server_env("SHADOWDIFF_TEST_CLICKHOUSE");
+    let run = format!(
+        "{}{}",
+        std::process::id(),
+        Instant::now().elapsed().subsec_nanos()
+    );
+    let (exchanges, results, database) = (
+        format!("exi-{run}"),
+        format!("resi-{run}"),
+        format!("sdi_{run}"),
+    );
+    let candidate = DemoServer::start(Build::Control).await.unwrap();
+
+    let sep = "\n🐵🙈🙉\n";
+    let mut gor = String::new();
+    for i in 0..25 {
+        gor += &format!(
+            "1 r{i} 17000000000{i:08} 0\nGET /health?n={i} HTTP/1.1\r\nHost: a\r\n\r\n{sep}"
+        );
+        gor += &format!(
+            "2 r{i} 17000000000{i:08} 1000\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n{sep}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("recorded.gor");
+    std::fs::write(&file, gor).unwrap();
+
+    let topics = |extra: &[String]| {
+        let mut v = vec![
+            s("--kafka"),
+            kafka.clone(),
+            s("--exchanges-topic"),
+            exchanges.clone(),
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    let mut import_args = vec![
+        s("import"),
+        s("goreplay"),
+        file.display().to_string(),
+        s("--experiment"),
+        s("recorded"),
+    ];
+    import_args.extend(topics(&[]));
+    let (code, out) = shadowdiff(&import_args);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("published 25 goreplay exchanges"), "{out}");
+
+    let stage = |name: &str, extra: &[String]| {
+        let mut v = vec![s(name)];
+        v.extend(topics(&[
+            s("--results-topic"),
+            results.clone(),
+            s("--admin"),
+            s(""),
+        ]));
+        v.extend_from_slice(extra);
+        v
+    };
+    let replay = Proc::start(
+        "replay",
+        &stage(
+            "replay",
+            &[
+                s("--candidate"),
+                format!("v2={}", candidate.url()),
+                s("--group"),
+                format!("ri-{run}"),
+            ],
+        ),
+    );
+    let diff = Proc::start(
+        "diff",
+        &stage(
+            "diff",
+            &[
+                s("--clickhouse"),
+                clickhouse.clone(),
+                s("--database"),
+                database.clone(),
+                s("--group"),
+                format!("di-{run}"),
+            ],
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let report = loop {
+        let (code, out) = shadowdiff(&[
+            s("report"),
+            s("--clickhouse"),
+            clickhouse.clone(),
+            s("--database"),
+            database.clone(),
+            s("--format"),
+            s("json"),
+        ]);
+        if code == 0 {
+            let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+            if r["totals"]["exchanges"].as_u64() == Some(25) {
+                break r;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "imported exchanges did not reach ClickHouse"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(report["experiment"], "recorded");
+    assert_eq!(report["totals"]["compared"], 25);
+    assert_eq!(replay.stop(), 0);
+    assert_eq!(diff.stop(), 0);
+}

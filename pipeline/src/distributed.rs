@@ -507,3 +507,53 @@ where
     });
     f(rx).await
 }
+
+/// Publishes recorded exchanges (e.g. from `import`) to the exchanges topic, for `replay` and
+/// `diff` processes to handle. Unlike the tap, nothing is dropped: a full producer queue is
+/// waited on. Returns how many were acknowledged by the broker.
+pub async fn publish_exchanges(
+    kafka: &KafkaSection,
+    routes: &RouteInferrer,
+    exchanges: Vec<Exchange>,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, DistributedError> {
+    let brokers = brokers(kafka)?;
+    topics(kafka, &brokers).await?;
+    let producer = Arc::new(ExchangeProducer::new(&producer_config(
+        kafka,
+        &brokers,
+        &kafka.exchanges_topic,
+    ))?);
+    let mut offered = 0u64;
+    for exchange in exchanges {
+        let route = routes.route(&exchange.request.uri);
+        loop {
+            match producer.try_send(&exchange, &route) {
+                Ok(()) => break,
+                Err(ProduceError::QueueFull) => tokio::time::sleep(Duration::from_millis(5)).await,
+                Err(error) => {
+                    return Err(DistributedError::Stage(format!(
+                        "exchange {} not published: {error}",
+                        exchange.id
+                    )))
+                }
+            }
+        }
+        offered += 1;
+        progress(offered);
+    }
+    let flushed = tokio::task::spawn_blocking({
+        let producer = producer.clone();
+        move || producer.flush(Duration::from_secs(60))
+    })
+    .await
+    .map_err(|e| DistributedError::Stage(e.to_string()))?;
+    flushed.map_err(|e| DistributedError::Stage(format!("flush: {e}")))?;
+    let (delivered, failed) = producer.delivery_counts();
+    if failed > 0 {
+        return Err(DistributedError::Stage(format!(
+            "{failed} of {offered} exchanges were not acknowledged by the broker"
+        )));
+    }
+    Ok(delivered)
+}
