@@ -77,6 +77,74 @@ fn s(v: &str) -> String {
     v.to_string()
 }
 
+/// Waits until something listens on `port` (a process just started).
+async fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+fn client() -> Client {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+/// One request through the tap; the client always gets a 2xx, whatever happens behind it.
+async fn send(client: &Client, method: &str, url: String) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap();
+}
+
+/// The report in ClickHouse, as JSON, when it can be read.
+fn clickhouse_report(url: &str, database: &str) -> Option<serde_json::Value> {
+    let (code, out) = shadowdiff(&[
+        s("report"),
+        s("--clickhouse"),
+        s(url),
+        s("--database"),
+        s(database),
+        s("--format"),
+        s("json"),
+    ]);
+    if code != 0 {
+        return None;
+    }
+    serde_json::from_str(&out).ok()
+}
+
+/// Polls the report until it counts `n` exchanges, and returns it.
+async fn wait_for_exchanges(url: &str, database: &str, n: u64, what: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let report = clickhouse_report(url, database);
+        let got = report
+            .as_ref()
+            .and_then(|r| r["totals"]["exchanges"].as_u64());
+        if got == Some(n) {
+            return report.unwrap_or_default();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: ClickHouse never reached {n} exchanges (has {got:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capture_replay_diff_over_kafka_into_clickhouse() {
     let kafka = server_env("SHADOWDIFF_TEST_KAFKA");
@@ -139,13 +207,8 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
     let capture = Proc::start("capture", &capture_args);
 
     // Wait for the tap, then send bounded traffic through it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", tap_port)).is_err() {
-        assert!(Instant::now() < deadline, "tap did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    wait_for_port(tap_port).await;
+    let client = client();
     let mut sent = 0u64;
     for i in 1..=120u64 {
         let (method, path) = match i % 6 {
@@ -153,44 +216,16 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
             1 => ("GET", "/health".to_string()),
             _ => ("GET", format!("/users/{i}")),
         };
-        let req = http::Request::builder()
-            .method(method)
-            .uri(format!("http://127.0.0.1:{tap_port}{path}"))
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
-            .unwrap();
-        let resp = client.request(req).await.unwrap();
-        assert!(resp.status().is_success());
-        http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .unwrap();
+        send(
+            &client,
+            method,
+            format!("http://127.0.0.1:{tap_port}{path}"),
+        )
+        .await;
         sent += 1;
     }
-
-    // Every exchange reaches ClickHouse: poll the report.
-    let report_args = vec![
-        s("report"),
-        s("--clickhouse"),
-        clickhouse.clone(),
-        s("--database"),
-        database.clone(),
-        s("--format"),
-        s("json"),
-    ];
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let report = loop {
-        let (code, out) = shadowdiff(&report_args);
-        if code == 0 {
-            let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-            if r["totals"]["exchanges"].as_u64() == Some(sent) {
-                break r;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every exchange reached ClickHouse"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    // Every exchange reaches ClickHouse.
+    let report = wait_for_exchanges(&clickhouse, &database, sent, "capture to ClickHouse").await;
     assert_eq!(report["totals"]["blocked"], 20);
     let endpoints = report["endpoints"].as_array().unwrap();
     let users = endpoints
@@ -320,81 +355,35 @@ async fn diff_process_survives_clickhouse_going_away() {
     let diff = Proc::start("diff", &diff_args);
     let replay = Proc::start("replay", &replay_args);
     let capture = Proc::start("capture", &capture_args);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", tap_port)).is_err() {
-        assert!(Instant::now() < deadline, "tap did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let send = |from: u64, to: u64| {
+    wait_for_port(tap_port).await;
+    let client = client();
+    let send_range = |from: u64, to: u64| {
         let client = client.clone();
         async move {
             for i in from..to {
-                let req = http::Request::builder()
-                    .uri(format!("http://127.0.0.1:{tap_port}/health?n={i}"))
-                    .body(http_body_util::Full::new(bytes::Bytes::new()))
-                    .unwrap();
-                let resp = client.request(req).await.unwrap();
-                assert!(resp.status().is_success(), "clients never see the outage");
-                http_body_util::BodyExt::collect(resp.into_body())
-                    .await
-                    .unwrap();
+                send(
+                    &client,
+                    "GET",
+                    format!("http://127.0.0.1:{tap_port}/health?n={i}"),
+                )
+                .await;
             }
         }
     };
-    let exchanges_in_clickhouse = |url: String| {
-        let database = database.clone();
-        move || {
-            let (code, out) = shadowdiff(&[
-                s("report"),
-                s("--clickhouse"),
-                url.clone(),
-                s("--database"),
-                database.clone(),
-                s("--format"),
-                s("json"),
-            ]);
-            if code != 0 {
-                return None;
-            }
-            serde_json::from_str::<serde_json::Value>(&out).ok()?["totals"]["exchanges"].as_u64()
-        }
-    };
-    let count = exchanges_in_clickhouse(clickhouse.url());
-    let wait_for = |n: u64, what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if count() == Some(n) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: ClickHouse never reached {n} exchanges (has {:?})",
-                count()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    };
-
-    send(0, 20).await;
-    wait_for(20, "before the outage");
+    send_range(0, 20).await;
+    wait_for_exchanges(&clickhouse.url(), &database, 20, "before the outage").await;
     clickhouse.kill();
-    send(20, 40).await;
+    send_range(20, 40).await;
     // The differ now fails its inserts and retries; give it a few rounds of backoff.
     tokio::time::sleep(Duration::from_secs(3)).await;
     clickhouse.spawn();
-    wait_for(40, "after ClickHouse came back");
-    let (_, out) = shadowdiff(&[
-        s("report"),
-        s("--clickhouse"),
-        clickhouse.url(),
-        s("--database"),
-        database.clone(),
-        s("--format"),
-        s("json"),
-    ]);
-    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let report = wait_for_exchanges(
+        &clickhouse.url(),
+        &database,
+        40,
+        "after ClickHouse came back",
+    )
+    .await;
     assert_eq!(report["totals"]["compared"], 40);
     assert_eq!(report["totals"]["mismatched"], 0);
 
@@ -494,29 +483,7 @@ async fn imported_goreplay_traffic_flows_through_kafka() {
             ],
         ),
     );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let report = loop {
-        let (code, out) = shadowdiff(&[
-            s("report"),
-            s("--clickhouse"),
-            clickhouse.clone(),
-            s("--database"),
-            database.clone(),
-            s("--format"),
-            s("json"),
-        ]);
-        if code == 0 {
-            let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-            if r["totals"]["exchanges"].as_u64() == Some(25) {
-                break r;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "imported exchanges did not reach ClickHouse"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let report = wait_for_exchanges(&clickhouse, &database, 25, "import to ClickHouse").await;
     assert_eq!(report["experiment"], "recorded");
     assert_eq!(report["totals"]["compared"], 25);
     assert_eq!(replay.stop(), 0);

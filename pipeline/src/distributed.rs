@@ -158,12 +158,7 @@ impl ExchangeSink for KafkaExchangeSink {
                 ProduceError::QueueFull => OfferError::Full,
                 other => OfferError::Rejected(other.to_string()),
             });
-        let counter = match &result {
-            Ok(()) => &self.stats.captured,
-            Err(OfferError::Full) => &self.stats.dropped_queue_full,
-            Err(_) => &self.stats.dropped_other,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.stats.count_offer(&result);
         result
     }
 }

@@ -51,12 +51,7 @@ impl ExchangeSink for CountingSink {
         if result.is_err() {
             self.stats.inflight_bytes.fetch_sub(size, Ordering::Relaxed);
         }
-        let counter = match &result {
-            Ok(()) => &self.stats.captured,
-            Err(OfferError::Full) => &self.stats.dropped_queue_full,
-            Err(_) => &self.stats.dropped_other,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.stats.count_offer(&result);
         result
     }
 }

@@ -34,6 +34,16 @@ impl PipelineStats {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    /// Counts what happened to an exchange the tap offered to its sink.
+    pub fn count_offer(&self, result: &Result<(), shadowdiff_capture::OfferError>) {
+        let counter = match result {
+            Ok(()) => &self.captured,
+            Err(shadowdiff_capture::OfferError::Full) => &self.dropped_queue_full,
+            Err(_) => &self.dropped_other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What an exchange holds on the heap, roughly: bodies, headers, URI.
