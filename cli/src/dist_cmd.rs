@@ -1,7 +1,7 @@
 //! The distributed deployment's commands: capture, replay, diff (Kafka, ClickHouse), migrate
 //! and gate.
 
-use crate::report_cmd::{load_report, parse_time};
+use crate::report_cmd::{parse_time, StoreArgs};
 use crate::run_cmd::{first_signal, runtime, summary_line, RunArgs};
 use anyhow::Context;
 use clap::Args;
@@ -10,7 +10,6 @@ use shadowdiff_pipeline::distributed::{self, with_shutdown};
 use shadowdiff_pipeline::init_logging;
 use shadowdiff_store::gate::{gate, GateConfig, GateOutcome};
 use shadowdiff_store::ReportQuery;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Flags of the Kafka/ClickHouse stages, on top of the `run` flags.
@@ -193,19 +192,8 @@ pub struct GateArgs {
     /// Only results since then (`30m`, `6h`, `2d` or an RFC 3339 time).
     #[arg(long)]
     pub since: Option<String>,
-    /// Read ClickHouse, e.g. http://127.0.0.1:8123 (else the embedded store in --data).
-    #[arg(long, env = "SHADOWDIFF_CLICKHOUSE")]
-    pub clickhouse: Option<String>,
-    /// ClickHouse database.
-    #[arg(
-        long,
-        env = "SHADOWDIFF_CLICKHOUSE_DATABASE",
-        default_value = "shadowdiff"
-    )]
-    pub database: String,
-    /// Data directory of the embedded store.
-    #[arg(long, env = "SHADOWDIFF_DATA", default_value = "./shadowdiff-data")]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Exit 0 when every selected endpoint is within budget, 1 when one is not, 2 when the gate
@@ -228,12 +216,7 @@ pub fn gate_cmd(args: GateArgs) -> anyhow::Result<ExitCode> {
         endpoint: None,
         samples: 1,
     };
-    let report = load_report(
-        &args.data,
-        args.clickhouse.as_deref(),
-        &args.database,
-        &query,
-    )?;
+    let report = args.store.load(&query)?;
     let config = GateConfig {
         max_mismatch_rate: args.max_mismatch_rate,
         min_compared: args.min_compared,

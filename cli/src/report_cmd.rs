@@ -15,8 +15,9 @@ pub enum Format {
     Html,
 }
 
+/// Where stored results are read from: the embedded store, or ClickHouse.
 #[derive(Args)]
-pub struct ReportArgs {
+pub struct StoreArgs {
     /// Data directory of the embedded store.
     #[arg(long, env = "SHADOWDIFF_DATA", default_value = "./shadowdiff-data")]
     pub data: PathBuf,
@@ -31,6 +32,23 @@ pub struct ReportArgs {
         default_value = "shadowdiff"
     )]
     pub database: String,
+}
+
+impl StoreArgs {
+    pub fn load(&self, query: &ReportQuery) -> anyhow::Result<Report> {
+        load_report(
+            &self.data,
+            self.clickhouse.as_deref(),
+            &self.database,
+            query,
+        )
+    }
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -170,12 +188,7 @@ pub fn load_report(
 
 pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let query = query_from(&args)?;
-    let report = load_report(
-        &args.data,
-        args.clickhouse.as_deref(),
-        &args.database,
-        &query,
-    )?;
+    let report = args.store.load(&query)?;
     print_report(&report, args.format, &args.color, args.out.as_deref())?;
     if let Some(path) = &args.out {
         eprintln!("Report written to {}.", path.display());
