@@ -3,9 +3,10 @@
 //! Pure and store-independent: it reads only the [`Report`] contract.
 //!
 //! Rules, per endpoint × candidate selected by [`GateConfig::endpoint`]:
-//! - **mismatch rate** = `mismatched / compared`. Every exchange whose candidate answer differed
-//!   outside per-request noise counts, whatever the field verdicts say; a team that wants noisy
-//!   fields ignored adds rules that mask them. Fails when above `max_mismatch_rate`.
+//! - **mismatch rate** = `mismatched / compared`: every exchange whose candidate answer differed
+//!   outside per-request noise. It fails the gate when above `max_mismatch_rate` and the
+//!   report's verdict for the endpoint is `regression`; an endpoint whose differing fields are
+//!   all judged noise (`noisy`) agrees with the report and passes.
 //! - **error rate** (when `max_error_rate` is set) = `errors / (compared + errors)`. Fails when
 //!   above the bound.
 //! - An endpoint with fewer than `min_compared` compared exchanges cannot fail or pass: it makes
@@ -94,7 +95,9 @@ pub fn gate(report: &Report, config: &GateConfig) -> GateOutcome {
             continue;
         }
         let mismatch_rate = rate(e.mismatched, e.compared);
-        if mismatch_rate > config.max_mismatch_rate {
+        // Only what the report calls a regression can fail: mismatches whose fields the
+        // statistics classify as noise (a `noisy` endpoint) never block a rollout.
+        if e.verdict == "regression" && mismatch_rate > config.max_mismatch_rate {
             failures.push(format!(
                 "{name}: mismatch rate {:.3}% ({} of {}) above {:.3}%; {}",
                 mismatch_rate * 100.0,
@@ -147,7 +150,12 @@ mod tests {
             errors,
             blocked: 0,
             skipped: 0,
-            verdict: "clean".into(),
+            verdict: if mismatched > 0 {
+                "regression"
+            } else {
+                "clean"
+            }
+            .into(),
             verdict_reason: "r".into(),
             fields: vec![],
             status: vec![],
@@ -170,6 +178,22 @@ mod tests {
             totals: Totals::default(),
             endpoints,
         }
+    }
+
+    #[test]
+    fn noisy_endpoints_never_fail_on_mismatches() {
+        let mut noisy = endpoint("/search", 100, 40, 0);
+        noisy.verdict = "noisy".into();
+        assert_eq!(
+            gate(
+                &report(vec![noisy]),
+                &GateConfig {
+                    min_compared: 10,
+                    ..GateConfig::new(0.01)
+                }
+            ),
+            GateOutcome::Pass
+        );
     }
 
     #[test]
