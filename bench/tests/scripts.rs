@@ -4,7 +4,13 @@
 use std::path::Path;
 use std::process::Command;
 
-const SCRIPTS: [&str; 5] = ["tap.sh", "isolation.sh", "pipeline.sh", "memory.sh", "p99.sh"];
+const SCRIPTS: [&str; 5] = [
+    "tap.sh",
+    "isolation.sh",
+    "pipeline.sh",
+    "memory.sh",
+    "p99.sh",
+];
 
 fn script(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
