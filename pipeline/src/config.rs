@@ -747,6 +747,28 @@ impl Config {
     }
 }
 
+impl Settings {
+    /// The tee proxy's settings.
+    pub fn tee_config(&self) -> shadowdiff_capture::TeeConfig {
+        shadowdiff_capture::TeeConfig {
+            control: self.control.clone(),
+            body_limit: self.body_limit,
+            experiment: self.experiment.clone(),
+            preserve_host: self.preserve_host,
+            control_timeout: self.control_timeout,
+        }
+    }
+
+    /// The mirror receiver's settings.
+    pub fn mirror_config(&self) -> shadowdiff_capture::mirror::MirrorConfig {
+        shadowdiff_capture::mirror::MirrorConfig {
+            body_limit: self.body_limit,
+            experiment: self.experiment.clone(),
+            body_timeout: self.control_timeout,
+        }
+    }
+}
+
 /// Parses `NAME=URL`.
 pub fn parse_candidate(s: &str) -> Result<CandidateConfig, String> {
     let (name, url) = s

@@ -9,9 +9,9 @@ use crate::admin::{start_admin, ReadyCheck};
 use crate::config::CaptureMode;
 use crate::config::{ClickHouseSection, ConfigError, KafkaSection, Settings};
 use crate::stages::{until_true, PipelineStats};
-use shadowdiff_capture::mirror::{MirrorConfig, MirrorReceiver};
+use shadowdiff_capture::mirror::MirrorReceiver;
 use shadowdiff_capture::redact::RedactingSink;
-use shadowdiff_capture::{ExchangeSink, OfferError, TeeConfig, TeeProxy};
+use shadowdiff_capture::{ExchangeSink, OfferError, TeeProxy};
 use shadowdiff_clickhouse::{ClickHouseConfig, ClickHouseStore};
 use shadowdiff_differ::Differ;
 use shadowdiff_kafka::{
@@ -215,27 +215,14 @@ pub async fn run_capture(
     let grace = settings.shutdown_grace;
     match settings.mode {
         CaptureMode::Tee => {
-            let proxy = TeeProxy::new(
-                TeeConfig {
-                    control: settings.control.clone(),
-                    body_limit: settings.body_limit,
-                    experiment: settings.experiment.clone(),
-                    preserve_host: settings.preserve_host,
-                    control_timeout: settings.control_timeout,
-                },
-                tap_sink,
-            )
-            .map_err(|e| DistributedError::Stage(e.to_string()))?
-            .with_sampler(settings.sampler.clone());
+            let proxy = TeeProxy::new(settings.tee_config(), tap_sink)
+                .map_err(|e| DistributedError::Stage(e.to_string()))?
+                .with_sampler(settings.sampler.clone());
             shadowdiff_capture::server::serve(listener, proxy, until_true(shutdown), grace).await;
         }
         CaptureMode::Mirror => {
             let receiver = MirrorReceiver::with_sampler(
-                MirrorConfig {
-                    body_limit: settings.body_limit,
-                    experiment: settings.experiment.clone(),
-                    body_timeout: settings.control_timeout,
-                },
+                settings.mirror_config(),
                 tap_sink,
                 settings.sampler.clone(),
             );

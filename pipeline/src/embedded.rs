@@ -3,13 +3,10 @@
 use crate::admin::{start_admin, ReadyCheck};
 use crate::config::CaptureMode;
 use crate::config::Settings;
-use crate::stages::{
-    exchange_bytes, join_workers, run_replay_stage, spawn_differ_pool, spawn_writer, until_true,
-    PipelineStats,
-};
-use shadowdiff_capture::mirror::{MirrorConfig, MirrorReceiver};
+use crate::stages::{exchange_bytes, run_replay_stage, until_true, DiffWorkers, PipelineStats};
+use shadowdiff_capture::mirror::MirrorReceiver;
 use shadowdiff_capture::redact::RedactingSink;
-use shadowdiff_capture::{ExchangeSink, OfferError, TeeConfig, TeeProxy};
+use shadowdiff_capture::{ExchangeSink, OfferError, TeeProxy};
 use shadowdiff_differ::Differ;
 use shadowdiff_model::Exchange;
 use shadowdiff_store::RecordSink;
@@ -115,18 +112,9 @@ impl EmbeddedPipeline {
         ));
         let tee = match settings.mode {
             CaptureMode::Tee => Some(
-                TeeProxy::new(
-                    TeeConfig {
-                        control: settings.control.clone(),
-                        body_limit: settings.body_limit,
-                        experiment: settings.experiment.clone(),
-                        preserve_host: settings.preserve_host,
-                        control_timeout: settings.control_timeout,
-                    },
-                    tap_sink.clone(),
-                )
-                .map_err(|e| PipelineError::Config(e.to_string()))?
-                .with_sampler(settings.sampler.clone()),
+                TeeProxy::new(settings.tee_config(), tap_sink.clone())
+                    .map_err(|e| PipelineError::Config(e.to_string()))?
+                    .with_sampler(settings.sampler.clone()),
             ),
             CaptureMode::Mirror => None,
         };
@@ -140,17 +128,14 @@ impl EmbeddedPipeline {
         )?);
         let differ = Arc::new(Differ::new(settings.rules.clone(), settings.routes.clone()));
 
-        let (results_tx, results_rx) = crossbeam_channel::bounded(settings.result_queue);
-        let (records_tx, records_rx) = crossbeam_channel::bounded(settings.result_queue);
-        let writer =
-            spawn_writer(sink, records_rx, stats.clone()).map_err(PipelineError::Thread)?;
-        let differs = spawn_differ_pool(
+        let (results_tx, workers) = DiffWorkers::start(
             differ,
             settings.diff_workers,
-            results_rx,
-            records_tx,
+            settings.result_queue,
+            sink,
             stats.clone(),
-        );
+        )
+        .map_err(PipelineError::Thread)?;
         let close_queue = Arc::new(Notify::new());
         let replay = tokio::spawn(run_replay_stage(
             exchange_rx,
@@ -171,11 +156,7 @@ impl EmbeddedPipeline {
             None => tokio::spawn(shadowdiff_capture::server::serve(
                 listener,
                 MirrorReceiver::with_sampler(
-                    MirrorConfig {
-                        body_limit: settings.body_limit,
-                        experiment: settings.experiment.clone(),
-                        body_timeout: settings.control_timeout,
-                    },
+                    settings.mirror_config(),
                     tap_sink,
                     settings.sampler.clone(),
                 ),
@@ -194,7 +175,7 @@ impl EmbeddedPipeline {
             if let Some(s) = sandbox {
                 let _ = s.task.await;
             }
-            join_workers(differs, writer).await;
+            workers.join().await;
         });
 
         Ok(Self {

@@ -5,7 +5,7 @@
 
 use crate::config::Settings;
 use crate::embedded::PipelineError;
-use crate::stages::{run_replay_stage, spawn_differ_pool, spawn_writer, PipelineStats};
+use crate::stages::{run_replay_stage, DiffWorkers, PipelineStats};
 use shadowdiff_differ::Differ;
 use shadowdiff_model::Exchange;
 use shadowdiff_replayer::{HttpSideEffects, ReplayConfig, Replayer, SideEffectSource};
@@ -103,16 +103,14 @@ where
     let sandbox = start_sandbox(settings, crate::stages::until_true(sandbox_stop_rx)).await?;
     let replayer = Arc::new(build_replayer(settings, sandbox.as_ref().map(|s| &s.log))?);
     let differ = Arc::new(Differ::new(settings.rules.clone(), settings.routes.clone()));
-    let (results_tx, results_rx) = crossbeam_channel::bounded(settings.result_queue);
-    let (records_tx, records_rx) = crossbeam_channel::bounded(settings.result_queue);
-    let writer = spawn_writer(sink, records_rx, stats.clone()).map_err(PipelineError::Thread)?;
-    let differs = spawn_differ_pool(
+    let (results_tx, workers) = DiffWorkers::start(
         differ,
         settings.diff_workers,
-        results_rx,
-        records_tx,
+        settings.result_queue,
+        sink,
         stats.clone(),
-    );
+    )
+    .map_err(PipelineError::Thread)?;
     let capacity = settings
         .queue_capacity
         .min(settings.replay_concurrency * 4)
@@ -143,6 +141,6 @@ where
     if let Some(s) = sandbox {
         let _ = s.task.await;
     }
-    crate::stages::join_workers(differs, writer).await;
+    workers.join().await;
     Ok(stats)
 }

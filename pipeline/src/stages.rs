@@ -272,16 +272,38 @@ pub async fn until_true(mut rx: watch::Receiver<bool>) {
     }
 }
 
-/// Waits, off the async runtime, for the differ threads and then the writer to finish.
-pub async fn join_workers(
+/// The differ threads and the store writer behind the results queue.
+pub struct DiffWorkers {
     differs: Vec<std::thread::JoinHandle<()>>,
     writer: std::thread::JoinHandle<()>,
-) {
-    let _ = tokio::task::spawn_blocking(move || {
-        for d in differs {
-            let _ = d.join();
-        }
-        let _ = writer.join();
-    })
-    .await;
+}
+
+impl DiffWorkers {
+    /// Starts `workers` differ threads and the writer into `sink`; returns the results queue's
+    /// sender. The workers end when every clone of that sender is dropped.
+    pub fn start(
+        differ: Arc<Differ>,
+        workers: usize,
+        queue: usize,
+        sink: Box<dyn RecordSink>,
+        stats: Arc<PipelineStats>,
+    ) -> std::io::Result<(Sender<ReplayResult>, Self)> {
+        let (results_tx, results_rx) = crossbeam_channel::bounded(queue);
+        let (records_tx, records_rx) = crossbeam_channel::bounded(queue);
+        let writer = spawn_writer(sink, records_rx, stats.clone())?;
+        let differs = spawn_differ_pool(differ, workers, results_rx, records_tx, stats);
+        Ok((results_tx, Self { differs, writer }))
+    }
+
+    /// Waits, off the async runtime, for the differ threads and then the writer to finish.
+    pub async fn join(self) {
+        let Self { differs, writer } = self;
+        let _ = tokio::task::spawn_blocking(move || {
+            for d in differs {
+                let _ = d.join();
+            }
+            let _ = writer.join();
+        })
+        .await;
+    }
 }
