@@ -184,12 +184,7 @@ fn diff_objects<'t>(
             Ordering::Less => {
                 if !(c.rules.null_equals_missing && av.is_null()) {
                     push_key(path, key);
-                    c.push(
-                        &path.render(),
-                        DiffKind::Missing,
-                        Some(excerpt_node(av)),
-                        None,
-                    );
+                    push_one_sided(c, path, DiffKind::Missing, av);
                     path.truncate(base);
                 }
                 i += 1;
@@ -203,12 +198,7 @@ fn diff_objects<'t>(
             continue;
         }
         push_key(path, key);
-        c.push(
-            &path.render(),
-            DiffKind::Extra,
-            None,
-            Some(excerpt_node(bv)),
-        );
+        push_one_sided(c, path, DiffKind::Extra, bv);
         path.truncate(base);
     }
 }
@@ -384,42 +374,34 @@ fn diff_ordered<'t>(
             diff_value(x, y, path, depth + 1, c);
             path.truncate(base);
         }
-        push_missing(a, ra.start + paired..ra.end, path, c);
-        push_extra(b, rb.start + paired..rb.end, path, c);
+        push_run(a, ra.start + paired..ra.end, DiffKind::Missing, path, c);
+        push_run(b, rb.start + paired..rb.end, DiffKind::Extra, path, c);
     }
 }
 
-/// Reports `items[range]` as missing from the candidate.
-fn push_missing(
+/// A value on one side only: `Missing` (the control has it) or `Extra` (the candidate has it).
+fn push_one_sided(c: &mut Collector, path: &PathStack<'_>, kind: DiffKind, v: &Node<'_>) {
+    let shown = Some(excerpt_node(v));
+    let (control, candidate) = if kind == DiffKind::Missing {
+        (shown, None)
+    } else {
+        (None, shown)
+    };
+    c.push(&path.render(), kind, control, candidate);
+}
+
+/// Reports each of `items[range]` as one-sided (`Missing` or `Extra`) at its own index.
+fn push_run(
     items: &[Node<'_>],
     range: std::ops::Range<usize>,
+    kind: DiffKind,
     path: &mut PathStack<'_>,
     c: &mut Collector,
 ) {
     let base = path.len();
     for (i, v) in items.iter().enumerate().take(range.end).skip(range.start) {
         push_index(path, i);
-        c.push(
-            &path.render(),
-            DiffKind::Missing,
-            Some(excerpt_node(v)),
-            None,
-        );
-        path.truncate(base);
-    }
-}
-
-/// Reports `items[range]` as extra in the candidate.
-fn push_extra(
-    items: &[Node<'_>],
-    range: std::ops::Range<usize>,
-    path: &mut PathStack<'_>,
-    c: &mut Collector,
-) {
-    let base = path.len();
-    for (j, v) in items.iter().enumerate().take(range.end).skip(range.start) {
-        push_index(path, j);
-        c.push(&path.render(), DiffKind::Extra, None, Some(excerpt_node(v)));
+        push_one_sided(c, path, kind, v);
         path.truncate(base);
     }
 }
@@ -447,28 +429,22 @@ fn diff_as_set<'t>(
         *counts.entry(hash_node(v)).or_default() -= 1;
     }
     // Report each surplus element at its own index, in order, once per surplus count.
-    let mut remaining = counts.clone();
     for (i, v) in a.iter().enumerate() {
-        if let Some(n) = remaining.get_mut(&hash_node(v)) {
+        if let Some(n) = counts.get_mut(&hash_node(v)) {
             if *n > 0 {
                 *n -= 1;
                 push_index(path, i);
-                c.push(
-                    &path.render(),
-                    DiffKind::Missing,
-                    Some(excerpt_node(v)),
-                    None,
-                );
+                push_one_sided(c, path, DiffKind::Missing, v);
                 path.truncate(base);
             }
         }
     }
     for (j, v) in b.iter().enumerate() {
-        if let Some(n) = remaining.get_mut(&hash_node(v)) {
+        if let Some(n) = counts.get_mut(&hash_node(v)) {
             if *n < 0 {
                 *n += 1;
                 push_index(path, j);
-                c.push(&path.render(), DiffKind::Extra, None, Some(excerpt_node(v)));
+                push_one_sided(c, path, DiffKind::Extra, v);
                 path.truncate(base);
             }
         }
@@ -508,19 +484,14 @@ fn diff_by_key<'t>(
                 matched[j] = true;
                 diff_value(v, &b[j], path, depth + 1, c);
             }
-            None => c.push(
-                &path.render(),
-                DiffKind::Missing,
-                Some(excerpt_node(v)),
-                None,
-            ),
+            None => push_one_sided(c, path, DiffKind::Missing, v),
         }
         path.truncate(base);
     }
     for (j, v) in b.iter().enumerate() {
         if !matched[j] {
             push_index(path, j);
-            c.push(&path.render(), DiffKind::Extra, None, Some(excerpt_node(v)));
+            push_one_sided(c, path, DiffKind::Extra, v);
             path.truncate(base);
         }
     }
