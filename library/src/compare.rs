@@ -16,6 +16,22 @@ pub(crate) type DiffFn<R> = fn(&R, &R, &Rules) -> Vec<Difference>;
 /// A boxed check over the control's and a candidate's result.
 pub(crate) type Check<'a, R> = Box<dyn Fn(&R, &R) -> bool + Send + Sync + 'a>;
 
+/// A `compare` on the `Ok` values of a `Result` experiment.
+pub(crate) fn on_ok<'a, V, E>(
+    f: impl Fn(&V, &V) -> bool + Send + Sync + 'a,
+) -> Check<'a, Result<V, E>> {
+    Box::new(move |a: &Result<V, E>, b: &Result<V, E>| matches!((a, b), (Ok(a), Ok(b)) if f(a, b)))
+}
+
+/// A `compare_errors` on the `Err` values of a `Result` experiment.
+pub(crate) fn on_err<'a, V, E>(
+    f: impl Fn(&E, &E) -> bool + Send + Sync + 'a,
+) -> Check<'a, Result<V, E>> {
+    Box::new(
+        move |a: &Result<V, E>, b: &Result<V, E>| matches!((a, b), (Err(a), Err(b)) if f(a, b)),
+    )
+}
+
 /// How an experiment's results split into values and errors.
 pub trait ArmKind<R>: sealed::Sealed {
     /// `Some(message)` when the result is an error.

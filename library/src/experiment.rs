@@ -563,9 +563,7 @@ impl<'a, V, E: Debug, C: FnOnce() -> Result<V, E>> SyncExperiment<'a, Result<V, 
     /// Custom equality of `Ok` values.
     pub fn compare(mut self, f: impl Fn(&V, &V) -> bool + Send + Sync + 'a) -> Self {
         if let Some(x) = &mut self.extras {
-            x.compare = Some(Box::new(
-                move |a: &Result<V, E>, b: &Result<V, E>| matches!((a, b), (Ok(a), Ok(b)) if f(a, b)),
-            ));
+            x.compare = Some(crate::compare::on_ok(f));
         }
         self
     }
@@ -573,9 +571,7 @@ impl<'a, V, E: Debug, C: FnOnce() -> Result<V, E>> SyncExperiment<'a, Result<V, 
     /// When both arms fail, decides whether the errors agree (default: equal `Debug` text).
     pub fn compare_errors(mut self, f: impl Fn(&E, &E) -> bool + Send + Sync + 'a) -> Self {
         if let Some(x) = &mut self.extras {
-            x.compare_errors = Some(Box::new(
-                move |a: &Result<V, E>, b: &Result<V, E>| matches!((a, b), (Err(a), Err(b)) if f(a, b)),
-            ));
+            x.compare_errors = Some(crate::compare::on_err(f));
         }
         self
     }
