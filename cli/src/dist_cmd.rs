@@ -74,7 +74,7 @@ impl StageArgs {
 }
 
 fn stage(args: StageArgs, stage: Stage) -> anyhow::Result<ExitCode> {
-    init_logging(args.run.log_format.into());
+    init_logging(args.run.log.log_format.into());
     let config = args.to_config(stage)?;
     let needs = match stage {
         Stage::Capture => Needs {

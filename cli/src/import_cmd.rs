@@ -1,11 +1,11 @@
 //! `shadowdiff import envoy|goreplay`: replay recorded traffic through the embedded stages.
 
 use crate::report_cmd::{print_report, Format};
-use crate::run_cmd::{runtime, LogFormatArg};
+use crate::run_cmd::{runtime, CommonArgs, LogArgs};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use shadowdiff_capture::import::{self, Imported};
-use shadowdiff_pipeline::config::{parse_candidate, CandidateConfig, CaptureMode, Config, Needs};
+use shadowdiff_pipeline::config::{CaptureMode, Config, Needs};
 use shadowdiff_pipeline::init_logging;
 use shadowdiff_pipeline::offline::replay_offline;
 use shadowdiff_pipeline::stages::PipelineStats;
@@ -33,30 +33,11 @@ pub struct ImportOpts {
     /// Files or directories to read.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    /// TOML config file (candidates, rules, [replay] settings).
-    #[arg(long, env = "SHADOWDIFF_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Candidate build as NAME=URL; repeat for several. Replaces the file's candidates.
-    #[arg(long = "candidate", env = "SHADOWDIFF_CANDIDATES", value_delimiter = ',', value_parser = parse_candidate)]
-    pub candidates: Vec<CandidateConfig>,
-    /// Second instance of the control build, to measure noise (A/A).
-    #[arg(long, env = "SHADOWDIFF_SECONDARY")]
-    pub secondary: Option<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Control replica, asked for requests recorded without a response.
     #[arg(long, env = "SHADOWDIFF_CONTROL")]
     pub control: Option<String>,
-    /// Data directory of the embedded store [default: ./shadowdiff-data].
-    #[arg(long, env = "SHADOWDIFF_DATA")]
-    pub data: Option<PathBuf>,
-    /// Experiment name under which results are stored [default: default].
-    #[arg(long, env = "SHADOWDIFF_EXPERIMENT")]
-    pub experiment: Option<String>,
-    /// Time each target has to answer, in ms [default: 5000].
-    #[arg(long, env = "SHADOWDIFF_TIMEOUT_MS")]
-    pub timeout_ms: Option<u64>,
-    /// Exchanges replayed at once [default: 64].
-    #[arg(long, env = "SHADOWDIFF_CONCURRENCY")]
-    pub concurrency: Option<usize>,
     /// Publish the exchanges to Kafka (comma-separated brokers) for `shadowdiff replay` and
     /// `shadowdiff diff` processes, instead of replaying them here.
     #[arg(long, env = "SHADOWDIFF_KAFKA")]
@@ -67,28 +48,13 @@ pub struct ImportOpts {
     /// Print the report of this import after the summary.
     #[arg(long, value_enum)]
     pub report: Option<Format>,
-    /// Log format on stderr.
-    #[arg(
-        long,
-        value_enum,
-        env = "SHADOWDIFF_LOG_FORMAT",
-        default_value = "text"
-    )]
-    pub log_format: LogFormatArg,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 impl ImportOpts {
     fn to_config(&self) -> anyhow::Result<Config> {
-        let mut c = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
-        if !self.candidates.is_empty() {
-            c.replay.candidates = self.candidates.clone();
-        }
-        if let Some(v) = &self.secondary {
-            c.replay.secondary = Some(v.clone());
-        }
+        let mut c = self.common.to_config()?;
         if let Some(v) = &self.control {
             c.capture.control = Some(v.clone());
         }
@@ -98,18 +64,6 @@ impl ImportOpts {
         } else {
             CaptureMode::Tee
         };
-        if let Some(v) = &self.data {
-            c.data_dir = v.clone();
-        }
-        if let Some(v) = &self.experiment {
-            c.experiment = v.clone();
-        }
-        if let Some(v) = self.timeout_ms {
-            c.replay.timeout_ms = v;
-        }
-        if let Some(v) = self.concurrency {
-            c.replay.concurrency = v;
-        }
         if let Some(v) = &self.kafka {
             c.kafka.brokers = Some(v.clone());
         }
@@ -128,7 +82,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         ImportSource::Envoy(o) => ("envoy", o),
         ImportSource::Goreplay(o) => ("goreplay", o),
     };
-    init_logging(opts.log_format.into());
+    init_logging(opts.log.log_format.into());
     let config = opts.to_config()?;
     // Published to Kafka, the candidates are the `replay` processes' business.
     let settings = config

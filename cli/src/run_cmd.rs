@@ -43,18 +43,12 @@ impl From<ModeArg> for shadowdiff_pipeline::config::CaptureMode {
     }
 }
 
-/// Settings given on the command line win over the environment, which wins over the file.
+/// Flags every replaying command shares (`run`, the distributed stages, `import`).
 #[derive(Args)]
-pub struct RunArgs {
+pub struct CommonArgs {
     /// TOML config file (see shadowdiff.example.toml).
     #[arg(long, env = "SHADOWDIFF_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address the tap listens on [default: 127.0.0.1:8080].
-    #[arg(long, env = "SHADOWDIFF_LISTEN")]
-    pub listen: Option<String>,
-    /// URL of the production service the tap forwards to, e.g. http://127.0.0.1:8081.
-    #[arg(long, env = "SHADOWDIFF_CONTROL")]
-    pub control: Option<String>,
     /// Candidate build as NAME=URL; repeat for several. Replaces the file's candidates.
     #[arg(long = "candidate", env = "SHADOWDIFF_CANDIDATES", value_delimiter = ',', value_parser = parse_candidate)]
     pub candidates: Vec<CandidateConfig>,
@@ -67,6 +61,67 @@ pub struct RunArgs {
     /// Experiment name under which results are stored [default: default].
     #[arg(long, env = "SHADOWDIFF_EXPERIMENT")]
     pub experiment: Option<String>,
+    /// Time each candidate has to answer, in ms [default: 5000].
+    #[arg(long, env = "SHADOWDIFF_TIMEOUT_MS")]
+    pub timeout_ms: Option<u64>,
+    /// Exchanges replayed at once [default: 64].
+    #[arg(long, env = "SHADOWDIFF_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+}
+
+impl CommonArgs {
+    /// The config file (or defaults) with these flags applied.
+    pub fn to_config(&self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if !self.candidates.is_empty() {
+            c.replay.candidates = self.candidates.clone();
+        }
+        if let Some(v) = &self.secondary {
+            c.replay.secondary = Some(v.clone());
+        }
+        if let Some(v) = &self.data {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = &self.experiment {
+            c.experiment = v.clone();
+        }
+        if let Some(v) = self.timeout_ms {
+            c.replay.timeout_ms = v;
+        }
+        if let Some(v) = self.concurrency {
+            c.replay.concurrency = v;
+        }
+        Ok(c)
+    }
+}
+
+/// `--log-format`, shared by every command that logs.
+#[derive(Args)]
+pub struct LogArgs {
+    /// Log format on stderr.
+    #[arg(
+        long = "log-format",
+        value_enum,
+        env = "SHADOWDIFF_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormatArg,
+}
+
+/// Settings given on the command line win over the environment, which wins over the file.
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address the tap listens on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SHADOWDIFF_LISTEN")]
+    pub listen: Option<String>,
+    /// URL of the production service the tap forwards to, e.g. http://127.0.0.1:8081.
+    #[arg(long, env = "SHADOWDIFF_CONTROL")]
+    pub control: Option<String>,
     /// Admin address for /metrics, /healthz, /readyz [default: 127.0.0.1:9464]; "" disables.
     #[arg(long, env = "SHADOWDIFF_ADMIN")]
     pub admin: Option<String>,
@@ -80,12 +135,6 @@ pub struct RunArgs {
     /// [default: 134217728 = 128 MiB].
     #[arg(long, env = "SHADOWDIFF_QUEUE_MAX_BYTES")]
     pub queue_max_bytes: Option<u64>,
-    /// Time each candidate has to answer, in ms [default: 5000].
-    #[arg(long, env = "SHADOWDIFF_TIMEOUT_MS")]
-    pub timeout_ms: Option<u64>,
-    /// Exchanges replayed at once [default: 64].
-    #[arg(long, env = "SHADOWDIFF_CONCURRENCY")]
-    pub concurrency: Option<usize>,
     /// Time in-flight work has after SIGTERM, in ms [default: 10000].
     #[arg(long, env = "SHADOWDIFF_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
@@ -94,40 +143,19 @@ pub struct RunArgs {
     /// asks --control (then a control replica) for the baseline [default: tee].
     #[arg(long, value_enum, env = "SHADOWDIFF_MODE")]
     pub mode: Option<ModeArg>,
-    /// Log format on stderr.
-    #[arg(
-        long,
-        value_enum,
-        env = "SHADOWDIFF_LOG_FORMAT",
-        default_value = "text"
-    )]
-    pub log_format: LogFormatArg,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 impl RunArgs {
     /// The file (or defaults), then every flag or variable that was given.
     pub fn to_config(&self) -> anyhow::Result<Config> {
-        let mut c = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
+        let mut c = self.common.to_config()?;
         if let Some(v) = &self.listen {
             c.capture.listen = v.clone();
         }
         if let Some(v) = &self.control {
             c.capture.control = Some(v.clone());
-        }
-        if !self.candidates.is_empty() {
-            c.replay.candidates = self.candidates.clone();
-        }
-        if let Some(v) = &self.secondary {
-            c.replay.secondary = Some(v.clone());
-        }
-        if let Some(v) = &self.data {
-            c.data_dir = v.clone();
-        }
-        if let Some(v) = &self.experiment {
-            c.experiment = v.clone();
         }
         if let Some(v) = &self.admin {
             c.admin.listen = v.clone();
@@ -140,12 +168,6 @@ impl RunArgs {
         }
         if let Some(v) = self.queue_max_bytes {
             c.capture.queue_max_bytes = v;
-        }
-        if let Some(v) = self.timeout_ms {
-            c.replay.timeout_ms = v;
-        }
-        if let Some(v) = self.concurrency {
-            c.replay.concurrency = v;
         }
         if let Some(v) = self.shutdown_grace_ms {
             c.pipeline.shutdown_grace_ms = v;
@@ -213,7 +235,7 @@ pub(crate) fn summary_line(stats: &PipelineStats) -> String {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    init_logging(args.log_format.into());
+    init_logging(args.log.log_format.into());
     let config = args.to_config()?;
     let settings = config.validate().context("invalid configuration")?;
     let data_dir = settings.data_dir.clone();
@@ -260,9 +282,8 @@ pub struct DemoArgs {
     /// Write the report to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormatArg,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 /// Redraws one progress line on stderr until dropped; draws nothing unless stderr is a terminal.
@@ -307,7 +328,7 @@ impl Drop for Progress {
 }
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    init_logging(args.log_format.into());
+    init_logging(args.log.log_format.into());
     runtime()?.block_on(async move {
         let control = DemoServer::start(Build::Control).await?;
         let candidate = DemoServer::start(Build::Candidate).await?;

@@ -1,6 +1,6 @@
 //! `shadowdiff sandbox`: the standalone egress sandbox.
 
-use crate::run_cmd::{first_signal, runtime, LogFormatArg};
+use crate::run_cmd::{first_signal, runtime, LogArgs};
 use anyhow::Context;
 use clap::Args;
 use shadowdiff_pipeline::admin::{start_admin, ReadyCheck};
@@ -54,18 +54,12 @@ pub struct SandboxArgs {
     /// Time open connections have after SIGTERM, in ms.
     #[arg(long, default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
-    /// Log format on stderr.
-    #[arg(
-        long,
-        value_enum,
-        env = "SHADOWDIFF_LOG_FORMAT",
-        default_value = "text"
-    )]
-    pub log_format: LogFormatArg,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 pub fn sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
-    init_logging(args.log_format.into());
+    init_logging(args.log.log_format.into());
     let listen: SocketAddr = args.listen.parse().with_context(|| {
         format!(
             "--listen `{}` is not an address with a port, such as 127.0.0.1:3128",
