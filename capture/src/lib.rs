@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use shadowdiff_model::{
-    headers_from_http, is_hop_by_hop, Body, Exchange, HttpRequest, HttpResponse, SCHEMA_VERSION,
+    headers_from_http, strip_hop_by_hop, Body, Exchange, HttpRequest, HttpResponse, SCHEMA_VERSION,
 };
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -347,27 +347,6 @@ fn finish_exchange(
             tracing::debug!(exchange_id = %id, why, "Sink rejected an exchange.");
             telemetry::dropped(DropReason::Rejected)
         }
-    }
-}
-
-fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    // Headers named in `Connection` are hop-by-hop too.
-    let named: Vec<String> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-        .collect();
-    for name in named {
-        headers.remove(name.as_str());
-    }
-    let hop: Vec<http::HeaderName> = headers
-        .keys()
-        .filter(|k| is_hop_by_hop(k.as_str()))
-        .cloned()
-        .collect();
-    for name in hop {
-        headers.remove(name);
     }
 }
 

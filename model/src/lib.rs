@@ -12,7 +12,9 @@ mod http_headers;
 mod route;
 
 pub use body::{fnv1a64, Body};
-pub use http_headers::{headers_from_http, headers_to_http, is_hop_by_hop, HOP_BY_HOP};
+pub use http_headers::{
+    headers_from_http, headers_to_http, is_hop_by_hop, strip_hop_by_hop, HOP_BY_HOP,
+};
 pub use route::{infer_route, is_uuid, RouteInferrer, RoutePattern, RoutePatternError};
 
 use serde::{Deserialize, Serialize};

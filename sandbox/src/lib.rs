@@ -23,7 +23,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use shadowdiff_model::is_hop_by_hop;
+use shadowdiff_model::strip_hop_by_hop;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -326,17 +326,6 @@ fn host_of(authority: &str) -> &str {
         return authority.split_inclusive(']').next().unwrap_or(authority);
     }
     authority.split(':').next().unwrap_or(authority)
-}
-
-fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    let hop: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| is_hop_by_hop(k.as_str()))
-        .cloned()
-        .collect();
-    for name in hop {
-        headers.remove(name);
-    }
 }
 
 fn text(status: StatusCode, body: &str) -> Response<SandboxBody> {
