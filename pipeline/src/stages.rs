@@ -104,6 +104,7 @@ pub async fn run_replay_stage(
     stats: Arc<PipelineStats>,
 ) {
     let permits = Arc::new(Semaphore::new(concurrency));
+    let capture_depth = telemetry::queue_depth("capture");
     let mut closing = false;
     loop {
         tokio::select! {
@@ -117,7 +118,7 @@ pub async fn run_replay_stage(
                 let Some(exchange) = next else { break };
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
                 let (replayer, results, stats) = (replayer.clone(), results.clone(), stats.clone());
-                telemetry::queue_depth("capture", rx.len());
+                capture_depth.set(rx.len() as f64);
                 // Debug level: an info span per exchange cost 2-3% of the process's CPU (the fmt
                 // layer formats its fields eagerly); with RUST_LOG=debug lines still carry the id.
                 let span = tracing::debug_span!("exchange", id = %exchange.id);
@@ -160,6 +161,7 @@ pub fn spawn_differ_pool(
                 // Deeply nested bodies recurse; give the differ room.
                 .stack_size(16 * 1024 * 1024)
                 .spawn(move || {
+                    let results_depth = telemetry::queue_depth("results");
                     for result in results.iter() {
                         let _span =
                             tracing::debug_span!("exchange", id = %result.exchange.id).entered();
@@ -175,7 +177,7 @@ pub fn spawn_differ_pool(
                         );
                         telemetry::diffed(&out, started.elapsed().as_secs_f64());
                         count_outcomes(&out, &stats);
-                        telemetry::queue_depth("results", results.len());
+                        results_depth.set(results.len() as f64);
                         if records.send(out).is_err() {
                             tracing::error!("Store writer is gone; diff records were lost.");
                             return;
@@ -219,11 +221,12 @@ pub fn spawn_writer(
         .name("shadowdiff-writer".to_string())
         .spawn(move || {
             let mut batch: Vec<DiffRecord> = Vec::with_capacity(BATCH);
+            let records_depth = telemetry::queue_depth("records");
             let mut open = true;
             while open {
                 match records.recv_timeout(LINGER) {
                     Ok(more) => {
-                        telemetry::queue_depth("records", records.len());
+                        records_depth.set(records.len() as f64);
                         batch.extend(more);
                         if batch.len() < BATCH {
                             continue;

@@ -40,9 +40,11 @@ fn described() {
     ONCE.call_once(describe);
 }
 
-pub(crate) fn queue_depth(queue: &'static str, depth: usize) {
+/// The depth gauge of one queue. Take it once per stage: building the labelled key is the
+/// expensive part, setting the value is cheap.
+pub(crate) fn queue_depth(queue: &'static str) -> metrics::Gauge {
     described();
-    metrics::gauge!(QUEUE_DEPTH, "queue" => queue).set(depth as f64);
+    metrics::gauge!(QUEUE_DEPTH, "queue" => queue)
 }
 
 pub(crate) fn diffed(records: &[shadowdiff_model::DiffRecord], seconds: f64) {
