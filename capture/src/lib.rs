@@ -75,14 +75,15 @@ pub struct TeeConfig {
     pub control_timeout: Duration,
 }
 
-/// The tee proxy service. Cheap to clone.
+/// The tee proxy service. Cheap to clone; clones share one upstream connection pool, while
+/// [`TeeProxy::for_thread`] gives a serving thread a pool of its own.
 #[derive(Clone)]
 pub struct TeeProxy {
     inner: Arc<Inner>,
+    client: Client<HttpConnector, UpstreamBody>,
 }
 
 struct Inner {
-    client: Client<HttpConnector, UpstreamBody>,
     config: TeeConfig,
     scheme: Scheme,
     authority: Authority,
@@ -118,16 +119,9 @@ impl TeeProxy {
         }
         let authority = config.control.authority().cloned().ok_or_else(bad)?;
         let host_header = HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .build(connector);
         telemetry::describe();
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
                 config,
                 scheme,
                 authority,
@@ -135,7 +129,18 @@ impl TeeProxy {
                 sink,
                 sampler: None,
             }),
+            client: upstream_client(),
         })
+    }
+
+    /// The same proxy with an upstream pool of its own, for a thread of
+    /// [`server::serve_on_threads`]: its connections to the control are then opened, used and
+    /// driven on that thread only.
+    pub fn for_thread(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            client: upstream_client(),
+        }
     }
 
     /// Copies only the exchanges `sampler` keeps; the others are proxied without a copy.
@@ -218,7 +223,7 @@ impl TeeProxy {
             }))
         };
 
-        let sent = inner
+        let sent = self
             .client
             .request(Request::from_parts(parts, upstream_body));
         let response = match tokio::time::timeout(inner.config.control_timeout, sent).await {
@@ -270,6 +275,15 @@ impl hyper::service::Service<Request<Incoming>> for TeeProxy {
         let this = self.clone();
         Box::pin(async move { this.handle(req).await })
     }
+}
+
+fn upstream_client() -> Client<HttpConnector, UpstreamBody> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .build(connector)
 }
 
 fn set_request_body(pending: &Pending, captured: Captured) {

@@ -68,6 +68,9 @@ pub struct CaptureSection {
     pub queue_max_bytes: u64,
     /// Forward the client's Host header instead of the control's address.
     pub preserve_host: bool,
+    /// Threads that serve the tap's connections, each with its own event loop and its own
+    /// connections to the control (like nginx's `worker_processes`); 0 = one per core.
+    pub threads: usize,
     /// Time the control has to answer a client, in milliseconds.
     pub control_timeout_ms: u64,
     /// `tee` (proxy in front of the control) or `mirror` (receive mirrored requests; `control`
@@ -86,6 +89,7 @@ impl Default for CaptureSection {
             queue_capacity: 10_000,
             queue_max_bytes: 128 * 1024 * 1024,
             preserve_host: false,
+            threads: 0,
             control_timeout_ms: 30_000,
             mode: CaptureMode::Tee,
             sampling: SamplingSection::default(),
@@ -414,6 +418,8 @@ pub struct Settings {
     pub queue_capacity: usize,
     pub queue_max_bytes: u64,
     pub preserve_host: bool,
+    /// Serving threads of the tap (0 in the file is resolved to the core count here).
+    pub tap_threads: usize,
     pub control_timeout: Duration,
     pub targets: Vec<Target>,
     pub replay_timeout: Duration,
@@ -574,11 +580,11 @@ impl Config {
         };
         let (sampler, redactor, credentials, sandbox_url, sandbox) =
             self.validate_sources(&control, &mut targets)?;
-        let diff_workers = if self.pipeline.diff_workers == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        } else {
-            self.pipeline.diff_workers
+        let per_core = |configured: usize| match configured {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
         };
+        let diff_workers = per_core(self.pipeline.diff_workers);
         Ok(Settings {
             experiment: self.experiment.clone(),
             data_dir: self.data_dir.clone(),
@@ -588,6 +594,7 @@ impl Config {
             queue_capacity,
             queue_max_bytes: positive("capture.queue_max_bytes", self.capture.queue_max_bytes)?,
             preserve_host: self.capture.preserve_host,
+            tap_threads: per_core(self.capture.threads),
             control_timeout: Duration::from_millis(positive(
                 "capture.control_timeout_ms",
                 self.capture.control_timeout_ms,

@@ -218,7 +218,15 @@ pub async fn run_capture(
             let proxy = TeeProxy::new(settings.tee_config(), tap_sink)
                 .map_err(|e| DistributedError::Stage(e.to_string()))?
                 .with_sampler(settings.sampler.clone());
-            shadowdiff_capture::server::serve(listener, proxy, until_true(shutdown), grace).await;
+            shadowdiff_capture::server::serve_on_threads(
+                listener,
+                settings.tap_threads,
+                move || proxy.for_thread(),
+                until_true(shutdown),
+                grace,
+            )
+            .await
+            .map_err(|e| DistributedError::Stage(format!("tap threads: {e}")))?;
         }
         CaptureMode::Mirror => {
             let receiver = MirrorReceiver::with_sampler(

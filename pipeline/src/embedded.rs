@@ -147,12 +147,19 @@ impl EmbeddedPipeline {
         ));
         let grace = settings.shutdown_grace;
         let serve = match tee {
-            Some(proxy) => tokio::spawn(shadowdiff_capture::server::serve(
-                listener,
-                proxy,
-                until_true(shutdown_rx),
-                grace,
-            )),
+            Some(proxy) => tokio::spawn(async move {
+                let served = shadowdiff_capture::server::serve_on_threads(
+                    listener,
+                    settings.tap_threads,
+                    move || proxy.for_thread(),
+                    until_true(shutdown_rx),
+                    grace,
+                )
+                .await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "The tap could not start its serving threads.");
+                }
+            }),
             None => tokio::spawn(shadowdiff_capture::server::serve(
                 listener,
                 MirrorReceiver::with_sampler(
