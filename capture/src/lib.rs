@@ -12,14 +12,13 @@ pub mod sample;
 pub mod server;
 pub mod tee;
 mod telemetry;
+mod upstream;
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use shadowdiff_model::{
     headers_from_http, strip_hop_by_hop, Body, Exchange, HttpRequest, HttpResponse, SCHEMA_VERSION,
 };
@@ -27,6 +26,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tee::{Captured, TeeBody};
+use upstream::Upstream;
 
 pub use telemetry::DropReason;
 
@@ -75,17 +75,16 @@ pub struct TeeConfig {
     pub control_timeout: Duration,
 }
 
-/// The tee proxy service. Cheap to clone; clones share one upstream connection pool, while
-/// [`TeeProxy::for_thread`] gives a serving thread a pool of its own.
+/// The tee proxy service. Cheap to clone; clones share their connections to the control,
+/// while [`TeeProxy::for_thread`] gives a serving thread connections of its own.
 #[derive(Clone)]
 pub struct TeeProxy {
     inner: Arc<Inner>,
-    client: Client<HttpConnector, UpstreamBody>,
+    upstream: Arc<Upstream>,
 }
 
 struct Inner {
     config: TeeConfig,
-    scheme: Scheme,
     authority: Authority,
     host_header: HeaderValue,
     sink: Arc<dyn ExchangeSink>,
@@ -93,7 +92,6 @@ struct Inner {
     sampler: Option<sample::Sampler>,
 }
 
-type UpstreamBody = Either<TeeBody<Incoming>, http_body_util::Empty<Bytes>>;
 /// What the tap answers with: the control's streamed body, or a short error of its own.
 pub type TapBody = Either<TeeBody<Incoming>, Full<Bytes>>;
 
@@ -121,15 +119,14 @@ impl TeeProxy {
         let host_header = HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?;
         telemetry::describe();
         Ok(Self {
+            upstream: Arc::new(Upstream::new(&authority)),
             inner: Arc::new(Inner {
                 config,
-                scheme,
                 authority,
                 host_header,
                 sink,
                 sampler: None,
             }),
-            client: upstream_client(),
         })
     }
 
@@ -139,7 +136,7 @@ impl TeeProxy {
     pub fn for_thread(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            client: upstream_client(),
+            upstream: Arc::new(Upstream::new(&self.inner.authority)),
         }
     }
 
@@ -187,23 +184,21 @@ impl TeeProxy {
             sample_rate: inner.sampler.as_ref().map_or(1.0, sample::Sampler::rate),
         });
 
-        let upstream_uri = Uri::builder()
-            .scheme(inner.scheme.clone())
-            .authority(inner.authority.clone())
-            .path_and_query(path_and_query)
-            .build();
-        let Ok(upstream_uri) = upstream_uri else {
-            return Ok(error_response(
-                StatusCode::BAD_REQUEST,
-                "invalid request URI",
-            ));
-        };
-        parts.uri = upstream_uri;
+        // Origin-form for the control's HTTP/1.1 connection: the path and query alone.
+        let client_authority = parts.uri.authority().cloned();
+        parts.uri = Uri::from(path_and_query);
+        parts.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
         if !inner.config.preserve_host {
             parts
                 .headers
                 .insert(http::header::HOST, inner.host_header.clone());
+        } else if !parts.headers.contains_key(http::header::HOST) {
+            // HTTP/2 clients name the host in `:authority`, which HTTP/1.1 carries as Host.
+            let host = client_authority
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .unwrap_or_else(|| inner.host_header.clone());
+            parts.headers.insert(http::header::HOST, host);
         }
 
         // A body that is known to be empty is never polled by the client; record it directly.
@@ -224,27 +219,28 @@ impl TeeProxy {
         };
 
         let sent = self
-            .client
-            .request(Request::from_parts(parts, upstream_body));
-        let response = match tokio::time::timeout(inner.config.control_timeout, sent).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(error)) => {
-                telemetry::control_error();
-                tracing::warn!(exchange_id = %pending.id, %error, "Control request failed.");
-                return Ok(error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "control unreachable",
-                ));
-            }
-            Err(_) => {
-                telemetry::control_error();
-                tracing::warn!(exchange_id = %pending.id, "Control did not answer in time.");
-                return Ok(error_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "control timed out",
-                ));
-            }
-        };
+            .upstream
+            .send(Request::from_parts(parts, upstream_body));
+        let (response, connection) =
+            match tokio::time::timeout(inner.config.control_timeout, sent).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(error)) => {
+                    telemetry::control_error();
+                    tracing::warn!(exchange_id = %pending.id, %error, "Control request failed.");
+                    return Ok(error_response(
+                        StatusCode::BAD_GATEWAY,
+                        "control unreachable",
+                    ));
+                }
+                Err(_) => {
+                    telemetry::control_error();
+                    tracing::warn!(exchange_id = %pending.id, "Control did not answer in time.");
+                    return Ok(error_response(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "control timed out",
+                    ));
+                }
+            };
 
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
@@ -255,7 +251,12 @@ impl TeeProxy {
             Vec::new()
         };
         let sink = inner.sink.clone();
+        let upstream = self.upstream.clone();
         let tee = TeeBody::new(body, body_limit, move |captured| {
+            // Read to the end: the connection is free for the next request.
+            if captured.complete {
+                upstream.give_back(connection);
+            }
             if copy {
                 finish_exchange(pending, status, response_headers, captured, sink.as_ref());
             }
@@ -275,15 +276,6 @@ impl hyper::service::Service<Request<Incoming>> for TeeProxy {
         let this = self.clone();
         Box::pin(async move { this.handle(req).await })
     }
-}
-
-fn upstream_client() -> Client<HttpConnector, UpstreamBody> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(256)
-        .build(connector)
 }
 
 fn set_request_body(pending: &Pending, captured: Captured) {
