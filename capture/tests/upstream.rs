@@ -1,5 +1,6 @@
 //! The tap's own connections to the control, and its per-thread serving, against a raw TCP
 //! control that counts connections.
+#![allow(clippy::unwrap_used)]
 
 use shadowdiff_capture::server::{bind, serve_on_threads};
 use shadowdiff_capture::{ExchangeSink, OfferError, TeeConfig, TeeProxy};
