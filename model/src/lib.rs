@@ -11,7 +11,7 @@ mod body;
 mod http_headers;
 mod route;
 
-pub use body::{fnv1a64, Body};
+pub use body::{body_hash, fnv1a64, Body};
 pub use http_headers::{
     headers_from_http, headers_to_http, is_hop_by_hop, strip_hop_by_hop, HOP_BY_HOP,
 };
