@@ -128,6 +128,15 @@ cpu_ms() {
     echo $((total * 1000 / CLK_TCK))
 }
 
+# thread_cpu_ms PID PREFIX: CPU time (ms) of the live threads of PID whose name starts with
+# PREFIX (e.g. shadowdiff-tap- for the tap's serving threads).
+thread_cpu_ms() {
+    local ticks
+    ticks="$(cat /proc/"$1"/task/*/stat 2>/dev/null | awk -v p="($2" '
+        { if (index($2, p) == 1) t += $14 + $15 } END { printf "%d", t }')"
+    echo $((ticks * 1000 / CLK_TCK))
+}
+
 # SD_BIN=path overrides the shadowdiff binary (e.g. a baseline build for before/after figures).
 SD="${SD_BIN:-$SD}"
 

@@ -72,7 +72,7 @@ machine
 echo "nginx worker_processes $NGINX_WORKERS; tap: shadowdiff run (default settings: queue 10000, replay concurrency 64, differ threads = cores)"
 echo "control and candidate: bench-server, 1 runtime thread each; everything shares $(nproc) cores"
 URL_PATH="/statuses/0"
-declare -A SUM_RPS SUM_P99 SUM_P50 SUM_CPU
+declare -A SUM_RPS SUM_P99 SUM_P50 SUM_CPU SUM_SERVING
 for round in $(seq "$ROUNDS"); do
     for target in direct nginx proxy tap; do
         case "$target" in
@@ -84,7 +84,10 @@ for round in $(seq "$ROUNDS"); do
                  drop0="$(metric shadowdiff_capture_dropped_total)" ;;
         esac
         c0="$(cpu_ms "${procs[@]}")"
+        s0="$(thread_cpu_ms "${procs[0]}" shadowdiff-tap-)"
         run_wrk "$target-$round" "$url"
+        # The tap's serving threads alone: the client path, including the copy of each exchange.
+        serving_us="$(awk -v c=$(( $(thread_cpu_ms "${procs[0]}" shadowdiff-tap-) - s0 )) -v r="$REQS" 'BEGIN { printf "%.1f", c * 1000 / r }')"
         # CPU of the proxy (or of the control, for direct), per request, in microseconds.
         cpu_us="$(awk -v c=$(( $(cpu_ms "${procs[@]}") - c0 )) -v r="$REQS" 'BEGIN { printf "%.1f", c * 1000 / r }')"
         # Everything behind the tap: it keeps replaying and diffing after wrk stops.
@@ -101,8 +104,10 @@ for round in $(seq "$ROUNDS"); do
             drop=$(( $(metric shadowdiff_capture_dropped_total) - drop0 ))
             TAP_REQS="$REQS"
         fi
-        printf 'round %d %-7s %10.0f req/s   p50 %7.3f ms   p99 %7.3f ms   cpu %6.1f us/req  %s\n' \
-            "$round" "$target" "$RPS" "$P50_MS" "$P99_MS" "$cpu_us" "$ERRS"
+        case "$target" in proxy|tap) serving="   serving threads $serving_us us/req" ;; *) serving="" ;; esac
+        printf 'round %d %-7s %10.0f req/s   p50 %7.3f ms   p99 %7.3f ms   cpu %6.1f us/req%s  %s\n' \
+            "$round" "$target" "$RPS" "$P50_MS" "$P99_MS" "$cpu_us" "$serving" "$ERRS"
+        SUM_SERVING[$target]="$(awk -v a="${SUM_SERVING[$target]:-0}" -v b="${serving_us:-0}" 'BEGIN{print a+b}')"
         SUM_RPS[$target]="$(awk -v a="${SUM_RPS[$target]:-0}" -v b="$RPS" 'BEGIN{print a+b}')"
         SUM_P99[$target]="$(awk -v a="${SUM_P99[$target]:-0}" -v b="$P99_MS" 'BEGIN{print a+b}')"
         SUM_CPU[$target]="$(awk -v a="${SUM_CPU[$target]:-0}" -v b="$cpu_us" 'BEGIN{print a+b}')"
@@ -120,7 +125,11 @@ printf '  direct %10.0f req/s  p99 %.3f ms   control cpu %s us/req\n' "$D_RPS" "
 printf '  nginx  %10.0f req/s  p99 %.3f ms   nginx cpu %s us/req\n' "$N_RPS" "$N_P99" "$(avg "${SUM_CPU[nginx]}")"
 printf '  proxy  %10.0f req/s  p99 %.3f ms   shadowdiff cpu %s us/req (tap at 0%% sampling: proxy path only)\n' "$P_RPS" "$P_P99" "$(avg "${SUM_CPU[proxy]}")"
 printf '  tap    %10.0f req/s  p99 %.3f ms   shadowdiff cpu %s us/req (tap + replay + diff + store)\n' "$T_RPS" "$T_P99" "$(avg "${SUM_CPU[tap]}")"
-echo "  tap/nginx throughput   $(ratio "$T_RPS" "$N_RPS")   (goal >= 1)"
+N_CPU="$(avg "${SUM_CPU[nginx]}")"; T_SERVING="$(avg "${SUM_SERVING[tap]}")"; P_SERVING="$(avg "${SUM_SERVING[proxy]}")"
+echo "  tap serving threads    $T_SERVING us/req (client path + the copy of every exchange; replay and diff run on other threads)"
+echo "  proxy serving threads  $P_SERVING us/req"
+echo "  tap/nginx throughput   $(ratio "$T_RPS" "$N_RPS")   (goal >= 1; wrk, control, candidate, replay and diff share the same $(nproc) cores)"
+echo "  capture capacity/nginx $(ratio "$N_CPU" "$T_SERVING")   (nginx CPU per request / tap serving-thread CPU per request: requests per core-second, capturing every request)"
 echo "  tap/direct throughput  $(ratio "$T_RPS" "$D_RPS")"
 echo "  tap p99 - direct p99   $(minus "$T_P99" "$D_P99") ms   (goal <= 1 ms)"
 echo "  proxy/nginx throughput $(ratio "$P_RPS" "$N_RPS")"
