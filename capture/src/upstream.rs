@@ -73,7 +73,9 @@ impl Upstream {
         loop {
             let (mut sender, reused) = match self.take_idle() {
                 Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+                // Boxed: connecting is rare, and its large state would otherwise be part of
+                // (and moved with) every request's future.
+                None => (Box::pin(self.connect()).await?, false),
             };
             if let Err(error) = sender.ready().await {
                 if reused {
