@@ -193,3 +193,30 @@ async fn every_serving_thread_answers_and_all_stop_on_shutdown() {
         "nothing listens after shutdown"
     );
 }
+
+#[tokio::test]
+async fn an_http2_client_is_answered_over_http1_to_the_control() {
+    let (control_addr, connections) = control(false).await;
+    let tap = tap(control_addr, 1).await;
+    let stream = TcpStream::connect(tap.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    for i in 0..3 {
+        let request = http::Request::get(format!("http://tap.example/h2/{i}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"ok");
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}

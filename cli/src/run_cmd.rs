@@ -138,6 +138,10 @@ pub struct RunArgs {
     /// Time in-flight work has after SIGTERM, in ms [default: 10000].
     #[arg(long, env = "SHADOWDIFF_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// Threads serving the tap's connections, each with its own event loop and connections to
+    /// the control, like nginx's workers [default: 0 = one per core].
+    #[arg(long = "tap-threads", env = "SHADOWDIFF_TAP_THREADS")]
+    pub tap_threads: Option<usize>,
     /// How requests arrive: `tee` proxies to --control (production) and captures its answer;
     /// `mirror` receives requests mirrored by nginx, Envoy or Istio, answers 202 at once, and
     /// asks --control (then a control replica) for the baseline [default: tee].
@@ -171,6 +175,9 @@ impl RunArgs {
         }
         if let Some(v) = self.shutdown_grace_ms {
             c.pipeline.shutdown_grace_ms = v;
+        }
+        if let Some(v) = self.tap_threads {
+            c.capture.threads = v;
         }
         if let Some(v) = self.mode {
             c.capture.mode = v.into();

@@ -468,6 +468,17 @@ fn parse_http_url(key: &str, value: &str) -> Result<http::Uri, ConfigError> {
     Ok(uri)
 }
 
+fn at_most(key: &str, v: usize, max: usize) -> Result<usize, ConfigError> {
+    if v > max {
+        Err(invalid(
+            key,
+            format!("must be at most {max} (0 = one per core)"),
+        ))
+    } else {
+        Ok(v)
+    }
+}
+
 fn positive(key: &str, v: u64) -> Result<u64, ConfigError> {
     if v == 0 {
         Err(invalid(key, "must be greater than 0"))
@@ -594,7 +605,7 @@ impl Config {
             queue_capacity,
             queue_max_bytes: positive("capture.queue_max_bytes", self.capture.queue_max_bytes)?,
             preserve_host: self.capture.preserve_host,
-            tap_threads: per_core(self.capture.threads),
+            tap_threads: per_core(at_most("capture.threads", self.capture.threads, 1024)?),
             control_timeout: Duration::from_millis(positive(
                 "capture.control_timeout_ms",
                 self.capture.control_timeout_ms,
@@ -846,7 +857,24 @@ mod tests {
             .to_string()
             .starts_with("replay.timeout_ms"));
 
+        let mut c = base();
+        c.capture.threads = 5000;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.starts_with("capture.threads") && e.contains("at most 1024"),
+            "{e}"
+        );
+
         assert!(base().validate().is_ok());
+    }
+
+    #[test]
+    fn tap_threads_default_to_one_per_core() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert_eq!(base().validate().unwrap().tap_threads, cores);
+        let mut c = base();
+        c.capture.threads = 3;
+        assert_eq!(c.validate().unwrap().tap_threads, 3);
     }
 
     #[test]
