@@ -165,23 +165,21 @@ impl TeeProxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        let pending = Arc::new(Pending {
-            id: uuid::Uuid::now_v7(),
-            captured_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            method: parts.method.as_str().to_string(),
-            uri: path_and_query.as_str().to_string(),
-            // Sampled out: nothing is copied, so nothing is converted either.
-            request_headers: if copy {
-                headers_from_http(&parts.headers)
-            } else {
-                Vec::new()
-            },
-            request_body: Mutex::new(None),
-            sent_at: Instant::now(),
-            experiment: inner.config.experiment.clone(),
-            sample_rate: inner.sampler.as_ref().map_or(1.0, sample::Sampler::rate),
+        // Sampled out: no exchange at all, so no id, clock reads, strings or headers to make.
+        let pending = copy.then(|| {
+            Arc::new(Pending {
+                id: uuid::Uuid::now_v7(),
+                captured_at_ms: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                method: parts.method.as_str().to_string(),
+                uri: path_and_query.as_str().to_string(),
+                request_headers: headers_from_http(&parts.headers),
+                request_body: Mutex::new(None),
+                sent_at: Instant::now(),
+                experiment: inner.config.experiment.clone(),
+                sample_rate: inner.sampler.as_ref().map_or(1.0, sample::Sampler::rate),
+            })
         });
 
         // Origin-form for the control's HTTP/1.1 connection: the path and query alone.
@@ -203,19 +201,29 @@ impl TeeProxy {
 
         // A body that is known to be empty is never polled by the client; record it directly.
         let upstream_body = if hyper::body::Body::is_end_stream(&body) {
-            set_request_body(
-                &pending,
-                Captured {
-                    complete: true,
-                    ..Captured::default()
-                },
-            );
+            if let Some(p) = &pending {
+                set_request_body(
+                    p,
+                    Captured {
+                        complete: true,
+                        ..Captured::default()
+                    },
+                );
+            }
             Either::Right(http_body_util::Empty::new())
         } else {
             let slot = pending.clone();
             Either::Left(TeeBody::new(body, body_limit, move |c| {
-                set_request_body(&slot, c)
+                if let Some(p) = slot {
+                    set_request_body(&p, c)
+                }
             }))
+        };
+        let exchange_id = || {
+            pending
+                .as_ref()
+                .map(|p| p.id.to_string())
+                .unwrap_or_default()
         };
 
         let sent = self
@@ -226,7 +234,7 @@ impl TeeProxy {
                 Ok(Ok(r)) => r,
                 Ok(Err(error)) => {
                     telemetry::control_error();
-                    tracing::warn!(exchange_id = %pending.id, %error, "Control request failed.");
+                    tracing::warn!(exchange_id = exchange_id(), %error, "Control request failed.");
                     return Ok(error_response(
                         StatusCode::BAD_GATEWAY,
                         "control unreachable",
@@ -234,7 +242,10 @@ impl TeeProxy {
                 }
                 Err(_) => {
                     telemetry::control_error();
-                    tracing::warn!(exchange_id = %pending.id, "Control did not answer in time.");
+                    tracing::warn!(
+                        exchange_id = exchange_id(),
+                        "Control did not answer in time."
+                    );
                     return Ok(error_response(
                         StatusCode::GATEWAY_TIMEOUT,
                         "control timed out",
@@ -245,11 +256,10 @@ impl TeeProxy {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let status = parts.status.as_u16();
-        let response_headers = if copy {
-            headers_from_http(&parts.headers)
-        } else {
-            Vec::new()
-        };
+        let response_headers = pending
+            .as_ref()
+            .map(|_| headers_from_http(&parts.headers))
+            .unwrap_or_default();
         let sink = inner.sink.clone();
         let upstream = self.upstream.clone();
         let tee = TeeBody::new(body, body_limit, move |captured| {
@@ -257,7 +267,7 @@ impl TeeProxy {
             if captured.complete {
                 upstream.give_back(connection);
             }
-            if copy {
+            if let Some(pending) = pending {
                 finish_exchange(pending, status, response_headers, captured, sink.as_ref());
             }
         });
