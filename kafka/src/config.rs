@@ -61,6 +61,10 @@ pub struct ProducerConfig {
     /// Records the local queue holds before `try_send` reports a full queue.
     #[serde(default = "default_queue_max_messages")]
     pub queue_max_messages: u32,
+    /// KiB of records the local queue holds before `try_send` reports a full queue (librdkafka
+    /// `queue.buffering.max.kbytes`), so large bodies cannot grow it past a memory bound.
+    #[serde(default = "default_queue_max_kbytes")]
+    pub queue_max_kbytes: u32,
     /// How long the producer waits to fill a batch, in milliseconds.
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u32,
@@ -78,6 +82,10 @@ fn default_message_max_bytes() -> usize {
 fn default_queue_max_messages() -> u32 {
     100_000
 }
+fn default_queue_max_kbytes() -> u32 {
+    // librdkafka's own default (1 GiB).
+    1_048_576
+}
 fn default_linger_ms() -> u32 {
     5
 }
@@ -94,6 +102,7 @@ impl ProducerConfig {
             compression: Compression::default(),
             message_max_bytes: default_message_max_bytes(),
             queue_max_messages: default_queue_max_messages(),
+            queue_max_kbytes: default_queue_max_kbytes(),
             linger_ms: default_linger_ms(),
             delivery_timeout_ms: default_delivery_timeout_ms(),
             librdkafka_options: BTreeMap::new(),
@@ -110,6 +119,10 @@ impl ProducerConfig {
             .set(
                 "queue.buffering.max.messages",
                 self.queue_max_messages.to_string(),
+            )
+            .set(
+                "queue.buffering.max.kbytes",
+                self.queue_max_kbytes.to_string(),
             )
             .set("linger.ms", self.linger_ms.to_string())
             .set("delivery.timeout.ms", self.delivery_timeout_ms.to_string());

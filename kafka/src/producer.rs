@@ -322,6 +322,24 @@ mod tests {
     }
 
     #[test]
+    fn the_local_queue_is_bounded_by_bytes_too() {
+        // Nothing listens on port 1: every record stays queued.
+        let mut config = crate::ProducerConfig::new("127.0.0.1:1", "t");
+        config.queue_max_kbytes = 64;
+        let producer = ExchangeProducer::new(&config).expect("producer");
+        // About 16 KiB encoded (base64 of two 6 KB bodies): 64 KiB hold a handful, not 100,000.
+        let ex = exchange(6_000, 6_000);
+        let accepted = (0..1_000)
+            .take_while(|_| producer.try_send(&ex, "/upload").is_ok())
+            .count();
+        assert!((1..10).contains(&accepted), "accepted {accepted}");
+        assert!(matches!(
+            producer.try_send(&ex, "/upload"),
+            Err(ProduceError::QueueFull)
+        ));
+    }
+
+    #[test]
     fn a_full_queue_is_an_immediate_error_not_a_wait() {
         // Nothing listens on port 1: every record stays queued.
         let mut config = crate::ProducerConfig::new("127.0.0.1:1", "t");

@@ -64,7 +64,8 @@ pub struct CaptureSection {
     pub queue_capacity: usize,
     /// Bytes (bodies, headers, URIs) of the exchanges between the tap and the differ — queued,
     /// being replayed, or waiting for a differ; beyond this new exchanges are dropped and counted
-    /// (`queue_full`), so memory stays bounded whatever the body sizes.
+    /// (`queue_full`), so memory stays bounded whatever the body sizes. In `capture --kafka` it
+    /// bounds the producer's local queue instead.
     pub queue_max_bytes: u64,
     /// Forward the client's Host header instead of the control's address.
     pub preserve_host: bool,

@@ -83,6 +83,16 @@ fn producer_config(kafka: &KafkaSection, brokers: &str, topic: &str) -> Producer
     c
 }
 
+/// The tap's producer: its local queue is the capture queue here, so it gets the same byte
+/// bound as the embedded pipeline's queue (librdkafka counts KiB, at most `i32::MAX`).
+fn capture_producer_config(kafka: &KafkaSection, brokers: &str, max_bytes: u64) -> ProducerConfig {
+    let mut c = producer_config(kafka, brokers, &kafka.exchanges_topic);
+    c.queue_max_kbytes = u32::try_from(max_bytes / 1024)
+        .unwrap_or(u32::MAX)
+        .clamp(1, i32::MAX as u32);
+    c
+}
+
 fn consumer_config(
     kafka: &KafkaSection,
     brokers: &str,
@@ -175,10 +185,10 @@ pub async fn run_capture(
     topics(&kafka, &brokers).await?;
     let stats = Arc::new(PipelineStats::default());
     let sink = Arc::new(KafkaExchangeSink {
-        producer: ExchangeProducer::new(&producer_config(
+        producer: ExchangeProducer::new(&capture_producer_config(
             &kafka,
             &brokers,
-            &kafka.exchanges_topic,
+            settings.queue_max_bytes,
         ))?,
         routes: settings.routes.clone(),
         stats: stats.clone(),
@@ -546,4 +556,23 @@ pub async fn publish_exchanges(
         )));
     }
     Ok(delivered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_capture_producer_queue_gets_the_capture_byte_bound() {
+        let kafka = KafkaSection::default();
+        let c = capture_producer_config(&kafka, "127.0.0.1:9092", 128 * 1024 * 1024);
+        assert_eq!(c.queue_max_kbytes, 131_072);
+        assert_eq!(c.topic, kafka.exchanges_topic);
+        // Below 1 KiB still bounds (librdkafka's minimum is 1), and a huge bound is clamped.
+        assert_eq!(capture_producer_config(&kafka, "b", 10).queue_max_kbytes, 1);
+        assert_eq!(
+            capture_producer_config(&kafka, "b", u64::MAX).queue_max_kbytes,
+            i32::MAX as u32
+        );
+    }
 }
