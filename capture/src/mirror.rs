@@ -1,7 +1,7 @@
 //! The mirror receiver: takes requests that a load balancer mirrors (nginx `mirror`, Envoy
-//! `request_mirror_policies`, Istio `mirror`), answers `202 Accepted` with an empty body at once
-//! so the load balancer never waits, and produces request-only exchanges (no control response:
-//! the replayer asks a control replica).
+//! `request_mirror_policies`, Istio `mirror`), answers `202 Accepted` with an empty body as soon
+//! as the request is read (it never waits on the replica, the queue or the candidates), and
+//! produces request-only exchanges (no control response: the replayer asks a control replica).
 
 use crate::sample::Sampler;
 use crate::{telemetry, DropReason, ExchangeSink, OfferError};
@@ -65,62 +65,70 @@ impl MirrorReceiver {
         }
     }
 
-    /// Answers 202 at once; the body is read and the exchange offered in the background.
+    /// Reads the request body (bounded by `body_limit` and `body_timeout`), offers the exchange
+    /// without waiting, and answers 202. The offer happens inside the request, not in a detached
+    /// task, so a graceful shutdown (which waits for in-flight requests) never closes the queue
+    /// under an exchange that was already accepted.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
-        let inner = self.inner.clone();
+        let inner = &self.inner;
         let (parts, body) = req.into_parts();
         let keep = match &inner.sampler {
             Some(s) => s.keep(&parts.method, &parts.uri, &parts.headers),
             None => true,
         };
         if keep {
-            tokio::spawn(async move {
-                let captured_at_ms = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                let limit = inner.config.body_limit;
-                let Ok(Some(body)) =
-                    tokio::time::timeout(inner.config.body_timeout, read_bounded(body, limit))
-                        .await
-                else {
-                    telemetry::dropped(DropReason::Incomplete);
-                    return;
-                };
-                let mut headers = headers_from_http(&parts.headers);
-                for (name, value) in headers.iter_mut() {
-                    if name == "host" {
-                        *value = strip_shadow_suffix(value).to_string();
-                    }
+            let captured_at_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let limit = inner.config.body_limit;
+            match tokio::time::timeout(inner.config.body_timeout, read_bounded(body, limit)).await {
+                Ok(Some(body)) => {
+                    let exchange = exchange_of(inner, &parts, body, captured_at_ms);
+                    offer(inner.sink.as_ref(), exchange);
                 }
-                let uri = parts
-                    .uri
-                    .path_and_query()
-                    .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
-                let exchange = Exchange {
-                    schema_version: SCHEMA_VERSION,
-                    id: uuid::Uuid::now_v7().to_string(),
-                    captured_at_ms,
-                    source: "mirror".to_string(),
-                    experiment: inner.config.experiment.clone(),
-                    request: HttpRequest {
-                        method: parts.method.as_str().to_string(),
-                        uri,
-                        headers,
-                        body,
-                    },
-                    control: None,
-                    redactions: Vec::new(),
-                    sample_rate: inner.sampler.as_ref().map_or(1.0, Sampler::rate),
-                };
-                offer(inner.sink.as_ref(), exchange);
-            });
+                _ => telemetry::dropped(DropReason::Incomplete),
+            }
         }
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = StatusCode::ACCEPTED;
         Ok(response)
+    }
+}
+
+fn exchange_of(
+    inner: &Inner,
+    parts: &http::request::Parts,
+    body: Body,
+    captured_at_ms: u64,
+) -> Exchange {
+    let mut headers = headers_from_http(&parts.headers);
+    for (name, value) in headers.iter_mut() {
+        if name == "host" {
+            *value = strip_shadow_suffix(value).to_string();
+        }
+    }
+    let uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+    Exchange {
+        schema_version: SCHEMA_VERSION,
+        id: uuid::Uuid::now_v7().to_string(),
+        captured_at_ms,
+        source: "mirror".to_string(),
+        experiment: inner.config.experiment.clone(),
+        request: HttpRequest {
+            method: parts.method.as_str().to_string(),
+            uri,
+            headers,
+            body,
+        },
+        control: None,
+        redactions: Vec::new(),
+        sample_rate: inner.sampler.as_ref().map_or(1.0, Sampler::rate),
     }
 }
 

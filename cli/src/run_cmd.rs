@@ -143,7 +143,7 @@ pub struct RunArgs {
     #[arg(long = "tap-threads", env = "SHADOWDIFF_TAP_THREADS")]
     pub tap_threads: Option<usize>,
     /// How requests arrive: `tee` proxies to --control (production) and captures its answer;
-    /// `mirror` receives requests mirrored by nginx, Envoy or Istio, answers 202 at once, and
+    /// `mirror` receives requests mirrored by nginx, Envoy or Istio, answers 202 once read, and
     /// asks --control (then a control replica) for the baseline [default: tee].
     #[arg(long, value_enum, env = "SHADOWDIFF_MODE")]
     pub mode: Option<ModeArg>,
