@@ -300,6 +300,9 @@ impl Replayer {
         let mut headers = headers_to_http(&req.headers, |name| {
             name.eq_ignore_ascii_case("host") || strip.iter().any(|s| s.eq_ignore_ascii_case(name))
         });
+        // Room for what is added below: growing a HeaderMap rehashes it (1,700 instructions per
+        // replay, measured with callgrind).
+        headers.reserve(3 + self.credentials.len());
         // The candidate's own authority, not production's.
         if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
             headers.insert(http::header::HOST, host);
