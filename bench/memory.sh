@@ -4,14 +4,19 @@
 # VmRSS every second and checks it stays below --bound-mib and flat (the last third of the run
 # grows by less than 10% over the middle third). Prints the drop counters.
 #
+# --kafka: the distributed tap instead (`shadowdiff capture --kafka`), with the broker stalled
+# (SIGSTOP) once the tap is up, so every copy waits in the Kafka producer's local queue. Needs
+# the broker of `scripts/services.sh start` (its .services/env and pid file); the broker is
+# resumed (SIGCONT) on exit.
+#
 #   bench/memory.sh [--secs N] [--body-kib N] [--slow-ms N] [--concurrency N] [--bound-mib N]
-#                   [--conns N] [-- extra `shadowdiff run` flags…]
+#                   [--conns N] [--kafka] [-- extra `shadowdiff run`/`capture` flags…]
 #
 # Environment: NO_BUILD=1 skips `cargo build --release`; CORPUS=path to twitter.json.
 source "$(dirname "$0")/common.sh"
 
-WRK_SECS=60; BODY_KIB=0; SLOW_MS=1000; CONCURRENCY=4; BOUND_MIB=256; WRK_CONNS=32; EXTRA=()
-usage() { sed -n '2,10p' "$0"; }
+WRK_SECS=60; BODY_KIB=0; SLOW_MS=1000; CONCURRENCY=4; BOUND_MIB=256; WRK_CONNS=32; EXTRA=(); KAFKA=""
+usage() { sed -n '2,15p' "$0"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --secs) WRK_SECS="$2"; shift 2 ;;
@@ -20,6 +25,7 @@ while [ $# -gt 0 ]; do
         --concurrency) CONCURRENCY="$2"; shift 2 ;;
         --bound-mib) BOUND_MIB="$2"; shift 2 ;;
         --conns) WRK_CONNS="$2"; shift 2 ;;
+        --kafka) KAFKA=1; shift ;;
         --) shift; EXTRA=("$@"); break ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -29,10 +35,30 @@ case "$WRK_SECS$BODY_KIB$SLOW_MS$CONCURRENCY$BOUND_MIB$WRK_CONNS" in *[!0-9]*) e
 build
 
 bench_server control --body-kib "$BODY_KIB"
-bench_server candidate --variant candidate --body-kib "$BODY_KIB" --delay-ms "$SLOW_MS"
-start_tap memory "http://$ADDR_candidate" --concurrency "$CONCURRENCY" "${EXTRA[@]}"
-machine
-echo "control bodies: $( [ "$BODY_KIB" -gt 0 ] && echo "$BODY_KIB KiB" || echo "2-4 KB"); candidate answers after $SLOW_MS ms; replay concurrency $CONCURRENCY; extra flags: ${EXTRA[*]:-none}"
+if [ -n "$KAFKA" ]; then
+    [ -f "$ROOT/.services/env" ] && [ -f "$ROOT/.services/kafka/pid" ] \
+        || { echo "--kafka needs the test broker: scripts/services.sh start" >&2; exit 2; }
+    # shellcheck disable=SC1091
+    source "$ROOT/.services/env"
+    BROKER_PID="$(cat "$ROOT/.services/kafka/pid")"
+    kill -0 "$BROKER_PID" 2>/dev/null || { echo "the test broker is not running: scripts/services.sh start" >&2; exit 2; }
+    trap 'kill -CONT "$BROKER_PID" 2>/dev/null; cleanup' EXIT
+    TAP_PORT="$(free_port)"; ADMIN_PORT="$(free_port)"
+    "$SD" capture --listen "127.0.0.1:$TAP_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
+        --control "http://$ADDR_control" --kafka "$SHADOWDIFF_TEST_KAFKA" \
+        --exchanges-topic "bench-memory-$$" --experiment bench-memory "${EXTRA[@]}" \
+        >"$WORK/tap-memory.log" 2>&1 &
+    TAP_PID=$!; PIDS+=("$TAP_PID")
+    wait_for_port "$TAP_PORT"; wait_for_port "$ADMIN_PORT"
+    kill -STOP "$BROKER_PID"
+    machine
+    echo "control bodies: $( [ "$BODY_KIB" -gt 0 ] && echo "$BODY_KIB KiB" || echo "2-4 KB"); shadowdiff capture --kafka, broker stalled (SIGSTOP); extra flags: ${EXTRA[*]:-none}"
+else
+    bench_server candidate --variant candidate --body-kib "$BODY_KIB" --delay-ms "$SLOW_MS"
+    start_tap memory "http://$ADDR_candidate" --concurrency "$CONCURRENCY" "${EXTRA[@]}"
+    machine
+    echo "control bodies: $( [ "$BODY_KIB" -gt 0 ] && echo "$BODY_KIB KiB" || echo "2-4 KB"); candidate answers after $SLOW_MS ms; replay concurrency $CONCURRENCY; extra flags: ${EXTRA[*]:-none}"
+fi
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$TAP_PID/status" 2>/dev/null || echo 0; }
 echo "idle RSS: $(( $(rss_kib) / 1024 )) MiB"
