@@ -12,7 +12,7 @@ pub mod sample;
 pub mod server;
 pub mod tee;
 mod telemetry;
-mod upstream;
+pub mod upstream;
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
@@ -80,7 +80,7 @@ pub struct TeeConfig {
 #[derive(Clone)]
 pub struct TeeProxy {
     inner: Arc<Inner>,
-    upstream: Arc<Upstream>,
+    upstream: Arc<Upstream<UpstreamBody>>,
 }
 
 struct Inner {
@@ -92,6 +92,8 @@ struct Inner {
     sampler: Option<sample::Sampler>,
 }
 
+/// The body the tap sends to the control: the client's streamed body, or none.
+type UpstreamBody = Either<TeeBody<Incoming>, http_body_util::Empty<Bytes>>;
 /// What the tap answers with: the control's streamed body, or a short error of its own.
 pub type TapBody = Either<TeeBody<Incoming>, Full<Bytes>>;
 

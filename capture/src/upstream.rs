@@ -1,27 +1,23 @@
-//! The tap's connections to the control: HTTP/1.1 keep-alive connections held per serving
-//! thread in a small stack of idle ones.
+//! Connections to one HTTP/1.1 server (the tap's control, a replay target): keep-alive
+//! connections held in a small stack of idle ones.
 //!
-//! Each serving thread of [`crate::server::serve_on_threads`] has its own [`Upstream`], so a
-//! connection is opened, used and driven on one thread and checking one out is an uncontended
-//! lock and a `Vec::pop` (hyper-util's general-purpose pool hashes a key, builds a checkout
-//! future and wraps every connection per request). A connection is given back only after its
-//! response body was read to the end, so whoever takes it next can send at once.
+//! Each serving thread of [`crate::server::serve_on_threads`] has its own [`Upstream`] to the
+//! control, so a connection is opened, used and driven on one thread; the replayer keeps one
+//! per target. Checking a connection out is a short lock and a `Vec::pop` (hyper-util's
+//! general-purpose pool hashes a key, builds a checkout future and wraps every connection per
+//! request). A connection is given back only after its response body was read to the end, so
+//! whoever takes it next can send at once.
 
-use bytes::Bytes;
 use http::uri::Authority;
 use http::{Request, Response};
-use http_body_util::Either;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::tee::TeeBody;
-
-/// The body the tap sends to the control: the client's streamed body, or none.
-pub(crate) type UpstreamBody = Either<TeeBody<Incoming>, http_body_util::Empty<Bytes>>;
-pub(crate) type Sender = SendRequest<UpstreamBody>;
+/// One connection, ready for a request once its last response was read.
+pub type Sender<B> = SendRequest<B>;
 
 /// Idle connections kept per thread; beyond this the oldest is closed.
 const MAX_IDLE: usize = 256;
@@ -30,7 +26,7 @@ const MAX_IDLE: usize = 256;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum UpstreamError {
+pub enum UpstreamError {
     #[error("connect to {authority}: {source}")]
     Connect {
         authority: String,
@@ -40,14 +36,34 @@ pub(crate) enum UpstreamError {
     Http(#[from] hyper::Error),
 }
 
-pub(crate) struct Upstream {
-    /// `host:port` of the control.
-    address: String,
-    idle: Mutex<Vec<(Sender, Instant)>>,
+impl UpstreamError {
+    /// The TCP connection could not be opened (nothing listens, unreachable, refused).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect { .. })
+    }
 }
 
-impl Upstream {
-    pub(crate) fn new(authority: &Authority) -> Self {
+pub struct Upstream<B> {
+    /// `host:port` of the server.
+    address: String,
+    idle: Mutex<Vec<(Sender<B>, Instant)>>,
+}
+
+impl<B> std::fmt::Debug for Upstream<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Upstream<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    pub fn new(authority: &Authority) -> Self {
         let address = format!(
             "{}:{}",
             authority.host(),
@@ -66,10 +82,10 @@ impl Upstream {
     /// A reused connection that turns out closed (the control dropped it while idle) is
     /// skipped, and the request, not yet sent, goes on the next; a fresh connection's error
     /// is returned.
-    pub(crate) async fn send(
+    pub async fn send(
         &self,
-        mut request: Request<UpstreamBody>,
-    ) -> Result<(Response<Incoming>, Sender), UpstreamError> {
+        mut request: Request<B>,
+    ) -> Result<(Response<Incoming>, Sender<B>), UpstreamError> {
         loop {
             let (mut sender, reused) = match self.take_idle() {
                 Some(sender) => (sender, true),
@@ -94,7 +110,7 @@ impl Upstream {
     }
 
     /// Keeps a connection whose last response was read completely.
-    pub(crate) fn give_back(&self, sender: Sender) {
+    pub fn give_back(&self, sender: Sender<B>) {
         if sender.is_closed() {
             return;
         }
@@ -107,7 +123,7 @@ impl Upstream {
     }
 
     /// The most recently used open connection (warm in the control's caches too).
-    fn take_idle(&self) -> Option<Sender> {
+    fn take_idle(&self) -> Option<Sender<B>> {
         let mut idle = self.idle.lock().ok()?;
         while let Some((sender, since)) = idle.pop() {
             if !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT {
@@ -117,7 +133,7 @@ impl Upstream {
         None
     }
 
-    async fn connect(&self) -> Result<Sender, UpstreamError> {
+    async fn connect(&self) -> Result<Sender<B>, UpstreamError> {
         let connect_error = |source| UpstreamError::Connect {
             authority: self.address.clone(),
             source,
@@ -130,7 +146,7 @@ impl Upstream {
         // Driven on this thread's runtime; it ends when the control or the last sender closes it.
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                tracing::debug!(%error, "Connection to the control ended with an error.");
+                tracing::debug!(%error, "Upstream connection ended with an error.");
             }
         });
         Ok(sender)

@@ -16,8 +16,7 @@ use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use shadowdiff_capture::upstream::{Upstream, UpstreamError};
 use shadowdiff_model::{
     headers_from_http, headers_to_http, Body, Exchange, HttpResponse, ReplayResult, RouteInferrer,
     TargetError, TargetErrorKind, TargetOutcome, TargetRole, SCHEMA_VERSION,
@@ -31,6 +30,8 @@ pub struct Target {
     pub name: String,
     pub role: TargetRole,
     pub base: Uri,
+    /// Its keep-alive connections (shared by clones of the target).
+    connections: Arc<Upstream<Full<Bytes>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,10 +56,12 @@ impl Target {
         if base.scheme() != Some(&Scheme::HTTP) || base.authority().is_none() {
             return Err(bad());
         }
+        let authority = base.authority().cloned().ok_or_else(bad)?;
         Ok(Self {
             name: name.to_string(),
             role,
             base,
+            connections: Arc::new(Upstream::new(&authority)),
         })
     }
 }
@@ -88,7 +91,6 @@ pub struct ReplayConfig {
 }
 
 pub struct Replayer {
-    client: Client<HttpConnector, Full<Bytes>>,
     config: ReplayConfig,
     shadow_header: (HeaderName, HeaderValue),
     exchange_id_header: HeaderName,
@@ -129,18 +131,8 @@ impl Replayer {
                 .map_err(|_| ReplayConfigError::BadHeader(config.shadow_header.1.clone()))?,
         );
         let exchange_id_header = header_name(&config.exchange_id_header)?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            // Never retry: the request might not be idempotent.
-            .retry_canceled_requests(false)
-            .build(connector);
         telemetry::describe();
         Ok(Self {
-            client,
             config,
             shadow_header,
             exchange_id_header,
@@ -290,9 +282,8 @@ impl Replayer {
         } else {
             "/"
         };
+        // Origin form: the request goes on a connection to the target itself.
         let uri = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(authority.clone())
             .path_and_query(path)
             .build()
             .map_err(|e| protocol(e.to_string()))?;
@@ -316,22 +307,28 @@ impl Replayer {
         }
         let mut request = Request::builder()
             .method(method)
+            .version(http::Version::HTTP_11)
             .uri(uri)
             .body(Full::new(req.body.bytes.clone()))
             .map_err(|e| protocol(e.to_string()))?;
         *request.headers_mut() = headers;
 
-        let response = self.client.request(request).await.map_err(|e| {
-            let kind = if e.is_connect() {
-                TargetErrorKind::Connect
-            } else {
-                TargetErrorKind::Protocol
-            };
-            TargetError {
-                kind,
-                message: error_chain(&e),
-            }
-        })?;
+        // Never retried once sent: a retry of a non-idempotent request could be a second write.
+        // (A request that never left, on a connection the target closed while idle, goes on
+        // the next connection; see `Upstream::send`.)
+        let (response, connection) =
+            target
+                .connections
+                .send(request)
+                .await
+                .map_err(|e: UpstreamError| TargetError {
+                    kind: if e.is_connect() {
+                        TargetErrorKind::Connect
+                    } else {
+                        TargetErrorKind::Protocol
+                    },
+                    message: error_chain(&e),
+                })?;
         let (parts, mut body) = response.into_parts();
         let limit = self.config.body_limit;
         // Frames are reference-counted `Bytes`: keep them and copy once, only if the body came
@@ -355,6 +352,8 @@ impl Replayer {
                 }
             }
         }
+        // Read to the end: the connection is free for the next replay.
+        target.connections.give_back(connection);
         let kept = match chunks.len() {
             0 => Bytes::new(),
             1 => chunks.pop().unwrap_or_default(),
