@@ -79,7 +79,7 @@ where
     /// response and its connection, which the caller gives back with [`Upstream::give_back`]
     /// once the response body has been read to the end.
     ///
-    /// A reused connection that turns out closed (the control dropped it while idle) is
+    /// A reused connection that turns out closed (the server dropped it while idle) is
     /// skipped, and the request, not yet sent, goes on the next; a fresh connection's error
     /// is returned.
     pub async fn send(
@@ -122,7 +122,7 @@ where
         }
     }
 
-    /// The most recently used open connection (warm in the control's caches too).
+    /// The most recently used open connection (warm in the server's caches too).
     fn take_idle(&self) -> Option<Sender<B>> {
         let mut idle = self.idle.lock().ok()?;
         while let Some((sender, since)) = idle.pop() {
@@ -143,7 +143,8 @@ where
             .map_err(connect_error)?;
         stream.set_nodelay(true).map_err(connect_error)?;
         let (sender, connection) = Builder::new().handshake(TokioIo::new(stream)).await?;
-        // Driven on this thread's runtime; it ends when the control or the last sender closes it.
+        // Driven on the calling runtime (a serving thread's own, for the tap); it ends when the
+        // server or the last sender closes it.
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "Upstream connection ended with an error.");
