@@ -21,7 +21,7 @@ pub type Sender<B> = SendRequest<B>;
 
 /// Idle connections kept per thread; beyond this the oldest is closed.
 const MAX_IDLE: usize = 256;
-/// An idle connection older than this is closed rather than reused (the control may be about
+/// An idle connection older than this is closed rather than reused (the server may be about
 /// to close it, and a request sent on a closing connection fails).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
