@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// One connection, ready for a request once its last response was read.
 pub type Sender<B> = SendRequest<B>;
 
-/// Idle connections kept per thread; beyond this the oldest is closed.
+/// Idle connections kept per `Upstream`; beyond this the oldest is closed.
 const MAX_IDLE: usize = 256;
 /// An idle connection older than this is closed rather than reused (the server may be about
 /// to close it, and a request sent on a closing connection fails).
