@@ -62,17 +62,23 @@ wait_for_port() {
     echo "nothing listens on 127.0.0.1:$1" >&2; exit 1
 }
 
-# start_tap NAME CANDIDATE_URL [extra shadowdiff run flags…]: sets TAP_PORT, ADMIN_PORT, TAP_PID.
-start_tap() {
-    local name="$1" candidate="$2"; shift 2
+# start_shadowdiff COMMAND NAME [flags…]: starts `shadowdiff COMMAND` (run or capture) listening
+# on a free tap port and admin port, in front of the control; sets TAP_PORT, ADMIN_PORT, TAP_PID.
+start_shadowdiff() {
+    local command="$1" name="$2"; shift 2
     TAP_PORT="$(free_port)"; ADMIN_PORT="$(free_port)"
-    "$SD" run --listen "127.0.0.1:$TAP_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
-        --control "http://$ADDR_control" --candidate "v2=$candidate" \
-        --data "$WORK/data-$name" --experiment "bench-$name" "$@" \
+    "$SD" "$command" --listen "127.0.0.1:$TAP_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
+        --control "http://$ADDR_control" --experiment "bench-$name" "$@" \
         >"$WORK/tap-$name.log" 2>&1 &
     TAP_PID=$!
     PIDS+=("$TAP_PID")
     wait_for_port "$TAP_PORT"; wait_for_port "$ADMIN_PORT"
+}
+
+# start_tap NAME CANDIDATE_URL [extra shadowdiff run flags…]: the embedded pipeline (`run`).
+start_tap() {
+    local name="$1" candidate="$2"; shift 2
+    start_shadowdiff run "$name" --candidate "v2=$candidate" --data "$WORK/data-$name" "$@"
 }
 
 stop_tap() {

@@ -43,13 +43,8 @@ if [ -n "$KAFKA" ]; then
     BROKER_PID="$(cat "$ROOT/.services/kafka/pid")"
     kill -0 "$BROKER_PID" 2>/dev/null || { echo "the test broker is not running: scripts/services.sh start" >&2; exit 2; }
     trap 'kill -CONT "$BROKER_PID" 2>/dev/null; cleanup' EXIT
-    TAP_PORT="$(free_port)"; ADMIN_PORT="$(free_port)"
-    "$SD" capture --listen "127.0.0.1:$TAP_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
-        --control "http://$ADDR_control" --kafka "$SHADOWDIFF_TEST_KAFKA" \
-        --exchanges-topic "bench-memory-$$" --experiment bench-memory "${EXTRA[@]}" \
-        >"$WORK/tap-memory.log" 2>&1 &
-    TAP_PID=$!; PIDS+=("$TAP_PID")
-    wait_for_port "$TAP_PORT"; wait_for_port "$ADMIN_PORT"
+    start_shadowdiff capture memory --kafka "$SHADOWDIFF_TEST_KAFKA" \
+        --exchanges-topic "bench-memory-$$" "${EXTRA[@]}"
     kill -STOP "$BROKER_PID"
     machine
     echo "control bodies: $( [ "$BODY_KIB" -gt 0 ] && echo "$BODY_KIB KiB" || echo "2-4 KB"); shadowdiff capture --kafka, broker stalled (SIGSTOP); extra flags: ${EXTRA[*]:-none}"
