@@ -146,6 +146,12 @@ thread_cpu_ms() {
 # SD_BIN=path overrides the shadowdiff binary (e.g. a baseline build for before/after figures).
 SD="${SD_BIN:-$SD}"
 
+# add_to ARRAY KEY VALUE: ARRAY[KEY] += VALUE (decimals), for sums over rounds.
+add_to() {
+    local -n sums="$1"
+    sums[$2]="$(awk -v a="${sums[$2]:-0}" -v b="${3:-0}" 'BEGIN { print a + b }')"
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }'; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", a - b }'; }
 

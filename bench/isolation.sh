@@ -49,7 +49,7 @@ for round in $(seq "$ROUNDS"); do
             --secs "$RATE_SECS" --max-in-flight 256 "http://127.0.0.1:$TAP_PORT/statuses/0")
         printf 'round %d %-8s %10s req/s   p50 %7.3f ms   p99 %7.3f ms   success %s (fixed rate)\n' \
             "$round" "$scenario" "$RATE" "$f50" "$f99" "$fok"
-        SUM_FIXED_P99[$scenario]="$(awk -v a="${SUM_FIXED_P99[$scenario]:-0}" -v b="$f99" 'BEGIN{print a+b}')"
+        add_to SUM_FIXED_P99 "$scenario" "$f99"
         run_wrk "$scenario-$round" "http://127.0.0.1:$TAP_PORT/statuses/0"
         cap="$(metric shadowdiff_capture_exchanges_total)"
         drop="$(metric shadowdiff_capture_dropped_total)"
@@ -58,8 +58,8 @@ for round in $(seq "$ROUNDS"); do
             "$round" "$scenario" "$RPS" "$P50_MS" "$P99_MS" "$cap" "$drop" "$ERRS"
         # Don't wait for 5 s replays to drain: the measurement is over.
         kill -9 "$TAP_PID" 2>/dev/null || true; wait "$TAP_PID" 2>/dev/null || true
-        SUM_RPS[$scenario]="$(awk -v a="${SUM_RPS[$scenario]:-0}" -v b="$RPS" 'BEGIN{print a+b}')"
-        SUM_P99[$scenario]="$(awk -v a="${SUM_P99[$scenario]:-0}" -v b="$P99_MS" 'BEGIN{print a+b}')"
+        add_to SUM_RPS "$scenario" "$RPS"
+        add_to SUM_P99 "$scenario" "$P99_MS"
     done
 done
 echo

@@ -107,11 +107,11 @@ for round in $(seq "$ROUNDS"); do
         case "$target" in proxy|tap) serving="   serving threads $serving_us us/req" ;; *) serving="" ;; esac
         printf 'round %d %-7s %10.0f req/s   p50 %7.3f ms   p99 %7.3f ms   cpu %6.1f us/req%s  %s\n' \
             "$round" "$target" "$RPS" "$P50_MS" "$P99_MS" "$cpu_us" "$serving" "$ERRS"
-        SUM_SERVING[$target]="$(awk -v a="${SUM_SERVING[$target]:-0}" -v b="${serving_us:-0}" 'BEGIN{print a+b}')"
-        SUM_RPS[$target]="$(awk -v a="${SUM_RPS[$target]:-0}" -v b="$RPS" 'BEGIN{print a+b}')"
-        SUM_P99[$target]="$(awk -v a="${SUM_P99[$target]:-0}" -v b="$P99_MS" 'BEGIN{print a+b}')"
-        SUM_CPU[$target]="$(awk -v a="${SUM_CPU[$target]:-0}" -v b="$cpu_us" 'BEGIN{print a+b}')"
-        SUM_P50[$target]="$(awk -v a="${SUM_P50[$target]:-0}" -v b="$P50_MS" 'BEGIN{print a+b}')"
+        add_to SUM_SERVING "$target" "${serving_us:-0}"
+        add_to SUM_RPS "$target" "$RPS"
+        add_to SUM_P99 "$target" "$P99_MS"
+        add_to SUM_CPU "$target" "$cpu_us"
+        add_to SUM_P50 "$target" "$P50_MS"
     done
     echo "round $round tap: $TAP_REQS client requests, $cap captured (queued for replay), $drop dropped"
 done
