@@ -6,12 +6,10 @@
 //! record that is delivered twice is counted once by the report.
 
 use crate::admin::{start_admin, ReadyCheck};
-use crate::config::CaptureMode;
 use crate::config::{ClickHouseSection, ConfigError, KafkaSection, Settings};
-use crate::stages::{until_true, PipelineStats};
-use shadowdiff_capture::mirror::MirrorReceiver;
+use crate::stages::{until_true, PipelineStats, Tap};
 use shadowdiff_capture::redact::RedactingSink;
-use shadowdiff_capture::{ExchangeSink, OfferError, TeeProxy};
+use shadowdiff_capture::{ExchangeSink, OfferError};
 use shadowdiff_clickhouse::{ClickHouseConfig, ClickHouseStore};
 use shadowdiff_differ::Differ;
 use shadowdiff_kafka::{
@@ -223,31 +221,11 @@ pub async fn run_capture(
         let _ = tx.send(addr);
     }
     let grace = settings.shutdown_grace;
-    match settings.mode {
-        CaptureMode::Tee => {
-            let proxy = TeeProxy::new(settings.tee_config(), tap_sink)
-                .map_err(|e| DistributedError::Stage(e.to_string()))?
-                .with_sampler(settings.sampler.clone());
-            shadowdiff_capture::server::serve_on_threads(
-                listener,
-                settings.tap_threads,
-                move || proxy.for_thread(),
-                until_true(shutdown),
-                grace,
-            )
-            .await
-            .map_err(|e| DistributedError::Stage(format!("tap threads: {e}")))?;
-        }
-        CaptureMode::Mirror => {
-            let receiver = MirrorReceiver::with_sampler(
-                settings.mirror_config(),
-                tap_sink,
-                settings.sampler.clone(),
-            );
-            shadowdiff_capture::server::serve(listener, receiver, until_true(shutdown), grace)
-                .await;
-        }
-    }
+    Tap::new(&settings, tap_sink)
+        .map_err(|e| DistributedError::Stage(e.to_string()))?
+        .serve(listener, settings.tap_threads, until_true(shutdown), grace)
+        .await
+        .map_err(|e| DistributedError::Stage(format!("tap threads: {e}")))?;
     // Everything the tap accepted is in the producer's queue: flush it before exiting.
     let flushed = tokio::task::spawn_blocking({
         let sink = sink.clone();

@@ -1,12 +1,12 @@
 //! `shadowdiff run`: every stage in one process, joined by bounded in-memory queues.
 
 use crate::admin::{start_admin, ReadyCheck};
-use crate::config::CaptureMode;
 use crate::config::Settings;
-use crate::stages::{exchange_bytes, run_replay_stage, until_true, DiffWorkers, PipelineStats};
-use shadowdiff_capture::mirror::MirrorReceiver;
+use crate::stages::{
+    exchange_bytes, run_replay_stage, until_true, DiffWorkers, PipelineStats, Tap,
+};
 use shadowdiff_capture::redact::RedactingSink;
-use shadowdiff_capture::{ExchangeSink, OfferError, TeeProxy};
+use shadowdiff_capture::{ExchangeSink, OfferError};
 use shadowdiff_differ::Differ;
 use shadowdiff_model::Exchange;
 use shadowdiff_store::RecordSink;
@@ -110,14 +110,8 @@ impl EmbeddedPipeline {
                 max_bytes: settings.queue_max_bytes,
             }),
         ));
-        let tee = match settings.mode {
-            CaptureMode::Tee => Some(
-                TeeProxy::new(settings.tee_config(), tap_sink.clone())
-                    .map_err(|e| PipelineError::Config(e.to_string()))?
-                    .with_sampler(settings.sampler.clone()),
-            ),
-            CaptureMode::Mirror => None,
-        };
+        let tap =
+            Tap::new(&settings, tap_sink).map_err(|e| PipelineError::Config(e.to_string()))?;
         // The sandbox outlives the replays: candidates call it while they answer.
         let (sandbox_stop, sandbox_stop_rx) = watch::channel(false);
         let sandbox = crate::offline::start_sandbox(&settings, until_true(sandbox_stop_rx)).await?;
@@ -146,31 +140,15 @@ impl EmbeddedPipeline {
             stats.clone(),
         ));
         let grace = settings.shutdown_grace;
-        let serve = match tee {
-            Some(proxy) => tokio::spawn(async move {
-                let served = shadowdiff_capture::server::serve_on_threads(
-                    listener,
-                    settings.tap_threads,
-                    move || proxy.for_thread(),
-                    until_true(shutdown_rx),
-                    grace,
-                )
-                .await;
-                if let Err(error) = served {
-                    tracing::error!(%error, "The tap could not start its serving threads.");
-                }
-            }),
-            None => tokio::spawn(shadowdiff_capture::server::serve(
-                listener,
-                MirrorReceiver::with_sampler(
-                    settings.mirror_config(),
-                    tap_sink,
-                    settings.sampler.clone(),
-                ),
-                until_true(shutdown_rx),
-                grace,
-            )),
-        };
+        let threads = settings.tap_threads;
+        let serve = tokio::spawn(async move {
+            if let Err(error) = tap
+                .serve(listener, threads, until_true(shutdown_rx), grace)
+                .await
+            {
+                tracing::error!(%error, "The tap could not start its serving threads.");
+            }
+        });
         tracing::info!(%addr, control = %settings.control, mode = ?settings.mode, "Tap listening.");
 
         // Drain in data-flow order: tap, queue, replays, differs, writer.

@@ -310,3 +310,58 @@ impl DiffWorkers {
         .await;
     }
 }
+
+/// The tap in either mode: a tee proxy in front of the control, or a mirror receiver.
+pub enum Tap {
+    Tee(shadowdiff_capture::TeeProxy),
+    Mirror(shadowdiff_capture::mirror::MirrorReceiver),
+}
+
+impl Tap {
+    /// The tap `settings.mode` asks for, handing its copies to `sink`.
+    pub fn new(
+        settings: &crate::config::Settings,
+        sink: Arc<dyn shadowdiff_capture::ExchangeSink>,
+    ) -> Result<Self, shadowdiff_capture::CaptureError> {
+        Ok(match settings.mode {
+            crate::config::CaptureMode::Tee => Self::Tee(
+                shadowdiff_capture::TeeProxy::new(settings.tee_config(), sink)?
+                    .with_sampler(settings.sampler.clone()),
+            ),
+            crate::config::CaptureMode::Mirror => {
+                Self::Mirror(shadowdiff_capture::mirror::MirrorReceiver::with_sampler(
+                    settings.mirror_config(),
+                    sink,
+                    settings.sampler.clone(),
+                ))
+            }
+        })
+    }
+
+    /// Serves on `threads` serving threads (`capture.threads`) until `shutdown`, then drains.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        threads: usize,
+        shutdown: impl std::future::Future<Output = ()>,
+        grace: Duration,
+    ) -> std::io::Result<()> {
+        use shadowdiff_capture::server::serve_on_threads;
+        match self {
+            // Each thread gets its own connections to the control.
+            Self::Tee(proxy) => {
+                serve_on_threads(
+                    listener,
+                    threads,
+                    move || proxy.for_thread(),
+                    shutdown,
+                    grace,
+                )
+                .await
+            }
+            Self::Mirror(receiver) => {
+                serve_on_threads(listener, threads, move || receiver.clone(), shutdown, grace).await
+            }
+        }
+    }
+}
