@@ -36,14 +36,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name.as_str());
         }
     }
-    // `HeaderMap` names are lowercase already: a length check rules most names out at once.
+    // `HeaderMap` names are lowercase already, so plain equality (no case folding) will do.
     while let Some(name) = headers
         .keys()
-        .find(|k| {
-            HOP_BY_HOP
-                .iter()
-                .any(|h| h.len() == k.as_str().len() && *h == k.as_str())
-        })
+        .find(|k| HOP_BY_HOP.contains(&k.as_str()))
         .cloned()
     {
         headers.remove(name);
