@@ -5,9 +5,11 @@
 //! to an [`ExchangeSink`] without ever waiting: when the sink is full the copy is dropped and
 //! counted. Nothing behind the tap (queue, replayer, candidates) can slow or fail a client.
 
+mod chunked;
 pub mod import;
 pub mod mirror;
 pub mod redact;
+pub mod relay;
 pub mod sample;
 pub mod server;
 pub mod tee;
@@ -80,7 +82,10 @@ pub struct TeeConfig {
 #[derive(Clone)]
 pub struct TeeProxy {
     inner: Arc<Inner>,
+    /// The hyper path's connections to the control (HTTP/2 clients and other fallbacks).
     upstream: Arc<Upstream<UpstreamBody>>,
+    /// The HTTP/1.1 relay's connections to the control.
+    relay_upstream: Arc<relay::RelayUpstream>,
 }
 
 struct Inner {
@@ -97,17 +102,44 @@ type UpstreamBody = Either<TeeBody<Incoming>, http_body_util::Empty<Bytes>>;
 /// What the tap answers with: the control's streamed body, or a short error of its own.
 pub type TapBody = Either<TeeBody<Incoming>, Full<Bytes>>;
 
-/// What is known of an exchange while its bodies are still streaming.
-struct Pending {
+/// What is known of a copied exchange once its request head was read.
+struct ExchangeStart {
     id: uuid::Uuid,
     captured_at_ms: u64,
     method: String,
     uri: String,
     request_headers: shadowdiff_model::Headers,
-    request_body: Mutex<Option<Captured>>,
     sent_at: Instant,
     experiment: String,
     sample_rate: f64,
+}
+
+impl Inner {
+    fn start_exchange(
+        &self,
+        method: &str,
+        uri: &str,
+        request_headers: shadowdiff_model::Headers,
+    ) -> ExchangeStart {
+        ExchangeStart {
+            id: uuid::Uuid::now_v7(),
+            captured_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            method: method.to_string(),
+            uri: uri.to_string(),
+            request_headers,
+            sent_at: Instant::now(),
+            experiment: self.config.experiment.clone(),
+            sample_rate: self.sampler.as_ref().map_or(1.0, sample::Sampler::rate),
+        }
+    }
+}
+
+/// An exchange whose bodies are still streaming through hyper.
+struct Pending {
+    start: ExchangeStart,
+    request_body: Mutex<Option<Captured>>,
 }
 
 impl TeeProxy {
@@ -122,6 +154,7 @@ impl TeeProxy {
         telemetry::describe();
         Ok(Self {
             upstream: Arc::new(Upstream::new(&authority)),
+            relay_upstream: Arc::new(relay::RelayUpstream::new(control_address(&authority))),
             inner: Arc::new(Inner {
                 config,
                 authority,
@@ -139,6 +172,9 @@ impl TeeProxy {
         Self {
             inner: self.inner.clone(),
             upstream: Arc::new(Upstream::new(&self.inner.authority)),
+            relay_upstream: Arc::new(relay::RelayUpstream::new(control_address(
+                &self.inner.authority,
+            ))),
         }
     }
 
@@ -170,17 +206,12 @@ impl TeeProxy {
         // Sampled out: no exchange at all, so no id, clock reads, strings or headers to make.
         let pending = copy.then(|| {
             Arc::new(Pending {
-                id: uuid::Uuid::now_v7(),
-                captured_at_ms: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64),
-                method: parts.method.as_str().to_string(),
-                uri: path_and_query.as_str().to_string(),
-                request_headers: headers_from_http(&parts.headers),
+                start: inner.start_exchange(
+                    parts.method.as_str(),
+                    path_and_query.as_str(),
+                    headers_from_http(&parts.headers),
+                ),
                 request_body: Mutex::new(None),
-                sent_at: Instant::now(),
-                experiment: inner.config.experiment.clone(),
-                sample_rate: inner.sampler.as_ref().map_or(1.0, sample::Sampler::rate),
             })
         });
 
@@ -224,7 +255,7 @@ impl TeeProxy {
         let exchange_id = || {
             pending
                 .as_ref()
-                .map(|p| p.id.to_string())
+                .map(|p| p.start.id.to_string())
                 .unwrap_or_default()
         };
 
@@ -290,6 +321,26 @@ impl hyper::service::Service<Request<Incoming>> for TeeProxy {
     }
 }
 
+/// The tee's connections: HTTP/1.1 through [`relay`], everything else through hyper.
+impl server::ConnectionHandler for TeeProxy {
+    fn handle(
+        &self,
+        stream: tokio::net::TcpStream,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.clone().serve_connection(stream, stop)
+    }
+}
+
+/// `host:port` to connect to.
+fn control_address(authority: &Authority) -> String {
+    format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(80)
+    )
+}
+
 fn set_request_body(pending: &Pending, captured: Captured) {
     if let Ok(mut slot) = pending.request_body.lock() {
         *slot = Some(captured);
@@ -313,38 +364,46 @@ fn finish_exchange(
         telemetry::dropped(DropReason::Incomplete);
         return;
     }
-    let latency_us = pending.sent_at.elapsed().as_micros() as u64;
-    let (id, captured_at_ms, sample_rate) =
-        (pending.id, pending.captured_at_ms, pending.sample_rate);
     // The request body's tee is usually gone by now: move the strings instead of copying them.
-    let (method, uri, request_headers, experiment, request_body) = match Arc::try_unwrap(pending) {
-        Ok(p) => (
-            p.method,
-            p.uri,
-            p.request_headers,
-            p.experiment,
-            p.request_body.into_inner().ok().flatten(),
-        ),
+    let (start, request_body) = match Arc::try_unwrap(pending) {
+        Ok(p) => (p.start, p.request_body.into_inner().ok().flatten()),
         Err(p) => (
-            p.method.clone(),
-            p.uri.clone(),
-            p.request_headers.clone(),
-            p.experiment.clone(),
+            ExchangeStart {
+                method: p.start.method.clone(),
+                uri: p.start.uri.clone(),
+                request_headers: p.start.request_headers.clone(),
+                experiment: p.start.experiment.clone(),
+                ..p.start
+            },
             p.request_body.lock().ok().and_then(|mut s| s.take()),
         ),
     };
     // No request body seen: the control answered before reading the whole request body.
     let request_body = request_body.unwrap_or_default();
+    offer_exchange(start, request_body, status, headers, response, sink);
+}
+
+/// Builds the exchange from its parts and offers it to the sink, counting the outcome.
+fn offer_exchange(
+    start: ExchangeStart,
+    request_body: Captured,
+    status: u16,
+    headers: shadowdiff_model::Headers,
+    response: Captured,
+    sink: &dyn ExchangeSink,
+) {
+    let latency_us = start.sent_at.elapsed().as_micros() as u64;
+    let id = start.id;
     let exchange = Exchange {
         schema_version: SCHEMA_VERSION,
         id: id.to_string(),
-        captured_at_ms,
+        captured_at_ms: start.captured_at_ms,
         source: "tee".to_string(),
-        experiment,
+        experiment: start.experiment,
         request: HttpRequest {
-            method,
-            uri,
-            headers: request_headers,
+            method: start.method,
+            uri: start.uri,
+            headers: start.request_headers,
             body: to_body(request_body),
         },
         control: Some(HttpResponse {
@@ -354,7 +413,7 @@ fn finish_exchange(
             latency_us,
         }),
         redactions: Vec::new(),
-        sample_rate,
+        sample_rate: start.sample_rate,
     };
     telemetry::control_latency(latency_us);
     match sink.offer(exchange) {

@@ -1,5 +1,5 @@
 //! Serving HTTP/1 and HTTP/2 on a listener with graceful shutdown; shared by every server of
-//! shadowdiff (tap, admin, demo services). The tap's hot path uses [`serve_on_threads`].
+//! shadowdiff (tap, admin, demo services). The tap's hot path uses [`serve_connections_on_threads`].
 
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
@@ -7,8 +7,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
 /// Binds `addr` and returns the listener with the address it got (a port of 0 picks one).
@@ -74,14 +75,78 @@ pub async fn serve<S, B>(
     }
 }
 
-/// Serves `listener` on `threads` OS threads, each running its own single-threaded runtime with
-/// its own service from `make_service`, the way nginx runs its workers: a connection stays on
-/// the thread that accepted it, and everything it does (the client side, the upstream side, the
-/// copy) wakes only tasks of that thread. The tap needs this to keep up with nginx: on a shared
-/// multi-threaded runtime, a proxied request hops between threads.
-///
-/// Every thread accepts from the same socket. Resolves once `shutdown` resolved and every
-/// thread finished its graceful shutdown (each waits up to `grace`).
+/// What a serving thread does with each connection it accepted: serve it until it ends, or
+/// until `stop` turns true, and then finish the request in flight and close.
+pub trait ConnectionHandler: Send + 'static {
+    fn handle(
+        &self,
+        stream: TcpStream,
+        stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// A hyper service as a [`ConnectionHandler`]: HTTP/1 and HTTP/2, with upgrades.
+#[derive(Clone)]
+pub struct HyperHandler<S> {
+    service: S,
+}
+
+impl<S> HyperHandler<S> {
+    pub fn new(service: S) -> Self {
+        Self { service }
+    }
+}
+
+impl<S, B> ConnectionHandler for HyperHandler<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn handle(
+        &self,
+        stream: TcpStream,
+        stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        serve_hyper_connection(stream, self.service.clone(), stop)
+    }
+}
+
+/// Serves one connection with hyper until it ends; when `stop` turns true, finishes the
+/// requests in flight and closes.
+pub(crate) async fn serve_hyper_connection<I, S, B>(
+    io: I,
+    service: S,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = ended {
+        tracing::debug!(error = %error, "Connection ended with an error.");
+    }
+}
+
+/// Serves `listener` on `threads` OS threads with hyper, each thread with its own service from
+/// `make_service`; see [`serve_connections_on_threads`].
 pub async fn serve_on_threads<S, B, F>(
     listener: TcpListener,
     threads: usize,
@@ -98,14 +163,43 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_connections_on_threads(
+        listener,
+        threads,
+        move || HyperHandler::new(make_service()),
+        shutdown,
+        grace,
+    )
+    .await
+}
+
+/// Serves `listener` on `threads` OS threads, each running its own single-threaded runtime with
+/// its own handler from `make_handler`, the way nginx runs its workers: a connection stays on
+/// the thread that accepted it, and everything it does (the client side, the upstream side, the
+/// copy) wakes only tasks of that thread. The tap needs this to keep up with nginx: on a shared
+/// multi-threaded runtime, a proxied request hops between threads.
+///
+/// Every thread accepts from the same socket. Resolves once `shutdown` resolved and every
+/// thread finished its graceful shutdown (each waits up to `grace` for its connections).
+pub async fn serve_connections_on_threads<H, F>(
+    listener: TcpListener,
+    threads: usize,
+    make_handler: F,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()>
+where
+    F: Fn() -> H + Send + Sync + 'static,
+    H: ConnectionHandler,
+{
     let listener = listener.into_std()?;
-    let make_service = std::sync::Arc::new(make_service);
+    let make_handler = std::sync::Arc::new(make_handler);
     let (stop, stopped) = watch::channel(false);
     let mut finished = Vec::with_capacity(threads.max(1));
     for index in 0..threads.max(1) {
         let listener = listener.try_clone()?;
-        let make_service = make_service.clone();
-        let mut stopped = stopped.clone();
+        let make_handler = make_handler.clone();
+        let stopped = stopped.clone();
         let (done, finished_rx) = oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -121,10 +215,7 @@ where
                             return;
                         }
                     };
-                    let shutdown = async move {
-                        let _ = stopped.wait_for(|stop| *stop).await;
-                    };
-                    serve(listener, make_service(), shutdown, grace).await;
+                    accept_until_stopped(listener, make_handler(), stopped, grace).await;
                 });
                 let _ = done.send(());
             })?;
@@ -138,4 +229,81 @@ where
         let _ = thread.await;
     }
     Ok(())
+}
+
+/// One serving thread: accepts and spawns a task per connection until `stop`, then waits up
+/// to `grace` for its connections to finish.
+async fn accept_until_stopped<H: ConnectionHandler>(
+    listener: TcpListener,
+    handler: H,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let mut stopping = stop.clone();
+    let open = std::sync::Arc::new(AtomicUsize::new(0));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%error, "Accept failed.");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let served = handler.handle(stream, stop.clone());
+                let open = Open::count(&open);
+                tokio::spawn(async move {
+                    served.await;
+                    drop(open);
+                });
+            }
+            _ = stopped(&mut stopping) => break,
+        }
+    }
+    drop(listener);
+    let deadline = tokio::time::Instant::now() + grace;
+    while open.load(Ordering::Acquire) > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                connections = open.load(Ordering::Acquire),
+                "Connections still open after the grace period."
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Resolves once `stop` is true (or its sender is gone). Unlike `wait_for`, holds no lock
+/// guard across the wait, so the future is `Send`.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Counts a connection as open until dropped.
+struct Open(std::sync::Arc<AtomicUsize>);
+
+impl Open {
+    fn count(open: &std::sync::Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::AcqRel);
+        Self(open.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }

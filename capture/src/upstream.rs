@@ -64,13 +64,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     pub fn new(authority: &Authority) -> Self {
-        let address = format!(
-            "{}:{}",
-            authority.host(),
-            authority.port_u16().unwrap_or(80)
-        );
         Self {
-            address,
+            address: crate::control_address(authority),
             idle: Mutex::new(Vec::new()),
         }
     }

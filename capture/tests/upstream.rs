@@ -2,7 +2,7 @@
 //! control that counts connections.
 #![allow(clippy::unwrap_used)]
 
-use shadowdiff_capture::server::{bind, serve_on_threads};
+use shadowdiff_capture::server::{bind, serve_connections_on_threads};
 use shadowdiff_capture::{ExchangeSink, OfferError, TeeConfig, TeeProxy};
 use shadowdiff_model::Exchange;
 use std::net::SocketAddr;
@@ -98,7 +98,7 @@ async fn tap(control: SocketAddr, threads: usize) -> Tap {
     let proxy = TeeProxy::new(config, sink.clone()).unwrap();
     let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(serve_on_threads(
+    let served = tokio::spawn(serve_connections_on_threads(
         listener,
         threads,
         move || proxy.for_thread(),

@@ -346,11 +346,12 @@ impl Tap {
         shutdown: impl std::future::Future<Output = ()>,
         grace: Duration,
     ) -> std::io::Result<()> {
-        use shadowdiff_capture::server::serve_on_threads;
+        use shadowdiff_capture::server::{serve_connections_on_threads, serve_on_threads};
         match self {
-            // Each thread gets its own connections to the control.
+            // Each thread gets its own connections to the control; HTTP/1.1 goes through the
+            // tap's relay, anything else through hyper.
             Self::Tee(proxy) => {
-                serve_on_threads(
+                serve_connections_on_threads(
                     listener,
                     threads,
                     move || proxy.for_thread(),

@@ -1,0 +1,235 @@
+//! An incremental decoder for HTTP/1.1 chunked bodies (RFC 9112 §7.1). The tap relays chunked
+//! bodies byte for byte; the decoder finds where the body ends and hands out the data it
+//! carries, for the copy.
+
+/// Longest chunk-size line (digits and extensions) and trailer section accepted.
+const MAX_LINE: usize = 4 * 1024;
+const MAX_TRAILERS: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChunkError {
+    #[error("invalid chunk size")]
+    Size,
+    #[error("chunk size line or extension too long")]
+    LineTooLong,
+    #[error("chunk data not followed by CRLF")]
+    MissingCrlf,
+    #[error("trailer section too long")]
+    TrailersTooLong,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum State {
+    #[default]
+    Size,
+    Extension,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    TrailerLine,
+    TrailerLf,
+    FinalLf,
+    Done,
+}
+
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    state: State,
+    /// Size of the chunk being read, then what is left of its data.
+    size: u64,
+    digits: usize,
+    line: usize,
+    trailers: usize,
+}
+
+impl ChunkedDecoder {
+    /// True once the last chunk and the trailer section were read.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Reads as much of `input` as belongs to the body, calling `on_data` with each piece of
+    /// chunk data. Returns how many bytes of `input` were part of the body; fewer than
+    /// `input.len()` only when the body ended (the rest is the next message).
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        on_data: &mut impl FnMut(&[u8]),
+    ) -> Result<usize, ChunkError> {
+        let mut at = 0;
+        while at < input.len() {
+            let byte = input[at];
+            match self.state {
+                State::Done => return Ok(at),
+                State::Size => {
+                    let digit = match byte {
+                        b'0'..=b'9' => byte - b'0',
+                        b'a'..=b'f' => byte - b'a' + 10,
+                        b'A'..=b'F' => byte - b'A' + 10,
+                        b';' | b' ' | b'\t' if self.digits > 0 => {
+                            self.state = State::Extension;
+                            at += 1;
+                            continue;
+                        }
+                        b'\r' if self.digits > 0 => {
+                            self.state = State::SizeLf;
+                            at += 1;
+                            continue;
+                        }
+                        _ => return Err(ChunkError::Size),
+                    };
+                    // 16 hex digits fill a u64.
+                    if self.digits >= 16 {
+                        return Err(ChunkError::Size);
+                    }
+                    self.size = (self.size << 4) | u64::from(digit);
+                    self.digits += 1;
+                    at += 1;
+                }
+                State::Extension => {
+                    self.line += 1;
+                    if self.line > MAX_LINE {
+                        return Err(ChunkError::LineTooLong);
+                    }
+                    if byte == b'\r' {
+                        self.state = State::SizeLf;
+                    }
+                    at += 1;
+                }
+                State::SizeLf => {
+                    if byte != b'\n' {
+                        return Err(ChunkError::MissingCrlf);
+                    }
+                    self.digits = 0;
+                    self.line = 0;
+                    self.state = if self.size == 0 {
+                        State::TrailerStart
+                    } else {
+                        State::Data
+                    };
+                    at += 1;
+                }
+                State::Data => {
+                    let available = (input.len() - at) as u64;
+                    let take = self.size.min(available) as usize;
+                    on_data(&input[at..at + take]);
+                    self.size -= take as u64;
+                    at += take;
+                    if self.size == 0 {
+                        self.state = State::DataCr;
+                    }
+                }
+                State::DataCr => {
+                    if byte != b'\r' {
+                        return Err(ChunkError::MissingCrlf);
+                    }
+                    self.state = State::DataLf;
+                    at += 1;
+                }
+                State::DataLf => {
+                    if byte != b'\n' {
+                        return Err(ChunkError::MissingCrlf);
+                    }
+                    self.state = State::Size;
+                    at += 1;
+                }
+                State::TrailerStart | State::TrailerLine => {
+                    self.trailers += 1;
+                    if self.trailers > MAX_TRAILERS {
+                        return Err(ChunkError::TrailersTooLong);
+                    }
+                    self.state = match (self.state, byte) {
+                        (State::TrailerStart, b'\r') => State::FinalLf,
+                        (_, b'\r') => State::TrailerLf,
+                        _ => State::TrailerLine,
+                    };
+                    at += 1;
+                }
+                State::TrailerLf => {
+                    if byte != b'\n' {
+                        return Err(ChunkError::MissingCrlf);
+                    }
+                    self.state = State::TrailerStart;
+                    at += 1;
+                }
+                State::FinalLf => {
+                    if byte != b'\n' {
+                        return Err(ChunkError::MissingCrlf);
+                    }
+                    self.state = State::Done;
+                    at += 1;
+                }
+            }
+        }
+        Ok(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in pieces of `step` bytes; returns (data, bytes consumed, done).
+    fn decode(input: &[u8], step: usize) -> Result<(Vec<u8>, usize, bool), ChunkError> {
+        let mut decoder = ChunkedDecoder::default();
+        let mut data = Vec::new();
+        let mut consumed = 0;
+        for piece in input.chunks(step) {
+            let used = decoder.feed(piece, &mut |d| data.extend_from_slice(d))?;
+            consumed += used;
+            if used < piece.len() {
+                break;
+            }
+        }
+        Ok((data, consumed, decoder.is_done()))
+    }
+
+    #[test]
+    fn decodes_in_any_split_and_stops_at_the_end() {
+        let body =
+            b"5\r\nhello\r\n6;name=value\r\n world\r\n0\r\nx-trailer: 1\r\n\r\nGET / HTTP/1.1\r\n";
+        let end = body.len() - b"GET / HTTP/1.1\r\n".len();
+        for step in 1..body.len() {
+            let (data, consumed, done) = decode(body, step).unwrap();
+            assert_eq!(data, b"hello world", "step {step}");
+            assert_eq!(consumed, end, "step {step}");
+            assert!(done);
+        }
+    }
+
+    #[test]
+    fn an_unfinished_body_is_not_done() {
+        let (data, consumed, done) = decode(b"a\r\n01234", 3).unwrap();
+        assert_eq!(data, b"01234");
+        assert_eq!(consumed, 8);
+        assert!(!done);
+    }
+
+    #[test]
+    fn rejects_malformed_framing() {
+        assert_eq!(decode(b"x\r\n", 8).unwrap_err(), ChunkError::Size);
+        assert_eq!(decode(b"\r\n", 8).unwrap_err(), ChunkError::Size);
+        assert_eq!(
+            decode(b"11111111111111111\r\n", 32).unwrap_err(),
+            ChunkError::Size
+        );
+        assert_eq!(
+            decode(b"3\r\nabcX", 8).unwrap_err(),
+            ChunkError::MissingCrlf
+        );
+        // A bare LF is not a line end here.
+        assert_eq!(decode(b"3\nabc", 8).unwrap_err(), ChunkError::Size);
+        let long_extension = [b"1;".as_slice(), &[b'a'; MAX_LINE + 1]].concat();
+        assert_eq!(
+            decode(&long_extension, 64).unwrap_err(),
+            ChunkError::LineTooLong
+        );
+        let long_trailers = [b"0\r\n".as_slice(), &[b'a'; MAX_TRAILERS + 1]].concat();
+        assert_eq!(
+            decode(&long_trailers, 64).unwrap_err(),
+            ChunkError::TrailersTooLong
+        );
+    }
+}

@@ -1,0 +1,1036 @@
+//! The tap's HTTP/1.1 relay: the hot path of [`crate::TeeProxy`] on the serving threads.
+//!
+//! It does what nginx's proxy module does and nothing more: parse the request head
+//! (`httparse`), write the forwarded head and relay the body byte for byte to a kept-alive
+//! connection to the control, parse the response head, relay its body back. Bodies are never
+//! re-framed: a chunked body goes through as it came, and a decoder only finds its end and
+//! hands its data to the bounded copy. hyper, which builds a typed request and response, a
+//! body channel and a dispatch task per connection on both sides, cost twice nginx's user time
+//! per request; this path does not allocate for a request it does not copy.
+//!
+//! Anything unusual at a request boundary (HTTP/2 prior knowledge, HTTP/1.0, a target that is
+//! not a path) hands the connection, with the bytes already read, to the hyper path.
+
+use crate::chunked::{ChunkError, ChunkedDecoder};
+use crate::tee::Captured;
+use crate::{offer_exchange, telemetry, ExchangeStart, TeeProxy};
+use bytes::{Buf, Bytes, BytesMut};
+use shadowdiff_model::{is_hop_by_hop, Headers};
+use std::io;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Longest request or response head; a longer one is answered 431 (request) or 502 (response).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most header fields in one head.
+pub const MAX_HEADERS: usize = 128;
+/// Free room kept in a read buffer before each read.
+const READ_ROOM: usize = 8 * 1024;
+/// Body bytes gathered behind a head into one write; larger pieces are written on their own.
+const COALESCE: usize = 16 * 1024;
+/// Idle connections to the control kept per serving thread.
+const MAX_IDLE: usize = 256;
+/// An idle connection older than this is closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a message's body ends (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the sender closes the connection (responses only).
+    UntilClose,
+}
+
+/// A request head that cannot be relayed.
+#[derive(Debug, PartialEq, Eq)]
+enum HeadError {
+    /// Answered 400 and the connection closed.
+    Malformed(&'static str),
+    /// Answered 431 and the connection closed.
+    TooLarge,
+    /// Served by the hyper path instead.
+    Fallback,
+}
+
+/// What the relay needs of a parsed request head; the forwarded head is written aside.
+struct RequestHead {
+    head_len: usize,
+    framing: Framing,
+    keep_alive: bool,
+    expect_continue: bool,
+    /// HEAD requests get responses without a body, whatever their framing headers say.
+    is_head: bool,
+    /// Safe to send twice (RFC 9110 §9.2.2) when a kept-alive connection turns out closed.
+    idempotent: bool,
+    exchange: Option<ExchangeStart>,
+}
+
+/// Connection-level facts from a head's fields.
+#[derive(Default)]
+struct Fields<'a> {
+    close: bool,
+    keep_alive: bool,
+    transfer_encoding: bool,
+    chunked: bool,
+    content_length: Option<u64>,
+    expect_continue: bool,
+    has_host: bool,
+    /// Further hop-by-hop fields named in `Connection`.
+    named: Vec<&'a str>,
+}
+
+fn scan_fields<'a>(headers: &[httparse::Header<'a>]) -> Result<Fields<'a>, &'static str> {
+    let mut fields = Fields::default();
+    for header in headers {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("connection") {
+            let value = std::str::from_utf8(header.value).map_err(|_| "bad Connection")?;
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    fields.close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    fields.keep_alive = true;
+                } else if !token.is_empty() {
+                    fields.named.push(token);
+                }
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            fields.transfer_encoding = true;
+            // The final coding decides the framing (RFC 9112 §6.3).
+            let last = header.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
+            fields.chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let value = header.value;
+            if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+                return Err("bad Content-Length");
+            }
+            let length = value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            if fields.content_length.is_some_and(|l| l != length) {
+                return Err("conflicting Content-Length");
+            }
+            fields.content_length = Some(length);
+        } else if name.eq_ignore_ascii_case("expect") {
+            fields.expect_continue = header.value.eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case("host") {
+            fields.has_host = true;
+        }
+    }
+    Ok(fields)
+}
+
+/// Not forwarded: hop-by-hop fields, those `Connection` names, and framing the relay re-adds.
+fn skip_field(name: &str, fields: &Fields<'_>) -> bool {
+    is_hop_by_hop(name) || fields.named.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn captured_fields(headers: &[httparse::Header<'_>], keep: impl Fn(&str) -> bool) -> Headers {
+    headers
+        .iter()
+        .filter(|h| keep(h.name))
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+impl TeeProxy {
+    /// Parses a request head at the start of `input`, writing the head to forward to the
+    /// control into `forward`. `Ok(None)`: the head is not complete yet.
+    fn parse_request(
+        &self,
+        input: &[u8],
+        forward: &mut Vec<u8>,
+    ) -> Result<Option<RequestHead>, HeadError> {
+        let inner = &self.inner;
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut slots);
+        let head_len = match request.parse(input) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            // HTTP/2 with prior knowledge.
+            Err(_) if input.starts_with(b"PRI * HTTP/2.0") => return Err(HeadError::Fallback),
+            Err(_) => return Err(HeadError::Malformed("malformed request head")),
+        };
+        let (Some(method), Some(path), Some(1)) = (request.method, request.path, request.version)
+        else {
+            return Err(HeadError::Fallback);
+        };
+        // Absolute-form, `*` and CONNECT's authority-form take the general path.
+        if !path.starts_with('/') {
+            return Err(HeadError::Fallback);
+        }
+        let headers = &*request.headers;
+        let fields = scan_fields(headers).map_err(HeadError::Malformed)?;
+        // Both framings at once is how requests are smuggled past proxies: refuse.
+        if fields.transfer_encoding && (fields.content_length.is_some() || !fields.chunked) {
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding must end in chunked and comes without Content-Length",
+            ));
+        }
+        let framing = match (fields.transfer_encoding, fields.content_length) {
+            (true, _) => Framing::Chunked,
+            (false, Some(0) | None) => Framing::Empty,
+            (false, Some(n)) => Framing::Length(n),
+        };
+
+        let copy = match &inner.sampler {
+            Some(sampler) => {
+                let (method, uri, map) = http_head(method, path, headers)?;
+                sampler.keep(&method, &uri, &map)
+            }
+            None => true,
+        };
+        let exchange =
+            copy.then(|| inner.start_exchange(method, path, captured_fields(headers, |_| true)));
+
+        forward.clear();
+        forward.extend_from_slice(method.as_bytes());
+        forward.push(b' ');
+        forward.extend_from_slice(path.as_bytes());
+        forward.extend_from_slice(b" HTTP/1.1\r\n");
+        let preserve_host = inner.config.preserve_host;
+        for header in headers {
+            let name = header.name;
+            if skip_field(name, &fields)
+                || (!preserve_host && name.eq_ignore_ascii_case("host"))
+                // Answered here with 100 Continue; the control gets the body straight away.
+                || (fields.expect_continue && name.eq_ignore_ascii_case("expect"))
+            {
+                continue;
+            }
+            push_field(forward, name.as_bytes(), header.value);
+        }
+        if !preserve_host || !fields.has_host {
+            push_field(forward, b"host", inner.host_header.as_bytes());
+        }
+        if framing == Framing::Chunked {
+            forward.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        forward.extend_from_slice(b"\r\n");
+
+        Ok(Some(RequestHead {
+            head_len,
+            framing,
+            keep_alive: !fields.close,
+            expect_continue: fields.expect_continue,
+            is_head: method == "HEAD",
+            idempotent: matches!(
+                method,
+                "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+            ),
+            exchange,
+        }))
+    }
+
+    /// Serves one client connection on this serving thread until it closes, or until `stop`
+    /// turns true between requests.
+    pub async fn serve_connection(self, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+        let mut client = Peer::new(stream);
+        let mut forward = Vec::with_capacity(1024);
+        let mut back = Vec::with_capacity(1024);
+        loop {
+            let head = loop {
+                if !client.buf.is_empty() {
+                    match self.parse_request(&client.buf, &mut forward) {
+                        Ok(Some(head)) => break head,
+                        Ok(None) if client.buf.len() >= MAX_HEAD_BYTES => {
+                            return client.refuse(431, "request head too large").await;
+                        }
+                        Ok(None) => {}
+                        Err(HeadError::Fallback) => return self.fall_back(client, stop).await,
+                        Err(HeadError::TooLarge) => {
+                            return client.refuse(431, "too many header fields").await;
+                        }
+                        Err(HeadError::Malformed(why)) => return client.refuse(400, why).await,
+                    }
+                }
+                let read = if client.buf.is_empty() {
+                    // Idle between requests: the moment to stop on shutdown.
+                    tokio::select! {
+                        biased;
+                        read = client.read() => read,
+                        _ = crate::server::stopped(&mut stop) => return,
+                    }
+                } else {
+                    client.read().await
+                };
+                match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            };
+            client.buf.advance(head.head_len);
+            let keep_alive = head.keep_alive;
+            match self
+                .relay_exchange(&mut client, head, &forward, &mut back)
+                .await
+            {
+                Next::Continue if keep_alive => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// One request and its response. Errors on the control's side are answered (502, 504);
+    /// errors on the client's side end the connection.
+    async fn relay_exchange(
+        &self,
+        client: &mut Peer,
+        head: RequestHead,
+        forward: &[u8],
+        back: &mut Vec<u8>,
+    ) -> Next {
+        let inner = &self.inner;
+        let copying = head.exchange.is_some();
+        let limit = if copying { inner.config.body_limit } else { 0 };
+        let mut request_copy = BodyCopy::new(limit);
+        // The client waits for this before sending its body; the control never sees Expect.
+        let wants_continue =
+            head.expect_continue && head.framing != Framing::Empty && client.buf.is_empty();
+        if wants_continue
+            && client
+                .stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+        {
+            return Next::Close;
+        }
+
+        let sent = tokio::time::timeout(
+            inner.config.control_timeout,
+            self.send_request(client, &head, forward, &mut request_copy, back),
+        )
+        .await;
+        let (mut control, response) = match sent {
+            Ok(Ok(sent)) => sent,
+            Ok(Err(SendError::Client)) => return Next::Close,
+            Ok(Err(SendError::ClientBody(why))) => {
+                client.refuse(400, why).await;
+                return Next::Close;
+            }
+            Ok(Err(SendError::Control(error))) => {
+                telemetry::control_error();
+                tracing::warn!(%error, "Control request failed.");
+                return client.answer_error(502, "control unreachable", &head).await;
+            }
+            Err(_) => {
+                telemetry::control_error();
+                tracing::warn!("Control did not answer in time.");
+                return client.answer_error(504, "control timed out", &head).await;
+            }
+        };
+
+        let mut response_copy = BodyCopy::new(limit);
+        let relayed = relay_body(
+            &mut control,
+            &mut client.stream,
+            back,
+            response.framing,
+            &mut response_copy,
+        )
+        .await;
+        let next = match relayed {
+            Ok(()) => {
+                if response.control_keeps_alive && control.buf.is_empty() {
+                    self.relay_upstream.give_back(control);
+                }
+                if response.client_must_close {
+                    Next::Close
+                } else {
+                    Next::Continue
+                }
+            }
+            Err(error) => {
+                // The control failed mid-body (the client sees a cut response) or the client
+                // went away; either way the connection cannot carry another exchange.
+                tracing::debug!(?error, "Response body relay ended early.");
+                telemetry::dropped(crate::DropReason::Incomplete);
+                return Next::Close;
+            }
+        };
+        if let Some(start) = head.exchange {
+            offer_exchange(
+                start,
+                request_copy.finish(),
+                response.status,
+                response.headers,
+                response_copy.finish(),
+                inner.sink.as_ref(),
+            );
+        }
+        next
+    }
+
+    /// Sends the request head and body to the control and reads the response head, on a
+    /// kept-alive connection when one is idle. A request without a body that is safe to repeat
+    /// is sent again on a fresh connection when a reused one turns out closed.
+    async fn send_request(
+        &self,
+        client: &mut Peer,
+        head: &RequestHead,
+        forward: &[u8],
+        request_copy: &mut BodyCopy,
+        back: &mut Vec<u8>,
+    ) -> Result<(Peer, ResponseHead), SendError> {
+        loop {
+            let (mut control, reused) = match self.relay_upstream.take_idle() {
+                Some(peer) => (peer, true),
+                None => (
+                    self.relay_upstream
+                        .connect()
+                        .await
+                        .map_err(SendError::Control)?,
+                    false,
+                ),
+            };
+            let mut pending = Vec::from(forward);
+            let sent = relay_body(
+                client,
+                &mut control.stream,
+                &mut pending,
+                head.framing,
+                request_copy,
+            )
+            .await;
+            let retry = reused && head.framing == Framing::Empty && head.idempotent;
+            match sent {
+                Ok(()) => {}
+                Err(RelayError::Sink(_)) if retry => continue,
+                Err(RelayError::Sink(error)) => return Err(SendError::Control(error)),
+                Err(RelayError::Source(error)) => {
+                    tracing::debug!(%error, "Client went away during its request body.");
+                    return Err(SendError::Client);
+                }
+                Err(RelayError::Chunk(error)) => {
+                    return Err(SendError::ClientBody(chunk_error_text(&error)))
+                }
+            }
+            match read_response_head(&mut control, head.is_head, head.exchange.is_some(), back)
+                .await
+            {
+                Ok(response) => return Ok((control, response)),
+                Err(ResponseError::ClosedBeforeAnswer) if retry => continue,
+                Err(error) => return Err(SendError::Control(error.into_io())),
+            }
+        }
+    }
+
+    /// Hands the connection, with the bytes read so far, to the hyper path.
+    async fn fall_back(self, client: Peer, stop: watch::Receiver<bool>) {
+        let io = Rewind {
+            prefix: client.buf.freeze(),
+            inner: client.stream,
+        };
+        crate::server::serve_hyper_connection(io, self, stop).await;
+    }
+}
+
+enum Next {
+    Continue,
+    Close,
+}
+
+#[derive(Debug)]
+enum SendError {
+    /// The client went away while its request body was being relayed.
+    Client,
+    /// The client's chunked body was malformed.
+    ClientBody(&'static str),
+    Control(io::Error),
+}
+
+fn chunk_error_text(error: &ChunkError) -> &'static str {
+    match error {
+        ChunkError::Size => "invalid chunk size",
+        ChunkError::LineTooLong => "chunk extension too long",
+        ChunkError::MissingCrlf => "chunk data not followed by CRLF",
+        ChunkError::TrailersTooLong => "trailer section too long",
+    }
+}
+
+/// The sampler's view of a head, built only when a sampler is configured.
+#[allow(clippy::type_complexity)]
+fn http_head(
+    method: &str,
+    path: &str,
+    headers: &[httparse::Header<'_>],
+) -> Result<(http::Method, http::Uri, http::HeaderMap), HeadError> {
+    let bad = |_| HeadError::Malformed("malformed request head");
+    let method = http::Method::from_bytes(method.as_bytes()).map_err(bad)?;
+    let uri = http::Uri::try_from(path).map_err(|_| HeadError::Malformed("malformed path"))?;
+    let mut map = http::HeaderMap::with_capacity(headers.len());
+    for h in headers {
+        let name = http::HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HeadError::Malformed("malformed header name"))?;
+        let value = http::HeaderValue::from_bytes(h.value)
+            .map_err(|_| HeadError::Malformed("malformed header value"))?;
+        map.append(name, value);
+    }
+    Ok((method, uri, map))
+}
+
+/// One end of a relay: a connection and the bytes read from it and not yet used.
+struct Peer {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Peer {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::with_capacity(READ_ROOM),
+        }
+    }
+
+    async fn read(&mut self) -> io::Result<usize> {
+        self.buf.reserve(READ_ROOM);
+        self.stream.read_buf(&mut self.buf).await
+    }
+
+    /// Answers a request that cannot be relayed, and closes.
+    async fn refuse(&mut self, status: u16, why: &str) {
+        tracing::debug!(status, why, "Refused a request.");
+        let reason = if status == 431 {
+            "Request Header Fields Too Large"
+        } else {
+            "Bad Request"
+        };
+        let answer = format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{why}",
+            why.len()
+        );
+        let _ = self.stream.write_all(answer.as_bytes()).await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// Answers with the tap's own error when the control failed. The connection goes on only
+    /// when the request was read whole (the next request starts where it ended).
+    async fn answer_error(&mut self, status: u16, message: &str, head: &RequestHead) -> Next {
+        let reason = if status == 504 {
+            "Gateway Timeout"
+        } else {
+            "Bad Gateway"
+        };
+        let answer = format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{message}",
+            message.len()
+        );
+        if self.stream.write_all(answer.as_bytes()).await.is_err() {
+            return Next::Close;
+        }
+        // The body may be partly unread; only an empty one leaves the connection in step.
+        if head.framing == Framing::Empty {
+            Next::Continue
+        } else {
+            Next::Close
+        }
+    }
+}
+
+/// The response head as the client gets it, and what it says about both connections.
+struct ResponseHead {
+    status: u16,
+    framing: Framing,
+    control_keeps_alive: bool,
+    client_must_close: bool,
+    headers: Headers,
+}
+
+#[derive(Debug)]
+enum ResponseError {
+    /// Closed without a byte of answer: a kept-alive connection the control had closed.
+    ClosedBeforeAnswer,
+    Io(io::Error),
+    Malformed(&'static str),
+}
+
+impl ResponseError {
+    fn into_io(self) -> io::Error {
+        match self {
+            Self::ClosedBeforeAnswer => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "control closed the connection without answering",
+            ),
+            Self::Io(error) => error,
+            Self::Malformed(why) => io::Error::new(io::ErrorKind::InvalidData, why),
+        }
+    }
+}
+
+/// Reads the control's response head (skipping interim 1xx answers) and writes the head the
+/// client gets into `back`.
+async fn read_response_head(
+    control: &mut Peer,
+    request_is_head: bool,
+    copying: bool,
+    back: &mut Vec<u8>,
+) -> Result<ResponseHead, ResponseError> {
+    let mut answered = false;
+    loop {
+        if !control.buf.is_empty() {
+            answered = true;
+            match parse_response(&control.buf, request_is_head, copying, back)? {
+                Some((head_len, Some(head))) => {
+                    control.buf.advance(head_len);
+                    return Ok(head);
+                }
+                // An interim answer (100 Continue, 103 Early Hints): the real one follows.
+                Some((head_len, None)) => {
+                    control.buf.advance(head_len);
+                    continue;
+                }
+                None if control.buf.len() >= MAX_HEAD_BYTES => {
+                    return Err(ResponseError::Malformed("response head too large"));
+                }
+                None => {}
+            }
+        }
+        match control.read().await {
+            Ok(0) if !answered => return Err(ResponseError::ClosedBeforeAnswer),
+            Ok(0) => {
+                return Err(ResponseError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "control closed the connection mid-head",
+                )))
+            }
+            Ok(_) => {}
+            Err(error)
+                if !answered
+                    && matches!(
+                        error.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                    ) =>
+            {
+                return Err(ResponseError::ClosedBeforeAnswer)
+            }
+            Err(error) => return Err(ResponseError::Io(error)),
+        }
+    }
+}
+
+/// `Ok(None)`: incomplete. `Ok(Some((len, None)))`: an interim 1xx head of `len` bytes.
+fn parse_response(
+    input: &[u8],
+    request_is_head: bool,
+    copying: bool,
+    back: &mut Vec<u8>,
+) -> Result<Option<(usize, Option<ResponseHead>)>, ResponseError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut slots);
+    let head_len = match response.parse(input) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(ResponseError::Malformed("malformed response head")),
+    };
+    let (Some(version), Some(status)) = (response.version, response.code) else {
+        return Err(ResponseError::Malformed("malformed status line"));
+    };
+    if status == 101 {
+        return Err(ResponseError::Malformed(
+            "101 Switching Protocols to a request without Upgrade",
+        ));
+    }
+    if (100..200).contains(&status) {
+        return Ok(Some((head_len, None)));
+    }
+    let headers = &*response.headers;
+    let fields = scan_fields(headers).map_err(ResponseError::Malformed)?;
+    let framing = if request_is_head || status == 204 || status == 304 {
+        Framing::Empty
+    } else if fields.transfer_encoding {
+        if !fields.chunked {
+            return Err(ResponseError::Malformed(
+                "response transfer coding other than chunked",
+            ));
+        }
+        Framing::Chunked
+    } else {
+        match fields.content_length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        }
+    };
+    let control_keeps_alive =
+        framing != Framing::UntilClose && !fields.close && (version == 1 || fields.keep_alive);
+    let client_must_close = framing == Framing::UntilClose;
+
+    back.clear();
+    back.extend_from_slice(b"HTTP/1.1 ");
+    back.extend_from_slice(status.to_string().as_bytes());
+    back.push(b' ');
+    back.extend_from_slice(response.reason.unwrap_or("").as_bytes());
+    back.extend_from_slice(b"\r\n");
+    for header in headers {
+        if !skip_field(header.name, &fields) {
+            push_field(back, header.name.as_bytes(), header.value);
+        }
+    }
+    if framing == Framing::Chunked {
+        back.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if client_must_close {
+        back.extend_from_slice(b"connection: close\r\n");
+    }
+    back.extend_from_slice(b"\r\n");
+
+    let headers = if copying {
+        captured_fields(headers, |name| !skip_field(name, &fields))
+    } else {
+        Headers::new()
+    };
+    Ok(Some((
+        head_len,
+        Some(ResponseHead {
+            status,
+            framing,
+            control_keeps_alive,
+            client_must_close,
+            headers,
+        }),
+    )))
+}
+
+#[derive(Debug)]
+enum RelayError {
+    /// Reading from the sending side failed, or it closed before the body ended.
+    Source(io::Error),
+    /// Writing to the receiving side failed.
+    Sink(io::Error),
+    Chunk(ChunkError),
+}
+
+/// Relays one body from `source` to `sink`, after the head already in `pending`, and copies
+/// its data into `copy`. Small bodies go out in the same write as their head.
+async fn relay_body(
+    source: &mut Peer,
+    sink: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    framing: Framing,
+    copy: &mut BodyCopy,
+) -> Result<(), RelayError> {
+    let mut left = match framing {
+        Framing::Length(n) => n,
+        _ => 0,
+    };
+    let mut decoder = ChunkedDecoder::default();
+    loop {
+        let (take, done) = match framing {
+            Framing::Empty => (0, true),
+            Framing::Length(_) => {
+                let take = left.min(source.buf.len() as u64) as usize;
+                copy.push(&source.buf[..take]);
+                left -= take as u64;
+                (take, left == 0)
+            }
+            Framing::Chunked => {
+                let take = decoder
+                    .feed(&source.buf, &mut |data| copy.push(data))
+                    .map_err(RelayError::Chunk)?;
+                (take, decoder.is_done())
+            }
+            Framing::UntilClose => {
+                let take = source.buf.len();
+                copy.push(&source.buf[..take]);
+                (take, false)
+            }
+        };
+        if pending.len() + take <= COALESCE {
+            pending.extend_from_slice(&source.buf[..take]);
+        } else {
+            flush(sink, pending).await?;
+            sink.write_all(&source.buf[..take])
+                .await
+                .map_err(RelayError::Sink)?;
+        }
+        source.buf.advance(take);
+        // Whatever is gathered goes out before waiting for more, so the other side never
+        // waits on the relay.
+        flush(sink, pending).await?;
+        if done {
+            copy.complete = true;
+            return Ok(());
+        }
+        match source.read().await {
+            Ok(0) if framing == Framing::UntilClose => {
+                copy.complete = true;
+                return Ok(());
+            }
+            Ok(0) => {
+                return Err(RelayError::Source(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed before the body ended",
+                )))
+            }
+            Ok(_) => {}
+            Err(error) => return Err(RelayError::Source(error)),
+        }
+    }
+}
+
+async fn flush(sink: &mut TcpStream, pending: &mut Vec<u8>) -> Result<(), RelayError> {
+    if !pending.is_empty() {
+        sink.write_all(pending).await.map_err(RelayError::Sink)?;
+        pending.clear();
+    }
+    Ok(())
+}
+
+/// The bounded copy of a body, made while relaying it.
+struct BodyCopy {
+    bytes: Vec<u8>,
+    limit: usize,
+    seen: u64,
+    complete: bool,
+}
+
+impl BodyCopy {
+    fn new(limit: usize) -> Self {
+        Self {
+            bytes: Vec::new(),
+            limit,
+            seen: 0,
+            complete: false,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.seen += data.len() as u64;
+        let room = self.limit - self.bytes.len();
+        if room > 0 {
+            self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+
+    fn finish(self) -> Captured {
+        Captured {
+            bytes: Bytes::from(self.bytes),
+            full_len: self.seen,
+            complete: self.complete,
+        }
+    }
+}
+
+/// A serving thread's kept-alive connections to the control.
+pub(crate) struct RelayUpstream {
+    address: String,
+    idle: Mutex<Vec<(Peer, Instant)>>,
+}
+
+impl RelayUpstream {
+    pub(crate) fn new(address: String) -> Self {
+        Self {
+            address,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The most recently used connection that is still open.
+    fn take_idle(&self) -> Option<Peer> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some((peer, since)) = idle.pop() {
+            if since.elapsed() < IDLE_TIMEOUT && still_open(&peer.stream) {
+                return Some(peer);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, peer: Peer) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() >= MAX_IDLE {
+                idle.remove(0);
+            }
+            idle.push((peer, Instant::now()));
+        }
+    }
+
+    async fn connect(&self) -> io::Result<Peer> {
+        let stream = TcpStream::connect(self.address.as_str())
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("connect to {}: {e}", self.address)))?;
+        stream.set_nodelay(true)?;
+        Ok(Peer::new(stream))
+    }
+}
+
+/// An idle connection is readable only when the control closed it (or sent bytes nobody asked
+/// for); either way it cannot be reused. Costs no system call while nothing arrived.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// A stream that first yields bytes already read from it.
+struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(raw: &[(&'static str, &'static [u8])]) -> Result<Fields<'static>, &'static str> {
+        let headers: Vec<httparse::Header<'static>> = raw
+            .iter()
+            .map(|(name, value)| httparse::Header { name, value })
+            .collect();
+        let headers: &'static [httparse::Header<'static>] = Box::leak(headers.into_boxed_slice());
+        scan_fields(headers)
+    }
+
+    #[test]
+    fn framing_fields_are_read_strictly() {
+        let f = fields(&[("Transfer-Encoding", b"gzip, chunked")]).unwrap();
+        assert!(f.transfer_encoding && f.chunked);
+        let f = fields(&[("transfer-encoding", b"chunked, gzip")]).unwrap();
+        assert!(f.transfer_encoding && !f.chunked);
+        assert_eq!(
+            fields(&[("content-length", b"12")]).unwrap().content_length,
+            Some(12)
+        );
+        assert!(fields(&[("content-length", b"1x")]).is_err());
+        assert!(fields(&[("content-length", b"")]).is_err());
+        assert!(fields(&[("content-length", b"-1")]).is_err());
+        assert!(fields(&[("content-length", b"5"), ("Content-Length", b"6")]).is_err());
+        assert!(fields(&[("content-length", b"5"), ("Content-Length", b"5")]).is_ok());
+        let f = fields(&[("Connection", b"close, X-Secret")]).unwrap();
+        assert!(f.close);
+        assert!(skip_field("x-secret", &f) && skip_field("Keep-Alive", &f));
+        assert!(!skip_field("content-type", &f));
+    }
+
+    #[test]
+    fn a_response_head_is_rewritten_for_the_client() {
+        let mut back = Vec::new();
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n5\r\n";
+        let (len, head) = parse_response(raw, false, true, &mut back)
+            .unwrap()
+            .unwrap();
+        let head = head.unwrap();
+        assert_eq!(len, raw.len() - 3);
+        assert_eq!(head.framing, Framing::Chunked);
+        assert!(head.control_keeps_alive && !head.client_must_close);
+        assert_eq!(
+            String::from_utf8(back).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        assert_eq!(
+            head.headers,
+            vec![("content-type".to_string(), "text/plain".to_string())]
+        );
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let mut back = Vec::new();
+        let framing = |raw: &[u8], is_head: bool| {
+            let mut back = Vec::new();
+            parse_response(raw, is_head, false, &mut back)
+                .unwrap()
+                .unwrap()
+                .1
+                .unwrap()
+        };
+        let close = framing(b"HTTP/1.1 200 OK\r\n\r\n", false);
+        assert_eq!(close.framing, Framing::UntilClose);
+        assert!(close.client_must_close && !close.control_keeps_alive);
+        assert_eq!(
+            framing(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", true).framing,
+            Framing::Empty
+        );
+        assert_eq!(
+            framing(
+                b"HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n",
+                false
+            )
+            .framing,
+            Framing::Empty
+        );
+        let old = framing(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n", false);
+        assert_eq!(old.framing, Framing::Length(2));
+        assert!(!old.control_keeps_alive);
+        // Interim answers are skipped, an upgrade nobody asked for is refused.
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 100 Continue\r\n\r\n", false, false, &mut back),
+            Ok(Some((25, None)))
+        ));
+        assert!(
+            parse_response(b"HTTP/1.1 101 Switching\r\n\r\n", false, false, &mut back).is_err()
+        );
+        assert!(parse_response(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+            false,
+            false,
+            &mut back
+        )
+        .is_err());
+    }
+}
