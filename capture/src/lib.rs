@@ -86,6 +86,8 @@ pub struct TeeProxy {
     upstream: Arc<Upstream<UpstreamBody>>,
     /// The HTTP/1.1 relay's connections to the control.
     relay_upstream: Arc<relay::RelayUpstream>,
+    /// Looked up again by [`TeeProxy::for_thread`], when the recorder is surely installed.
+    metrics: Arc<telemetry::TapMetrics>,
 }
 
 struct Inner {
@@ -121,11 +123,15 @@ impl Inner {
         uri: &str,
         request_headers: shadowdiff_model::Headers,
     ) -> ExchangeStart {
+        let captured_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         ExchangeStart {
-            id: uuid::Uuid::now_v7(),
-            captured_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            // A UUIDv7 from the clock read above and 74 random bits: `now_v7` reads the clock
+            // again and keeps a shared monotonic counter, which the id does not need.
+            id: uuid::Builder::from_unix_timestamp_millis(captured_at_ms, &rand::random())
+                .into_uuid(),
+            captured_at_ms,
             method: method.to_string(),
             uri: uri.to_string(),
             request_headers,
@@ -155,6 +161,7 @@ impl TeeProxy {
         Ok(Self {
             upstream: Arc::new(Upstream::new(&authority)),
             relay_upstream: Arc::new(relay::RelayUpstream::new(control_address(&authority))),
+            metrics: Arc::new(telemetry::TapMetrics::new()),
             inner: Arc::new(Inner {
                 config,
                 authority,
@@ -175,6 +182,7 @@ impl TeeProxy {
             relay_upstream: Arc::new(relay::RelayUpstream::new(control_address(
                 &self.inner.authority,
             ))),
+            metrics: Arc::new(telemetry::TapMetrics::new()),
         }
     }
 
@@ -266,7 +274,7 @@ impl TeeProxy {
             match tokio::time::timeout(inner.config.control_timeout, sent).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(error)) => {
-                    telemetry::control_error();
+                    self.metrics.control_error();
                     tracing::warn!(exchange_id = exchange_id(), %error, "Control request failed.");
                     return Ok(error_response(
                         StatusCode::BAD_GATEWAY,
@@ -274,7 +282,7 @@ impl TeeProxy {
                     ));
                 }
                 Err(_) => {
-                    telemetry::control_error();
+                    self.metrics.control_error();
                     tracing::warn!(
                         exchange_id = exchange_id(),
                         "Control did not answer in time."
@@ -295,13 +303,21 @@ impl TeeProxy {
             .unwrap_or_default();
         let sink = inner.sink.clone();
         let upstream = self.upstream.clone();
+        let metrics = self.metrics.clone();
         let tee = TeeBody::new(body, body_limit, move |captured| {
             // Read to the end: the connection is free for the next request.
             if captured.complete {
                 upstream.give_back(connection);
             }
             if let Some(pending) = pending {
-                finish_exchange(pending, status, response_headers, captured, sink.as_ref());
+                finish_exchange(
+                    pending,
+                    status,
+                    response_headers,
+                    captured,
+                    sink.as_ref(),
+                    &metrics,
+                );
             }
         });
         Ok(Response::from_parts(parts, Either::Left(tee)))
@@ -359,9 +375,10 @@ fn finish_exchange(
     headers: shadowdiff_model::Headers,
     response: Captured,
     sink: &dyn ExchangeSink,
+    metrics: &telemetry::TapMetrics,
 ) {
     if !response.complete {
-        telemetry::dropped(DropReason::Incomplete);
+        metrics.dropped(DropReason::Incomplete);
         return;
     }
     // The request body's tee is usually gone by now: move the strings instead of copying them.
@@ -380,7 +397,15 @@ fn finish_exchange(
     };
     // No request body seen: the control answered before reading the whole request body.
     let request_body = request_body.unwrap_or_default();
-    offer_exchange(start, request_body, status, headers, response, sink);
+    offer_exchange(
+        start,
+        request_body,
+        status,
+        headers,
+        response,
+        sink,
+        metrics,
+    );
 }
 
 /// Builds the exchange from its parts and offers it to the sink, counting the outcome.
@@ -391,6 +416,7 @@ fn offer_exchange(
     headers: shadowdiff_model::Headers,
     response: Captured,
     sink: &dyn ExchangeSink,
+    metrics: &telemetry::TapMetrics,
 ) {
     let latency_us = start.sent_at.elapsed().as_micros() as u64;
     let id = start.id;
@@ -415,14 +441,14 @@ fn offer_exchange(
         redactions: Vec::new(),
         sample_rate: start.sample_rate,
     };
-    telemetry::control_latency(latency_us);
+    metrics.control_latency(latency_us);
     match sink.offer(exchange) {
-        Ok(()) => telemetry::captured(),
-        Err(OfferError::Full) => telemetry::dropped(DropReason::QueueFull),
-        Err(OfferError::Closed) => telemetry::dropped(DropReason::Closed),
+        Ok(()) => metrics.captured(),
+        Err(OfferError::Full) => metrics.dropped(DropReason::QueueFull),
+        Err(OfferError::Closed) => metrics.dropped(DropReason::Closed),
         Err(OfferError::Rejected(why)) => {
             tracing::debug!(exchange_id = %id, why, "Sink rejected an exchange.");
-            telemetry::dropped(DropReason::Rejected)
+            metrics.dropped(DropReason::Rejected)
         }
     }
 }

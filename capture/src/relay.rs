@@ -13,7 +13,7 @@
 
 use crate::chunked::{ChunkError, ChunkedDecoder};
 use crate::tee::Captured;
-use crate::{offer_exchange, telemetry, ExchangeStart, TeeProxy};
+use crate::{offer_exchange, ExchangeStart, TeeProxy};
 use bytes::{Buf, Bytes, BytesMut};
 use shadowdiff_model::{is_hop_by_hop, Headers};
 use std::io;
@@ -125,9 +125,16 @@ fn scan_fields<'a>(headers: &[httparse::Header<'a>]) -> Result<Fields<'a>, &'sta
     Ok(fields)
 }
 
-/// Not forwarded: hop-by-hop fields, those `Connection` names, and framing the relay re-adds.
+/// Not forwarded: hop-by-hop fields and those `Connection` names. (A relayed chunked body keeps
+/// its sender's `Transfer-Encoding` fields; see [`is_transfer_encoding`].)
 fn skip_field(name: &str, fields: &Fields<'_>) -> bool {
     is_hop_by_hop(name) || fields.named.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// The body is relayed as it came, so its transfer codings (`gzip, chunked`) are the sender's
+/// own and are forwarded verbatim.
+fn is_transfer_encoding(name: &str) -> bool {
+    name.eq_ignore_ascii_case("transfer-encoding")
 }
 
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -162,6 +169,10 @@ impl TeeProxy {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut slots);
         let head_len = match request.parse(input) {
+            // A head can arrive whole in one read past the limit the partial check enforces.
+            Ok(httparse::Status::Complete(n)) if n > MAX_HEAD_BYTES => {
+                return Err(HeadError::TooLarge)
+            }
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
@@ -209,7 +220,8 @@ impl TeeProxy {
         let preserve_host = inner.config.preserve_host;
         for header in headers {
             let name = header.name;
-            if skip_field(name, &fields)
+            let relayed_coding = framing == Framing::Chunked && is_transfer_encoding(name);
+            if (skip_field(name, &fields) && !relayed_coding)
                 || (!preserve_host && name.eq_ignore_ascii_case("host"))
                 // Answered here with 100 Continue; the control gets the body straight away.
                 || (fields.expect_continue && name.eq_ignore_ascii_case("expect"))
@@ -220,9 +232,6 @@ impl TeeProxy {
         }
         if !preserve_host || !fields.has_host {
             push_field(forward, b"host", inner.host_header.as_bytes());
-        }
-        if framing == Framing::Chunked {
-            forward.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
         forward.extend_from_slice(b"\r\n");
 
@@ -246,6 +255,8 @@ impl TeeProxy {
         let mut client = Peer::new(stream);
         let mut forward = Vec::with_capacity(1024);
         let mut back = Vec::with_capacity(1024);
+        // One timer per connection, re-armed per request: cheaper than a new one each time.
+        let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
         loop {
             let head = loop {
                 if !client.buf.is_empty() {
@@ -257,7 +268,7 @@ impl TeeProxy {
                         Ok(None) => {}
                         Err(HeadError::Fallback) => return self.fall_back(client, stop).await,
                         Err(HeadError::TooLarge) => {
-                            return client.refuse(431, "too many header fields").await;
+                            return client.refuse(431, "request head too large").await;
                         }
                         Err(HeadError::Malformed(why)) => return client.refuse(400, why).await,
                     }
@@ -280,7 +291,7 @@ impl TeeProxy {
             client.buf.advance(head.head_len);
             let keep_alive = head.keep_alive;
             match self
-                .relay_exchange(&mut client, head, &forward, &mut back)
+                .relay_exchange(&mut client, head, &forward, &mut back, timer.as_mut())
                 .await
             {
                 Next::Continue if keep_alive => {}
@@ -297,11 +308,12 @@ impl TeeProxy {
         head: RequestHead,
         forward: &[u8],
         back: &mut Vec<u8>,
+        mut timer: Pin<&mut tokio::time::Sleep>,
     ) -> Next {
         let inner = &self.inner;
         let copying = head.exchange.is_some();
         let limit = if copying { inner.config.body_limit } else { 0 };
-        let mut request_copy = BodyCopy::new(limit);
+        let mut request_copy = BodyCopy::new(limit, head.framing);
         // The client waits for this before sending its body; the control never sees Expect.
         let wants_continue =
             head.expect_continue && head.framing != Framing::Empty && client.buf.is_empty();
@@ -315,11 +327,14 @@ impl TeeProxy {
             return Next::Close;
         }
 
-        let sent = tokio::time::timeout(
-            inner.config.control_timeout,
-            self.send_request(client, &head, forward, &mut request_copy, back),
-        )
-        .await;
+        timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + inner.config.control_timeout);
+        let sent = tokio::select! {
+            biased;
+            sent = self.send_request(client, &head, forward, &mut request_copy, back) => Ok(sent),
+            _ = timer.as_mut() => Err(()),
+        };
         let (mut control, response) = match sent {
             Ok(Ok(sent)) => sent,
             Ok(Err(SendError::Client)) => return Next::Close,
@@ -328,18 +343,18 @@ impl TeeProxy {
                 return Next::Close;
             }
             Ok(Err(SendError::Control(error))) => {
-                telemetry::control_error();
+                self.metrics.control_error();
                 tracing::warn!(%error, "Control request failed.");
                 return client.answer_error(502, "control unreachable", &head).await;
             }
             Err(_) => {
-                telemetry::control_error();
+                self.metrics.control_error();
                 tracing::warn!("Control did not answer in time.");
                 return client.answer_error(504, "control timed out", &head).await;
             }
         };
 
-        let mut response_copy = BodyCopy::new(limit);
+        let mut response_copy = BodyCopy::new(limit, response.framing);
         let relayed = relay_body(
             &mut control,
             &mut client.stream,
@@ -363,7 +378,7 @@ impl TeeProxy {
                 // The control failed mid-body (the client sees a cut response) or the client
                 // went away; either way the connection cannot carry another exchange.
                 tracing::debug!(?error, "Response body relay ended early.");
-                telemetry::dropped(crate::DropReason::Incomplete);
+                self.metrics.dropped(crate::DropReason::Incomplete);
                 return Next::Close;
             }
         };
@@ -375,6 +390,7 @@ impl TeeProxy {
                 response.headers,
                 response_copy.finish(),
                 inner.sink.as_ref(),
+                &self.metrics,
             );
         }
         next
@@ -638,6 +654,9 @@ fn parse_response(
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut slots);
     let head_len = match response.parse(input) {
+        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD_BYTES => {
+            return Err(ResponseError::Malformed("response head too large"))
+        }
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(ResponseError::Malformed("malformed response head")),
@@ -681,13 +700,17 @@ fn parse_response(
     back.push(b' ');
     back.extend_from_slice(response.reason.unwrap_or("").as_bytes());
     back.extend_from_slice(b"\r\n");
+    // Transfer-Encoding overrides Content-Length, which an intermediary must then remove
+    // (RFC 9112 §6.3).
+    let forwarded = |name: &str| {
+        let overridden = framing == Framing::Chunked && name.eq_ignore_ascii_case("content-length");
+        !(overridden || skip_field(name, &fields))
+    };
     for header in headers {
-        if !skip_field(header.name, &fields) {
+        let relayed_coding = framing == Framing::Chunked && is_transfer_encoding(header.name);
+        if forwarded(header.name) || relayed_coding {
             push_field(back, header.name.as_bytes(), header.value);
         }
-    }
-    if framing == Framing::Chunked {
-        back.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     if client_must_close {
         back.extend_from_slice(b"connection: close\r\n");
@@ -695,7 +718,7 @@ fn parse_response(
     back.extend_from_slice(b"\r\n");
 
     let headers = if copying {
-        captured_fields(headers, |name| !skip_field(name, &fields))
+        captured_fields(headers, forwarded)
     } else {
         Headers::new()
     };
@@ -805,9 +828,15 @@ struct BodyCopy {
 }
 
 impl BodyCopy {
-    fn new(limit: usize) -> Self {
+    /// Room for the whole copy up front when the length is known: growing a vector while a
+    /// body arrives in pieces copies it again each time.
+    fn new(limit: usize, framing: Framing) -> Self {
+        let expected = match framing {
+            Framing::Length(n) => n.min(limit as u64) as usize,
+            _ => 0,
+        };
         Self {
-            bytes: Vec::new(),
+            bytes: Vec::with_capacity(expected),
             limit,
             seen: 0,
             complete: false,
@@ -980,7 +1009,7 @@ mod tests {
         assert!(head.control_keeps_alive && !head.client_must_close);
         assert_eq!(
             String::from_utf8(back).unwrap(),
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
         );
         assert_eq!(
             head.headers,
