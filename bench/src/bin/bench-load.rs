@@ -3,7 +3,8 @@
 //! client down (no coordinated omission). Bounded in count and time; loopback targets only.
 //!
 //! `bench-load --rate 2000 --secs 10 --max-in-flight 256 http://127.0.0.1:PORT/path`
-//! prints `p50_ms p99_ms p999_ms success_rate sent`.
+//! prints `p50_ms p99_ms p999_ms success_rate sent`. `--worst N` also prints to stderr when in
+//! the run each of the N slowest requests was due, to tell a one-off stall from a periodic one.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -43,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .pool_max_idle_per_host(max_in_flight)
         .build_http::<Empty<Bytes>>();
     let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<f64>>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(f64, Option<f64>)>();
     let start = Instant::now() + Duration::from_millis(100);
     for i in 0..total {
         let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
@@ -60,16 +61,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 _ => false,
             };
             let latency_ms = due.elapsed().as_secs_f64() * 1000.0;
-            let _ = tx.send(ok.then_some(latency_ms));
+            let due_s = i as f64 / rate as f64;
+            let _ = tx.send((due_s, ok.then_some(latency_ms)));
         });
     }
     drop(tx);
     let mut latencies = Vec::with_capacity(total as usize);
     let mut failed = 0u64;
-    while let Some(r) = rx.recv().await {
+    let mut by_due: Vec<(f64, f64)> = Vec::new();
+    while let Some((due_s, r)) = rx.recv().await {
         match r {
-            Some(ms) => latencies.push(ms),
+            Some(ms) => {
+                latencies.push(ms);
+                by_due.push((ms, due_s));
+            }
             None => failed += 1,
+        }
+    }
+    let worst = arg(&args, "--worst", 0) as usize;
+    if worst > 0 {
+        by_due.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (ms, due_s) in by_due.iter().take(worst) {
+            eprintln!("slow: due at {due_s:.3} s, {ms:.2} ms");
         }
     }
     latencies.sort_by(|a, b| a.total_cmp(b));
