@@ -18,12 +18,13 @@ fn arg(args: &[String], name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// Latency (ms) at quantile `q` of `(latency_ms, due_s)` pairs sorted by latency.
+fn percentile(sorted: &[(f64, f64)], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+    sorted[rank - 1].0
 }
 
 #[tokio::main]
@@ -66,26 +67,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     drop(tx);
-    let mut latencies = Vec::with_capacity(total as usize);
+    // (latency_ms, due_s) of each request that succeeded.
+    let mut latencies: Vec<(f64, f64)> = Vec::with_capacity(total as usize);
     let mut failed = 0u64;
-    let mut by_due: Vec<(f64, f64)> = Vec::new();
     while let Some((due_s, r)) = rx.recv().await {
         match r {
-            Some(ms) => {
-                latencies.push(ms);
-                by_due.push((ms, due_s));
-            }
+            Some(ms) => latencies.push((ms, due_s)),
             None => failed += 1,
         }
     }
+    latencies.sort_by(|a, b| a.0.total_cmp(&b.0));
     let worst = arg(&args, "--worst", 0) as usize;
-    if worst > 0 {
-        by_due.sort_by(|a, b| b.0.total_cmp(&a.0));
-        for (ms, due_s) in by_due.iter().take(worst) {
-            eprintln!("slow: due at {due_s:.3} s, {ms:.2} ms");
-        }
+    for (ms, due_s) in latencies.iter().rev().take(worst) {
+        eprintln!("slow: due at {due_s:.3} s, {ms:.2} ms");
     }
-    latencies.sort_by(|a, b| a.total_cmp(b));
     println!(
         "{:.3} {:.3} {:.3} {:.4} {}",
         percentile(&latencies, 0.50),
