@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .pool_max_idle_per_host(max_in_flight)
         .build_http::<Empty<Bytes>>();
     let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(f64, Option<f64>)>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Option<f64>, f64)>();
     let start = Instant::now() + Duration::from_millis(100);
     for i in 0..total {
         let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
@@ -62,15 +62,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 _ => false,
             };
             let latency_ms = due.elapsed().as_secs_f64() * 1000.0;
-            let due_s = i as f64 / rate as f64;
-            let _ = tx.send((due_s, ok.then_some(latency_ms)));
+            let _ = tx.send((ok.then_some(latency_ms), i as f64 / rate as f64));
         });
     }
     drop(tx);
     // (latency_ms, due_s) of each request that succeeded.
     let mut latencies: Vec<(f64, f64)> = Vec::with_capacity(total as usize);
     let mut failed = 0u64;
-    while let Some((due_s, r)) = rx.recv().await {
+    while let Some((r, due_s)) = rx.recv().await {
         match r {
             Some(ms) => latencies.push((ms, due_s)),
             None => failed += 1,
