@@ -81,6 +81,44 @@ start_tap() {
     start_shadowdiff run "$name" --candidate "v2=$candidate" --data "$WORK/data-$name" "$@"
 }
 
+# start_nginx WORKERS UPSTREAM_ADDR: Debian's nginx as a plain keep-alive reverse proxy in front
+# of UPSTREAM_ADDR (the peer the tap is measured against); sets NGINX_PORT and NGINX_PID.
+start_nginx() {
+    local workers="$1" upstream="$2"
+    command -v nginx >/dev/null || { echo "nginx is missing: apt-get install -y nginx-light" >&2; exit 2; }
+    NGINX_PORT="$(free_port)"
+    mkdir -p "$WORK/nginx"
+    cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes $workers;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    upstream control { server $upstream; keepalive 256; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://control;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering on;
+        }
+    }
+}
+CONF
+    nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>>"$WORK/nginx/error.log" &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+    wait_for_port "$NGINX_PORT"
+}
+
 stop_tap() {
     kill "$TAP_PID" 2>/dev/null || true
     for _ in $(seq 300); do kill -0 "$TAP_PID" 2>/dev/null || return 0; sleep 0.1; done

@@ -29,37 +29,7 @@ build
 bench_server control
 bench_server candidate --variant candidate
 
-NGINX_PORT="$(free_port)"
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes $NGINX_WORKERS;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    upstream control { server $ADDR_control; keepalive 256; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / {
-            proxy_pass http://control;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering on;
-        }
-    }
-}
-CONF
-nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>>"$WORK/nginx/error.log" &
-NGINX_PID=$!
-PIDS+=("$NGINX_PID")
-wait_for_port "$NGINX_PORT"
+start_nginx "$NGINX_WORKERS" "$ADDR_control"
 nginx_pids() { echo "$NGINX_PID" $(cat "/proc/$NGINX_PID/task/"*/children 2>/dev/null); }
 
 # The same tap with sampling at 0%: the proxy path alone, nothing copied (apples to apples with nginx).

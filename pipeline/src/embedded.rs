@@ -3,7 +3,8 @@
 use crate::admin::{start_admin, ReadyCheck};
 use crate::config::Settings;
 use crate::stages::{
-    exchange_bytes, run_replay_stage, until_true, DiffWorkers, PipelineStats, Tap,
+    exchange_bytes, run_replay_stage, spawn_on_own_thread, until_true, DiffWorkers, PipelineStats,
+    Tap,
 };
 use shadowdiff_capture::redact::RedactingSink;
 use shadowdiff_capture::{ExchangeSink, OfferError};
@@ -131,14 +132,18 @@ impl EmbeddedPipeline {
         )
         .map_err(PipelineError::Thread)?;
         let close_queue = Arc::new(Notify::new());
-        let replay = tokio::spawn(run_replay_stage(
-            exchange_rx,
-            close_queue.clone(),
-            replayer,
-            settings.replay_concurrency,
-            results_tx,
-            stats.clone(),
-        ));
+        let replay = spawn_on_own_thread(
+            "shadowdiff-replay",
+            run_replay_stage(
+                exchange_rx,
+                close_queue.clone(),
+                replayer,
+                settings.replay_concurrency,
+                results_tx,
+                stats.clone(),
+            ),
+        )
+        .map_err(PipelineError::Thread)?;
         let grace = settings.shutdown_grace;
         let threads = settings.tap_threads;
         let serve = tokio::spawn(async move {

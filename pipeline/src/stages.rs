@@ -2,7 +2,7 @@
 //! distributed commands wire the same runners to Kafka and ClickHouse.
 
 use crate::telemetry;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use shadowdiff_differ::Differ;
 use shadowdiff_model::{DiffRecord, Exchange, Outcome, ReplayResult, TargetRole};
 use shadowdiff_replayer::Replayer;
@@ -93,6 +93,65 @@ pub async fn send_async<T>(tx: &Sender<T>, mut item: T) -> Result<(), T> {
     }
 }
 
+/// How often a busy stage looks at its input queue, instead of being woken for every item.
+///
+/// A consumer blocked in `recv` must be woken by the producer: a futex or eventfd system call
+/// on the producer's thread (the tap's serving threads, for the capture queue), a context switch
+/// and, for crossbeam, a few `sched_yield`s before it parks again. At a steady 5,000 exchanges/s
+/// that was one wake-up per item in every stage, which cost more CPU than the work itself
+/// (docs/performance.md, section 8). Looking every millisecond while items keep coming lets
+/// each wake-up take a batch, and costs the producer nothing.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// Empty looks in a row before a stage parks (waits to be woken by the next item).
+const IDLE_POLLS: u32 = 5;
+
+/// The receiving end of a crossbeam queue that polls while busy and parks when idle.
+pub struct PolledReceiver<T> {
+    rx: Receiver<T>,
+    empty_polls: u32,
+}
+
+impl<T> PolledReceiver<T> {
+    pub fn new(rx: Receiver<T>) -> Self {
+        Self { rx, empty_polls: 0 }
+    }
+
+    /// The next item; `None` once every sender is gone and the queue is empty.
+    pub fn recv(&mut self) -> Option<T> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(item) => {
+                    self.empty_polls = 0;
+                    return Some(item);
+                }
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) if self.empty_polls < IDLE_POLLS => {
+                    self.empty_polls += 1;
+                    std::thread::sleep(POLL_INTERVAL);
+                }
+                Err(TryRecvError::Empty) => {
+                    // Idle: park until a sender wakes us; the items after it are polled again.
+                    self.empty_polls = 0;
+                    return self.rx.recv().ok();
+                }
+            }
+        }
+    }
+
+    /// An item already queued, without waiting.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.rx.try_recv()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
 /// Replays exchanges from `rx` with at most `concurrency` in flight and hands the results on.
 /// After `close` is notified, drains what is queued, waits for in-flight work, and returns.
 pub async fn run_replay_stage(
@@ -106,38 +165,91 @@ pub async fn run_replay_stage(
     let permits = Arc::new(Semaphore::new(concurrency));
     let capture_depth = telemetry::queue_depth("capture");
     let mut closing = false;
+    let mut empty_polls = 0u32;
     loop {
-        tokio::select! {
-            biased;
-            _ = close.notified(), if !closing => {
-                // Later offers fail as `closed`; what is queued is still delivered.
-                rx.close();
-                closing = true;
+        // While exchanges keep coming, look at the queue every POLL_INTERVAL: a receiver that
+        // waits in `recv` makes every `try_send` on a serving thread wake this runtime.
+        let exchange = match rx.try_recv() {
+            Ok(exchange) => {
+                empty_polls = 0;
+                exchange
             }
-            next = rx.recv() => {
-                let Some(exchange) = next else { break };
-                let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                let (replayer, results, stats) = (replayer.clone(), results.clone(), stats.clone());
-                capture_depth.set(rx.len() as f64);
-                // Debug level: an info span per exchange cost 2-3% of the process's CPU (the fmt
-                // layer formats its fields eagerly); with RUST_LOG=debug lines still carry the id.
-                let span = tracing::debug_span!("exchange", id = %exchange.id);
-                tokio::spawn(tracing::Instrument::instrument(async move {
-                    let result = replayer.replay(exchange).await;
-                    // The tap counted the exchange; count what the targets answered too.
-                    stats.inflight_bytes.fetch_add(outcome_bytes(&result), Ordering::Relaxed);
-                    let counter = if result.blocked.is_some() { &stats.blocked } else { &stats.replayed };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    if send_async(&results, result).await.is_err() {
-                        tracing::error!("Differ stage is gone; a replay result was lost.");
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                let idle = empty_polls >= IDLE_POLLS;
+                empty_polls = if idle { 0 } else { empty_polls + 1 };
+                tokio::select! {
+                    biased;
+                    _ = close.notified(), if !closing => {
+                        // Later offers fail as `closed`; what is queued is still delivered.
+                        rx.close();
+                        closing = true;
+                        continue;
                     }
-                    drop(permit);
-                }, span));
+                    _ = tokio::time::sleep(POLL_INTERVAL), if !idle => continue,
+                    next = rx.recv(), if idle => match next {
+                        Some(exchange) => exchange,
+                        None => break,
+                    },
+                }
             }
-        }
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let (replayer, results, stats) = (replayer.clone(), results.clone(), stats.clone());
+        capture_depth.set(rx.len() as f64);
+        // Debug level: an info span per exchange cost 2-3% of the process's CPU (the fmt
+        // layer formats its fields eagerly); with RUST_LOG=debug lines still carry the id.
+        let span = tracing::debug_span!("exchange", id = %exchange.id);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let result = replayer.replay(exchange).await;
+                // The tap counted the exchange; count what the targets answered too.
+                stats
+                    .inflight_bytes
+                    .fetch_add(outcome_bytes(&result), Ordering::Relaxed);
+                let counter = if result.blocked.is_some() {
+                    &stats.blocked
+                } else {
+                    &stats.replayed
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                if send_async(&results, result).await.is_err() {
+                    tracing::error!("Differ stage is gone; a replay result was lost.");
+                }
+                drop(permit);
+            },
+            span,
+        ));
     }
     // Every permit back means every spawned replay has handed its result on.
     let _ = permits.acquire_many(concurrency as u32).await;
+}
+
+/// Runs `task` on a thread of its own with a single-threaded runtime, like the tap's serving
+/// threads: everything the task spawns, and every connection it opens, stays on that thread, so
+/// handing work from one task to the next never wakes another worker (on a multi-threaded
+/// runtime each replay woke a sibling worker through an eventfd write or a futex). The receiver
+/// resolves with the task's output, or fails if the thread could not finish it.
+pub fn spawn_on_own_thread<F>(
+    name: &str,
+    task: F,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<F::Output>>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done, output) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let _ = done.send(runtime.block_on(task));
+        })?;
+    Ok(output)
 }
 
 /// Starts `workers` differ threads. They end when every sender of `results` is dropped.
@@ -162,7 +274,8 @@ pub fn spawn_differ_pool(
                 .stack_size(16 * 1024 * 1024)
                 .spawn(move || {
                     let results_depth = telemetry::queue_depth("results");
-                    for result in results.iter() {
+                    let mut results = PolledReceiver::new(results);
+                    while let Some(result) = results.recv() {
                         let _span =
                             tracing::debug_span!("exchange", id = %result.exchange.id).entered();
                         let started = Instant::now();
@@ -217,28 +330,30 @@ pub fn spawn_writer(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     const BATCH: usize = 1024;
     const LINGER: Duration = Duration::from_millis(100);
+    const WRITER_POLL: Duration = Duration::from_millis(10);
     std::thread::Builder::new()
         .name("shadowdiff-writer".to_string())
         .spawn(move || {
             let mut batch: Vec<DiffRecord> = Vec::with_capacity(BATCH);
             let records_depth = telemetry::queue_depth("records");
-            let mut open = true;
-            while open {
-                match records.recv_timeout(LINGER) {
-                    Ok(more) => {
-                        records_depth.set(records.len() as f64);
-                        batch.extend(more);
-                        if batch.len() < BATCH {
-                            continue;
-                        }
+            let mut records = PolledReceiver::new(records);
+            // A batch starts with the first record after a write and is written when it is
+            // full, LINGER after it started, or when the differs are gone. In between the
+            // writer sleeps instead of being woken for every record.
+            while let Some(first) = records.recv() {
+                batch.extend(first);
+                let started = Instant::now();
+                let mut open = true;
+                while open && batch.len() < BATCH && started.elapsed() < LINGER {
+                    match records.try_recv() {
+                        Ok(more) => batch.extend(more),
+                        Err(TryRecvError::Empty) => std::thread::sleep(WRITER_POLL),
+                        Err(TryRecvError::Disconnected) => open = false,
                     }
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => open = false,
                 }
-                if !batch.is_empty() {
-                    write_with_retry(sink.as_mut(), &batch, &stats);
-                    batch.clear();
-                }
+                records_depth.set(records.len() as f64);
+                write_with_retry(sink.as_mut(), &batch, &stats);
+                batch.clear();
             }
         })
 }
@@ -364,5 +479,109 @@ impl Tap {
                 serve_on_threads(listener, threads, move || receiver.clone(), shutdown, grace).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowdiff_model::SCHEMA_VERSION;
+    use shadowdiff_store::StoreError;
+    use std::sync::Mutex;
+
+    #[test]
+    fn polled_receiver_yields_every_item_in_order_then_none_when_senders_are_gone() {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let sender = std::thread::spawn(move || {
+            for i in 0..200u32 {
+                tx.send(i).unwrap();
+                if i % 50 == 0 {
+                    // Long enough for the receiver to stop polling and park.
+                    std::thread::sleep(POLL_INTERVAL * (IDLE_POLLS + 5));
+                }
+            }
+        });
+        let mut rx = PolledReceiver::new(rx);
+        let got: Vec<u32> = std::iter::from_fn(|| rx.recv()).collect();
+        sender.join().unwrap();
+        assert_eq!(got, (0..200).collect::<Vec<_>>());
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    }
+
+    #[test]
+    fn a_parked_polled_receiver_wakes_for_the_next_item() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (got_tx, got_rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let mut rx = PolledReceiver::new(rx);
+            while let Some(item) = rx.recv() {
+                let _ = got_tx.send((item, Instant::now()));
+            }
+        });
+        // Idle well past the polling window: the receiver is parked in `recv` now.
+        std::thread::sleep(Duration::from_millis(100));
+        let sent = Instant::now();
+        tx.send(7u8).unwrap();
+        let (item, at) = got_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(item, 7);
+        assert!(at.duration_since(sent) < Duration::from_secs(1));
+    }
+
+    struct SharedSink(Arc<Mutex<Vec<usize>>>);
+
+    impl RecordSink for SharedSink {
+        fn write_batch(&mut self, records: &[DiffRecord]) -> Result<(), StoreError> {
+            self.0.lock().unwrap().push(records.len());
+            Ok(())
+        }
+    }
+
+    fn record(i: usize) -> DiffRecord {
+        DiffRecord {
+            schema_version: SCHEMA_VERSION,
+            exchange_id: format!("x{i}"),
+            captured_at_ms: 0,
+            experiment: "e".into(),
+            method: "GET".into(),
+            route: "/".into(),
+            target: "v2".into(),
+            role: TargetRole::Candidate,
+            outcome: Outcome::Match,
+            control_status: Some(200),
+            target_status: Some(200),
+            control_latency_us: None,
+            target_latency_us: None,
+            differences: Vec::new(),
+            noise: Vec::new(),
+            fingerprint: 0,
+            detail: None,
+            notes: Vec::new(),
+            side_effects: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_writer_writes_a_partial_batch_within_its_linger_and_everything_on_close() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let stats = Arc::new(PipelineStats::default());
+        let (tx, rx) = crossbeam_channel::bounded(64);
+        let writer =
+            spawn_writer(Box::new(SharedSink(batches.clone())), rx, stats.clone()).unwrap();
+        tx.send(vec![record(0), record(1), record(2)]).unwrap();
+        // Senders still alive: the three records must not wait for a full batch.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while batches.lock().unwrap().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![3]);
+        for i in 0..2000 {
+            tx.send(vec![record(i)]).unwrap();
+        }
+        drop(tx);
+        writer.join().unwrap();
+        let batches = batches.lock().unwrap();
+        assert_eq!(batches.iter().sum::<usize>(), 2003);
+        assert!(batches.iter().all(|&n| n <= 1024), "{batches:?}");
+        assert_eq!(PipelineStats::get(&stats.records_written), 2003);
     }
 }
