@@ -3,8 +3,10 @@
 # saturation does not hide the tap's own cost) against the control directly, through Debian's
 # nginx as a plain reverse proxy (the peer), and through the full tap (every request captured,
 # replayed to a candidate, diffed and stored in the same process). Prints p50/p99/p99.9 per rate
-# and round, each proxy's p99 minus direct p99 (goal for the tap: within 1 ms), and per rate the
-# median and worst of those over the rounds.
+# and round, each proxy's p99 minus direct p99 (goal for the tap: within 1 ms), the CPU each
+# proxy spent per request (all nginx processes; the whole shadowdiff process, replay, diff and
+# store included; on a shared machine this is steadier than latency), and per rate the median and
+# worst p99 difference over the rounds.
 #
 #   bench/p99.sh [--rates "500 2000 5000"] [--secs N] [--conns N] [--rounds N] [--worst N]
 #
@@ -45,20 +47,23 @@ latency() {
 }
 
 declare -A OVER   # "rate target" → p99 minus direct p99 of each round, space-separated
-printf "%-6s %-8s %-7s %9s %9s %9s %8s %12s\n" round rate target p50_ms p99_ms p99.9_ms success "p99-direct"
+nginx_pids() { echo "$NGINX_PID" $(cat "/proc/$NGINX_PID/task/"*/children 2>/dev/null); }
+printf "%-6s %-8s %-7s %9s %9s %9s %8s %12s %12s\n" round rate target p50_ms p99_ms p99.9_ms success "p99-direct" "cpu_us/req"
 for round in $(seq "$ROUNDS"); do
     for rate in $RATES; do
         read -r d50 d99 d999 dok _ < <(latency "direct $rate/s" "$rate" "http://$ADDR_control/statuses/0")
         printf "%-6s %-8s %-7s %9s %9s %9s %8s\n" "$round" "$rate/s" direct "$d50" "$d99" "$d999" "$dok"
         for target in nginx tap; do
             case "$target" in
-                nginx) port="$NGINX_PORT" ;;
-                tap) port="$TAP_PORT" ;;
+                nginx) port="$NGINX_PORT"; read -ra procs <<<"$(nginx_pids)" ;;
+                tap) port="$TAP_PORT"; procs=("$TAP_PID") ;;
             esac
-            read -r p50 p99 p999 ok _ < <(latency "$target $rate/s" "$rate" "http://127.0.0.1:$port/statuses/0")
+            cpu_before="$(cpu_ms "${procs[@]}")"
+            read -r p50 p99 p999 ok sent < <(latency "$target $rate/s" "$rate" "http://127.0.0.1:$port/statuses/0")
+            cpu="$(awk -v ms="$(( $(cpu_ms "${procs[@]}") - cpu_before ))" -v n="$sent" 'BEGIN { printf "%.1f", ms * 1000 / n }')"
             over="$(minus "$p99" "$d99")"
             OVER["$rate $target"]+="$over "
-            printf "%-6s %-8s %-7s %9s %9s %9s %8s %12s\n" "$round" "$rate/s" "$target" "$p50" "$p99" "$p999" "$ok" "$over ms"
+            printf "%-6s %-8s %-7s %9s %9s %9s %8s %12s %12s\n" "$round" "$rate/s" "$target" "$p50" "$p99" "$p999" "$ok" "$over ms" "$cpu"
         done
     done
 done

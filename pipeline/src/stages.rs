@@ -99,21 +99,33 @@ pub async fn send_async<T>(tx: &Sender<T>, mut item: T) -> Result<(), T> {
 /// on the producer's thread (the tap's serving threads, for the capture queue), a context switch
 /// and, for crossbeam, a few `sched_yield`s before it parks again. At a steady 5,000 exchanges/s
 /// that was one wake-up per item in every stage, which cost more CPU than the work itself
-/// (docs/performance.md, section 8). Looking every millisecond while items keep coming lets
-/// each wake-up take a batch, and costs the producer nothing.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// (docs/performance.md, section 8). Looking every few milliseconds while items keep coming
+/// lets each wake-up take a batch, and costs the producer nothing. A stage sleeps only when its
+/// queue is empty, so the interval bounds how long an item waits, not how many are taken.
+///
+/// The replay stage looks every 2 ms (the candidate sees a request at most that much later).
+pub const REPLAY_POLL: Duration = Duration::from_millis(2);
+/// Differ threads look every 5 ms: nothing waits on a diff, and the results queue holds far
+/// more than 5 ms of replays.
+pub const DIFF_POLL: Duration = Duration::from_millis(5);
 /// Empty looks in a row before a stage parks (waits to be woken by the next item).
 const IDLE_POLLS: u32 = 5;
 
 /// The receiving end of a crossbeam queue that polls while busy and parks when idle.
 pub struct PolledReceiver<T> {
     rx: Receiver<T>,
+    interval: Duration,
     empty_polls: u32,
 }
 
 impl<T> PolledReceiver<T> {
-    pub fn new(rx: Receiver<T>) -> Self {
-        Self { rx, empty_polls: 0 }
+    /// Looks at `rx` every `interval` while items keep coming.
+    pub fn new(rx: Receiver<T>, interval: Duration) -> Self {
+        Self {
+            rx,
+            interval,
+            empty_polls: 0,
+        }
     }
 
     /// The next item; `None` once every sender is gone and the queue is empty.
@@ -127,7 +139,7 @@ impl<T> PolledReceiver<T> {
                 Err(TryRecvError::Disconnected) => return None,
                 Err(TryRecvError::Empty) if self.empty_polls < IDLE_POLLS => {
                     self.empty_polls += 1;
-                    std::thread::sleep(POLL_INTERVAL);
+                    std::thread::sleep(self.interval);
                 }
                 Err(TryRecvError::Empty) => {
                     // Idle: park until a sender wakes us; the items after it are polled again.
@@ -167,7 +179,7 @@ pub async fn run_replay_stage(
     let mut closing = false;
     let mut empty_polls = 0u32;
     loop {
-        // While exchanges keep coming, look at the queue every POLL_INTERVAL: a receiver that
+        // While exchanges keep coming, look at the queue every REPLAY_POLL: a receiver that
         // waits in `recv` makes every `try_send` on a serving thread wake this runtime.
         let exchange = match rx.try_recv() {
             Ok(exchange) => {
@@ -186,7 +198,7 @@ pub async fn run_replay_stage(
                         closing = true;
                         continue;
                     }
-                    _ = tokio::time::sleep(POLL_INTERVAL), if !idle => continue,
+                    _ = tokio::time::sleep(REPLAY_POLL), if !idle => continue,
                     next = rx.recv(), if idle => match next {
                         Some(exchange) => exchange,
                         None => break,
@@ -274,7 +286,7 @@ pub fn spawn_differ_pool(
                 .stack_size(16 * 1024 * 1024)
                 .spawn(move || {
                     let results_depth = telemetry::queue_depth("results");
-                    let mut results = PolledReceiver::new(results);
+                    let mut results = PolledReceiver::new(results, DIFF_POLL);
                     while let Some(result) = results.recv() {
                         let _span =
                             tracing::debug_span!("exchange", id = %result.exchange.id).entered();
@@ -336,7 +348,7 @@ pub fn spawn_writer(
         .spawn(move || {
             let mut batch: Vec<DiffRecord> = Vec::with_capacity(BATCH);
             let records_depth = telemetry::queue_depth("records");
-            let mut records = PolledReceiver::new(records);
+            let mut records = PolledReceiver::new(records, WRITER_POLL);
             // A batch starts with the first record after a write and is written when it is
             // full, LINGER after it started, or when the differs are gone. In between the
             // writer sleeps instead of being woken for every record.
@@ -497,11 +509,11 @@ mod tests {
                 tx.send(i).unwrap();
                 if i % 50 == 0 {
                     // Long enough for the receiver to stop polling and park.
-                    std::thread::sleep(POLL_INTERVAL * (IDLE_POLLS + 5));
+                    std::thread::sleep(Duration::from_millis(IDLE_POLLS as u64 + 5));
                 }
             }
         });
-        let mut rx = PolledReceiver::new(rx);
+        let mut rx = PolledReceiver::new(rx, Duration::from_millis(1));
         let got: Vec<u32> = std::iter::from_fn(|| rx.recv()).collect();
         sender.join().unwrap();
         assert_eq!(got, (0..200).collect::<Vec<_>>());
@@ -513,7 +525,7 @@ mod tests {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let (got_tx, got_rx) = crossbeam_channel::bounded(1);
         std::thread::spawn(move || {
-            let mut rx = PolledReceiver::new(rx);
+            let mut rx = PolledReceiver::new(rx, Duration::from_millis(1));
             while let Some(item) = rx.recv() {
                 let _ = got_tx.send((item, Instant::now()));
             }
