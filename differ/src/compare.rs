@@ -2,9 +2,11 @@
 
 use crate::decode::{body_format, decode_content, form_to_json, BodyFormat};
 use crate::json::{diff_json_into, Collector};
+use crate::node::{Arena, Node};
 use crate::rules::Rules;
 use crate::text::diff_text;
 use shadowdiff_model::{DiffKind, Difference, Headers, HttpResponse};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 /// The result of comparing a control response with another response.
@@ -83,25 +85,30 @@ fn diff_bodies(
     }
     let format = body_format(&control.headers, a);
     match format {
-        BodyFormat::Json => match (parse_json(a), parse_json(b)) {
-            (Ok(x), Ok(y)) => diff_json_into(&x, &y, "body", c),
-            (x, y) => {
-                let which = match (x.is_err(), y.is_err()) {
-                    (true, true) => "control and candidate bodies",
-                    (true, false) => "control body",
-                    _ => "candidate body",
-                };
-                notes.push(format!(
-                    "{which} declared as JSON but not valid JSON; compared as text"
-                ));
-                text_or_binary(a, b, c);
-            }
-        },
+        BodyFormat::Json => {
+            with_arena(
+                |arena| match (Node::parse(a, arena), Node::parse(b, arena)) {
+                    (Ok(x), Ok(y)) => diff_json_into(&x, &y, "body", c),
+                    (x, y) => {
+                        let which = match (x.is_err(), y.is_err()) {
+                            (true, true) => "control and candidate bodies",
+                            (true, false) => "control body",
+                            _ => "candidate body",
+                        };
+                        notes.push(format!(
+                            "{which} declared as JSON but not valid JSON; compared as text"
+                        ));
+                        text_or_binary(a, b, c);
+                    }
+                },
+            )
+        }
         BodyFormat::Form => {
             let (x, y) = (form_to_json(a), form_to_json(b));
+            let arena = Arena::new();
             diff_json_into(
-                &crate::node::Node::from_value(&x),
-                &crate::node::Node::from_value(&y),
+                &Node::from_value(&x, &arena),
+                &Node::from_value(&y, &arena),
                 "body",
                 c,
             )
@@ -110,8 +117,28 @@ fn diff_bodies(
     }
 }
 
-fn parse_json(bytes: &[u8]) -> Result<crate::node::Node<'_>, serde_json::Error> {
-    crate::node::Node::parse(bytes)
+/// An arena above this size after a diff is dropped instead of kept for the next one, so a
+/// rare huge body does not stay allocated on every differ thread.
+const ARENA_KEEP_BYTES: usize = 4 << 20;
+
+thread_local! {
+    /// Each differ thread parses bodies into one arena, reset between pairs.
+    static ARENA: RefCell<Arena> = RefCell::new(Arena::new());
+}
+
+/// Runs `f` with an empty arena: the thread's own, or a fresh one if that is in use.
+fn with_arena<R>(f: impl FnOnce(&Arena) -> R) -> R {
+    ARENA.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut arena) => {
+            arena.reset();
+            let out = f(&arena);
+            if arena.allocated_bytes() > ARENA_KEEP_BYTES {
+                *arena = Arena::new();
+            }
+            out
+        }
+        Err(_) => f(&Arena::new()),
+    })
 }
 
 fn text_or_binary(a: &[u8], b: &[u8], c: &mut Collector) {

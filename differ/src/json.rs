@@ -1,6 +1,6 @@
 //! Structural JSON diff with typed differences at dotted paths.
 
-use crate::node::{Node, Num};
+use crate::node::{Arena, Node, Num};
 use crate::rules::{ArrayMode, Rules};
 use serde_json::Value;
 use shadowdiff_model::{collapse_indexes, DiffKind, Difference};
@@ -58,9 +58,10 @@ impl<'r> Collector<'r> {
 /// Differences between two JSON values, with paths rooted at `root` (e.g. `body`).
 pub fn diff_json(control: &Value, candidate: &Value, rules: &Rules, root: &str) -> Vec<Difference> {
     let mut c = Collector::new(rules);
+    let arena = Arena::new();
     diff_json_into(
-        &Node::from_value(control),
-        &Node::from_value(candidate),
+        &Node::from_value(control, &arena),
+        &Node::from_value(candidate, &arena),
         root,
         &mut c,
     );
@@ -77,7 +78,7 @@ pub(crate) fn diff_json_into<'t>(
     diff_value(control, candidate, &mut path, 0, c);
 }
 
-type Entries<'n, 'a> = &'n [(Cow<'a, str>, Node<'a>)];
+type Entries<'n, 'a> = &'n [(&'a str, Node<'a>)];
 
 fn diff_value<'t>(
     a: &'t Node<'_>,
@@ -166,7 +167,7 @@ fn diff_objects<'t>(
     while i < a.len() {
         let (key, av) = (&a[i].0, &a[i].1);
         let order = match b.get(j) {
-            Some((kb, _)) => key.as_ref().cmp(kb.as_ref()),
+            Some((kb, _)) => key.cmp(kb),
             None => Ordering::Less,
         };
         match order {
@@ -546,7 +547,7 @@ fn strings_equal(x: &str, y: &str, path: &PathStack<'_>, rules: &Rules) -> bool 
 /// A hash of a value that is equal for equal values (`1` and `1.0` included) and independent of
 /// object key order.
 pub fn hash_value(v: &Value) -> u64 {
-    hash_node(&Node::from_value(v))
+    hash_node(&Node::from_value(v, &Arena::new()))
 }
 
 /// `hash_value` for the borrowed tree.
@@ -607,7 +608,7 @@ impl Fnv {
 
 /// A short rendering of a value for reports.
 pub fn excerpt(v: &Value) -> String {
-    excerpt_node(&Node::from_value(v))
+    excerpt_node(&Node::from_value(v, &Arena::new()))
 }
 
 pub(crate) fn excerpt_node(v: &Node) -> String {

@@ -29,7 +29,7 @@ pub use detect::{is_random_token, is_timestamp, volatile_reason};
 pub use engine::Differ;
 pub use glob::PathGlob;
 pub use json::{diff_json, excerpt, hash_value};
-pub use node::{Node, Num};
+pub use node::{Arena, Node, Num};
 pub use rules::{
     ArrayMode, ArrayRuleConfig, EndpointRulesConfig, Rules, RulesConfig, RulesError, ScrubConfig,
     Tolerance, DEFAULT_VOLATILE_HEADERS,

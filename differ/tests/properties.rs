@@ -12,7 +12,8 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use shadowdiff_differ::{
-    compare_responses, diff_json, ArrayRuleConfig, Node, Rules, RulesConfig, ScrubConfig, Tolerance,
+    compare_responses, diff_json, Arena, ArrayRuleConfig, Node, Rules, RulesConfig, ScrubConfig,
+    Tolerance,
 };
 use shadowdiff_model::{
     collapse_indexes, infer_route, Body, DiffKind, Difference, HttpResponse, RouteInferrer,
@@ -326,9 +327,10 @@ proptest! {
     #[test]
     fn node_parse_accepts_exactly_what_serde_json_accepts_on_bytes(bytes in arb_jsonish_bytes()) {
         let serde = serde_json::from_slice::<Value>(&bytes);
-        let node = Node::parse(&bytes);
+        let arena = Arena::new();
+        let node = Node::parse(&bytes, &arena);
         match (&serde, &node) {
-            (Ok(v), Ok(n)) => prop_assert_eq!(&Node::from_value(v), n),
+            (Ok(v), Ok(n)) => prop_assert_eq!(&Node::from_value(v, &arena), n),
             (Err(_), Err(_)) => {}
             _ => prop_assert!(false, "serde_json {:?} but Node {:?} on {:?}",
                 serde.as_ref().map(|_| ()), node.as_ref().map(|_| ()), String::from_utf8_lossy(&bytes)),
@@ -341,7 +343,7 @@ proptest! {
     ) {
         prop_assert_eq!(
             serde_json::from_slice::<Value>(&bytes).is_ok(),
-            Node::parse(&bytes).is_ok(),
+            Node::parse(&bytes, &Arena::new()).is_ok(),
             "{:?}", bytes
         );
     }
@@ -350,11 +352,12 @@ proptest! {
     fn node_parse_equals_node_from_value_on_json_text(v in arb_json(), pretty in any::<bool>()) {
         let text = if pretty { serde_json::to_vec_pretty(&v).unwrap() } else { serde_json::to_vec(&v).unwrap() };
         let reparsed: Value = serde_json::from_slice(&text).unwrap();
-        let node = Node::parse(&text).unwrap();
-        prop_assert_eq!(&Node::from_value(&reparsed), &node);
+        let arena = Arena::new();
+        let node = Node::parse(&text, &arena).unwrap();
+        prop_assert_eq!(&Node::from_value(&reparsed, &arena), &node);
         // Integers and strings survive the text exactly; floats up to serde_json's parser.
         if !text.contains(&b'.') && !text.contains(&b'e') && !text.contains(&b'E') {
-            prop_assert_eq!(&Node::from_value(&v), &node);
+            prop_assert_eq!(&Node::from_value(&v, &arena), &node);
         }
     }
 }

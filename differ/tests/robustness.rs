@@ -8,7 +8,7 @@
 //! while a quadratic regression (minutes) still fails.
 
 use shadowdiff_differ::{
-    compare_responses, decode_content, Comparison, DecodeError, Node, Rules, RulesConfig,
+    compare_responses, decode_content, Arena, Comparison, DecodeError, Node, Rules, RulesConfig,
 };
 use shadowdiff_model::{Body, DiffKind, HttpResponse};
 use std::io::Write;
@@ -67,7 +67,8 @@ fn hundred_thousand_levels_of_nesting_fall_back_to_text() {
     let json = "application/json";
 
     // Over serde_json's recursion limit (128): not JSON to the differ, compared as text.
-    assert!(within("parse", || Node::parse(a.as_bytes())).is_err());
+    assert!(within("parse", || Node::parse(a.as_bytes(), &Arena::new())
+        .is_err()));
     let c = compare(
         "deep",
         &resp(json, a.clone()),
@@ -110,8 +111,8 @@ fn nesting_at_the_parser_limit_is_structural_and_beyond_it_is_text() {
         |depth: usize, leaf: &str| format!("{}{leaf}{}", "[".repeat(depth), "]".repeat(depth));
     let json = "application/json";
     // serde_json accepts 127 nested arrays and refuses 128.
-    assert!(Node::parse(nested(127, "1").as_bytes()).is_ok());
-    assert!(Node::parse(nested(128, "1").as_bytes()).is_err());
+    assert!(Node::parse(nested(127, "1").as_bytes(), &Arena::new()).is_ok());
+    assert!(Node::parse(nested(128, "1").as_bytes(), &Arena::new()).is_err());
 
     let c = compare(
         "127 deep",
@@ -298,7 +299,7 @@ fn nan_infinity_and_out_of_range_numbers_are_not_json() {
         ("{\"x\":Infinity}", "{\"x\":-Infinity}"),
         ("{\"x\":1e400}", "{\"x\":1}"),
     ] {
-        assert!(Node::parse(a.as_bytes()).is_err(), "{a}");
+        assert!(Node::parse(a.as_bytes(), &Arena::new()).is_err(), "{a}");
         let c = compare(
             "nan",
             &resp("application/json", a),

@@ -2,14 +2,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shadowdiff_differ::Node;
+use shadowdiff_differ::{Arena, Node};
 
 fuzz_target!(|data: &[u8]| {
     let serde = serde_json::from_slice::<serde_json::Value>(data);
-    let node = Node::parse(data);
+    let arena = Arena::new();
+    let node = Node::parse(data, &arena);
     match (&serde, &node) {
         (Ok(v), Ok(n)) => assert_eq!(
-            &Node::from_value(v),
+            &Node::from_value(v, &arena),
             n,
             "{:?}",
             String::from_utf8_lossy(data)
