@@ -40,10 +40,10 @@ run_wrk pipeline "http://127.0.0.1:$TAP_PORT/" -s "$(dirname "$0")/rotate.lua" &
 WRK_PID=$!
 sleep "$WARMUP"
 w0="$(now)"; rows0="$(metric shadowdiff_store_rows_total)"; cmp0="$(metric shadowdiff_diff_compared_total)"
-cap0="$(metric shadowdiff_capture_exchanges_total)"
+cap0="$(metric shadowdiff_capture_exchanges_total)"; cpu0="$(cpu_ms "$TAP_PID")"
 sleep $((WRK_SECS - WARMUP - 1))
 w1="$(now)"; rows1="$(metric shadowdiff_store_rows_total)"; cmp1="$(metric shadowdiff_diff_compared_total)"
-cap1="$(metric shadowdiff_capture_exchanges_total)"
+cap1="$(metric shadowdiff_capture_exchanges_total)"; cpu1="$(cpu_ms "$TAP_PID")"
 wait "$WRK_PID" || true
 RPS="$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/wrk-pipeline.txt")"
 # Drain: wait (bounded, 60 s) until every captured exchange is compared and stored.
@@ -62,6 +62,8 @@ printf 'steady window          %10.1f s (after %s s warm-up)\n' "$win" "$WARMUP"
 printf '  captured             %10.0f exchanges/s\n' "$(awk -v d=$((cap1 - cap0)) -v w="$win" 'BEGIN{print d/w}')"
 printf '  diffed (compared)    %10.0f exchanges/s   (goal >= 10000)\n' "$(awk -v d=$((cmp1 - cmp0)) -v w="$win" 'BEGIN{print d/w}')"
 printf '  stored rows          %10.0f rows/s\n' "$(awk -v d=$((rows1 - rows0)) -v w="$win" 'BEGIN{print d/w}')"
+printf '  shadowdiff cpu       %10.1f us per exchange diffed (whole process)\n' \
+    "$(awk -v ms=$((cpu1 - cpu0)) -v d=$((cmp1 - cmp0)) 'BEGIN{ if (d > 0) print ms * 1000 / d; else print 0 }')"
 printf 'end to end: %s captured, %s dropped, %s compared, %s rows stored in %.1f s = %.0f exchanges/s\n' \
     "$captured" "$dropped" "$compared" "$rows" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" \
     "$(awk -v r="$rows" -v a="$t0" -v b="$t1" 'BEGIN{print r/(b-a)}')"
