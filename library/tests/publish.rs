@@ -62,8 +62,13 @@ fn record_publisher_drops_and_counts_when_full() {
             .publisher(publisher.clone())
             .run();
     }
-    assert!(publisher.dropped() >= 8, "{}", publisher.dropped());
+    let dropped = publisher.dropped();
+    // Let the sink go before asserting: a failed assertion would otherwise drop the publisher
+    // first, whose drop joins a thread still held in the sink (a hang instead of a failure).
     drop(release_tx);
+    // Accepted at most: the record the sink holds, one more the thread may have taken into the
+    // same batch before the sink blocked, and one waiting in the queue (capacity 1).
+    assert!(dropped >= 7, "{dropped}");
 }
 
 #[test]
