@@ -142,6 +142,10 @@ pub struct RunArgs {
     /// the control, like nginx's workers [default: 0 = one per core].
     #[arg(long = "tap-threads", env = "SHADOWDIFF_TAP_THREADS")]
     pub tap_threads: Option<usize>,
+    /// Replay threads, each with its own event loop, share of the capture queue and connections
+    /// to the targets; raise it on machines with many cores [default: 1; 0 = one per core].
+    #[arg(long = "replay-threads", env = "SHADOWDIFF_REPLAY_THREADS")]
+    pub replay_threads: Option<usize>,
     /// How requests arrive: `tee` proxies to --control (production) and captures its answer;
     /// `mirror` receives requests mirrored by nginx, Envoy or Istio, answers 202 once read, and
     /// asks --control (then a control replica) for the baseline [default: tee].
@@ -178,6 +182,9 @@ impl RunArgs {
         }
         if let Some(v) = self.tap_threads {
             c.capture.threads = v;
+        }
+        if let Some(v) = self.replay_threads {
+            c.replay.threads = v;
         }
         if let Some(v) = self.mode {
             c.capture.mode = v.into();

@@ -114,8 +114,12 @@ pub struct ReplaySection {
     pub secondary: Option<String>,
     /// Time each target has for a complete answer, in milliseconds.
     pub timeout_ms: u64,
-    /// Exchanges replayed at once.
+    /// Exchanges replayed at once (over all replay threads).
     pub concurrency: usize,
+    /// Replay threads, each a single-threaded runtime with its own share of the capture queue
+    /// and its own connections to the targets; 0 = one per core. One replays tens of thousands
+    /// of exchanges a second; raise it on machines with many cores.
+    pub threads: usize,
     pub shadow_header: String,
     pub shadow_header_value: String,
     pub exchange_id_header: String,
@@ -137,6 +141,7 @@ impl Default for ReplaySection {
             secondary: None,
             timeout_ms: 5_000,
             concurrency: 64,
+            threads: 1,
             shadow_header: "x-shadow".to_string(),
             shadow_header_value: "1".to_string(),
             exchange_id_header: "x-shadow-exchange-id".to_string(),
@@ -425,6 +430,8 @@ pub struct Settings {
     pub targets: Vec<Target>,
     pub replay_timeout: Duration,
     pub replay_concurrency: usize,
+    /// Replay threads of the embedded pipeline (0 in the file is resolved to the core count).
+    pub replay_threads: usize,
     pub policy: Policy,
     pub shadow_header: (String, String),
     pub exchange_id_header: String,
@@ -618,6 +625,7 @@ impl Config {
             )?),
             replay_concurrency: positive("replay.concurrency", self.replay.concurrency as u64)?
                 as usize,
+            replay_threads: per_core(at_most("replay.threads", self.replay.threads, 256)?),
             policy,
             shadow_header: (
                 self.replay.shadow_header.clone(),
@@ -867,6 +875,21 @@ mod tests {
         );
 
         assert!(base().validate().is_ok());
+    }
+
+    #[test]
+    fn replay_threads_default_to_one_and_are_bounded() {
+        assert_eq!(base().validate().unwrap().replay_threads, 1);
+        let mut c = base();
+        c.replay.threads = 0;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert_eq!(c.validate().unwrap().replay_threads, cores);
+        c.replay.threads = 300;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.starts_with("replay.threads") && e.contains("at most 256"),
+            "{e}"
+        );
     }
 
     #[test]

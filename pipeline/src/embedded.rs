@@ -12,7 +12,7 @@ use shadowdiff_differ::Differ;
 use shadowdiff_model::Exchange;
 use shadowdiff_store::RecordSink;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -30,11 +30,40 @@ pub enum PipelineError {
 }
 
 /// Counts what the tap offers, so the run summary and tests see drops per pipeline; refuses
-/// exchanges beyond `max_bytes` in flight between the tap and the differ.
+/// exchanges beyond `max_bytes` in flight between the tap and the differ. With several replay
+/// threads, exchanges go to their queues in turn (the next one with room when one is full).
 struct CountingSink {
-    tx: mpsc::Sender<Exchange>,
+    shards: Vec<mpsc::Sender<Exchange>>,
+    next: AtomicUsize,
     stats: Arc<PipelineStats>,
     max_bytes: u64,
+}
+
+impl CountingSink {
+    fn new(shards: Vec<mpsc::Sender<Exchange>>, stats: Arc<PipelineStats>, max_bytes: u64) -> Self {
+        Self {
+            shards,
+            next: AtomicUsize::new(0),
+            stats,
+            max_bytes,
+        }
+    }
+
+    fn offer_to_a_shard(&self, mut exchange: Exchange) -> Result<(), OfferError> {
+        let n = self.shards.len();
+        if n == 1 {
+            return self.shards[0].offer(exchange);
+        }
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            match self.shards[(first + k) % n].try_send(exchange) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(back)) => exchange = back,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(OfferError::Closed),
+            }
+        }
+        Err(OfferError::Full)
+    }
 }
 
 impl ExchangeSink for CountingSink {
@@ -44,7 +73,7 @@ impl ExchangeSink for CountingSink {
         let result = if before.saturating_add(size) > self.max_bytes {
             Err(OfferError::Full)
         } else {
-            self.tx.offer(exchange)
+            self.offer_to_a_shard(exchange)
         };
         if result.is_err() {
             self.stats.inflight_bytes.fetch_sub(size, Ordering::Relaxed);
@@ -101,15 +130,20 @@ impl EmbeddedPipeline {
             None => None,
         };
 
-        let (exchange_tx, exchange_rx) = mpsc::channel::<Exchange>(settings.queue_capacity);
+        // One capture queue per replay thread; together they hold `capture.queue_capacity`.
+        let replay_threads = settings.replay_threads.max(1);
+        let shard_capacity = settings.queue_capacity.div_ceil(replay_threads).max(1);
+        let (exchange_txs, exchange_rxs): (Vec<_>, Vec<_>) = (0..replay_threads)
+            .map(|_| mpsc::channel::<Exchange>(shard_capacity))
+            .unzip();
         // Secrets are redacted before an exchange leaves the tap.
         let tap_sink: Arc<dyn ExchangeSink> = Arc::new(RedactingSink::new(
             Arc::new(settings.redactor.clone()),
-            Arc::new(CountingSink {
-                tx: exchange_tx,
-                stats: stats.clone(),
-                max_bytes: settings.queue_max_bytes,
-            }),
+            Arc::new(CountingSink::new(
+                exchange_txs,
+                stats.clone(),
+                settings.queue_max_bytes,
+            )),
         ));
         let tap =
             Tap::new(&settings, tap_sink).map_err(|e| PipelineError::Config(e.to_string()))?;
@@ -117,10 +151,14 @@ impl EmbeddedPipeline {
         let (sandbox_stop, sandbox_stop_rx) = watch::channel(false);
         let sandbox = crate::offline::start_sandbox(&settings, until_true(sandbox_stop_rx)).await?;
         let sandbox_addr = sandbox.as_ref().map(|s| s.addr);
-        let replayer = Arc::new(crate::offline::build_replayer(
-            &settings,
-            sandbox.as_ref().map(|s| &s.log),
-        )?);
+        // Each replay thread has its own replayer, so its connections to the targets stay on
+        // the thread that opened them.
+        let replayers = (0..replay_threads)
+            .map(|_| {
+                crate::offline::build_replayer(&settings, sandbox.as_ref().map(|s| &s.log))
+                    .map(Arc::new)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let differ = Arc::new(Differ::new(settings.rules.clone(), settings.routes.clone()));
 
         let (results_tx, workers) = DiffWorkers::start(
@@ -131,19 +169,34 @@ impl EmbeddedPipeline {
             stats.clone(),
         )
         .map_err(PipelineError::Thread)?;
-        let close_queue = Arc::new(Notify::new());
-        let replay = spawn_on_own_thread(
-            "shadowdiff-replay",
-            run_replay_stage(
-                exchange_rx,
-                close_queue.clone(),
-                replayer,
-                settings.replay_concurrency,
-                results_tx,
-                stats.clone(),
-            ),
-        )
-        .map_err(PipelineError::Thread)?;
+        let concurrency_each = (settings.replay_concurrency / replay_threads).max(1);
+        let mut close_queues = Vec::with_capacity(replay_threads);
+        let mut replays = Vec::with_capacity(replay_threads);
+        for (i, (rx, replayer)) in exchange_rxs.into_iter().zip(replayers).enumerate() {
+            let close = Arc::new(Notify::new());
+            close_queues.push(close.clone());
+            let name = if replay_threads == 1 {
+                "shadowdiff-replay".to_string()
+            } else {
+                format!("shadowdiff-replay-{i}")
+            };
+            replays.push(
+                spawn_on_own_thread(
+                    &name,
+                    run_replay_stage(
+                        rx,
+                        close,
+                        replayer,
+                        concurrency_each,
+                        results_tx.clone(),
+                        stats.clone(),
+                    ),
+                )
+                .map_err(PipelineError::Thread)?,
+            );
+        }
+        // The differs end when every replay thread has dropped its sender.
+        drop(results_tx);
         let grace = settings.shutdown_grace;
         let threads = settings.tap_threads;
         let serve = tokio::spawn(async move {
@@ -159,8 +212,12 @@ impl EmbeddedPipeline {
         // Drain in data-flow order: tap, queue, replays, differs, writer.
         let done = tokio::spawn(async move {
             let _ = serve.await;
-            close_queue.notify_one();
-            let _ = replay.await;
+            for close in &close_queues {
+                close.notify_one();
+            }
+            for replay in replays {
+                let _ = replay.await;
+            }
             let _ = sandbox_stop.send(true);
             if let Some(s) = sandbox {
                 let _ = s.task.await;
@@ -216,14 +273,43 @@ mod tests {
     }
 
     #[test]
+    fn exchanges_go_to_the_replay_queues_in_turn_and_to_one_with_room() {
+        let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| mpsc::channel(2)).unzip();
+        let stats = Arc::new(PipelineStats::default());
+        let sink = CountingSink::new(txs, stats.clone(), u64::MAX);
+        for _ in 0..3 {
+            assert_eq!(sink.offer(exchange(10)), Ok(()));
+        }
+        // In turn: one each.
+        assert!(rxs.iter().all(|rx| rx.len() == 1));
+        // Queue 0 drained: four more fill every queue.
+        assert!(rxs[0].try_recv().is_ok());
+        for _ in 0..4 {
+            assert_eq!(sink.offer(exchange(10)), Ok(()));
+        }
+        let lens =
+            |rxs: &Vec<mpsc::Receiver<Exchange>>| rxs.iter().map(|rx| rx.len()).collect::<Vec<_>>();
+        assert_eq!(lens(&rxs), vec![2, 2, 2]);
+        // The next turn is queue 1, which is full; the one with room (2) takes it.
+        assert!(rxs[2].try_recv().is_ok());
+        assert_eq!(sink.offer(exchange(10)), Ok(()));
+        assert_eq!(lens(&rxs), vec![2, 2, 2]);
+        // All full: dropped and counted, never blocking.
+        assert_eq!(sink.offer(exchange(10)), Err(OfferError::Full));
+        assert_eq!(PipelineStats::get(&stats.captured), 8);
+        assert_eq!(PipelineStats::get(&stats.dropped_queue_full), 1);
+        // A closed queue is reported as closed.
+        for rx in &mut rxs {
+            rx.close();
+        }
+        assert_eq!(sink.offer(exchange(10)), Err(OfferError::Closed));
+    }
+
+    #[test]
     fn the_byte_bound_drops_and_counts_beyond_queue_max_bytes() {
         let (tx, mut rx) = mpsc::channel(100);
         let stats = Arc::new(PipelineStats::default());
-        let sink = CountingSink {
-            tx,
-            stats: stats.clone(),
-            max_bytes: 10_000,
-        };
+        let sink = CountingSink::new(vec![tx], stats.clone(), 10_000);
         assert_eq!(sink.offer(exchange(4_000)), Ok(()));
         assert_eq!(sink.offer(exchange(4_000)), Ok(()));
         // A third would pass the count bound (100) but not the byte bound.

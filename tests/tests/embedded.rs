@@ -303,12 +303,44 @@ async fn secondary_masks_per_request_noise() {
     assert_eq!(v.verdict, "regression");
 }
 
-/// A word that differs on every call and matches no detector.
+/// A word that differs on every call (never repeats, whatever order the servers are asked in)
+/// and matches no detector.
 fn rand_word() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let words = [
         "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf",
     ];
-    words[(N.fetch_add(1, Ordering::Relaxed) % words.len() as u64) as usize].to_string()
+    let n = N.fetch_add(1, Ordering::Relaxed) as usize;
+    format!(
+        "{}-{}",
+        words[n % words.len()],
+        words[(n / words.len()) % words.len()]
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_replay_threads_replay_and_store_every_exchange_once() {
+    let control = TestServer::start(|s| Reply::json(json!({"path": s.path, "v": 1}))).await;
+    let candidate = TestServer::start(|s| Reply::json(json!({"path": s.path, "v": 2}))).await;
+    let h = start_pipeline(&control.url(), &[("v2", &candidate.url())], |c| {
+        c.replay.threads = 3;
+    })
+    .await;
+    let c = client();
+    for i in 0..60 {
+        send(&c, "GET", &h.url(&format!("/items/{i}")), b"").await;
+    }
+    let (report, stats, _dir) = h.finish().await;
+    use shadowdiff_pipeline::stages::PipelineStats;
+    assert_eq!(PipelineStats::get(&stats.captured), 60);
+    assert_eq!(PipelineStats::get(&stats.replayed), 60);
+    let row = endpoint(&report, "GET", "/items/{id}", "v2");
+    assert_eq!((row.compared, row.mismatched), (60, 60));
+    // Each exchange went to the candidate exactly once, whichever thread replayed it.
+    let mut paths: Vec<String> = candidate.seen().into_iter().map(|s| s.path).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), 60);
+    assert_eq!(candidate.seen().len(), 60);
 }
