@@ -143,7 +143,8 @@ pub struct RunArgs {
     #[arg(long = "tap-threads", env = "SHADOWDIFF_TAP_THREADS")]
     pub tap_threads: Option<usize>,
     /// Replay threads, each with its own event loop, share of the capture queue and connections
-    /// to the targets; raise it on machines with many cores [default: 1; 0 = one per core].
+    /// to the targets; raise it when copies are dropped because replay cannot keep up (one
+    /// costs least at a steady rate) [default: 1; 0 = one per core].
     #[arg(long = "replay-threads", env = "SHADOWDIFF_REPLAY_THREADS")]
     pub replay_threads: Option<usize>,
     /// How requests arrive: `tee` proxies to --control (production) and captures its answer;
