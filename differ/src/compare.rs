@@ -2,11 +2,10 @@
 
 use crate::decode::{body_format, decode_content, form_to_json, BodyFormat};
 use crate::json::{diff_json_into, Collector};
-use crate::node::{Arena, Node};
+use crate::node::{with_arena, Node};
 use crate::rules::Rules;
 use crate::text::diff_text;
 use shadowdiff_model::{DiffKind, Difference, Headers, HttpResponse};
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 /// The result of comparing a control response with another response.
@@ -105,40 +104,17 @@ fn diff_bodies(
         }
         BodyFormat::Form => {
             let (x, y) = (form_to_json(a), form_to_json(b));
-            let arena = Arena::new();
-            diff_json_into(
-                &Node::from_value(&x, &arena),
-                &Node::from_value(&y, &arena),
-                "body",
-                c,
-            )
+            with_arena(|arena| {
+                diff_json_into(
+                    &Node::from_value(&x, arena),
+                    &Node::from_value(&y, arena),
+                    "body",
+                    c,
+                )
+            })
         }
         BodyFormat::Html | BodyFormat::Text | BodyFormat::Binary => text_or_binary(a, b, c),
     }
-}
-
-/// An arena above this size after a diff is dropped instead of kept for the next one, so a
-/// rare huge body does not stay allocated on every differ thread.
-const ARENA_KEEP_BYTES: usize = 4 << 20;
-
-thread_local! {
-    /// Each differ thread parses bodies into one arena, reset between pairs.
-    static ARENA: RefCell<Arena> = RefCell::new(Arena::new());
-}
-
-/// Runs `f` with an empty arena: the thread's own, or a fresh one if that is in use.
-fn with_arena<R>(f: impl FnOnce(&Arena) -> R) -> R {
-    ARENA.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut arena) => {
-            arena.reset();
-            let out = f(&arena);
-            if arena.allocated_bytes() > ARENA_KEEP_BYTES {
-                *arena = Arena::new();
-            }
-            out
-        }
-        Err(_) => f(&Arena::new()),
-    })
 }
 
 fn text_or_binary(a: &[u8], b: &[u8], c: &mut Collector) {

@@ -1,6 +1,6 @@
 //! Structural JSON diff with typed differences at dotted paths.
 
-use crate::node::{Arena, Node, Num};
+use crate::node::{with_arena, Node, Num};
 use crate::rules::{ArrayMode, Rules};
 use serde_json::Value;
 use shadowdiff_model::{collapse_indexes, DiffKind, Difference};
@@ -58,13 +58,14 @@ impl<'r> Collector<'r> {
 /// Differences between two JSON values, with paths rooted at `root` (e.g. `body`).
 pub fn diff_json(control: &Value, candidate: &Value, rules: &Rules, root: &str) -> Vec<Difference> {
     let mut c = Collector::new(rules);
-    let arena = Arena::new();
-    diff_json_into(
-        &Node::from_value(control, &arena),
-        &Node::from_value(candidate, &arena),
-        root,
-        &mut c,
-    );
+    with_arena(|arena| {
+        diff_json_into(
+            &Node::from_value(control, arena),
+            &Node::from_value(candidate, arena),
+            root,
+            &mut c,
+        )
+    });
     c.out
 }
 
@@ -547,7 +548,7 @@ fn strings_equal(x: &str, y: &str, path: &PathStack<'_>, rules: &Rules) -> bool 
 /// A hash of a value that is equal for equal values (`1` and `1.0` included) and independent of
 /// object key order.
 pub fn hash_value(v: &Value) -> u64 {
-    hash_node(&Node::from_value(v, &Arena::new()))
+    with_arena(|arena| hash_node(&Node::from_value(v, arena)))
 }
 
 /// `hash_value` for the borrowed tree.
@@ -608,7 +609,7 @@ impl Fnv {
 
 /// A short rendering of a value for reports.
 pub fn excerpt(v: &Value) -> String {
-    excerpt_node(&Node::from_value(v, &Arena::new()))
+    with_arena(|arena| excerpt_node(&Node::from_value(v, arena)))
 }
 
 pub(crate) fn excerpt_node(v: &Node) -> String {

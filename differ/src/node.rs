@@ -155,6 +155,31 @@ impl<'a> Node<'a> {
     }
 }
 
+/// An arena above this size after a diff is dropped instead of kept for the next one, so a
+/// rare huge body does not stay allocated on every differ thread.
+const ARENA_KEEP_BYTES: usize = 4 << 20;
+
+thread_local! {
+    /// Each thread parses bodies into one arena, reset between uses.
+    static ARENA: RefCell<Arena> = RefCell::new(Arena::new());
+}
+
+/// Runs `f` with an empty arena: the thread's own (every parse and conversion of the differ
+/// goes through here, so a thread reuses one), or a fresh one if that is in use.
+pub(crate) fn with_arena<R>(f: impl FnOnce(&Arena) -> R) -> R {
+    ARENA.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut arena) => {
+            arena.reset();
+            let out = f(&arena);
+            if arena.allocated_bytes() > ARENA_KEEP_BYTES {
+                *arena = Arena::new();
+            }
+            out
+        }
+        Err(_) => f(&Arena::new()),
+    })
+}
+
 /// A hash of a `serde_json::Value` without recursion.
 fn hash_serde_value(v: &serde_json::Value) -> u64 {
     let mut text = Vec::new();
