@@ -111,11 +111,29 @@ pub const DIFF_POLL: Duration = Duration::from_millis(5);
 /// Empty looks in a row before a stage parks (waits to be woken by the next item).
 const IDLE_POLLS: u32 = 5;
 
+/// The polling policy both kinds of queue share: after `IDLE_POLLS` empty looks in a row, park.
+#[derive(Default)]
+struct EmptyLooks(u32);
+
+impl EmptyLooks {
+    fn got_item(&mut self) {
+        self.0 = 0;
+    }
+
+    /// After an empty look: `true` means park now (the count starts again), `false` look again
+    /// after the interval.
+    fn park_now(&mut self) -> bool {
+        let park = self.0 >= IDLE_POLLS;
+        self.0 = if park { 0 } else { self.0 + 1 };
+        park
+    }
+}
+
 /// The receiving end of a crossbeam queue that polls while busy and parks when idle.
 pub struct PolledReceiver<T> {
     rx: Receiver<T>,
     interval: Duration,
-    empty_polls: u32,
+    empty: EmptyLooks,
 }
 
 impl<T> PolledReceiver<T> {
@@ -124,7 +142,7 @@ impl<T> PolledReceiver<T> {
         Self {
             rx,
             interval,
-            empty_polls: 0,
+            empty: EmptyLooks::default(),
         }
     }
 
@@ -133,19 +151,13 @@ impl<T> PolledReceiver<T> {
         loop {
             match self.rx.try_recv() {
                 Ok(item) => {
-                    self.empty_polls = 0;
+                    self.empty.got_item();
                     return Some(item);
                 }
                 Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) if self.empty_polls < IDLE_POLLS => {
-                    self.empty_polls += 1;
-                    std::thread::sleep(self.interval);
-                }
-                Err(TryRecvError::Empty) => {
-                    // Idle: park until a sender wakes us; the items after it are polled again.
-                    self.empty_polls = 0;
-                    return self.rx.recv().ok();
-                }
+                // Idle: park until a sender wakes us; the items after it are polled again.
+                Err(TryRecvError::Empty) if self.empty.park_now() => return self.rx.recv().ok(),
+                Err(TryRecvError::Empty) => std::thread::sleep(self.interval),
             }
         }
     }
@@ -177,19 +189,18 @@ pub async fn run_replay_stage(
     let permits = Arc::new(Semaphore::new(concurrency));
     let capture_depth = telemetry::queue_depth("capture");
     let mut closing = false;
-    let mut empty_polls = 0u32;
+    let mut empty = EmptyLooks::default();
     loop {
         // While exchanges keep coming, look at the queue every REPLAY_POLL: a receiver that
         // waits in `recv` makes every `try_send` on a serving thread wake this runtime.
         let exchange = match rx.try_recv() {
             Ok(exchange) => {
-                empty_polls = 0;
+                empty.got_item();
                 exchange
             }
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) => {
-                let idle = empty_polls >= IDLE_POLLS;
-                empty_polls = if idle { 0 } else { empty_polls + 1 };
+                let idle = empty.park_now();
                 tokio::select! {
                     biased;
                     _ = close.notified(), if !closing => {
