@@ -119,6 +119,9 @@ CONF
     wait_for_port "$NGINX_PORT"
 }
 
+# nginx_pids: the nginx master started by start_nginx and its workers (for CPU accounting).
+nginx_pids() { echo "$NGINX_PID" $(cat "/proc/$NGINX_PID/task/"*/children 2>/dev/null); }
+
 stop_tap() {
     kill "$TAP_PID" 2>/dev/null || true
     for _ in $(seq 300); do kill -0 "$TAP_PID" 2>/dev/null || return 0; sleep 0.1; done

@@ -47,7 +47,6 @@ latency() {
 }
 
 declare -A OVER   # "rate target" → p99 minus direct p99 of each round, space-separated
-nginx_pids() { echo "$NGINX_PID" $(cat "/proc/$NGINX_PID/task/"*/children 2>/dev/null); }
 printf "%-6s %-8s %-7s %9s %9s %9s %8s %12s %12s\n" round rate target p50_ms p99_ms p99.9_ms success "p99-direct" "cpu_us/req"
 for round in $(seq "$ROUNDS"); do
     for rate in $RATES; do

@@ -30,7 +30,6 @@ bench_server control
 bench_server candidate --variant candidate
 
 start_nginx "$NGINX_WORKERS" "$ADDR_control"
-nginx_pids() { echo "$NGINX_PID" $(cat "/proc/$NGINX_PID/task/"*/children 2>/dev/null); }
 
 # The same tap with sampling at 0%: the proxy path alone, nothing copied (apples to apples with nginx).
 printf '[capture.sampling]\npercent = 0.0\n' >"$WORK/proxy-only.toml"
