@@ -144,6 +144,18 @@ struct Run {
 
 impl Run {
     fn start(data: &Path, control: &str, candidate: &str, extra: &[&str]) -> Self {
+        // A free port can be taken by another process (an outgoing connection's ephemeral
+        // port, say) between choosing it and the child binding it: then choose again.
+        for _ in 0..5 {
+            if let Some(run) = Self::try_start(data, control, candidate, extra) {
+                return run;
+            }
+        }
+        panic!("shadowdiff run found its ports taken five times");
+    }
+
+    /// `None` when the chosen ports turned out to be taken.
+    fn try_start(data: &Path, control: &str, candidate: &str, extra: &[&str]) -> Option<Self> {
         let (tap, admin) = (free_addr(), free_addr());
         let stderr = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
@@ -165,7 +177,7 @@ impl Run {
             .stderr(stderr.reopen().unwrap())
             .spawn()
             .unwrap();
-        let run = Self {
+        let mut run = Self {
             child,
             tap,
             admin,
@@ -173,6 +185,11 @@ impl Run {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(run.admin).is_err() || TcpStream::connect(run.tap).is_err() {
+            if matches!(run.child.try_wait(), Ok(Some(_)))
+                && run.log().contains("Address already in use")
+            {
+                return None;
+            }
             assert!(
                 Instant::now() < deadline,
                 "shadowdiff run did not come up:\n{}",
@@ -180,7 +197,7 @@ impl Run {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        run
+        Some(run)
     }
 
     fn log(&self) -> String {
