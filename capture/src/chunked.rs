@@ -1,6 +1,10 @@
-//! An incremental decoder for HTTP/1.1 chunked bodies (RFC 9112 §7.1). The tap relays chunked
-//! bodies byte for byte; the decoder finds where the body ends and hands out the data it
-//! carries, for the copy.
+//! An incremental, strict decoder for HTTP/1.1 chunked bodies (RFC 9112 §7.1). The relay
+//! never forwards chunked framing as it came: it decodes the body here and writes a clean
+//! encoding of its own, so a receiver that reads framing more leniently than this decoder can
+//! never find a different end of the body. Everything RFC 9112 allows a recipient to reject is
+//! rejected: a size line that is not hex digits, optional whitespace and `;` extensions ended
+//! by CRLF; a bare CR or LF or any other control character in an extension or a trailer; a
+//! trailer line that is not `name: value`.
 
 /// Longest chunk-size line (digits and extensions) and trailer section accepted.
 const MAX_LINE: usize = 4 * 1024;
@@ -12,8 +16,12 @@ pub enum ChunkError {
     Size,
     #[error("chunk size line or extension too long")]
     LineTooLong,
-    #[error("chunk data not followed by CRLF")]
+    #[error("control character or bare CR/LF in a chunk extension")]
+    Extension,
+    #[error("chunk size line or data not ended by CRLF")]
     MissingCrlf,
+    #[error("malformed trailer field")]
+    Trailer,
     #[error("trailer section too long")]
     TrailersTooLong,
 }
@@ -22,16 +30,30 @@ pub enum ChunkError {
 enum State {
     #[default]
     Size,
+    /// Whitespace after the size: only `;` or CR may follow.
+    SizeSpace,
     Extension,
     SizeLf,
     Data,
     DataCr,
     DataLf,
     TrailerStart,
-    TrailerLine,
+    TrailerName,
+    TrailerValue,
     TrailerLf,
     FinalLf,
     Done,
+}
+
+/// `tchar` of RFC 9110 §5.6.2.
+fn is_token(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// Field content and extension text: visible characters, space, tab and obs-text; no other
+/// control character (CR and LF in particular) can appear inside a line.
+fn is_line_text(byte: u8) -> bool {
+    byte == b'\t' || (byte >= 0x20 && byte != 0x7f)
 }
 
 #[derive(Debug, Default)]
@@ -68,7 +90,12 @@ impl ChunkedDecoder {
                         b'0'..=b'9' => byte - b'0',
                         b'a'..=b'f' => byte - b'a' + 10,
                         b'A'..=b'F' => byte - b'A' + 10,
-                        b';' | b' ' | b'\t' if self.digits > 0 => {
+                        b' ' | b'\t' if self.digits > 0 => {
+                            self.state = State::SizeSpace;
+                            at += 1;
+                            continue;
+                        }
+                        b';' if self.digits > 0 => {
                             self.state = State::Extension;
                             at += 1;
                             continue;
@@ -88,6 +115,19 @@ impl ChunkedDecoder {
                     self.digits += 1;
                     at += 1;
                 }
+                State::SizeSpace => {
+                    self.line += 1;
+                    if self.line > MAX_LINE {
+                        return Err(ChunkError::LineTooLong);
+                    }
+                    self.state = match byte {
+                        b' ' | b'\t' => State::SizeSpace,
+                        b';' => State::Extension,
+                        b'\r' => State::SizeLf,
+                        _ => return Err(ChunkError::Size),
+                    };
+                    at += 1;
+                }
                 State::Extension => {
                     self.line += 1;
                     if self.line > MAX_LINE {
@@ -95,6 +135,8 @@ impl ChunkedDecoder {
                     }
                     if byte == b'\r' {
                         self.state = State::SizeLf;
+                    } else if !is_line_text(byte) {
+                        return Err(ChunkError::Extension);
                     }
                     at += 1;
                 }
@@ -135,15 +177,21 @@ impl ChunkedDecoder {
                     self.state = State::Size;
                     at += 1;
                 }
-                State::TrailerStart | State::TrailerLine => {
+                State::TrailerStart | State::TrailerName | State::TrailerValue => {
                     self.trailers += 1;
                     if self.trailers > MAX_TRAILERS {
                         return Err(ChunkError::TrailersTooLong);
                     }
                     self.state = match (self.state, byte) {
                         (State::TrailerStart, b'\r') => State::FinalLf,
-                        (_, b'\r') => State::TrailerLf,
-                        _ => State::TrailerLine,
+                        // A field name is one token or more, then the colon.
+                        (State::TrailerStart | State::TrailerName, b) if is_token(b) => {
+                            State::TrailerName
+                        }
+                        (State::TrailerName, b':') => State::TrailerValue,
+                        (State::TrailerValue, b'\r') => State::TrailerLf,
+                        (State::TrailerValue, b) if is_line_text(b) => State::TrailerValue,
+                        _ => return Err(ChunkError::Trailer),
                     };
                     at += 1;
                 }
@@ -166,6 +214,29 @@ impl ChunkedDecoder {
         Ok(at)
     }
 }
+
+/// Writes one chunk of a clean chunked encoding: hex size, CRLF, data, CRLF.
+pub(crate) fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        // A zero-size chunk would end the body.
+        return;
+    }
+    let mut digits = [0u8; 16];
+    let mut n = data.len();
+    let mut at = digits.len();
+    while n > 0 || at == digits.len() {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last chunk and an empty trailer section: the received trailers are never forwarded.
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
 mod tests {
@@ -200,6 +271,23 @@ mod tests {
     }
 
     #[test]
+    fn encodes_clean_chunks() {
+        let mut out = Vec::new();
+        encode_chunk(&mut out, b"");
+        encode_chunk(&mut out, b"hello");
+        encode_chunk(&mut out, &[b'x'; 26]);
+        out.extend_from_slice(LAST_CHUNK);
+        let mut expected = b"5\r\nhello\r\n1a\r\n".to_vec();
+        expected.extend_from_slice(&[b'x'; 26]);
+        expected.extend_from_slice(b"\r\n0\r\n\r\n");
+        assert_eq!(out, expected);
+        let (data, consumed, done) = decode(&out, 7).unwrap();
+        assert_eq!(data.len(), 31);
+        assert_eq!(consumed, out.len());
+        assert!(done);
+    }
+
+    #[test]
     fn an_unfinished_body_is_not_done() {
         let (data, consumed, done) = decode(b"a\r\n01234", 3).unwrap();
         assert_eq!(data, b"01234");
@@ -219,6 +307,42 @@ mod tests {
             decode(b"3\r\nabcX", 8).unwrap_err(),
             ChunkError::MissingCrlf
         );
+        // Line ends inside extensions and trailers must be CRLF, and nothing but text may
+        // sit between them: a receiver that ends lines at LF would see another body end.
+        assert_eq!(
+            decode(b"3;a\nb\r\nabc\r\n0\r\n\r\n", 64).unwrap_err(),
+            ChunkError::Extension
+        );
+        assert_eq!(
+            decode(b"3;a\rb\r\nabc\r\n0\r\n\r\n", 64).unwrap_err(),
+            ChunkError::MissingCrlf
+        );
+        assert_eq!(
+            decode(b"3;a\x00\r\nabc\r\n0\r\n\r\n", 64).unwrap_err(),
+            ChunkError::Extension
+        );
+        assert_eq!(decode(b"3 x\r\n", 64).unwrap_err(), ChunkError::Size);
+        assert_eq!(
+            decode(b"0\r\nx-t: 1\nGET / HTTP/1.1\r\n\r\n", 64).unwrap_err(),
+            ChunkError::Trailer
+        );
+        assert_eq!(decode(b"0\r\n\nGET", 64).unwrap_err(), ChunkError::Trailer);
+        assert_eq!(
+            decode(b"0\r\nno colon\r\n\r\n", 64).unwrap_err(),
+            ChunkError::Trailer
+        );
+        assert_eq!(
+            decode(b"0\r\n folded: 1\r\n\r\n", 64).unwrap_err(),
+            ChunkError::Trailer
+        );
+        assert_eq!(
+            decode(b"0\r\nx-t: 1\r\r\n\r\n", 64).unwrap_err(),
+            ChunkError::MissingCrlf
+        );
+        // Whitespace before an extension and a valid trailer are fine.
+        let (data, _, done) = decode(b"3 \t;a=\"b c\"\r\nabc\r\n0\r\nx-t: 1\r\n\r\n", 5).unwrap();
+        assert_eq!(data, b"abc");
+        assert!(done);
         // A bare LF is not a line end here.
         assert_eq!(decode(b"3\nabc", 8).unwrap_err(), ChunkError::Size);
         let long_extension = [b"1;".as_slice(), &[b'a'; MAX_LINE + 1]].concat();

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tee::{Captured, TeeBody};
 use upstream::Upstream;
 
-pub use telemetry::DropReason;
+pub use telemetry::{DropReason, Refusal};
 
 /// Where captured exchanges go. `offer` must return at once.
 pub trait ExchangeSink: Send + Sync + 'static {
@@ -73,8 +73,49 @@ pub struct TeeConfig {
     pub experiment: String,
     /// Keep the client's Host header instead of the control's authority.
     pub preserve_host: bool,
-    /// The whole control exchange must finish within this time, or the client gets a 504.
+    /// The whole control exchange (request, response head and body) must finish within this
+    /// time: before the response head the client gets a 504, after it the connection is cut.
     pub control_timeout: Duration,
+    /// How long clients may take, and how many may be connected at once.
+    pub limits: TapLimits,
+    /// Request fields a client may not send to the control (compared case-insensitively): the
+    /// replayer's shadow markers, which would make production treat the request as shadow
+    /// traffic.
+    pub shadow_markers: Vec<String>,
+}
+
+/// The tap's defences against clients that hold it open: no looser than nginx's defaults
+/// (`client_header_timeout` 60 s, `keepalive_timeout` 75 s, `client_body_timeout` 60 s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapLimits {
+    /// A request head must arrive whole within this time of its first byte (and a new
+    /// connection must start one within it); else 408 and close.
+    pub head_timeout: Duration,
+    /// An idle kept-alive connection is closed after this time without a new request.
+    pub keep_alive_timeout: Duration,
+    /// A request body may pause this long between reads; else 408 and close.
+    pub body_timeout: Duration,
+    /// Connections served at once by the process; beyond it new ones get 503 and are closed.
+    pub max_connections: usize,
+}
+
+impl Default for TapLimits {
+    fn default() -> Self {
+        Self {
+            head_timeout: Duration::from_secs(15),
+            keep_alive_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// The replayer's default shadow markers (`x-shadow: 1`, `x-shadow-exchange-id`).
+pub const DEFAULT_SHADOW_MARKERS: [&str; 2] = ["x-shadow", "x-shadow-exchange-id"];
+
+/// [`DEFAULT_SHADOW_MARKERS`] as [`TeeConfig::shadow_markers`] takes them.
+pub fn default_shadow_markers() -> Vec<String> {
+    DEFAULT_SHADOW_MARKERS.map(String::from).to_vec()
 }
 
 /// The tee proxy service. Cheap to clone; clones share their connections to the control,
@@ -117,6 +158,13 @@ struct ExchangeStart {
 }
 
 impl Inner {
+    fn is_shadow_marker(&self, name: &str) -> bool {
+        self.config
+            .shadow_markers
+            .iter()
+            .any(|marker| marker.eq_ignore_ascii_case(name))
+    }
+
     fn start_exchange(
         &self,
         method: &str,
@@ -228,6 +276,9 @@ impl TeeProxy {
         parts.uri = Uri::from(path_and_query);
         parts.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
+        for marker in &inner.config.shadow_markers {
+            parts.headers.remove(marker.as_str());
+        }
         if !inner.config.preserve_host {
             parts
                 .headers
@@ -345,6 +396,19 @@ impl server::ConnectionHandler for TeeProxy {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         self.clone().serve_connection(stream, stop)
+    }
+
+    fn max_connections(&self) -> Option<usize> {
+        Some(self.inner.config.limits.max_connections)
+    }
+
+    /// Answers 503 without waiting (a full socket buffer just loses the answer) and closes.
+    fn over_limit(&self, stream: tokio::net::TcpStream) {
+        self.metrics
+            .refused(Refusal::ConnectionLimit, "connection limit reached");
+        let _ = stream.try_write(
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 27\r\nconnection: close\r\n\r\ntap at its connection limit",
+        );
     }
 }
 

@@ -1,18 +1,26 @@
 //! The tap's HTTP/1.1 relay: the hot path of [`crate::TeeProxy`] on the serving threads.
 //!
 //! It does what nginx's proxy module does and nothing more: parse the request head
-//! (`httparse`), write the forwarded head and relay the body byte for byte to a kept-alive
-//! connection to the control, parse the response head, relay its body back. Bodies are never
-//! re-framed: a chunked body goes through as it came, and a decoder only finds its end and
-//! hands its data to the bounded copy. hyper, which builds a typed request and response, a
-//! body channel and a dispatch task per connection on both sides, cost twice nginx's user time
-//! per request; this path does not allocate for a request it does not copy.
+//! (`httparse`), write the forwarded head and relay the body to a kept-alive connection to the
+//! control, parse the response head, relay its body back. hyper, which builds a typed request
+//! and response, a body channel and a dispatch task per connection on both sides, cost twice
+//! nginx's user time per request; this path does not allocate for a request it does not copy.
+//!
+//! **The relay decides every message's framing and writes it itself.** No framing field it
+//! received is forwarded: it writes its own `Content-Length`, or `Transfer-Encoding: chunked`
+//! with a clean encoding of the data it decoded (no extensions, no trailers), so the receiver
+//! can only find the body's end where the relay found it. `Connection` cannot remove a field
+//! the relay relies on. Anything RFC 9112 lets a recipient reject is rejected (400 to the
+//! client, 502 for a control's response): bare CR or LF in a head, more than one
+//! `Transfer-Encoding`, `Content-Length` or `Host` field, a coding other than exactly
+//! `chunked`, both framings at once, malformed chunk lines or trailers. See docs/security.md.
 //!
 //! Anything unusual at a request boundary (HTTP/2 prior knowledge, HTTP/1.0, a target that is
 //! not a path) hands the connection, with the bytes already read, to the hyper path.
 
-use crate::chunked::{ChunkError, ChunkedDecoder};
+use crate::chunked::{encode_chunk, ChunkError, ChunkedDecoder, LAST_CHUNK};
 use crate::tee::Captured;
+use crate::telemetry::Refusal;
 use crate::{offer_exchange, ExchangeStart, TeeProxy};
 use bytes::{Buf, Bytes, BytesMut};
 use shadowdiff_model::{is_hop_by_hop, Headers};
@@ -31,12 +39,16 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 128;
 /// Free room kept in a read buffer before each read.
 const READ_ROOM: usize = 8 * 1024;
-/// Body bytes gathered behind a head into one write; larger pieces are written on their own.
-const COALESCE: usize = 16 * 1024;
 /// Idle connections to the control kept per serving thread.
 const MAX_IDLE: usize = 256;
 /// An idle connection older than this is closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// After answering a request whose body was not read to its end, the rest of the body is read
+/// and thrown away for this long before closing, so the client reads the answer instead of a
+/// reset (nginx's lingering close).
+const LINGER: Duration = Duration::from_secs(2);
+/// At most this much of such a body is read and thrown away.
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// How a message's body ends (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +64,7 @@ enum Framing {
 #[derive(Debug, PartialEq, Eq)]
 enum HeadError {
     /// Answered 400 and the connection closed.
-    Malformed(&'static str),
+    Malformed(Refusal, &'static str),
     /// Answered 431 and the connection closed.
     TooLarge,
     /// Served by the hyper path instead.
@@ -77,7 +89,7 @@ struct RequestHead {
 struct Fields<'a> {
     close: bool,
     keep_alive: bool,
-    transfer_encoding: bool,
+    /// A `Transfer-Encoding: chunked` field (the only one accepted).
     chunked: bool,
     content_length: Option<u64>,
     expect_continue: bool,
@@ -86,8 +98,11 @@ struct Fields<'a> {
     named: Vec<&'a str>,
 }
 
+/// Reads the fields that decide framing and the connection, refusing every ambiguity a
+/// recipient may refuse (RFC 9112 §6.1, §6.3, §3.2): one framing, stated once, plainly.
 fn scan_fields<'a>(headers: &[httparse::Header<'a>]) -> Result<Fields<'a>, &'static str> {
     let mut fields = Fields::default();
+    let mut transfer_encoding = false;
     for header in headers {
         let name = header.name;
         if name.eq_ignore_ascii_case("connection") {
@@ -102,39 +117,68 @@ fn scan_fields<'a>(headers: &[httparse::Header<'a>]) -> Result<Fields<'a>, &'sta
                 }
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            fields.transfer_encoding = true;
-            // The final coding decides the framing (RFC 9112 §6.3).
-            let last = header.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
-            fields.chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            if transfer_encoding {
+                return Err("more than one Transfer-Encoding field");
+            }
+            transfer_encoding = true;
+            // Any other coding (or list of them) is refused: the relay would have to pass a
+            // coding on that it does not understand, and the receiver might frame it otherwise.
+            if !header.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err("transfer coding other than chunked");
+            }
+            fields.chunked = true;
         } else if name.eq_ignore_ascii_case("content-length") {
+            if fields.content_length.is_some() {
+                return Err("more than one Content-Length field");
+            }
             let value = header.value;
             if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
                 return Err("bad Content-Length");
             }
             let length = value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            if fields.content_length.is_some_and(|l| l != length) {
-                return Err("conflicting Content-Length");
-            }
             fields.content_length = Some(length);
         } else if name.eq_ignore_ascii_case("expect") {
             fields.expect_continue = header.value.eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case("host") {
+            if fields.has_host {
+                return Err("more than one Host field");
+            }
             fields.has_host = true;
         }
+    }
+    // Both framings at once is how requests are smuggled past proxies.
+    if fields.chunked && fields.content_length.is_some() {
+        return Err("both Transfer-Encoding and Content-Length");
     }
     Ok(fields)
 }
 
-/// Not forwarded: hop-by-hop fields and those `Connection` names. (A relayed chunked body keeps
-/// its sender's `Transfer-Encoding` fields; see [`is_transfer_encoding`].)
-fn skip_field(name: &str, fields: &Fields<'_>) -> bool {
-    is_hop_by_hop(name) || fields.named.iter().any(|n| n.eq_ignore_ascii_case(name))
+/// Lines of a head end in CRLF and nowhere else. httparse also ends a line at a bare LF, which
+/// a receiver that does not would read as part of a field: one head, two readings.
+fn check_line_ends(head: &[u8]) -> Result<(), &'static str> {
+    let mut from = 0;
+    while let Some(at) = memchr::memchr2(b'\r', b'\n', &head[from..]) {
+        let at = from + at;
+        if head[at] == b'\n' || head.get(at + 1) != Some(&b'\n') {
+            return Err("bare CR or LF in the head");
+        }
+        from = at + 2;
+    }
+    Ok(())
 }
 
-/// The body is relayed as it came, so its transfer codings (`gzip, chunked`) are the sender's
-/// own and are forwarded verbatim.
-fn is_transfer_encoding(name: &str) -> bool {
-    name.eq_ignore_ascii_case("transfer-encoding")
+/// Framing fields are the relay's own to write; `Host` is chosen by the relay.
+fn is_framing(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+}
+
+/// Not forwarded: framing and hop-by-hop fields, and those `Connection` names (but never
+/// `Host`, which `Connection` cannot take away).
+fn skip_field(name: &str, fields: &Fields<'_>) -> bool {
+    is_framing(name)
+        || is_hop_by_hop(name)
+        || (fields.named.iter().any(|n| n.eq_ignore_ascii_case(name))
+            && !name.eq_ignore_ascii_case("host"))
 }
 
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -142,6 +186,25 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// `content-length: N` as the relay states it.
+fn push_length(out: &mut Vec<u8>, length: u64) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa_u64(length, &mut [0u8; 20]));
+    out.extend_from_slice(b"\r\n");
+}
+
+fn itoa_u64(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &digits[at..];
+        }
+    }
 }
 
 /// The copy's header list: names lower case (as `http::HeaderName` has them), values as text,
@@ -180,8 +243,15 @@ impl TeeProxy {
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
             // HTTP/2 with prior knowledge.
             Err(_) if input.starts_with(b"PRI * HTTP/2.0") => return Err(HeadError::Fallback),
-            Err(_) => return Err(HeadError::Malformed("malformed request head")),
+            Err(_) => {
+                return Err(HeadError::Malformed(
+                    Refusal::MalformedHead,
+                    "malformed request head",
+                ))
+            }
         };
+        check_line_ends(&input[..head_len])
+            .map_err(|why| HeadError::Malformed(Refusal::MalformedHead, why))?;
         let (Some(method), Some(path), Some(1)) = (request.method, request.path, request.version)
         else {
             return Err(HeadError::Fallback);
@@ -191,14 +261,16 @@ impl TeeProxy {
             return Err(HeadError::Fallback);
         }
         let headers = &*request.headers;
-        let fields = scan_fields(headers).map_err(HeadError::Malformed)?;
-        // Both framings at once is how requests are smuggled past proxies: refuse.
-        if fields.transfer_encoding && (fields.content_length.is_some() || !fields.chunked) {
+        let fields =
+            scan_fields(headers).map_err(|why| HeadError::Malformed(Refusal::Framing, why))?;
+        // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host.
+        if !fields.has_host {
             return Err(HeadError::Malformed(
-                "Transfer-Encoding must end in chunked and comes without Content-Length",
+                Refusal::MalformedHead,
+                "no Host field",
             ));
         }
-        let framing = match (fields.transfer_encoding, fields.content_length) {
+        let framing = match (fields.chunked, fields.content_length) {
             (true, _) => Framing::Chunked,
             (false, Some(0) | None) => Framing::Empty,
             (false, Some(n)) => Framing::Length(n),
@@ -222,18 +294,28 @@ impl TeeProxy {
         let preserve_host = inner.config.preserve_host;
         for header in headers {
             let name = header.name;
-            let relayed_coding = framing == Framing::Chunked && is_transfer_encoding(name);
-            if (skip_field(name, &fields) && !relayed_coding)
+            if skip_field(name, &fields)
                 || (!preserve_host && name.eq_ignore_ascii_case("host"))
                 // Answered here with 100 Continue; the control gets the body straight away.
                 || (fields.expect_continue && name.eq_ignore_ascii_case("expect"))
+                // Shadow markers are the replayer's to set: a client's would make production
+                // treat a real request as shadow traffic.
+                || inner.is_shadow_marker(name)
             {
                 continue;
             }
             push_field(forward, name.as_bytes(), header.value);
         }
-        if !preserve_host || !fields.has_host {
+        if !preserve_host {
             push_field(forward, b"host", inner.host_header.as_bytes());
+        }
+        match framing {
+            Framing::Length(n) => push_length(forward, n),
+            Framing::Chunked => forward.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            // A request that said `Content-Length: 0` still says so (some servers want 411
+            // without it on POST).
+            Framing::Empty if fields.content_length.is_some() => push_length(forward, 0),
+            Framing::Empty | Framing::UntilClose => {}
         }
         forward.extend_from_slice(b"\r\n");
 
@@ -252,44 +334,78 @@ impl TeeProxy {
     }
 
     /// Serves one client connection on this serving thread until it closes, or until `stop`
-    /// turns true between requests.
+    /// turns true between requests. A client that sends nothing within the head timeout (the
+    /// keep-alive timeout between requests), or whose head does not arrive whole within the
+    /// head timeout, is closed.
     pub async fn serve_connection(self, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+        let limits = self.inner.config.limits.clone();
         let mut client = Peer::new(stream);
         let mut forward = Vec::with_capacity(1024);
         let mut back = Vec::with_capacity(1024);
-        // One timer per connection, re-armed per request: cheaper than a new one each time.
+        // One timer per connection, re-armed per wait: cheaper than a new one each time.
         let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
+        let mut first = true;
         loop {
+            // Set once the head has begun: the whole head must arrive before this deadline.
+            let mut head_deadline = None;
             let head = loop {
                 if !client.buf.is_empty() {
                     match self.parse_request(&client.buf, &mut forward) {
                         Ok(Some(head)) => break head,
                         Ok(None) if client.buf.len() >= MAX_HEAD_BYTES => {
-                            return client.refuse(431, "request head too large").await;
+                            return self
+                                .refuse(&mut client, 431, Refusal::HeadTooLarge, "head too large")
+                                .await;
                         }
                         Ok(None) => {}
                         Err(HeadError::Fallback) => return self.fall_back(client, stop).await,
                         Err(HeadError::TooLarge) => {
-                            return client.refuse(431, "request head too large").await;
+                            return self
+                                .refuse(&mut client, 431, Refusal::HeadTooLarge, "head too large")
+                                .await;
                         }
-                        Err(HeadError::Malformed(why)) => return client.refuse(400, why).await,
+                        Err(HeadError::Malformed(reason, why)) => {
+                            return self.refuse(&mut client, 400, reason, why).await
+                        }
                     }
                 }
                 let read = if client.buf.is_empty() {
                     // Idle between requests: the moment to stop on shutdown.
+                    let wait = if first {
+                        limits.head_timeout
+                    } else {
+                        limits.keep_alive_timeout
+                    };
+                    timer.as_mut().reset(tokio::time::Instant::now() + wait);
                     tokio::select! {
                         biased;
                         read = client.read() => read,
                         _ = crate::server::stopped(&mut stop) => return,
+                        // Nothing more was asked for: close quietly, as nginx does.
+                        _ = timer.as_mut() => return,
                     }
                 } else {
-                    client.read().await
+                    if head_deadline.is_none() {
+                        let deadline = tokio::time::Instant::now() + limits.head_timeout;
+                        timer.as_mut().reset(deadline);
+                        head_deadline = Some(deadline);
+                    }
+                    tokio::select! {
+                        biased;
+                        read = client.read() => read,
+                        _ = timer.as_mut() => {
+                            return self
+                                .refuse(&mut client, 408, Refusal::HeadTimeout, "request head not received in time")
+                                .await;
+                        }
+                    }
                 };
                 match read {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
                 }
             };
+            first = false;
             client.buf.advance(head.head_len);
             let keep_alive = head.keep_alive;
             match self
@@ -297,9 +413,16 @@ impl TeeProxy {
                 .await
             {
                 Next::Continue if keep_alive => {}
-                _ => return,
+                Next::Continue | Next::Close => return,
+                Next::Linger => return linger(client).await,
             }
         }
+    }
+
+    /// Answers a request that cannot be relayed, counts and logs why, and closes.
+    async fn refuse(&self, client: &mut Peer, status: u16, reason: Refusal, why: &str) {
+        self.metrics.refused(reason, why);
+        client.refuse(status, why).await;
     }
 
     /// One request and its response. Errors on the control's side are answered (502, 504);
@@ -329,6 +452,7 @@ impl TeeProxy {
             return Next::Close;
         }
 
+        // The control's whole exchange (request, response head and body) runs on this clock.
         timer
             .as_mut()
             .reset(tokio::time::Instant::now() + inner.config.control_timeout);
@@ -340,9 +464,16 @@ impl TeeProxy {
         let (mut control, response) = match sent {
             Ok(Ok(sent)) => sent,
             Ok(Err(SendError::Client)) => return Next::Close,
-            Ok(Err(SendError::ClientBody(why))) => {
-                client.refuse(400, why).await;
+            Ok(Err(SendError::ClientBody(reason, status, why))) => {
+                self.refuse(client, status, reason, why).await;
                 return Next::Close;
+            }
+            Ok(Err(SendError::BadResponse(why))) => {
+                self.metrics.control_error();
+                self.metrics.refused(Refusal::ControlResponse, why);
+                return client
+                    .answer_error(502, "bad response from control", &head)
+                    .await;
             }
             Ok(Err(SendError::Control(error))) => {
                 self.metrics.control_error();
@@ -357,29 +488,48 @@ impl TeeProxy {
         };
 
         let mut response_copy = BodyCopy::new(limit, response.framing);
-        let relayed = relay_body(
-            &mut control,
-            &mut client.stream,
-            back,
-            response.framing,
-            &mut response_copy,
-        )
-        .await;
+        let relayed = tokio::select! {
+            biased;
+            relayed = relay_body(
+                &mut control,
+                &mut client.stream,
+                back,
+                response.framing,
+                &mut response_copy,
+            ) => Some(relayed),
+            _ = timer.as_mut() => None,
+        };
         let next = match relayed {
-            Ok(()) => {
+            Some(Ok(())) => {
                 if response.control_keeps_alive && control.buf.is_empty() {
                     self.relay_upstream.give_back(control);
                 }
-                if response.client_must_close {
+                if !response.request_finished {
+                    Next::Linger
+                } else if response.client_must_close {
                     Next::Close
                 } else {
                     Next::Continue
                 }
             }
-            Err(error) => {
+            Some(Err(RelayError::Chunk(error))) => {
+                // The client has the head and part of the body; all it can learn is the cut.
+                self.metrics.control_error();
+                self.metrics
+                    .refused(Refusal::ControlResponse, chunk_error_text(&error));
+                self.metrics.dropped(crate::DropReason::Incomplete);
+                return Next::Close;
+            }
+            Some(Err(error)) => {
                 // The control failed mid-body (the client sees a cut response) or the client
                 // went away; either way the connection cannot carry another exchange.
                 tracing::debug!(?error, "Response body relay ended early.");
+                self.metrics.dropped(crate::DropReason::Incomplete);
+                return Next::Close;
+            }
+            None => {
+                self.metrics.control_error();
+                tracing::warn!("Control did not finish its response in time.");
                 self.metrics.dropped(crate::DropReason::Incomplete);
                 return Next::Close;
             }
@@ -400,7 +550,8 @@ impl TeeProxy {
 
     /// Sends the request head and body to the control and reads the response head, on a
     /// kept-alive connection when one is idle. A request without a body that is safe to repeat
-    /// is sent again on a fresh connection when a reused one turns out closed.
+    /// is sent again on a fresh connection when a reused one turns out closed. A control that
+    /// answers before it read the whole body gets no more of it; its answer is relayed.
     async fn send_request(
         &self,
         client: &mut Peer,
@@ -409,6 +560,7 @@ impl TeeProxy {
         request_copy: &mut BodyCopy,
         back: &mut Vec<u8>,
     ) -> Result<(Peer, ResponseHead), SendError> {
+        let body_timeout = self.inner.config.limits.body_timeout;
         loop {
             let (mut control, reused) = match self.relay_upstream.take_idle() {
                 Some(peer) => (peer, true),
@@ -421,32 +573,67 @@ impl TeeProxy {
                 ),
             };
             let mut pending = Vec::from(forward);
-            let sent = relay_body(
+            let sent = send_body(
                 client,
-                &mut control.stream,
+                &mut control,
                 &mut pending,
                 head.framing,
                 request_copy,
+                body_timeout,
             )
             .await;
             let retry = reused && head.framing == Framing::Empty && head.idempotent;
-            match sent {
-                Ok(()) => {}
+            let request_finished = match sent {
+                Ok(BodySent::Whole) => true,
+                Ok(BodySent::Answered) => false,
                 Err(RelayError::Sink(_)) if retry => continue,
-                Err(RelayError::Sink(error)) => return Err(SendError::Control(error)),
+                // The control may have answered and closed before taking the whole body: its
+                // answer is in the socket's buffer ahead of the reset.
+                Err(RelayError::Sink(error)) => {
+                    return match read_response_head(
+                        &mut control,
+                        head.is_head,
+                        head.exchange.is_some(),
+                        false,
+                        back,
+                    )
+                    .await
+                    {
+                        Ok(response) => Ok((control, response)),
+                        Err(_) => Err(SendError::Control(error)),
+                    };
+                }
                 Err(RelayError::Source(error)) => {
                     tracing::debug!(%error, "Client went away during its request body.");
                     return Err(SendError::Client);
                 }
-                Err(RelayError::Chunk(error)) => {
-                    return Err(SendError::ClientBody(chunk_error_text(&error)))
+                Err(RelayError::Idle) => {
+                    return Err(SendError::ClientBody(
+                        Refusal::BodyTimeout,
+                        408,
+                        "request body not received in time",
+                    ))
                 }
-            }
-            match read_response_head(&mut control, head.is_head, head.exchange.is_some(), back)
-                .await
+                Err(RelayError::Chunk(error)) => {
+                    return Err(SendError::ClientBody(
+                        Refusal::Chunked,
+                        400,
+                        chunk_error_text(&error),
+                    ))
+                }
+            };
+            match read_response_head(
+                &mut control,
+                head.is_head,
+                head.exchange.is_some(),
+                request_finished,
+                back,
+            )
+            .await
             {
                 Ok(response) => return Ok((control, response)),
                 Err(ResponseError::ClosedBeforeAnswer) if retry => continue,
+                Err(ResponseError::Malformed(why)) => return Err(SendError::BadResponse(why)),
                 Err(error) => return Err(SendError::Control(error.into_io())),
             }
         }
@@ -465,14 +652,37 @@ impl TeeProxy {
 enum Next {
     Continue,
     Close,
+    /// The answer went out before the request body was read to its end: read and throw away
+    /// what is left of it for a while, then close.
+    Linger,
+}
+
+/// Reads and throws away what the client still sends, for at most [`LINGER`] and
+/// [`LINGER_BYTES`], after telling it the connection ends: a close with unread bytes would reset
+/// the connection, and the client could lose the answer it has not read yet.
+async fn linger(mut client: Peer) {
+    let _ = client.stream.shutdown().await;
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut thrown = 0;
+        while thrown < LINGER_BYTES {
+            client.buf.clear();
+            match client.read().await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => thrown += n,
+            }
+        }
+    })
+    .await;
 }
 
 #[derive(Debug)]
 enum SendError {
     /// The client went away while its request body was being relayed.
     Client,
-    /// The client's chunked body was malformed.
-    ClientBody(&'static str),
+    /// The client's body was malformed or too slow: refused with this reason and status.
+    ClientBody(Refusal, u16, &'static str),
+    /// The control's response head was malformed or ambiguous.
+    BadResponse(&'static str),
     Control(io::Error),
 }
 
@@ -480,7 +690,9 @@ fn chunk_error_text(error: &ChunkError) -> &'static str {
     match error {
         ChunkError::Size => "invalid chunk size",
         ChunkError::LineTooLong => "chunk extension too long",
-        ChunkError::MissingCrlf => "chunk data not followed by CRLF",
+        ChunkError::Extension => "control character in a chunk extension",
+        ChunkError::MissingCrlf => "chunk line not ended by CRLF",
+        ChunkError::Trailer => "malformed trailer field",
         ChunkError::TrailersTooLong => "trailer section too long",
     }
 }
@@ -492,15 +704,16 @@ fn http_head(
     path: &str,
     headers: &[httparse::Header<'_>],
 ) -> Result<(http::Method, http::Uri, http::HeaderMap), HeadError> {
-    let bad = |_| HeadError::Malformed("malformed request head");
-    let method = http::Method::from_bytes(method.as_bytes()).map_err(bad)?;
-    let uri = http::Uri::try_from(path).map_err(|_| HeadError::Malformed("malformed path"))?;
+    let bad = |why| HeadError::Malformed(Refusal::MalformedHead, why);
+    let method =
+        http::Method::from_bytes(method.as_bytes()).map_err(|_| bad("malformed request head"))?;
+    let uri = http::Uri::try_from(path).map_err(|_| bad("malformed path"))?;
     let mut map = http::HeaderMap::with_capacity(headers.len());
     for h in headers {
         let name = http::HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| HeadError::Malformed("malformed header name"))?;
-        let value = http::HeaderValue::from_bytes(h.value)
-            .map_err(|_| HeadError::Malformed("malformed header value"))?;
+            .map_err(|_| bad("malformed header name"))?;
+        let value =
+            http::HeaderValue::from_bytes(h.value).map_err(|_| bad("malformed header value"))?;
         map.append(name, value);
     }
     Ok((method, uri, map))
@@ -525,13 +738,18 @@ impl Peer {
         self.stream.read_buf(&mut self.buf).await
     }
 
+    /// Reads what has already arrived, without waiting.
+    fn try_read_now(&mut self) -> io::Result<usize> {
+        self.buf.reserve(READ_ROOM);
+        self.stream.try_read_buf(&mut self.buf)
+    }
+
     /// Answers a request that cannot be relayed, and closes.
     async fn refuse(&mut self, status: u16, why: &str) {
-        tracing::debug!(status, why, "Refused a request.");
-        let reason = if status == 431 {
-            "Request Header Fields Too Large"
-        } else {
-            "Bad Request"
+        let reason = match status {
+            408 => "Request Timeout",
+            431 => "Request Header Fields Too Large",
+            _ => "Bad Request",
         };
         let answer = format!(
             "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{why}",
@@ -549,18 +767,20 @@ impl Peer {
         } else {
             "Bad Gateway"
         };
+        // The body may be partly unread; only an empty one leaves the connection in step.
+        let goes_on = head.framing == Framing::Empty;
         let answer = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{message}",
-            message.len()
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n{message}",
+            message.len(),
+            if goes_on { "" } else { "connection: close\r\n" },
         );
         if self.stream.write_all(answer.as_bytes()).await.is_err() {
             return Next::Close;
         }
-        // The body may be partly unread; only an empty one leaves the connection in step.
-        if head.framing == Framing::Empty {
+        if goes_on {
             Next::Continue
         } else {
-            Next::Close
+            Next::Linger
         }
     }
 }
@@ -571,6 +791,8 @@ struct ResponseHead {
     framing: Framing,
     control_keeps_alive: bool,
     client_must_close: bool,
+    /// False when the control answered before the whole request body was sent to it.
+    request_finished: bool,
     headers: Headers,
 }
 
@@ -601,13 +823,20 @@ async fn read_response_head(
     control: &mut Peer,
     request_is_head: bool,
     copying: bool,
+    request_finished: bool,
     back: &mut Vec<u8>,
 ) -> Result<ResponseHead, ResponseError> {
     let mut answered = false;
     loop {
         if !control.buf.is_empty() {
             answered = true;
-            match parse_response(&control.buf, request_is_head, copying, back)? {
+            match parse_response(
+                &control.buf,
+                request_is_head,
+                copying,
+                request_finished,
+                back,
+            )? {
                 Some((head_len, Some(head))) => {
                     control.buf.advance(head_len);
                     return Ok(head);
@@ -651,6 +880,7 @@ fn parse_response(
     input: &[u8],
     request_is_head: bool,
     copying: bool,
+    request_finished: bool,
     back: &mut Vec<u8>,
 ) -> Result<Option<(usize, Option<ResponseHead>)>, ResponseError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -663,6 +893,7 @@ fn parse_response(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(ResponseError::Malformed("malformed response head")),
     };
+    check_line_ends(&input[..head_len]).map_err(ResponseError::Malformed)?;
     let (Some(version), Some(status)) = (response.version, response.code) else {
         return Err(ResponseError::Malformed("malformed status line"));
     };
@@ -678,12 +909,7 @@ fn parse_response(
     let fields = scan_fields(headers).map_err(ResponseError::Malformed)?;
     let framing = if request_is_head || status == 204 || status == 304 {
         Framing::Empty
-    } else if fields.transfer_encoding {
-        if !fields.chunked {
-            return Err(ResponseError::Malformed(
-                "response transfer coding other than chunked",
-            ));
-        }
+    } else if fields.chunked {
         Framing::Chunked
     } else {
         match fields.content_length {
@@ -692,27 +918,37 @@ fn parse_response(
             None => Framing::UntilClose,
         }
     };
-    let control_keeps_alive =
-        framing != Framing::UntilClose && !fields.close && (version == 1 || fields.keep_alive);
-    let client_must_close = framing == Framing::UntilClose;
+    let control_keeps_alive = request_finished
+        && framing != Framing::UntilClose
+        && !fields.close
+        && (version == 1 || fields.keep_alive);
+    let client_must_close = framing == Framing::UntilClose || !request_finished;
 
     back.clear();
     back.extend_from_slice(b"HTTP/1.1 ");
-    back.extend_from_slice(status.to_string().as_bytes());
+    back.extend_from_slice(itoa_u64(u64::from(status), &mut [0u8; 20]));
     back.push(b' ');
     back.extend_from_slice(response.reason.unwrap_or("").as_bytes());
     back.extend_from_slice(b"\r\n");
-    // Transfer-Encoding overrides Content-Length, which an intermediary must then remove
-    // (RFC 9112 §6.3).
-    let forwarded = |name: &str| {
-        let overridden = framing == Framing::Chunked && name.eq_ignore_ascii_case("content-length");
-        !(overridden || skip_field(name, &fields))
-    };
+    let forwarded = |name: &str| !skip_field(name, &fields);
     for header in headers {
-        let relayed_coding = framing == Framing::Chunked && is_transfer_encoding(header.name);
-        if forwarded(header.name) || relayed_coding {
+        if forwarded(header.name) {
             push_field(back, header.name.as_bytes(), header.value);
         }
+    }
+    match framing {
+        Framing::Length(n) => push_length(back, n),
+        Framing::Chunked => back.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        // No body follows, but a HEAD or 304 answer states the size the body would have;
+        // a 204 has no size to state (RFC 9110 §8.6).
+        Framing::Empty if status != 204 => {
+            if let Some(n) = fields.content_length {
+                push_length(back, n);
+            } else if fields.chunked {
+                back.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            }
+        }
+        Framing::Empty | Framing::UntilClose => {}
     }
     if client_must_close {
         back.extend_from_slice(b"connection: close\r\n");
@@ -731,6 +967,7 @@ fn parse_response(
             framing,
             control_keeps_alive,
             client_must_close,
+            request_finished,
             headers,
         }),
     )))
@@ -740,13 +977,58 @@ fn parse_response(
 enum RelayError {
     /// Reading from the sending side failed, or it closed before the body ended.
     Source(io::Error),
+    /// The sending side sent nothing for the body timeout.
+    Idle,
     /// Writing to the receiving side failed.
     Sink(io::Error),
     Chunk(ChunkError),
 }
 
-/// Relays one body from `source` to `sink`, after the head already in `pending`, and copies
-/// its data into `copy`. Small bodies go out in the same write as their head.
+/// Takes the body's bytes out of `source.buf` into `out`, framed the relay's way, and copies
+/// its data into `copy`. Returns whether the body ended.
+fn take_body(
+    source: &mut Peer,
+    out: &mut Vec<u8>,
+    framing: Framing,
+    left: &mut u64,
+    decoder: &mut ChunkedDecoder,
+    copy: &mut BodyCopy,
+) -> Result<bool, RelayError> {
+    match framing {
+        Framing::Empty => Ok(true),
+        Framing::Length(_) => {
+            let take = (*left).min(source.buf.len() as u64) as usize;
+            copy.push(&source.buf[..take]);
+            out.extend_from_slice(&source.buf[..take]);
+            source.buf.advance(take);
+            *left -= take as u64;
+            Ok(*left == 0)
+        }
+        Framing::Chunked => {
+            let take = decoder
+                .feed(&source.buf, &mut |data| {
+                    copy.push(data);
+                    encode_chunk(out, data);
+                })
+                .map_err(RelayError::Chunk)?;
+            source.buf.advance(take);
+            let done = decoder.is_done();
+            if done {
+                out.extend_from_slice(LAST_CHUNK);
+            }
+            Ok(done)
+        }
+        Framing::UntilClose => {
+            copy.push(&source.buf);
+            out.extend_from_slice(&source.buf);
+            source.buf.clear();
+            Ok(false)
+        }
+    }
+}
+
+/// Relays one response body from `source` to `sink`, after the head already in `pending`, and
+/// copies its data into `copy`. Small bodies go out in the same write as their head.
 async fn relay_body(
     source: &mut Peer,
     sink: &mut TcpStream,
@@ -760,38 +1042,13 @@ async fn relay_body(
     };
     let mut decoder = ChunkedDecoder::default();
     loop {
-        let (take, done) = match framing {
-            Framing::Empty => (0, true),
-            Framing::Length(_) => {
-                let take = left.min(source.buf.len() as u64) as usize;
-                copy.push(&source.buf[..take]);
-                left -= take as u64;
-                (take, left == 0)
-            }
-            Framing::Chunked => {
-                let take = decoder
-                    .feed(&source.buf, &mut |data| copy.push(data))
-                    .map_err(RelayError::Chunk)?;
-                (take, decoder.is_done())
-            }
-            Framing::UntilClose => {
-                let take = source.buf.len();
-                copy.push(&source.buf[..take]);
-                (take, false)
-            }
-        };
-        if pending.len() + take <= COALESCE {
-            pending.extend_from_slice(&source.buf[..take]);
-        } else {
-            flush(sink, pending).await?;
-            sink.write_all(&source.buf[..take])
-                .await
-                .map_err(RelayError::Sink)?;
-        }
-        source.buf.advance(take);
+        let done = take_body(source, pending, framing, &mut left, &mut decoder, copy)?;
         // Whatever is gathered goes out before waiting for more, so the other side never
         // waits on the relay.
-        flush(sink, pending).await?;
+        if !pending.is_empty() {
+            sink.write_all(pending).await.map_err(RelayError::Sink)?;
+            pending.clear();
+        }
         if done {
             copy.complete = true;
             return Ok(());
@@ -813,12 +1070,126 @@ async fn relay_body(
     }
 }
 
-async fn flush(sink: &mut TcpStream, pending: &mut Vec<u8>) -> Result<(), RelayError> {
-    if !pending.is_empty() {
-        sink.write_all(pending).await.map_err(RelayError::Sink)?;
-        pending.clear();
+/// How a request body's relay ended.
+enum BodySent {
+    Whole,
+    /// The control answered before it had the whole body; it gets no more of it.
+    Answered,
+}
+
+/// Relays one request body from the client to the control, after the head in `pending`, while
+/// watching the control: one that answers early (413 before reading a large body, say) is
+/// heard at once instead of being written to until its socket resets. The client has
+/// `body_timeout` between reads.
+async fn send_body(
+    client: &mut Peer,
+    control: &mut Peer,
+    pending: &mut Vec<u8>,
+    framing: Framing,
+    copy: &mut BodyCopy,
+    body_timeout: Duration,
+) -> Result<BodySent, RelayError> {
+    let mut left = match framing {
+        Framing::Length(n) => n,
+        _ => 0,
+    };
+    let mut decoder = ChunkedDecoder::default();
+    loop {
+        let done = take_body(client, pending, framing, &mut left, &mut decoder, copy)?;
+        // Whatever is gathered goes out before waiting for more: the head and a small body
+        // in one write.
+        if !pending.is_empty() {
+            if write_watching(control, pending).await? {
+                return Ok(BodySent::Answered);
+            }
+            pending.clear();
+        }
+        if done {
+            copy.complete = true;
+            return Ok(BodySent::Whole);
+        }
+        let read = tokio::select! {
+            biased;
+            read = tokio::time::timeout(body_timeout, client.read()) => read,
+            answered = answer_arrived(control) => {
+                if answered? {
+                    return Ok(BodySent::Answered);
+                }
+                continue;
+            }
+        };
+        match read {
+            Err(_) => return Err(RelayError::Idle),
+            Ok(Ok(0)) => {
+                return Err(RelayError::Source(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed before the body ended",
+                )))
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(RelayError::Source(error)),
+        }
     }
-    Ok(())
+}
+
+/// Writes `data` to the control unless it answers first. `Ok(true)`: it answered.
+async fn write_watching(control: &mut Peer, mut data: &[u8]) -> Result<bool, RelayError> {
+    while !data.is_empty() {
+        let (read_half, mut write_half) = control.stream.split();
+        tokio::select! {
+            biased;
+            written = write_half.write(data) => {
+                match written.map_err(RelayError::Sink)? {
+                    0 => return Err(RelayError::Sink(io::ErrorKind::WriteZero.into())),
+                    n => data = &data[n..],
+                }
+            }
+            ready = read_half.as_ref().readable() => {
+                ready.map_err(RelayError::Sink)?;
+                if answer_read(control)? {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Resolves when the control sent something; `Ok(true)` when that is a final answer (or
+/// something that is not an interim one), `Ok(false)` when it was only readiness or 1xx.
+async fn answer_arrived(control: &mut Peer) -> Result<bool, RelayError> {
+    control.stream.readable().await.map_err(RelayError::Sink)?;
+    answer_read(control)
+}
+
+/// Reads what the control sent while the body was still going to it, and tells whether the
+/// control has answered: interim 1xx answers are dropped and the body goes on.
+fn answer_read(control: &mut Peer) -> Result<bool, RelayError> {
+    match control.try_read_now() {
+        Ok(0) => return Ok(true),
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+        // Reset: whatever it sent before is in the buffer; the head reader decides.
+        Err(_) => return Ok(true),
+    }
+    loop {
+        if control.buf.is_empty() {
+            return Ok(false);
+        }
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut slots);
+        match response.parse(&control.buf) {
+            Ok(httparse::Status::Complete(n))
+                if response.code.is_some_and(|c| c < 200 && c != 101) =>
+            {
+                control.buf.advance(n);
+            }
+            Ok(httparse::Status::Partial) if control.buf.len() < MAX_HEAD_BYTES => {
+                return Ok(false)
+            }
+            _ => return Ok(true),
+        }
+    }
 }
 
 /// The bounded copy of a body, made while relaying it.
@@ -979,10 +1350,24 @@ mod tests {
 
     #[test]
     fn framing_fields_are_read_strictly() {
-        let f = fields(&[("Transfer-Encoding", b"gzip, chunked")]).unwrap();
-        assert!(f.transfer_encoding && f.chunked);
-        let f = fields(&[("transfer-encoding", b"chunked, gzip")]).unwrap();
-        assert!(f.transfer_encoding && !f.chunked);
+        let f = fields(&[("Transfer-Encoding", b" Chunked ")]).unwrap();
+        assert!(f.chunked);
+        // Exactly one field, exactly `chunked`, never beside Content-Length.
+        assert!(fields(&[("Transfer-Encoding", b"gzip, chunked")]).is_err());
+        assert!(fields(&[("transfer-encoding", b"chunked, gzip")]).is_err());
+        assert!(fields(&[("transfer-encoding", b"chunked, chunked")]).is_err());
+        assert!(fields(&[
+            ("transfer-encoding", b"gzip"),
+            ("transfer-encoding", b"chunked")
+        ])
+        .is_err());
+        assert!(fields(&[
+            ("transfer-encoding", b"chunked"),
+            ("transfer-encoding", b"chunked")
+        ])
+        .is_err());
+        assert!(fields(&[("transfer-encoding", b"chunked"), ("content-length", b"3")]).is_err());
+        assert!(fields(&[("transfer-encoding", b"xchunked")]).is_err());
         assert_eq!(
             fields(&[("content-length", b"12")]).unwrap().content_length,
             Some(12)
@@ -990,19 +1375,51 @@ mod tests {
         assert!(fields(&[("content-length", b"1x")]).is_err());
         assert!(fields(&[("content-length", b"")]).is_err());
         assert!(fields(&[("content-length", b"-1")]).is_err());
+        assert!(fields(&[("content-length", b"+1")]).is_err());
+        assert!(fields(&[("content-length", b"1, 1")]).is_err());
         assert!(fields(&[("content-length", b"5"), ("Content-Length", b"6")]).is_err());
-        assert!(fields(&[("content-length", b"5"), ("Content-Length", b"5")]).is_ok());
+        assert!(fields(&[("content-length", b"5"), ("Content-Length", b"5")]).is_err());
+        assert!(fields(&[("host", b"a"), ("Host", b"a")]).is_err());
         let f = fields(&[("Connection", b"close, X-Secret")]).unwrap();
         assert!(f.close);
         assert!(skip_field("x-secret", &f) && skip_field("Keep-Alive", &f));
         assert!(!skip_field("content-type", &f));
+        // `Connection` cannot take away the fields the relay relies on; framing fields are
+        // never forwarded as received.
+        let f = fields(&[("Connection", b"content-length, host, transfer-encoding")]).unwrap();
+        assert!(!skip_field("host", &f));
+        assert!(
+            skip_field("content-length", &f)
+                && skip_field("Transfer-Encoding", &fields(&[]).unwrap())
+        );
+    }
+
+    #[test]
+    fn line_ends_are_crlf_only() {
+        assert!(check_line_ends(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").is_ok());
+        assert!(check_line_ends(b"GET / HTTP/1.1\r\nhost: a\n\r\n").is_err());
+        assert!(check_line_ends(b"GET / HTTP/1.1\r\nx: a\rb\r\n\r\n").is_err());
+        assert!(check_line_ends(b"GET / HTTP/1.1\nhost: a\r\n\r\n").is_err());
+        assert!(check_line_ends(b"GET / HTTP/1.1\r\nhost: a\r\n\n").is_err());
+        assert!(check_line_ends(b"GET / HTTP/1.1\r\nhost: a\r\n\r").is_err());
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        let mut digits = [0u8; 20];
+        assert_eq!(itoa_u64(0, &mut digits), b"0");
+        assert_eq!(itoa_u64(1234567890, &mut digits), b"1234567890");
+        assert_eq!(
+            itoa_u64(u64::MAX, &mut digits),
+            u64::MAX.to_string().as_bytes()
+        );
     }
 
     #[test]
     fn a_response_head_is_rewritten_for_the_client() {
         let mut back = Vec::new();
         let raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n5\r\n";
-        let (len, head) = parse_response(raw, false, true, &mut back)
+        let (len, head) = parse_response(raw, false, true, true, &mut back)
             .unwrap()
             .unwrap();
         let head = head.unwrap();
@@ -1011,7 +1428,7 @@ mod tests {
         assert!(head.control_keeps_alive && !head.client_must_close);
         assert_eq!(
             String::from_utf8(back).unwrap(),
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
         );
         assert_eq!(
             head.headers,
@@ -1024,7 +1441,7 @@ mod tests {
         let mut back = Vec::new();
         let framing = |raw: &[u8], is_head: bool| {
             let mut back = Vec::new();
-            parse_response(raw, is_head, false, &mut back)
+            parse_response(raw, is_head, false, true, &mut back)
                 .unwrap()
                 .unwrap()
                 .1
@@ -1050,16 +1467,28 @@ mod tests {
         assert!(!old.control_keeps_alive);
         // Interim answers are skipped, an upgrade nobody asked for is refused.
         assert!(matches!(
-            parse_response(b"HTTP/1.1 100 Continue\r\n\r\n", false, false, &mut back),
+            parse_response(
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                false,
+                false,
+                true,
+                &mut back
+            ),
             Ok(Some((25, None)))
         ));
-        assert!(
-            parse_response(b"HTTP/1.1 101 Switching\r\n\r\n", false, false, &mut back).is_err()
-        );
+        assert!(parse_response(
+            b"HTTP/1.1 101 Switching\r\n\r\n",
+            false,
+            false,
+            true,
+            &mut back
+        )
+        .is_err());
         assert!(parse_response(
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
             false,
             false,
+            true,
             &mut back
         )
         .is_err());

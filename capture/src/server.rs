@@ -12,6 +12,10 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
+/// Time hyper-served connections have to send a whole request head (the relay has its own,
+/// configurable, [`crate::TapLimits`]).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Binds `addr` and returns the listener with the address it got (a port of 0 picks one).
 pub async fn bind(
     addr: std::net::SocketAddr,
@@ -83,6 +87,16 @@ pub trait ConnectionHandler: Send + 'static {
         stream: TcpStream,
         stop: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + Send + 'static;
+
+    /// Connections the server may serve at once, over all its threads; `None`: no limit.
+    fn max_connections(&self) -> Option<usize> {
+        None
+    }
+
+    /// Takes a connection accepted over the limit. It must not wait: the accept loop goes on.
+    fn over_limit(&self, stream: TcpStream) {
+        drop(stream);
+    }
 }
 
 /// A hyper service as a [`ConnectionHandler`]: HTTP/1 and HTTP/2, with upgrades.
@@ -130,7 +144,12 @@ pub(crate) async fn serve_hyper_connection<I, S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A client that never finishes a head is closed (408), as the relay does.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let ended = tokio::select! {
@@ -195,11 +214,14 @@ where
     let listener = listener.into_std()?;
     let make_handler = std::sync::Arc::new(make_handler);
     let (stop, stopped) = watch::channel(false);
+    // Connections open over every thread, for the handler's connection limit.
+    let open_everywhere = std::sync::Arc::new(AtomicUsize::new(0));
     let mut finished = Vec::with_capacity(threads.max(1));
     for index in 0..threads.max(1) {
         let listener = listener.try_clone()?;
         let make_handler = make_handler.clone();
         let stopped = stopped.clone();
+        let open_everywhere = open_everywhere.clone();
         let (done, finished_rx) = oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -215,7 +237,8 @@ where
                             return;
                         }
                     };
-                    accept_until_stopped(listener, make_handler(), stopped, grace).await;
+                    accept_until_stopped(listener, make_handler(), stopped, grace, open_everywhere)
+                        .await;
                 });
                 let _ = done.send(());
             })?;
@@ -238,9 +261,11 @@ async fn accept_until_stopped<H: ConnectionHandler>(
     handler: H,
     stop: watch::Receiver<bool>,
     grace: Duration,
+    open_everywhere: std::sync::Arc<AtomicUsize>,
 ) {
     let mut stopping = stop.clone();
     let open = std::sync::Arc::new(AtomicUsize::new(0));
+    let limit = handler.max_connections();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -253,12 +278,16 @@ async fn accept_until_stopped<H: ConnectionHandler>(
                         continue;
                     }
                 };
+                if limit.is_some_and(|max| open_everywhere.load(Ordering::Acquire) >= max) {
+                    handler.over_limit(stream);
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 let served = handler.handle(stream, stop.clone());
-                let open = Open::count(&open);
+                let counted = (Open::count(&open), Open::count(&open_everywhere));
                 tokio::spawn(async move {
                     served.await;
-                    drop(open);
+                    drop(counted);
                 });
             }
             _ = stopped(&mut stopping) => break,

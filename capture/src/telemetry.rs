@@ -1,5 +1,7 @@
 //! The tap's metrics: one definition each.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 /// Why a captured exchange was not passed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -24,6 +26,82 @@ impl DropReason {
     }
 }
 
+/// Why the tap refused a client's request or a control's response (`refused_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A request head httparse or the line-end check refused (bare CR/LF, bad syntax, no Host).
+    MalformedHead,
+    /// A request head over the size or field-count limit.
+    HeadTooLarge,
+    /// Ambiguous framing fields: several Transfer-Encoding, Content-Length or Host fields, a
+    /// coding other than chunked, both framings.
+    Framing,
+    /// A malformed chunked request body.
+    Chunked,
+    /// The request head did not arrive whole within the head timeout.
+    HeadTimeout,
+    /// The request body stalled longer than the body timeout.
+    BodyTimeout,
+    /// The process already serves its connection limit.
+    ConnectionLimit,
+    /// The control's response was malformed or ambiguous (answered 502, or cut).
+    ControlResponse,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 8] = [
+        Self::MalformedHead,
+        Self::HeadTooLarge,
+        Self::Framing,
+        Self::Chunked,
+        Self::HeadTimeout,
+        Self::BodyTimeout,
+        Self::ConnectionLimit,
+        Self::ControlResponse,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MalformedHead => "malformed_head",
+            Self::HeadTooLarge => "head_too_large",
+            Self::Framing => "framing",
+            Self::Chunked => "chunked",
+            Self::HeadTimeout => "head_timeout",
+            Self::BodyTimeout => "body_timeout",
+            Self::ConnectionLimit => "connection_limit",
+            Self::ControlResponse => "control_response",
+        }
+    }
+}
+
+/// Refusals are logged at `info` at most once a second per process; the log line says how
+/// many went unlogged since the last one (an attacker must not be able to flood the log).
+static LAST_REFUSAL_LOG_MS: AtomicU64 = AtomicU64::new(0);
+static UNLOGGED_REFUSALS: AtomicU64 = AtomicU64::new(0);
+
+fn log_refusal(reason: Refusal, why: &str) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let last = LAST_REFUSAL_LOG_MS.load(Ordering::Relaxed);
+    if now_ms.saturating_sub(last) >= 1000
+        && LAST_REFUSAL_LOG_MS
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let unlogged = UNLOGGED_REFUSALS.swap(0, Ordering::Relaxed);
+        tracing::info!(
+            reason = reason.as_str(),
+            why,
+            unlogged_since_last = unlogged,
+            "Refused a request (or a control's response)."
+        );
+    } else {
+        UNLOGGED_REFUSALS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub const REFUSED: &str = "shadowdiff_capture_refused_total";
 pub const CAPTURED: &str = "shadowdiff_capture_exchanges_total";
 pub const DROPPED: &str = "shadowdiff_capture_dropped_total";
 pub const CONTROL_ERRORS: &str = "shadowdiff_capture_control_errors_total";
@@ -35,6 +113,10 @@ pub(crate) fn describe() {
     metrics::describe_counter!(
         CONTROL_ERRORS,
         "Client requests the control failed or timed out on."
+    );
+    metrics::describe_counter!(
+        REFUSED,
+        "Client requests (and control responses) the tap refused, by reason."
     );
     metrics::describe_histogram!(CONTROL_LATENCY, "Control response time seen by the tap.");
 }
@@ -54,6 +136,7 @@ pub(crate) struct TapMetrics {
     dropped: [metrics::Counter; 4],
     control_errors: metrics::Counter,
     control_latency: metrics::Histogram,
+    refused: [metrics::Counter; 8],
 }
 
 impl TapMetrics {
@@ -70,6 +153,8 @@ impl TapMetrics {
             dropped,
             control_errors: metrics::counter!(CONTROL_ERRORS),
             control_latency: metrics::histogram!(CONTROL_LATENCY),
+            refused: Refusal::ALL
+                .map(|reason| metrics::counter!(REFUSED, "reason" => reason.as_str())),
         }
     }
 
@@ -89,6 +174,12 @@ impl TapMetrics {
 
     pub(crate) fn control_error(&self) {
         self.control_errors.increment(1);
+    }
+
+    /// Counts a refusal and logs it (rate-limited).
+    pub(crate) fn refused(&self, reason: Refusal, why: &str) {
+        self.refused[reason as usize].increment(1);
+        log_refusal(reason, why);
     }
 
     pub(crate) fn control_latency(&self, us: u64) {

@@ -405,6 +405,8 @@ fn config(control: SocketAddr) -> TeeConfig {
         experiment: "relay".into(),
         preserve_host: false,
         control_timeout: WAIT,
+        limits: shadowdiff_capture::TapLimits::default(),
+        shadow_markers: shadowdiff_capture::default_shadow_markers(),
     }
 }
 
@@ -436,6 +438,32 @@ async fn tap(config: TeeConfig) -> Tap {
 // A metrics recorder that counts exchanges dropped as incomplete.
 
 static INCOMPLETE: AtomicU64 = AtomicU64::new(0);
+
+/// `shadowdiff_capture_refused_total` by reason.
+static REFUSED: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
+
+fn refused_count(reason: &str) -> u64 {
+    REFUSED
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(r, _)| r == reason)
+        .map_or(0, |(_, n)| *n)
+}
+
+struct RefusedCount(String);
+
+impl metrics::CounterFn for RefusedCount {
+    fn increment(&self, value: u64) {
+        let mut all = REFUSED.lock().unwrap();
+        match all.iter_mut().find(|(r, _)| *r == self.0) {
+            Some((_, n)) => *n += value,
+            None => all.push((self.0.clone(), value)),
+        }
+    }
+
+    fn absolute(&self, _: u64) {}
+}
 
 struct IncompleteCount;
 
@@ -479,8 +507,13 @@ impl metrics::Recorder for Recording {
             && key
                 .labels()
                 .any(|l| l.key() == "reason" && l.value() == "incomplete");
+        let refused = (key.name() == "shadowdiff_capture_refused_total")
+            .then(|| key.labels().find(|l| l.key() == "reason"))
+            .flatten();
         if incomplete {
             metrics::Counter::from_arc(Arc::new(IncompleteCount))
+        } else if let Some(reason) = refused {
+            metrics::Counter::from_arc(Arc::new(RefusedCount(reason.value().to_string())))
         } else {
             metrics::Counter::noop()
         }
@@ -592,7 +625,7 @@ async fn a_content_length_post_is_relayed_byte_exact_and_captured_whole() {
 // 2. Chunked bodies, both ways.
 
 #[tokio::test]
-async fn chunked_bodies_are_relayed_as_sent_and_captured_decoded() {
+async fn chunked_bodies_are_re_encoded_cleanly_and_captured_decoded() {
     let chunked_answer =
         b"4\r\nchun\r\n3;ext=1\r\nked\r\n6\r\n answe\r\n1\r\nr\r\n0\r\nx-trailer: t\r\n\r\n"
             .to_vec();
@@ -630,19 +663,24 @@ async fn chunked_bodies_are_relayed_as_sent_and_captured_decoded() {
     assert!(response.head.chunked(), "the client gets a chunked answer");
     assert!(!response.head.has("content-length"));
     assert_eq!(response.body, b"chunked answer");
+    // The relay writes its own framing: the data in clean chunks, no extension, no trailer.
     assert_eq!(
-        response.raw_body, chunked_answer,
-        "the chunked response is relayed as the control sent it"
+        response.raw_body,
+        b"4\r\nchun\r\n3\r\nked\r\n6\r\n answe\r\n1\r\nr\r\n0\r\n\r\n".to_vec(),
+        "the chunked response is re-encoded by the relay"
     );
+    assert_ne!(response.raw_body, chunked_answer);
 
     let received = control.received();
     assert_eq!(received.len(), 1);
     assert!(received[0].head.chunked());
     assert!(!received[0].head.has("content-length"));
     assert_eq!(received[0].body, b"hello, world!");
-    assert_eq!(
-        received[0].raw_body, sent,
-        "the chunked request is relayed as the client sent it"
+    assert_ne!(received[0].raw_body, sent);
+    let raw = String::from_utf8(received[0].raw_body.clone()).unwrap();
+    assert!(
+        !raw.contains(';') && raw.ends_with("0\r\n\r\n"),
+        "the chunked request is re-encoded without extensions: {raw:?}"
     );
 
     let exchanges = tap.sink.wait_for(1).await;
@@ -1224,10 +1262,9 @@ async fn a_response_head_over_64_kib_is_answered_502_however_it_arrives() {
 }
 
 #[tokio::test]
-async fn a_chunked_response_that_also_has_content_length_reaches_the_client_without_it() {
-    // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and an intermediary that
-    // forwards such a message must first remove Content-Length; a client that went by it would
-    // read the chunk framing as the body and the rest as the next response.
+async fn a_response_with_both_framings_is_answered_502_and_not_copied() {
+    // RFC 9112 §6.3 lets Transfer-Encoding override Content-Length, but a response with both
+    // is how responses are desynchronised; nginx (since 1.23) answers such an upstream 502.
     let control = control(|_| {
         Reply::Send(
             b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
@@ -1240,17 +1277,10 @@ async fn a_chunked_response_that_also_has_content_length_reaches_the_client_with
     let mut client = Wire::connect(tap.addr).await;
     client.send(&get("/both")).await;
     let answer = client.answer(false).await;
-    assert!(answer.head.chunked());
-    assert!(
-        !answer.head.has("content-length"),
-        "both framings reached the client: {:?}",
-        answer.head
-    );
-    assert_eq!(answer.body, b"hello");
-    let exchanges = tap.sink.wait_for(1).await;
-    let copy = exchanges[0].control.as_ref().unwrap();
-    assert_eq!(copy.body.bytes[..], b"hello"[..]);
-    assert!(header_value(&copy.headers, "content-length").is_none());
+    assert_eq!(answer.head.status(), 502);
+    assert!(!String::from_utf8_lossy(&answer.body).contains("hello"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(tap.sink.all().is_empty(), "nothing is copied");
 }
 
 #[tokio::test]
@@ -1283,10 +1313,10 @@ async fn a_malformed_chunked_request_body_is_answered_400_without_a_copy() {
     );
 }
 
-/// The relay passes a chunked body through as it came, so its other transfer codings still
-/// apply to it: the receiver must see them, or it would read gzip bytes as the content.
+/// A coding the relay does not decode (`gzip, chunked`) is refused both ways: passing it on
+/// would leave the receiver to frame the body its own way.
 #[tokio::test]
-async fn transfer_codings_before_chunked_are_forwarded_with_the_body() {
+async fn transfer_codings_other_than_chunked_are_refused_both_ways() {
     let control = control(|_| {
         Reply::Send(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nzzz\r\n0\r\n\r\n"
@@ -1299,23 +1329,376 @@ async fn transfer_codings_before_chunked_are_forwarded_with_the_body() {
     client
         .send(b"POST /z HTTP/1.1\r\nhost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nzz\r\n0\r\n\r\n")
         .await;
-    let response = client.answer(false).await;
-    assert_eq!(response.head.status(), 200);
-    assert_eq!(
-        response.head.get("transfer-encoding"),
-        Some("gzip, chunked")
+    assert_eq!(client.answer(false).await.head.status(), 400);
+    assert!(client.closed().await);
+    assert!(
+        control.received().is_empty(),
+        "the request never reached the control"
     );
-    assert_eq!(response.body, b"zzz");
+
+    let mut client = Wire::connect(tap.addr).await;
+    client.send(&get("/z")).await;
+    let response = client.answer(false).await;
+    assert_eq!(response.head.status(), 502);
+    assert_eq!(control.received().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Do no harm: one client's bytes never become another request, no client holds the tap open.
+
+/// A tap whose limits are short enough to watch expire.
+fn short_limits(control: SocketAddr) -> TeeConfig {
+    let mut config = config(control);
+    config.limits.head_timeout = Duration::from_millis(300);
+    config.limits.keep_alive_timeout = Duration::from_millis(300);
+    config.limits.body_timeout = Duration::from_millis(300);
+    config
+}
+
+#[tokio::test]
+async fn connection_content_length_cannot_smuggle_a_request_to_the_next_client() {
+    let control = path_control().await;
+    let tap = tap(config(control.addr)).await;
+    let smuggled = b"GET /smuggled HTTP/1.1\r\nhost: t\r\nx-prefix: ";
+    let mut attacker = Wire::connect(tap.addr).await;
+    let mut request = format!(
+        "POST /a HTTP/1.1\r\nhost: t\r\nconnection: content-length\r\ncontent-length: {}\r\n\r\n",
+        smuggled.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(smuggled);
+    attacker.send(&request).await;
+    assert_eq!(attacker.answer(false).await.body, b"/a");
+
+    // Another client, on another connection: the tap reuses its control connection.
+    let mut victim = Wire::connect(tap.addr).await;
+    victim
+        .send(b"GET /victim HTTP/1.1\r\nhost: t\r\nauthorization: Bearer victim\r\n\r\n")
+        .await;
+    assert_eq!(victim.answer(false).await.body, b"/victim");
 
     let received = control.received();
-    assert_eq!(received.len(), 1);
+    let paths: Vec<&str> = received.iter().map(path).collect();
     assert_eq!(
-        received[0]
-            .head
-            .all("transfer-encoding")
-            .collect::<Vec<_>>(),
-        vec!["gzip, chunked"],
-        "the control learns the body is gzipped, once"
+        paths,
+        ["/a", "/victim"],
+        "the control saw only what clients sent"
     );
-    assert_eq!(received[0].body, b"zz");
+    assert_eq!(received[0].body, smuggled, "the body stayed the body");
+    assert_eq!(
+        received[0].head.get("content-length"),
+        Some(smuggled.len().to_string().as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_controls_connection_content_length_keeps_the_clients_framing() {
+    let control = control(|request| {
+        let body = path(request).as_bytes();
+        let mut bytes = format!(
+            "HTTP/1.1 200 OK\r\nconnection: content-length\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        bytes.extend_from_slice(body);
+        Reply::Send(bytes)
+    })
+    .await;
+    let tap = tap(config(control.addr)).await;
+    let mut client = Wire::connect(tap.addr).await;
+    client.send(&get("/one")).await;
+    let first = client.answer(false).await;
+    assert_eq!(first.head.get("content-length"), Some("4"));
+    assert_eq!(first.body, b"/one");
+    client.send(&get("/two")).await;
+    assert_eq!(client.answer(false).await.body, b"/two");
+}
+
+/// Requests the relay must refuse with 400 without a byte reaching the control.
+async fn refused_before_the_control(request: &[u8], reason: &str) {
+    let control = path_control().await;
+    let tap = tap(config(control.addr)).await;
+    let before = refused_count(reason);
+    let mut client = Wire::connect(tap.addr).await;
+    client.send(request).await;
+    let answer = client.answer(false).await;
+    assert_eq!(
+        answer.head.status(),
+        400,
+        "{:?}",
+        String::from_utf8_lossy(request)
+    );
+    assert!(client.closed().await);
+    // A later request proves the control connection (if any) is in step.
+    let mut sentinel = Wire::connect(tap.addr).await;
+    sentinel.send(&get("/sentinel")).await;
+    assert_eq!(sentinel.answer(false).await.body, b"/sentinel");
+    let paths: Vec<String> = control
+        .received()
+        .iter()
+        .map(|r| path(r).to_string())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/sentinel"],
+        "nothing of {:?} reached the control",
+        String::from_utf8_lossy(request)
+    );
+    assert!(
+        refused_count(reason) > before,
+        "the refusal is counted under {reason}"
+    );
+}
+
+#[tokio::test]
+async fn bare_lf_in_chunk_extensions_is_refused() {
+    refused_before_the_control(
+        b"POST /c HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n2;x\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: t\r\n\r\n\r\nzz\r\n0\r\n\r\n",
+        "chunked",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bare_lf_in_trailers_is_refused() {
+    refused_before_the_control(
+        b"POST /c HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n2\r\nzz\r\n0\r\nx-t: 1\nGET /smuggled HTTP/1.1\r\nhost: t\r\n\r\n\r\n",
+        "chunked",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_transfer_encoding_fields_are_refused() {
+    refused_before_the_control(
+        b"POST /c HTTP/1.1\r\nhost: t\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n2\r\nzz\r\n0\r\n\r\n",
+        "framing",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_lone_lf_in_a_head_is_refused() {
+    refused_before_the_control(
+        b"GET /a HTTP/1.1\r\nx-a: 1\n\nGET /smuggled HTTP/1.1\r\nhost: t\r\n\r\n",
+        "malformed_head",
+    )
+    .await;
+    refused_before_the_control(
+        b"GET /a HTTP/1.1\r\nhost: t\nx-b: 2\r\n\r\n",
+        "malformed_head",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn duplicate_framing_and_host_fields_are_refused() {
+    for request in [
+        &b"POST /c HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nzz"[..],
+        b"POST /c HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+        b"POST /c HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\ncontent-length: 2\r\n\r\n0\r\n\r\n",
+        b"GET /c HTTP/1.1\r\nhost: t\r\nhost: u\r\n\r\n",
+    ] {
+        refused_before_the_control(request, "framing").await;
+    }
+    refused_before_the_control(b"GET /c HTTP/1.1\r\nx: 1\r\n\r\n", "malformed_head").await;
+}
+
+#[tokio::test]
+async fn client_sent_shadow_markers_never_reach_the_control() {
+    let control = path_control().await;
+    let tap = tap(config(control.addr)).await;
+    let mut client = Wire::connect(tap.addr).await;
+    client
+        .send(b"GET /m HTTP/1.1\r\nhost: t\r\nX-Shadow: 1\r\nx-shadow-exchange-id: forged\r\nx-other: kept\r\n\r\n")
+        .await;
+    assert_eq!(client.answer(false).await.body, b"/m");
+    let received = control.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].head.get("x-shadow"), None);
+    assert_eq!(received[0].head.get("x-shadow-exchange-id"), None);
+    assert_eq!(received[0].head.get("x-other"), Some("kept"));
+}
+
+#[tokio::test]
+async fn a_slow_loris_head_is_answered_408_and_closed_within_the_head_timeout() {
+    let control = path_control().await;
+    let tap = tap(short_limits(control.addr)).await;
+    let before = refused_count("head_timeout");
+    let mut client = Wire::connect(tap.addr).await;
+    let started = Instant::now();
+    client.send(b"GET /slow HTTP/1.1\r\nhost: t\r\n").await;
+    // One byte of a header every 50 ms: each read would re-arm a per-read timeout.
+    let dripping = async {
+        for byte in b"x-drip: ".iter().cycle().take(200) {
+            if client.stream.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), dripping).await;
+    let answer = within("the 408", client.response(false)).await;
+    assert_eq!(answer.map(|a| a.head.status()), Some(408));
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(control.received().is_empty());
+    assert!(refused_count("head_timeout") > before);
+}
+
+#[tokio::test]
+async fn a_silent_connection_and_an_idle_keep_alive_are_closed() {
+    let control = path_control().await;
+    let tap = tap(short_limits(control.addr)).await;
+    // Never sends a byte.
+    let mut silent = Wire::connect(tap.addr).await;
+    assert!(silent.closed().await);
+    // Sends one request, then nothing.
+    let mut idle = Wire::connect(tap.addr).await;
+    idle.send(&get("/once")).await;
+    assert_eq!(idle.answer(false).await.body, b"/once");
+    assert!(idle.closed().await, "closed after the keep-alive timeout");
+}
+
+#[tokio::test]
+async fn a_stalled_request_body_is_answered_408_and_never_completes_at_the_control() {
+    let control = path_control().await;
+    let tap = tap(short_limits(control.addr)).await;
+    let before = refused_count("body_timeout");
+    let mut client = Wire::connect(tap.addr).await;
+    client
+        .send(b"POST /stall HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\nabc")
+        .await;
+    let answer = client.answer(false).await;
+    assert_eq!(answer.head.status(), 408);
+    assert!(client.closed().await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        control.received().is_empty(),
+        "no complete request reached the control"
+    );
+    assert!(tap.sink.all().is_empty());
+    assert!(refused_count("body_timeout") > before);
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_get_503_and_the_limit_frees_up() {
+    let control = path_control().await;
+    let mut config = config(control.addr);
+    config.limits.max_connections = 2;
+    let tap = tap(config).await;
+    let before = refused_count("connection_limit");
+    let mut first = Wire::connect(tap.addr).await;
+    first.send(&get("/1")).await;
+    assert_eq!(first.answer(false).await.body, b"/1");
+    let mut second = Wire::connect(tap.addr).await;
+    second.send(&get("/2")).await;
+    assert_eq!(second.answer(false).await.body, b"/2");
+
+    let mut third = Wire::connect(tap.addr).await;
+    let answer = third.answer(false).await;
+    assert_eq!(answer.head.status(), 503);
+    assert!(refused_count("connection_limit") > before);
+
+    drop(first);
+    // The tap notices the close and frees the slot.
+    let served = within("a slot to free up", async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut next = Wire::connect(tap.addr).await;
+            next.send(&get("/3")).await;
+            if let Some(answer) = next.response(false).await {
+                if answer.head.status() == 200 {
+                    return answer;
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(served.body, b"/3");
+}
+
+/// A control that answers 413 as soon as it has a request head and closes without reading
+/// the body (its unread bytes make the close a reset).
+async fn early_answer_control() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big!")
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_early_answer_from_the_control_reaches_the_client() {
+    let control = early_answer_control().await;
+    let tap = tap(config(control)).await;
+    let body_len = 8 * 1024 * 1024;
+    let stream = TcpStream::connect(tap.addr).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let sender = tokio::spawn(async move {
+        let head =
+            format!("POST /upload HTTP/1.1\r\nhost: t\r\ncontent-length: {body_len}\r\n\r\n");
+        if write.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let piece = vec![b'x'; 64 * 1024];
+        for _ in 0..body_len / piece.len() {
+            if write.write_all(&piece).await.is_err() {
+                return;
+            }
+        }
+    });
+    // Read through the read half while the writer goes on sending.
+    let mut read = read;
+    let got = within("the early answer", async {
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !got.ends_with(b"too big!") {
+            match read.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+        got
+    })
+    .await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413 "), "{text:?}");
+    assert!(text.contains("connection: close\r\n"), "{text:?}");
+    assert!(text.ends_with("\r\n\r\ntoo big!"), "{text:?}");
+    sender.abort();
+}
+
+#[tokio::test]
+async fn the_control_timeout_covers_the_response_body() {
+    let control =
+        control(|_| Reply::Send(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc".to_vec()))
+            .await;
+    let mut config = config(control.addr);
+    config.control_timeout = Duration::from_millis(400);
+    let tap = tap(config).await;
+    let mut client = Wire::connect(tap.addr).await;
+    let started = Instant::now();
+    client.send(&get("/stalls")).await;
+    let head = within("the response head", client.head()).await;
+    assert_eq!(head.map(|h| h.status()), Some(200));
+    let rest = within("the tap cutting the response", client.until_close()).await;
+    assert!(rest.is_ok_and(|r| r == b"abc"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(tap.sink.all().is_empty(), "a cut response is not copied");
 }

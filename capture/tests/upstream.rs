@@ -94,6 +94,8 @@ async fn tap(control: SocketAddr, threads: usize) -> Tap {
         experiment: "upstream".into(),
         preserve_host: false,
         control_timeout: Duration::from_secs(5),
+        limits: shadowdiff_capture::TapLimits::default(),
+        shadow_markers: shadowdiff_capture::default_shadow_markers(),
     };
     let proxy = TeeProxy::new(config, sink.clone()).unwrap();
     let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();

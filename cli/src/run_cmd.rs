@@ -147,6 +147,23 @@ pub struct RunArgs {
     /// costs least at a steady rate) [default: 1; 0 = one per core].
     #[arg(long = "replay-threads", env = "SHADOWDIFF_REPLAY_THREADS")]
     pub replay_threads: Option<usize>,
+    /// A client's request head must arrive whole within this many ms of its first byte (and a
+    /// new connection must start one within it), else 408 and close [default: 15000].
+    #[arg(long = "head-timeout-ms", env = "SHADOWDIFF_HEAD_TIMEOUT_MS")]
+    pub head_timeout_ms: Option<u64>,
+    /// Idle kept-alive client connections are closed after this many ms [default: 60000].
+    #[arg(
+        long = "keep-alive-timeout-ms",
+        env = "SHADOWDIFF_KEEP_ALIVE_TIMEOUT_MS"
+    )]
+    pub keep_alive_timeout_ms: Option<u64>,
+    /// A request body may pause this many ms between reads, else 408 and close [default: 30000].
+    #[arg(long = "body-timeout-ms", env = "SHADOWDIFF_BODY_TIMEOUT_MS")]
+    pub body_timeout_ms: Option<u64>,
+    /// Client connections served at once; beyond it new ones get 503 and are closed. The
+    /// open-files limit must allow twice as many [default: 10000].
+    #[arg(long = "max-connections", env = "SHADOWDIFF_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// How requests arrive: `tee` proxies to --control (production) and captures its answer;
     /// `mirror` receives requests mirrored by nginx, Envoy or Istio, answers 202 once read, and
     /// asks --control (then a control replica) for the baseline [default: tee].
@@ -186,6 +203,18 @@ impl RunArgs {
         }
         if let Some(v) = self.replay_threads {
             c.replay.threads = v;
+        }
+        if let Some(v) = self.head_timeout_ms {
+            c.capture.head_timeout_ms = v;
+        }
+        if let Some(v) = self.keep_alive_timeout_ms {
+            c.capture.keep_alive_timeout_ms = v;
+        }
+        if let Some(v) = self.body_timeout_ms {
+            c.capture.body_timeout_ms = v;
+        }
+        if let Some(v) = self.max_connections {
+            c.capture.max_connections = v;
         }
         if let Some(v) = self.mode {
             c.capture.mode = v.into();

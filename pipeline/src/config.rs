@@ -72,8 +72,23 @@ pub struct CaptureSection {
     /// Threads that serve the tap's connections, each with its own event loop and its own
     /// connections to the control (like nginx's `worker_processes`); 0 = one per core.
     pub threads: usize,
-    /// Time the control has to answer a client, in milliseconds.
+    /// Time the control has for a whole exchange (request, response head and body), in
+    /// milliseconds: before the response head the client gets a 504, after it a cut.
     pub control_timeout_ms: u64,
+    /// A client's request head must arrive whole within this time of its first byte (a new
+    /// connection must start one within it), in milliseconds; else 408 and close. nginx:
+    /// `client_header_timeout` 60 s.
+    pub head_timeout_ms: u64,
+    /// An idle kept-alive client connection is closed after this time, in milliseconds.
+    /// nginx: `keepalive_timeout` 75 s.
+    pub keep_alive_timeout_ms: u64,
+    /// A request body may pause this long between reads, in milliseconds; else 408 and close.
+    /// nginx: `client_body_timeout` 60 s.
+    pub body_timeout_ms: u64,
+    /// Client connections served at once by the process; beyond it a new connection is
+    /// answered 503 and closed (`refused_total{reason="connection_limit"}`). Each also holds a
+    /// connection to the control: the open-files limit must allow twice as many.
+    pub max_connections: usize,
     /// `tee` (proxy in front of the control) or `mirror` (receive mirrored requests; `control`
     /// is then a control replica the replayer asks).
     pub mode: CaptureMode,
@@ -92,6 +107,10 @@ impl Default for CaptureSection {
             preserve_host: false,
             threads: 0,
             control_timeout_ms: 30_000,
+            head_timeout_ms: 15_000,
+            keep_alive_timeout_ms: 60_000,
+            body_timeout_ms: 30_000,
+            max_connections: 10_000,
             mode: CaptureMode::Tee,
             sampling: SamplingSection::default(),
             redaction: RedactionSection::default(),
@@ -396,6 +415,25 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+impl CaptureSection {
+    /// The tap's client timeouts and connection limit, each validated with its key.
+    fn tap_limits(&self) -> Result<shadowdiff_capture::TapLimits, ConfigError> {
+        let millis = |key: &str, v: u64| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_millis(positive(key, v)?))
+        };
+        Ok(shadowdiff_capture::TapLimits {
+            head_timeout: millis("capture.head_timeout_ms", self.head_timeout_ms)?,
+            keep_alive_timeout: millis(
+                "capture.keep_alive_timeout_ms",
+                self.keep_alive_timeout_ms,
+            )?,
+            body_timeout: millis("capture.body_timeout_ms", self.body_timeout_ms)?,
+            max_connections: positive("capture.max_connections", self.max_connections as u64)?
+                as usize,
+        })
+    }
+}
+
 impl Config {
     /// Reads a TOML file; unknown keys are errors, so typos do not pass silently.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -428,6 +466,8 @@ pub struct Settings {
     /// Serving threads of the tap (0 in the file is resolved to the core count here).
     pub tap_threads: usize,
     pub control_timeout: Duration,
+    /// The tap's client timeouts and connection limit.
+    pub tap_limits: shadowdiff_capture::TapLimits,
     pub targets: Vec<Target>,
     pub replay_timeout: Duration,
     pub replay_concurrency: usize,
@@ -619,6 +659,7 @@ impl Config {
                 "capture.control_timeout_ms",
                 self.capture.control_timeout_ms,
             )?),
+            tap_limits: self.capture.tap_limits()?,
             targets,
             replay_timeout: Duration::from_millis(positive(
                 "replay.timeout_ms",
@@ -784,6 +825,11 @@ impl Settings {
             experiment: self.experiment.clone(),
             preserve_host: self.preserve_host,
             control_timeout: self.control_timeout,
+            limits: self.tap_limits.clone(),
+            shadow_markers: vec![
+                self.shadow_header.0.clone(),
+                self.exchange_id_header.clone(),
+            ],
         }
     }
 

@@ -119,6 +119,8 @@ async fn tap(
             experiment: "t".into(),
             preserve_host: false,
             control_timeout: Duration::from_secs(5),
+            limits: shadowdiff_capture::TapLimits::default(),
+            shadow_markers: shadowdiff_capture::default_shadow_markers(),
         },
         Arc::new(RedactingSink::new(redactor.clone(), Arc::new(tx))),
     )
