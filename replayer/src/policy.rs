@@ -318,6 +318,9 @@ mod tests {
         }
     }
 
+    /// Method, headers, body.
+    type BodyCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [u8]);
+
     fn reason(p: &Policy, r: &HttpRequest, route: &str) -> Option<(BlockKind, String)> {
         p.check_request(r, route).map(|b| (b.kind, b.reason))
     }
@@ -429,7 +432,7 @@ mod tests {
     #[test]
     fn reads_with_a_body_are_blocked_unless_the_route_opts_in() {
         let p = Policy::new(&[rule("GET", "/search", true), rule("POST", "/q", false)]).unwrap();
-        let cases: [(&str, &[(&str, &str)], &[u8]); 6] = [
+        let cases: [BodyCase; 6] = [
             ("GET", &[], b"{\"delete\":true}"),
             ("HEAD", &[], b"x"),
             ("OPTIONS", &[], b"x"),
