@@ -1,14 +1,20 @@
-//! Redaction at the tap, before an exchange leaves it: secrets in headers and JSON bodies are
-//! replaced by a keyed hash (`redacted:` + 16 hex digits of HMAC-SHA256), so equal secrets still
-//! compare equal and nothing readable is stored or transported.
+//! Redaction at the tap, before an exchange leaves it: secrets in headers, query parameters and
+//! JSON bodies are replaced by a keyed hash (`redacted:` + 16 hex digits of HMAC-SHA256), so
+//! equal secrets still compare equal and nothing readable is stored or transported.
+//!
+//! The default header and query lists are `shadowdiff_model::secrets`, the same ones the
+//! replayer strips.
 
 use crate::{ExchangeSink, OfferError};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use shadowdiff_model::secrets::{
+    edit_query, is_listed, QueryEdit, SECRET_HEADERS, SECRET_QUERY_PARAMS, SECRET_RESPONSE_HEADERS,
+};
 use shadowdiff_model::{Body, Exchange, Headers, HttpResponse};
 use std::sync::Arc;
 
-/// Headers always redacted (request and response).
+/// Headers redacted even when the default lists are replaced (request and response).
 pub const DEFAULT_REDACTED_HEADERS: &[&str] = &[
     "authorization",
     "proxy-authorization",
@@ -26,8 +32,14 @@ pub const REDACTION_KEY_ENV: &str = "SHADOWDIFF_REDACTION_KEY";
 pub struct RedactionConfig {
     /// HMAC key. The same key on every tap keeps hashes comparable across taps and restarts.
     pub key: Vec<u8>,
-    /// Extra header names to redact, besides [`DEFAULT_REDACTED_HEADERS`].
+    /// Extra header names to redact, besides [`DEFAULT_REDACTED_HEADERS`] and (unless
+    /// `replace_default_secrets`) [`SECRET_HEADERS`].
     pub headers: Vec<String>,
+    /// Extra query parameter names to redact, besides (unless `replace_default_secrets`)
+    /// [`SECRET_QUERY_PARAMS`].
+    pub query: Vec<String>,
+    /// Redact only [`DEFAULT_REDACTED_HEADERS`] and the lists above, not the model's defaults.
+    pub replace_default_secrets: bool,
     /// Dotted JSON body paths; `*` matches any key or array element: `user.password`,
     /// `cards.*.number`.
     pub body_paths: Vec<String>,
@@ -47,6 +59,7 @@ pub enum RedactError {
 pub struct Redactor {
     mac: Hmac<Sha256>,
     headers: Vec<String>,
+    query: Vec<String>,
     paths: Vec<Vec<String>>,
 }
 
@@ -54,6 +67,7 @@ impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Redactor")
             .field("headers", &self.headers)
+            .field("query", &self.query)
             .field("paths", &self.paths)
             .finish_non_exhaustive()
     }
@@ -65,16 +79,22 @@ impl Redactor {
             return Err(RedactError::EmptyKey);
         }
         let mac = Hmac::<Sha256>::new_from_slice(&config.key).map_err(|_| RedactError::EmptyKey)?;
-        let mut headers: Vec<String> = DEFAULT_REDACTED_HEADERS
-            .iter()
-            .map(|h| h.to_string())
-            .collect();
-        for h in &config.headers {
-            let h = h.trim().to_ascii_lowercase();
-            if !headers.contains(&h) {
-                headers.push(h);
-            }
-        }
+        let defaults: &[&[&str]] = if config.replace_default_secrets {
+            &[DEFAULT_REDACTED_HEADERS]
+        } else {
+            &[
+                DEFAULT_REDACTED_HEADERS,
+                SECRET_HEADERS,
+                SECRET_RESPONSE_HEADERS,
+            ]
+        };
+        let headers = merged(defaults, &config.headers);
+        let query_defaults: &[&[&str]] = if config.replace_default_secrets {
+            &[]
+        } else {
+            &[SECRET_QUERY_PARAMS]
+        };
+        let query = merged(query_defaults, &config.query);
         let mut paths = Vec::new();
         for p in &config.body_paths {
             let segments: Vec<String> = p.split('.').map(str::to_string).collect();
@@ -86,6 +106,7 @@ impl Redactor {
         Ok(Self {
             mac,
             headers,
+            query,
             paths,
         })
     }
@@ -103,6 +124,7 @@ impl Redactor {
     pub fn redact(&self, exchange: &mut Exchange) {
         let mut names = std::mem::take(&mut exchange.redactions);
         self.redact_headers(&mut exchange.request.headers, "request", &mut names);
+        self.redact_query(&mut exchange.request.uri, &mut names);
         if !self.paths.is_empty() {
             self.redact_body(&mut exchange.request.body, "request", &mut names);
         }
@@ -136,6 +158,28 @@ impl Redactor {
                     format!("{side}.headers.{}", name.to_ascii_lowercase()),
                 );
             }
+        }
+    }
+
+    fn redact_query(&self, uri: &mut String, names: &mut Vec<String>) {
+        if self.query.is_empty() || !uri.contains('?') {
+            return;
+        }
+        let redacted = edit_query(uri, |name, value| {
+            if value.is_empty()
+                || value.starts_with(REDACTED_PREFIX)
+                || !is_listed(&self.query, name)
+            {
+                return QueryEdit::Keep;
+            }
+            push_unique(
+                names,
+                format!("request.query.{}", name.to_ascii_lowercase()),
+            );
+            QueryEdit::Replace(self.hash(value.as_bytes()))
+        });
+        if let Some(redacted) = redacted {
+            *uri = redacted;
         }
     }
 
@@ -223,6 +267,22 @@ impl Redactor {
     }
 }
 
+/// The default lists, then the configured names, lower case and without repeats.
+fn merged(defaults: &[&[&str]], configured: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let configured = configured.iter().map(|n| n.trim().to_ascii_lowercase());
+    for name in defaults
+        .iter()
+        .flat_map(|list| list.iter().map(|n| n.to_string()))
+        .chain(configured)
+    {
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
 fn push_unique(names: &mut Vec<String>, name: String) {
     if !names.contains(&name) {
         names.push(name);
@@ -256,8 +316,9 @@ mod tests {
     fn redactor(paths: &[&str]) -> Redactor {
         Redactor::new(&RedactionConfig {
             key: b"k".to_vec(),
-            headers: vec!["X-Api-Key".into()],
+            headers: vec!["X-Custom-Secret".into()],
             body_paths: paths.iter().map(|p| p.to_string()).collect(),
+            ..RedactionConfig::default()
         })
         .unwrap()
     }
@@ -274,7 +335,7 @@ mod tests {
                 uri: "/login".into(),
                 headers: vec![
                     ("authorization".into(), "Bearer abc".into()),
-                    ("x-api-key".into(), "k1".into()),
+                    ("x-custom-secret".into(), "k1".into()),
                     ("accept".into(), "*/*".into()),
                 ],
                 body: Body::complete(body.as_bytes().to_vec()),
@@ -315,7 +376,7 @@ mod tests {
             e.redactions,
             vec![
                 "request.headers.authorization",
-                "request.headers.x-api-key",
+                "request.headers.x-custom-secret",
                 "request.body.user.password",
                 "request.body.cards.0.number",
                 "request.body.cards.1.number",
@@ -357,5 +418,76 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("a..b"));
+    }
+
+    #[test]
+    fn every_default_secret_header_and_query_parameter_is_redacted() {
+        let r = redactor(&[]);
+        let mut e = exchange("");
+        e.request.headers = SECRET_HEADERS
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.to_ascii_uppercase(), format!("secret-h{i}")))
+            .collect();
+        e.request
+            .headers
+            .push(("x-amz-date".into(), "20240101T000000Z".into()));
+        let query: Vec<String> = SECRET_QUERY_PARAMS
+            .iter()
+            .enumerate()
+            .map(|(i, q)| format!("{}=secret-q{i}", q.to_ascii_uppercase()))
+            .collect();
+        e.request.uri = format!("/login?page=2&{}&%74oken=secret-enc", query.join("&"));
+        r.redact(&mut e);
+        let all = format!("{:?}", e.request);
+        assert!(!all.contains("secret-"), "{all}");
+        assert!(all.contains("20240101T000000Z") && e.request.uri.starts_with("/login?page=2&"));
+        assert!(e
+            .request
+            .uri
+            .contains(&format!("TOKEN={}", r.hash(b"secret-q0"))));
+        for q in SECRET_QUERY_PARAMS {
+            assert!(e.redactions.contains(&format!("request.query.{q}")), "{q}");
+        }
+        for h in SECRET_HEADERS {
+            assert!(
+                e.redactions.contains(&format!("request.headers.{h}")),
+                "{h}"
+            );
+        }
+        // Idempotent: a second tap (or the offline replay) leaves hashes alone.
+        let once = e.request.clone();
+        r.redact(&mut e);
+        assert_eq!(e.request, once);
+    }
+
+    #[test]
+    fn default_lists_can_be_extended_or_replaced() {
+        let r = Redactor::new(&RedactionConfig {
+            key: b"k".to_vec(),
+            headers: vec!["X-Tenant-Secret".into()],
+            query: vec!["Promo".into()],
+            replace_default_secrets: true,
+            ..RedactionConfig::default()
+        })
+        .unwrap();
+        let mut e = exchange("");
+        e.request.uri = "/x?promo=p1&key=k1".into();
+        e.request.headers = vec![
+            ("x-tenant-secret".into(), "t1".into()),
+            ("x-api-key".into(), "a1".into()),
+            ("cookie".into(), "c1".into()),
+        ];
+        r.redact(&mut e);
+        assert_eq!(e.request.uri, format!("/x?promo={}&key=k1", r.hash(b"p1")));
+        assert!(e.request.headers[0].1.starts_with(REDACTED_PREFIX));
+        assert_eq!(
+            e.request.headers[1].1, "a1",
+            "replaced: x-api-key no longer listed"
+        );
+        assert!(
+            e.request.headers[2].1.starts_with(REDACTED_PREFIX),
+            "always redacted"
+        );
     }
 }

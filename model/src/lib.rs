@@ -10,6 +10,7 @@
 mod body;
 mod http_headers;
 mod route;
+pub mod secrets;
 
 pub use body::{body_hash, fnv1a64, Body};
 pub use http_headers::{
@@ -62,7 +63,8 @@ pub struct Exchange {
     pub request: HttpRequest,
     /// Absent in mirror mode, where the replayer asks a control replica.
     pub control: Option<HttpResponse>,
-    /// Header names / body paths replaced before the record left the tap.
+    /// Header names, query parameters and body paths replaced before the record left the tap
+    /// (`request.headers.x-api-key`, `request.query.token`, `request.body.user.password`).
     #[serde(default)]
     pub redactions: Vec<String>,
     /// Fraction of traffic this tap keeps (1.0 = everything).

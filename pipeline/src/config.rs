@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use shadowdiff_differ::{Rules, RulesConfig};
+use shadowdiff_model::secrets::{SECRET_HEADERS, SECRET_QUERY_PARAMS};
 use shadowdiff_model::{RouteInferrer, RoutePattern, TargetRole};
 use shadowdiff_replayer::{AllowRule, Policy, Target};
 use std::net::SocketAddr;
@@ -143,12 +144,21 @@ pub struct ReplaySection {
     pub shadow_header: String,
     pub shadow_header_value: String,
     pub exchange_id_header: String,
-    /// Request headers removed before replay.
+    /// More request headers removed before replay, on top of the credential headers of
+    /// `shadowdiff_model::secrets::SECRET_HEADERS`.
     pub strip_headers: Vec<String>,
+    /// More query parameters removed before replay, on top of
+    /// `shadowdiff_model::secrets::SECRET_QUERY_PARAMS`.
+    pub strip_query: Vec<String>,
+    /// Strip only `strip_headers` and `strip_query`, not the default lists.
+    pub replace_default_secrets: bool,
     /// Writes declared safe to replay: `[[replay.allow]] method = "POST", route = "/search"`.
     pub allow: Vec<AllowRule>,
     /// Synthetic tenant credentials set after stripping: `authorization = "Bearer synthetic"`.
     pub credentials: std::collections::BTreeMap<String, String>,
+    /// Synthetic query parameter values, set where a replayed request has the parameter:
+    /// `api_key = "synthetic-key"`.
+    pub query_credentials: std::collections::BTreeMap<String, String>,
     /// A standalone `shadowdiff sandbox` to ask for blocked side effects, e.g.
     /// `http://127.0.0.1:3128`.
     pub sandbox_url: Option<String>,
@@ -165,9 +175,12 @@ impl Default for ReplaySection {
             shadow_header: "x-shadow".to_string(),
             shadow_header_value: "1".to_string(),
             exchange_id_header: "x-shadow-exchange-id".to_string(),
-            strip_headers: vec!["authorization".to_string(), "cookie".to_string()],
+            strip_headers: Vec::new(),
+            strip_query: Vec::new(),
+            replace_default_secrets: false,
             allow: Vec::new(),
             credentials: std::collections::BTreeMap::new(),
+            query_credentials: std::collections::BTreeMap::new(),
             sandbox_url: None,
         }
     }
@@ -340,7 +353,9 @@ impl Default for SamplingSection {
 }
 
 /// `[capture.redaction]`: secrets replaced by a keyed hash before an exchange leaves the tap.
-/// Authorization, Proxy-Authorization, Cookie and Set-Cookie are always redacted.
+/// The credential headers and query parameters of `shadowdiff_model::secrets` are redacted
+/// unless `replace_default_secrets`; Authorization, Proxy-Authorization, Cookie and Set-Cookie
+/// always are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedactionSection {
@@ -349,6 +364,10 @@ pub struct RedactionSection {
     pub key: Option<String>,
     /// More header names to redact.
     pub headers: Vec<String>,
+    /// More query parameter names to redact.
+    pub query: Vec<String>,
+    /// Redact only `headers`, `query` and the four always-redacted headers.
+    pub replace_default_secrets: bool,
     /// Dotted JSON body paths to redact; `*` matches any key or element: `cards.*.number`.
     pub body_paths: Vec<String>,
 }
@@ -476,7 +495,10 @@ pub struct Settings {
     pub policy: Policy,
     pub shadow_header: (String, String),
     pub exchange_id_header: String,
+    /// Every header stripped before replay (defaults and configured).
     pub strip_headers: Vec<String>,
+    /// Every query parameter stripped before replay (defaults and configured).
+    pub strip_query: Vec<String>,
     pub rules: Rules,
     pub routes: RouteInferrer,
     pub diff_workers: usize,
@@ -487,6 +509,7 @@ pub struct Settings {
     pub sampler: shadowdiff_capture::sample::Sampler,
     pub redactor: shadowdiff_capture::redact::Redactor,
     pub credentials: Vec<(String, String)>,
+    pub query_credentials: Vec<(String, String)>,
     /// A standalone sandbox to ask for side effects (`replay.sandbox_url`).
     pub sandbox_url: Option<http::Uri>,
     pub sandbox: Option<SandboxSettings>,
@@ -674,7 +697,16 @@ impl Config {
                 self.replay.shadow_header_value.clone(),
             ),
             exchange_id_header: self.replay.exchange_id_header.clone(),
-            strip_headers: self.replay.strip_headers.clone(),
+            strip_headers: secret_list(
+                SECRET_HEADERS,
+                &self.replay.strip_headers,
+                self.replay.replace_default_secrets,
+            ),
+            strip_query: secret_list(
+                SECRET_QUERY_PARAMS,
+                &self.replay.strip_query,
+                self.replay.replace_default_secrets,
+            ),
             rules,
             routes: RouteInferrer::new(patterns),
             diff_workers,
@@ -686,9 +718,25 @@ impl Config {
             sampler,
             redactor,
             credentials,
+            query_credentials: self.query_credentials()?,
             sandbox_url,
             sandbox,
         })
+    }
+
+    /// `[replay.query_credentials]`, checked.
+    fn query_credentials(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let mut out = Vec::new();
+        for (name, value) in &self.replay.query_credentials {
+            if name.trim().is_empty() {
+                return Err(invalid(
+                    "replay.query_credentials",
+                    "a parameter name must not be empty",
+                ));
+            }
+            out.push((name.clone(), value.clone()));
+        }
+        Ok(out)
     }
 
     /// Mirror mode's control replica, sampling, redaction, credentials and the sandbox.
@@ -748,6 +796,8 @@ impl Config {
         let redactor = Redactor::new(&RedactionConfig {
             key,
             headers: r.headers.clone(),
+            query: r.query.clone(),
+            replace_default_secrets: r.replace_default_secrets,
             body_paths: r.body_paths.clone(),
         })
         .map_err(|e| invalid("capture.redaction", e.to_string()))?;
@@ -841,6 +891,21 @@ impl Settings {
             body_timeout: self.control_timeout,
         }
     }
+}
+
+/// The default list (unless replaced) and the configured names, lower case, without repeats.
+fn secret_list(defaults: &[&str], configured: &[String], replace_defaults: bool) -> Vec<String> {
+    let defaults = defaults
+        .iter()
+        .filter(|_| !replace_defaults)
+        .map(|n| n.to_string());
+    let mut names: Vec<String> = Vec::new();
+    for name in defaults.chain(configured.iter().map(|n| n.trim().to_ascii_lowercase())) {
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 /// Parses `NAME=URL`.
@@ -1057,5 +1122,68 @@ mod tests {
         let s = c.validate().unwrap();
         assert_eq!(s.experiment, "checkout-v2");
         assert_eq!(s.targets.len(), 1);
+    }
+
+    #[test]
+    fn secret_lists_extend_the_defaults_or_replace_them() {
+        let text = r#"
+            [capture]
+            control = "http://127.0.0.1:1"
+            [capture.redaction]
+            key = "k"
+            query = ["promo"]
+            [[replay.candidates]]
+            name = "v2"
+            url = "http://127.0.0.1:2"
+            [replay]
+            strip_headers = ["X-Tenant-Secret"]
+            strip_query = ["Promo"]
+            [replay.query_credentials]
+            api_key = "synthetic key"
+            [[replay.allow]]
+            method = "GET"
+            route = "/search"
+            bodies = true
+        "#;
+        let s = Config::from_toml(text, "t").unwrap().validate().unwrap();
+        for h in SECRET_HEADERS {
+            assert!(s.strip_headers.contains(&h.to_string()), "{h}");
+        }
+        assert!(s.strip_headers.contains(&"x-tenant-secret".to_string()));
+        for q in SECRET_QUERY_PARAMS {
+            assert!(s.strip_query.contains(&q.to_string()), "{q}");
+        }
+        assert!(s.strip_query.contains(&"promo".to_string()));
+        assert_eq!(
+            s.query_credentials,
+            vec![("api_key".to_string(), "synthetic key".to_string())]
+        );
+        // The defaults apply with no [replay] section at all.
+        assert_eq!(
+            base().validate().unwrap().strip_headers.len(),
+            SECRET_HEADERS.len()
+        );
+
+        let mut c = base();
+        c.replay.replace_default_secrets = true;
+        c.replay.strip_headers = vec!["authorization".into()];
+        c.replay.strip_query = vec!["token".into()];
+        let s = c.validate().unwrap();
+        assert_eq!(s.strip_headers, vec!["authorization"]);
+        assert_eq!(s.strip_query, vec!["token"]);
+
+        let mut c = base();
+        c.replay.query_credentials.insert(" ".into(), "x".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.starts_with("replay.query_credentials"), "{e}");
+        let e = Config::from_toml(
+            "[[replay.allow]]\nmethod = \"POST\"\nroute = \"/a\"\nbodies = true\n",
+            "t",
+        )
+        .unwrap();
+        let mut c = base();
+        c.replay.allow = e.replay.allow;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("replay.allow[0]") && e.contains("bodies"), "{e}");
     }
 }

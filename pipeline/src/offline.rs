@@ -65,11 +65,13 @@ pub fn build_replayer(
         shadow_header: settings.shadow_header.clone(),
         exchange_id_header: settings.exchange_id_header.clone(),
         strip_headers: settings.strip_headers.clone(),
+        strip_query: settings.strip_query.clone(),
         routes: settings.routes.clone(),
     })
     .map_err(config_error)?
     .with_credentials(&settings.credentials)
-    .map_err(config_error)?;
+    .map_err(config_error)?
+    .with_query_credentials(&settings.query_credentials);
     let source: Option<Arc<dyn SideEffectSource>> = match (in_process, &settings.sandbox_url) {
         (Some(log), _) => Some(Arc::new(log.clone())),
         (None, Some(url)) => Some(Arc::new(HttpSideEffects::new(

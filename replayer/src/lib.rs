@@ -9,7 +9,10 @@ mod policy;
 mod side_effects;
 mod telemetry;
 
-pub use policy::{AllowRule, Policy, PolicyError, SAFE_METHODS};
+pub use policy::{
+    AllowRule, BlockKind, Blocked, Policy, PolicyError, METHOD_OVERRIDE_HEADERS,
+    METHOD_OVERRIDE_PARAM, SAFE_METHODS,
+};
 pub use side_effects::{HttpSideEffects, SideEffectSource, SideEffectsFuture};
 
 use bytes::Bytes;
@@ -17,6 +20,7 @@ use http::uri::{Authority, Scheme};
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use shadowdiff_capture::upstream::{Upstream, UpstreamError};
+use shadowdiff_model::secrets::{edit_query, is_listed, percent_encode, QueryEdit};
 use shadowdiff_model::{
     headers_from_http, headers_to_http, Body, Exchange, HttpResponse, ReplayResult, RouteInferrer,
     TargetError, TargetErrorKind, TargetOutcome, TargetRole, SCHEMA_VERSION,
@@ -85,8 +89,11 @@ pub struct ReplayConfig {
     pub shadow_header: (String, String),
     /// Header carrying the exchange id, so the egress sandbox can attribute side effects.
     pub exchange_id_header: String,
-    /// Request headers removed before replay (credentials by default).
+    /// Request headers removed before replay (credentials by default; see
+    /// `shadowdiff_model::secrets`).
     pub strip_headers: Vec<String>,
+    /// Query parameters removed before replay, matched by decoded name ignoring case.
+    pub strip_query: Vec<String>,
     pub routes: RouteInferrer,
 }
 
@@ -97,6 +104,9 @@ pub struct Replayer {
     candidates: Vec<String>,
     /// Synthetic tenant credentials set after stripping (see [`Replayer::with_credentials`]).
     credentials: Vec<(HeaderName, HeaderValue)>,
+    /// Synthetic query parameter values (name, percent-encoded value), set where the request
+    /// has the parameter (see [`Replayer::with_query_credentials`]).
+    query_credentials: Vec<(String, String)>,
     side_effects: Option<Arc<dyn SideEffectSource>>,
     response_filter: Option<ResponseFilter>,
 }
@@ -138,6 +148,7 @@ impl Replayer {
             exchange_id_header,
             candidates,
             credentials: Vec::new(),
+            query_credentials: Vec::new(),
             side_effects: None,
             response_filter: None,
         })
@@ -157,6 +168,16 @@ impl Replayer {
             self.credentials.push((name, value));
         }
         Ok(self)
+    }
+
+    /// Query parameters whose value is replaced on every replayed request that has them, e.g.
+    /// a synthetic tenant's `api_key`; a stripped parameter without one is dropped.
+    pub fn with_query_credentials(mut self, credentials: &[(String, String)]) -> Self {
+        for (name, value) in credentials {
+            self.query_credentials
+                .push((name.clone(), percent_encode(value)));
+        }
+        self
     }
 
     /// Transforms every target response, e.g. with the tap's redaction so that redacted control
@@ -179,19 +200,18 @@ impl Replayer {
     /// Replays one exchange to every target concurrently.
     pub async fn replay(&self, exchange: Exchange) -> ReplayResult {
         let route = self.config.routes.route(&exchange.request.uri);
-        let mut blocked = self.config.policy.check(&exchange.request.method, &route);
-        if blocked.is_none() && exchange.request.body.truncated {
-            blocked = Some(
+        let blocked = match self.config.policy.check_request(&exchange.request, &route) {
+            Some(b) => Some((b.kind.as_str(), b.reason)),
+            None if exchange.request.body.truncated => Some((
+                "truncated_request",
                 "request body truncated at capture; a partial body is not replayed".to_string(),
-            );
-        }
-        if let Some(reason) = &blocked {
-            telemetry::blocked(if exchange.request.body.truncated {
-                "truncated_request"
-            } else {
-                "method"
-            });
+            )),
+            None => None,
+        };
+        if let Some((kind, reason)) = blocked {
+            telemetry::blocked(kind);
             tracing::debug!(exchange_id = %exchange.id, reason, "Not replayed.");
+            let blocked = Some(reason);
             return ReplayResult {
                 schema_version: SCHEMA_VERSION,
                 exchange,
@@ -282,6 +302,8 @@ impl Replayer {
         } else {
             "/"
         };
+        let without_secrets = self.strip_query(path);
+        let path = without_secrets.as_deref().unwrap_or(path);
         // Origin form: the request goes on a connection to the target itself.
         let uri = Uri::builder()
             .path_and_query(path)
@@ -371,6 +393,29 @@ impl Replayer {
             headers: headers_from_http(&parts.headers),
             body: Body::partial(kept, full_len, truncated),
             latency_us: 0,
+        })
+    }
+}
+
+impl Replayer {
+    /// The path and query without secret parameters (or with the synthetic tenant's values);
+    /// `None` when nothing had to change.
+    fn strip_query(&self, path: &str) -> Option<String> {
+        if !path.contains('?') {
+            return None;
+        }
+        edit_query(path, |name, _| {
+            if let Some((_, value)) = self
+                .query_credentials
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                QueryEdit::Replace(value.clone())
+            } else if is_listed(&self.config.strip_query, name) {
+                QueryEdit::Drop
+            } else {
+                QueryEdit::Keep
+            }
         })
     }
 }

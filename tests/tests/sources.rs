@@ -109,6 +109,7 @@ async fn tap(
             key: b"test-key".to_vec(),
             headers: vec!["x-api-key".into()],
             body_paths: vec!["password".into(), "cards.*.number".into()],
+            ..RedactionConfig::default()
         })
         .unwrap(),
     );
