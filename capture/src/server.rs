@@ -40,13 +40,32 @@ pub async fn serve<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_with_peer(listener, move |_| service.clone(), shutdown, grace).await
+}
+
+/// [`serve`] with a service made per connection from the peer's address, for servers whose
+/// answers depend on who asks (the sandbox's side-effect lookup).
+pub async fn serve_with_peer<F, S, B>(
+    listener: TcpListener,
+    make_service: F,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) where
+    F: Fn(std::net::SocketAddr) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let graceful = GracefulShutdown::new();
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(error) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -56,7 +75,7 @@ pub async fn serve<S, B>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service.clone());
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), make_service(peer));
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
                     if let Err(error) = conn.await {

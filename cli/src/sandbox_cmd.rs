@@ -14,15 +14,16 @@ use std::time::Duration;
 #[derive(Args)]
 pub struct SandboxArgs {
     /// Address of the forward proxy; point candidates' HTTP_PROXY and HTTPS_PROXY at it. It also
-    /// answers GET /side-effects/{exchange_id} (JSON list) for replayers with replay.sandbox_url.
+    /// answers GET /side-effects/{exchange_id} (JSON list) for replayers with replay.sandbox_url
+    /// (loopback peers only unless --lookup-any-peer).
     #[arg(
         long,
         env = "SHADOWDIFF_SANDBOX_LISTEN",
         default_value = "127.0.0.1:3128"
     )]
     pub listen: String,
-    /// Host that reads (GET, HEAD, OPTIONS) and CONNECT tunnels may reach: `host`, `host:port`
-    /// or `*.domain`. Repeat for several. Writes are never passed on.
+    /// Host that reads (GET, HEAD, OPTIONS) may reach: `host` (any port), `host:port` (that port
+    /// only), `[::1]:port` or `*.domain`. Repeat for several. Writes are never passed on.
     #[arg(
         long = "allow",
         value_name = "HOST",
@@ -30,6 +31,21 @@ pub struct SandboxArgs {
         value_delimiter = ','
     )]
     pub allow: Vec<String>,
+    /// Host declared write-safe, which CONNECT (HTTPS) may tunnel to; same forms as --allow.
+    /// A tunnel is opaque: writes inside it are neither blocked nor recorded. CONNECT to any
+    /// other host is refused (403) and recorded. Repeat for several.
+    #[arg(
+        long = "allow-tunnel",
+        value_name = "HOST",
+        env = "SHADOWDIFF_SANDBOX_ALLOW_TUNNEL",
+        value_delimiter = ','
+    )]
+    pub allow_tunnel: Vec<String>,
+    /// Answer GET /side-effects/{exchange_id} to every peer. By default only 127.0.0.1 and ::1
+    /// get it (others 403): the list shows what candidates tried to write. Needed when the
+    /// replayer (replay.sandbox_url) runs on another host.
+    #[arg(long, env = "SHADOWDIFF_SANDBOX_LOOKUP_ANY_PEER")]
+    pub lookup_any_peer: bool,
     /// Canned responses (method + host + path → status, headers, body), TOML or JSON (.json).
     #[arg(long, value_name = "FILE", env = "SHADOWDIFF_SANDBOX_CANNED")]
     pub canned: Option<PathBuf>,
@@ -88,6 +104,8 @@ pub fn sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     let sandbox = Sandbox::new(
         SandboxConfig {
             allow: args.allow.clone(),
+            allow_tunnel: args.allow_tunnel.clone(),
+            lookup_any_peer: args.lookup_any_peer,
             canned,
             block_status: args.block_status,
             exchange_id_header: args.exchange_id_header.clone(),
@@ -139,6 +157,8 @@ pub fn sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
             proxy = %bound,
             admin = ?admin_addr,
             allow = ?args.allow,
+            allow_tunnel = ?args.allow_tunnel,
+            lookup_any_peer = args.lookup_any_peer,
             "Sandbox running; set the candidates' HTTP_PROXY to it. SIGTERM or Ctrl-C drains and stops."
         );
         first_signal().await;

@@ -381,6 +381,11 @@ pub struct SandboxSection {
     pub listen: String,
     /// Hosts reads may reach: `host`, `host:port` or `*.domain`.
     pub allow: Vec<String>,
+    /// Hosts declared write-safe, the only ones CONNECT may tunnel to (same forms as `allow`);
+    /// writes inside a tunnel are neither blocked nor recorded.
+    pub allow_tunnel: Vec<String>,
+    /// Answer `GET /side-effects/{id}` to every peer, not only 127.0.0.1 and ::1.
+    pub lookup_any_peer: bool,
     /// Canned responses file (TOML, or JSON by `.json` extension).
     pub canned: Option<PathBuf>,
     /// Status of the answer to a blocked write.
@@ -396,6 +401,8 @@ impl Default for SandboxSection {
         Self {
             listen: String::new(),
             allow: Vec::new(),
+            allow_tunnel: Vec::new(),
+            lookup_any_peer: false,
             canned: None,
             block_status: 403,
             log_ttl_secs: 60,
@@ -849,6 +856,8 @@ impl Config {
                 listen,
                 config: shadowdiff_sandbox::SandboxConfig {
                     allow: self.sandbox.allow.clone(),
+                    allow_tunnel: self.sandbox.allow_tunnel.clone(),
+                    lookup_any_peer: self.sandbox.lookup_any_peer,
                     canned,
                     block_status: self.sandbox.block_status,
                     exchange_id_header: self.replay.exchange_id_header.clone(),

@@ -1,21 +1,29 @@
 //! shadowdiff's egress sandbox: the HTTP forward proxy candidates use for their outbound calls
 //! (`HTTP_PROXY`/`HTTPS_PROXY`), so a replayed request can never write to the real world.
 //!
+//! - The request target is parsed once ([`Target`]): the allowlist is checked against that value
+//!   and the connection goes to that value. Userinfo (`user@host`) and ambiguous host spellings
+//!   are refused and recorded.
 //! - Reads (`GET`, `HEAD`, `OPTIONS`) are answered from canned responses when one matches,
-//!   else passed to allowlisted hosts, else refused (403).
+//!   else passed to allowlisted hosts (host and port checked), else refused (403).
 //! - Writes (every other method) are never passed on: they get a canned answer when one matches,
 //!   else the block response, and are recorded as `METHOD host/path` under the exchange id the
 //!   candidate forwarded in `x-shadow-exchange-id` (see docs/side-effects.md).
-//! - `CONNECT` (HTTPS) tunnels to allowlisted hosts only; others are refused (403) and recorded.
-//! - Requests addressed to the sandbox itself (origin form): `GET /side-effects/{exchange_id}`
-//!   returns the recorded list as JSON, `GET /healthz` answers `ok`.
+//! - `CONNECT` (HTTPS) tunnels are opaque, so writes in them cannot be blocked: they are refused
+//!   (403) and recorded unless the host is declared write-safe (`allow_tunnel`).
+//! - Requests addressed to the sandbox itself (origin form; never forwarded, whatever their
+//!   `Host`): `GET /side-effects/{exchange_id}` returns the recorded list as JSON to loopback
+//!   peers (127.0.0.1, ::1) unless `lookup_any_peer`; `GET /healthz` answers `ok`.
 
 mod canned;
 mod log;
+mod target;
 mod telemetry;
 
 pub use canned::{Canned, CannedError, CannedResponse};
 pub use log::SideEffectLog;
+use target::Rule;
+pub use target::{Target, TargetError};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -26,7 +34,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use shadowdiff_model::strip_hop_by_hop;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +43,14 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
     /// Hosts reads may reach: `api.internal`, `api.internal:8080` (that port only) or
-    /// `*.internal` (any subdomain).
+    /// `*.internal` (any subdomain, optionally `*.internal:8080`).
     pub allow: Vec<String>,
+    /// Hosts declared write-safe, the only ones `CONNECT` may tunnel to (same forms as `allow`):
+    /// a tunnel is opaque, so the writes in it cannot be blocked or recorded.
+    pub allow_tunnel: Vec<String>,
+    /// Serve `GET /side-effects/{id}` to every peer, not only 127.0.0.1 and ::1 (for a
+    /// replayer on another machine; the list shows what candidates tried to write).
+    pub lookup_any_peer: bool,
     pub canned: Canned,
     /// Status of the answer to a blocked write.
     pub block_status: u16,
@@ -50,6 +64,8 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             allow: Vec::new(),
+            allow_tunnel: Vec::new(),
+            lookup_any_peer: false,
             canned: Canned::default(),
             block_status: 403,
             exchange_id_header: "x-shadow-exchange-id".to_string(),
@@ -64,18 +80,24 @@ pub enum SandboxError {
     BlockStatus(u16),
     #[error("exchange id header `{0}` is not a valid header name")]
     Header(String),
-    #[error("allowed host `{0}` is empty or has a scheme or path; use `host`, `host:port` or `*.domain`")]
+    #[error("allowed host `{0}` is not `host`, `host:port`, `[ipv6]:port` or `*.domain`")]
     Allow(String),
+    #[error("tunnel host `{0}` is not `host`, `host:port`, `[ipv6]:port` or `*.domain`")]
+    AllowTunnel(String),
 }
 
 /// The sandbox proxy service. Cheap to clone.
 #[derive(Clone)]
 pub struct Sandbox {
     inner: Arc<Inner>,
+    /// The connection's peer, when served by [`start`]; `None` gets no side-effect lookup.
+    peer: Option<SocketAddr>,
 }
 
 struct Inner {
-    allow: Vec<String>,
+    allow: Vec<Rule>,
+    allow_tunnel: Vec<Rule>,
+    lookup_any_peer: bool,
     canned: Canned,
     block_status: StatusCode,
     id_header: HeaderName,
@@ -95,14 +117,16 @@ impl Sandbox {
             .map_err(|_| SandboxError::BlockStatus(config.block_status))?;
         let id_header = HeaderName::from_bytes(config.exchange_id_header.as_bytes())
             .map_err(|_| SandboxError::Header(config.exchange_id_header.clone()))?;
-        let mut allow = Vec::new();
-        for a in &config.allow {
-            let a = a.trim().to_ascii_lowercase();
-            if a.is_empty() || a.contains('/') {
-                return Err(SandboxError::Allow(a));
-            }
-            allow.push(a);
-        }
+        let allow = config
+            .allow
+            .iter()
+            .map(|a| Rule::parse(a).ok_or_else(|| SandboxError::Allow(a.clone())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let allow_tunnel = config
+            .allow_tunnel
+            .iter()
+            .map(|a| Rule::parse(a).ok_or_else(|| SandboxError::AllowTunnel(a.clone())))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.upstream_timeout));
         let client = Client::builder(TokioExecutor::new())
@@ -113,6 +137,8 @@ impl Sandbox {
         Ok(Self {
             inner: Arc::new(Inner {
                 allow,
+                allow_tunnel,
+                lookup_any_peer: config.lookup_any_peer,
                 canned: config.canned,
                 block_status,
                 id_header,
@@ -120,26 +146,35 @@ impl Sandbox {
                 log,
                 client,
             }),
+            peer: None,
         })
+    }
+
+    /// This sandbox serving a connection from `peer` (which decides the side-effect lookup).
+    pub fn for_peer(&self, peer: SocketAddr) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            peer: Some(peer),
+        }
     }
 
     pub fn log(&self) -> &SideEffectLog {
         &self.inner.log
     }
 
-    /// Whether `authority` (`host` or `host:port`) is on the allowlist.
-    pub fn allowed(&self, authority: &str) -> bool {
-        let authority = authority.to_ascii_lowercase();
-        let host = host_of(&authority);
-        self.inner.allow.iter().any(|a| {
-            if let Some(suffix) = a.strip_prefix("*.") {
-                host.ends_with(&format!(".{suffix}"))
-            } else if a.contains(':') {
-                *a == authority
-            } else {
-                *a == host
-            }
-        })
+    /// Whether reads may reach `target`.
+    pub fn allows(&self, target: &Target) -> bool {
+        self.inner.allow.iter().any(|r| r.matches(target))
+    }
+
+    /// Whether `CONNECT` may tunnel to `target` (declared write-safe).
+    pub fn allows_tunnel(&self, target: &Target) -> bool {
+        self.inner.allow_tunnel.iter().any(|r| r.matches(target))
+    }
+
+    /// Whether `peer` may read the side-effect log over HTTP.
+    fn lookup_permitted(&self) -> bool {
+        self.inner.lookup_any_peer || self.peer.is_some_and(|p| is_local(p.ip()))
     }
 
     /// Serves one request.
@@ -150,8 +185,10 @@ impl Sandbox {
         if req.method() == Method::CONNECT {
             return Ok(self.connect(req).await);
         }
-        match req.uri().authority().cloned() {
-            Some(authority) => Ok(self.forward(req, authority.as_str().to_string()).await),
+        match Target::from_uri(req.uri()) {
+            Some(Ok(target)) => Ok(self.forward(req, target).await),
+            Some(Err(e)) => Ok(self.refuse_target(&req, e)),
+            // Origin form is addressed to the sandbox itself; it is never forwarded by `Host`.
             None => Ok(self.own(&req)),
         }
     }
@@ -186,19 +223,55 @@ impl Sandbox {
         }
     }
 
+    /// Answers a request whose target could not be trusted, recording it under the host it
+    /// was aimed at.
+    fn refuse_target(&self, req: &Request<Incoming>, e: TargetError) -> Response<SandboxBody> {
+        let id = self.exchange_id(req);
+        let path = if req.method() == Method::CONNECT {
+            ""
+        } else {
+            req.uri().path()
+        };
+        telemetry::request("refused");
+        self.record(
+            id.as_deref(),
+            format!("{} {}{path} ({e})", req.method(), e.host()),
+        );
+        let status = if e.is_policy() {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        blocked(status, &e.to_string())
+    }
+
     async fn connect(&self, req: Request<Incoming>) -> Response<SandboxBody> {
-        let Some(authority) = req.uri().authority().map(|a| a.as_str().to_string()) else {
+        let Some(authority) = req.uri().authority() else {
             return text(StatusCode::BAD_REQUEST, "CONNECT needs host:port\n");
         };
+        let target = match Target::from_authority(authority, 443) {
+            Ok(t) => t,
+            Err(e) => return self.refuse_target(&req, e),
+        };
         let id = self.exchange_id(&req);
-        if !self.allowed(&authority) {
+        if !self.allows_tunnel(&target) {
             telemetry::request("refused");
-            self.record(id.as_deref(), format!("CONNECT {authority}"));
-            return blocked(StatusCode::FORBIDDEN, "host not on the sandbox allowlist");
+            self.record(
+                id.as_deref(),
+                format!(
+                    "CONNECT {} (tunnel to a host not declared write-safe)",
+                    target.authority()
+                ),
+            );
+            return blocked(
+                StatusCode::FORBIDDEN,
+                "CONNECT tunnels are opaque, so writes in them cannot be blocked; the host is not declared write-safe (allow_tunnel)",
+            );
         }
+        let authority = target.authority();
         let upstream = match tokio::time::timeout(
             self.inner.upstream_timeout,
-            tokio::net::TcpStream::connect(authority.as_str()),
+            tokio::net::TcpStream::connect((target.dial_host(), target.port())),
         )
         .await
         {
@@ -224,12 +297,12 @@ impl Sandbox {
         Response::new(Either::Right(Full::new(Bytes::new())))
     }
 
-    async fn forward(&self, req: Request<Incoming>, authority: String) -> Response<SandboxBody> {
-        let host = host_of(&authority).to_string();
+    async fn forward(&self, req: Request<Incoming>, target: Target) -> Response<SandboxBody> {
+        let host = target.host();
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         let id = self.exchange_id(&req);
-        if let Some(canned) = self.inner.canned.find(method.as_str(), &host, &path) {
+        if let Some(canned) = self.inner.canned.find(method.as_str(), host, &path) {
             if !SAFE.contains(&method) {
                 self.record(id.as_deref(), format!("{method} {host}{path}"));
             }
@@ -244,18 +317,38 @@ impl Sandbox {
                 "writes are blocked during shadow replay",
             );
         }
-        if !self.allowed(&authority) {
+        if !self.allows(&target) {
             telemetry::request("refused");
             return blocked(StatusCode::FORBIDDEN, "host not on the sandbox allowlist");
         }
         let (mut parts, body) = req.into_parts();
-        if parts.uri.scheme_str() != Some("http") {
+        if !parts
+            .uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("http"))
+        {
             return text(
                 StatusCode::BAD_REQUEST,
                 "only http:// is proxied; use CONNECT for https\n",
             );
         }
+        // The upstream request is rebuilt from the checked target: the client dials exactly it,
+        // and `Host` names it (a proxy replaces the received `Host`, RFC 9112 §3.2.2).
+        let authority = target.authority();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let (Ok(uri), Ok(host_header)) = (
+            Uri::try_from(format!("http://{authority}{path_and_query}")),
+            HeaderValue::try_from(target.host_header()),
+        ) else {
+            return text(StatusCode::BAD_REQUEST, "unusable request target\n");
+        };
+        parts.uri = uri;
         strip_hop_by_hop(&mut parts.headers);
+        parts.headers.insert(http::header::HOST, host_header);
         let sent = self.inner.client.request(Request::from_parts(parts, body));
         match tokio::time::timeout(self.inner.upstream_timeout, sent).await {
             Ok(Ok(resp)) => {
@@ -273,6 +366,13 @@ impl Sandbox {
     fn own(&self, req: &Request<Incoming>) -> Response<SandboxBody> {
         let path = req.uri().path();
         if let Some(id) = path.strip_prefix("/side-effects/") {
+            if !self.lookup_permitted() {
+                tracing::debug!(peer = ?self.peer, "Side-effect lookup refused to a non-loopback peer.");
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "the side-effect lookup answers loopback peers only (see lookup_any_peer)\n",
+                );
+            }
             let list = self.inner.log.get(id);
             let mut r = Response::new(Either::Right(Full::new(Bytes::from(
                 serde_json::to_vec(&list).unwrap_or_default(),
@@ -313,19 +413,23 @@ pub async fn start(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let task = tokio::spawn(shadowdiff_capture::server::serve(
-        listener, sandbox, shutdown, grace,
+    let task = tokio::spawn(shadowdiff_capture::server::serve_with_peer(
+        listener,
+        move |peer| sandbox.for_peer(peer),
+        shutdown,
+        grace,
     ));
     tracing::info!(%bound, "Sandbox listening.");
     Ok((bound, task))
 }
 
-/// `host` of `host:port` (IPv6 literals keep their brackets).
-fn host_of(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority.split_inclusive(']').next().unwrap_or(authority);
+/// The loopback addresses proper. Not all of 127/8: on Linux every 127.x address is routed to
+/// `lo`, and containers and tests use them to stand for other hosts.
+fn is_local(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4 == Ipv4Addr::LOCALHOST,
+        IpAddr::V6(v6) => v6 == Ipv6Addr::LOCALHOST,
     }
-    authority.split(':').next().unwrap_or(authority)
 }
 
 fn text(status: StatusCode, body: &str) -> Response<SandboxBody> {
@@ -391,13 +495,26 @@ mod tests {
             SideEffectLog::new(Duration::from_secs(1), 10),
         )
         .unwrap();
-        assert!(s.allowed("api.internal"));
-        assert!(s.allowed("API.internal:8080"));
-        assert!(s.allowed("x.example.com:443"));
-        assert!(!s.allowed("example.com"));
-        assert!(s.allowed("127.0.0.1:9"));
-        assert!(!s.allowed("127.0.0.1:10"));
-        assert!(!s.allowed("evil.com"));
+        let t = |u: &str| Target::from_uri(&u.parse().unwrap()).unwrap().unwrap();
+        assert!(s.allows(&t("http://api.internal/")));
+        assert!(s.allows(&t("http://API.internal:8080/")));
+        assert!(s.allows(&t("https://x.example.com/")));
+        assert!(!s.allows(&t("http://example.com/")));
+        assert!(s.allows(&t("http://127.0.0.1:9/")));
+        assert!(!s.allows(&t("http://127.0.0.1:10/")));
+        assert!(!s.allows(&t("http://evil.com/")));
+        // Reads and tunnels have separate lists.
+        assert!(!s.allows_tunnel(&t("https://api.internal/")));
+        for bad in ["http://api.internal", "api.internal/x", "u@api.internal"] {
+            assert!(Sandbox::new(
+                SandboxConfig {
+                    allow: vec![bad.into()],
+                    ..SandboxConfig::default()
+                },
+                SideEffectLog::new(Duration::from_secs(1), 10)
+            )
+            .is_err());
+        }
         assert!(Sandbox::new(
             SandboxConfig {
                 block_status: 1000,

@@ -165,11 +165,12 @@ async fn standalone_sandbox_is_asked_over_http_and_connect_tunnels_to_allowed_ho
     let a = start_pipeline(&dummy.url(), &[("v2", &dummy.url())], |c| {
         c.sandbox.listen = "127.0.0.1:0".into();
         c.sandbox.allow = vec![upstream.addr.to_string()];
+        c.sandbox.allow_tunnel = vec![upstream.addr.to_string()];
     })
     .await;
     let sandbox = a.pipeline.sandbox_addr.unwrap();
 
-    // Allowed reads pass through; CONNECT to an allowed host tunnels bytes both ways.
+    // Allowed reads pass through; CONNECT to a host declared write-safe tunnels bytes both ways.
     let read = via_proxy(
         sandbox,
         &format!(
