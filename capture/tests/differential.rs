@@ -721,3 +721,80 @@ fn generated_responses_mix_valid_and_invalid() {
         "{valid} valid, {invalid} invalid"
     );
 }
+
+/// A model made valid and unambiguous: no damaged lines, one framing, clean extensions and
+/// trailers, no `Connection` naming a framing field.
+fn sanitized(mut framing: Framing, damage: &mut Damage, connection: &mut Option<&str>) -> Framing {
+    damage.line_ends.clear();
+    damage.lone_lf = None;
+    damage.fold = None;
+    if connection.is_some_and(|c| c != "close" && c != "keep-alive" && c != "x-a") {
+        *connection = None;
+    }
+    if framing.chunked {
+        framing.lengths.clear();
+        framing.codings = vec!["chunked"];
+    } else {
+        framing.lengths = vec![Length::Exact];
+        framing.codings.clear();
+    }
+    let clean = |e: &&str| matches!(*e, "" | ";a=b" | ";name=\"quoted value\"" | ";a");
+    framing.extensions.retain(clean);
+    if !clean(&framing.last_extension) {
+        framing.last_extension = "";
+    }
+    framing.trailers.retain(|t| *t == "x-trailer: 1");
+    framing
+}
+
+fn valid_request_model() -> impl Strategy<Value = RequestModel> {
+    request_model().prop_map(|mut m| {
+        m.framing = sanitized(m.framing.clone(), &mut m.damage, &mut m.connection);
+        m.http10 = false;
+        m.host = true;
+        m.fields.retain(|f| f != "X-Space : 1");
+        m
+    })
+}
+
+fn valid_response_model() -> impl Strategy<Value = ResponseModel> {
+    response_model().prop_map(|mut m| {
+        m.framing = sanitized(m.framing.clone(), &mut m.damage, &mut m.connection);
+        m.fields.retain(|f| f != "X-Space : 1");
+        m.after = None;
+        m
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Valid, unambiguous traffic is never refused: every request reaches the control.
+    #[test]
+    fn valid_generated_requests_all_reach_the_control(
+        models in prop::collection::vec(valid_request_model(), 1..=4),
+        cuts in prop::collection::vec(any::<Index>(), 0..4),
+    ) {
+        let stream: Vec<u8> = models.iter().flat_map(RequestModel::render).collect();
+        // Requests after one that closes the connection are not served.
+        let served = models
+            .iter()
+            .position(|m| m.connection.is_some_and(|c| c.contains("close")))
+            .map_or(models.len(), |i| i + 1);
+        match check_requests(&[split(&stream, &cuts)]) {
+            Ok(outcome) => prop_assert_eq!(outcome.relayed, served, "{}", shadowdiff_capture::differential::show(&stream)),
+            Err(violation) => prop_assert!(false, "{}", violation),
+        }
+    }
+
+    /// Valid, unambiguous responses reach the client exactly.
+    #[test]
+    fn valid_generated_responses_reach_the_client_exactly(model in valid_response_model()) {
+        let stream = model.render();
+        let case = ResponseCase { pieces: split(&stream, &model.cuts), keep_open: model.keep_open };
+        match check_response(&case) {
+            Ok(outcome) => prop_assert_eq!(outcome, ResponseOutcome::Exact),
+            Err(violation) => prop_assert!(false, "{}", violation),
+        }
+    }
+}
