@@ -1197,7 +1197,7 @@ async fn check_requests_async(connections: &[Vec<Vec<u8>>]) -> Result<RequestOut
     for (c, (pieces, result)) in streams.iter().zip(&results).enumerate() {
         let is_victim = c >= connections.len();
         let sent = pieces.concat();
-        let (meant, _) = strict::requests(&sent, false);
+        let (meant, meant_end) = strict::requests(&sent, false);
         if result.timed_out {
             return Err(fail(
                 "liveness: the tap neither answered nor closed a client connection in time",
@@ -1263,6 +1263,16 @@ async fn check_requests_async(connections: &[Vec<Vec<u8>>]) -> Result<RequestOut
             while !matched && tolerated > 0 && next + 1 < meant.len() {
                 next += 1;
                 matched = same_request(s, &meant[next]);
+            }
+            if !matched && next >= meant.len() {
+                return Err(fail(
+                    "own answers: the relay accepted a request a strict parser rejects (or never finds) in the client's bytes",
+                    format!(
+                        "client {c}, answer {k}: the control answered {}; a strict parser reads {} valid request(s) there, then {meant_end:?}",
+                        describe_seen(s),
+                        meant.len()
+                    ),
+                ));
             }
             if !matched {
                 return Err(fail(
