@@ -16,13 +16,16 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-targets=(decode_body parse_node diff_json compare_responses)
+targets=(decode_body parse_node diff_json compare_responses relay_differential)
 cargo fuzz build --sanitizer none   # all targets, once
 
 for target in "${targets[@]}"; do
     echo "== fuzz ${target} for ${seconds}s"
     mkdir -p "corpus/${target}"
-    cargo fuzz run "${target}" --sanitizer none -- \
+    # Committed seed inputs (fuzz/seeds/<target>/), when a target has them, start the corpus.
+    seeds=()
+    if [ -d "seeds/${target}" ]; then seeds=("seeds/${target}"); fi
+    cargo fuzz run "${target}" --sanitizer none "corpus/${target}" ${seeds[@]+"${seeds[@]}"} -- \
         -max_total_time="${seconds}" -print_final_stats=1 -rss_limit_mb=2048 -timeout=10
 done
 echo "fuzz: all targets ran ${seconds}s without a crash"

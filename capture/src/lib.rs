@@ -6,6 +6,9 @@
 //! counted. Nothing behind the tap (queue, replayer, candidates) can slow or fail a client.
 
 mod chunked;
+#[cfg(feature = "differential")]
+#[doc(hidden)]
+pub mod differential;
 pub mod import;
 pub mod mirror;
 pub mod redact;
