@@ -30,9 +30,18 @@ pub enum ChunkError {
 enum State {
     #[default]
     Size,
-    /// Whitespace after the size: only `;` or CR may follow.
-    SizeSpace,
-    Extension,
+    /// Whitespace after the size or an extension: only more, `;` or CR may follow.
+    ExtSpace,
+    /// After `;`: whitespace, then an extension name.
+    ExtNameStart,
+    ExtName,
+    /// Whitespace after a name: `=`, `;` or CR may follow.
+    ExtAfterName,
+    /// After `=`: whitespace, then a token or a quoted string.
+    ExtValueStart,
+    ExtValueToken,
+    ExtQuoted,
+    ExtQuotedEscape,
     SizeLf,
     Data,
     DataCr,
@@ -54,6 +63,33 @@ fn is_token(byte: u8) -> bool {
 /// control character (CR and LF in particular) can appear inside a line.
 fn is_line_text(byte: u8) -> bool {
     byte == b'\t' || (byte >= 0x20 && byte != 0x7f)
+}
+
+/// One byte of `chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )`
+/// (RFC 9112 §7.1.1), whitespace before the CRLF tolerated.
+fn extension_step(state: State, byte: u8) -> Result<State, ChunkError> {
+    let space = byte == b' ' || byte == b'\t';
+    Ok(match (state, byte) {
+        (State::ExtQuoted, b'"') => State::ExtSpace,
+        (State::ExtQuoted, b'\\') => State::ExtQuotedEscape,
+        (State::ExtQuoted, b) if is_line_text(b) => State::ExtQuoted,
+        (State::ExtQuotedEscape, b) if is_line_text(b) => State::ExtQuoted,
+        (State::ExtQuoted | State::ExtQuotedEscape, _) => return Err(ChunkError::Extension),
+        (State::ExtValueStart, b'"') => State::ExtQuoted,
+        (State::ExtNameStart | State::ExtValueStart, _) if space => state,
+        (State::ExtNameStart | State::ExtName, b) if is_token(b) => State::ExtName,
+        (State::ExtValueStart | State::ExtValueToken, b) if is_token(b) => State::ExtValueToken,
+        (State::ExtName | State::ExtAfterName, _) if space => State::ExtAfterName,
+        (State::ExtName | State::ExtAfterName, b'=') => State::ExtValueStart,
+        (State::ExtSpace | State::ExtValueToken, _) if space => State::ExtSpace,
+        (State::ExtSpace | State::ExtName | State::ExtAfterName | State::ExtValueToken, b';') => {
+            State::ExtNameStart
+        }
+        (State::ExtSpace | State::ExtName | State::ExtAfterName | State::ExtValueToken, b'\r') => {
+            State::SizeLf
+        }
+        _ => return Err(ChunkError::Extension),
+    })
 }
 
 #[derive(Debug, Default)]
@@ -91,12 +127,12 @@ impl ChunkedDecoder {
                         b'a'..=b'f' => byte - b'a' + 10,
                         b'A'..=b'F' => byte - b'A' + 10,
                         b' ' | b'\t' if self.digits > 0 => {
-                            self.state = State::SizeSpace;
+                            self.state = State::ExtSpace;
                             at += 1;
                             continue;
                         }
                         b';' if self.digits > 0 => {
-                            self.state = State::Extension;
+                            self.state = State::ExtNameStart;
                             at += 1;
                             continue;
                         }
@@ -115,29 +151,19 @@ impl ChunkedDecoder {
                     self.digits += 1;
                     at += 1;
                 }
-                State::SizeSpace => {
+                State::ExtSpace
+                | State::ExtNameStart
+                | State::ExtName
+                | State::ExtAfterName
+                | State::ExtValueStart
+                | State::ExtValueToken
+                | State::ExtQuoted
+                | State::ExtQuotedEscape => {
                     self.line += 1;
                     if self.line > MAX_LINE {
                         return Err(ChunkError::LineTooLong);
                     }
-                    self.state = match byte {
-                        b' ' | b'\t' => State::SizeSpace,
-                        b';' => State::Extension,
-                        b'\r' => State::SizeLf,
-                        _ => return Err(ChunkError::Size),
-                    };
-                    at += 1;
-                }
-                State::Extension => {
-                    self.line += 1;
-                    if self.line > MAX_LINE {
-                        return Err(ChunkError::LineTooLong);
-                    }
-                    if byte == b'\r' {
-                        self.state = State::SizeLf;
-                    } else if !is_line_text(byte) {
-                        return Err(ChunkError::Extension);
-                    }
+                    self.state = extension_step(self.state, byte)?;
                     at += 1;
                 }
                 State::SizeLf => {
@@ -321,7 +347,33 @@ mod tests {
             decode(b"3;a\x00\r\nabc\r\n0\r\n\r\n", 64).unwrap_err(),
             ChunkError::Extension
         );
-        assert_eq!(decode(b"3 x\r\n", 64).unwrap_err(), ChunkError::Size);
+        assert_eq!(decode(b"3 x\r\n", 64).unwrap_err(), ChunkError::Extension);
+        // The extension grammar: a name after every `;`, a token or quoted string after `=`.
+        for bad in [
+            &b"3;\r\n"[..],
+            b"3;=x\r\n",
+            b"3;a=\r\n",
+            b"3;\"x\r\n",
+            b"3;a=\"x\r\n",
+            b"3;a=b c\r\n",
+            b"3;a=\"\\\n\"\r\n",
+        ] {
+            assert_eq!(
+                decode(bad, 64).unwrap_err(),
+                ChunkError::Extension,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for good in [
+            &b"3;a\r\nabc\r\n0\r\n\r\n"[..],
+            b"3 ; a = b ; c=\"d\\\"e;\" \r\nabc\r\n0\r\n\r\n",
+            b"3;a;b=c\r\nabc\r\n0;x=y\r\n\r\n",
+        ] {
+            let (data, _, done) = decode(good, 3).unwrap();
+            assert_eq!(data, b"abc", "{:?}", String::from_utf8_lossy(good));
+            assert!(done);
+        }
         assert_eq!(
             decode(b"0\r\nx-t: 1\nGET / HTTP/1.1\r\n\r\n", 64).unwrap_err(),
             ChunkError::Trailer

@@ -701,6 +701,14 @@ async fn start_tap(control: SocketAddr) -> io::Result<Tap> {
             experiment: "differential".into(),
             preserve_host: false,
             control_timeout: Duration::from_secs(2),
+            // Short enough that a stream the relay is still waiting on ends within a case.
+            limits: crate::TapLimits {
+                head_timeout: Duration::from_secs(1),
+                keep_alive_timeout: Duration::from_secs(1),
+                body_timeout: Duration::from_secs(1),
+                ..crate::TapLimits::default()
+            },
+            shadow_markers: crate::default_shadow_markers(),
         },
         sink.clone(),
     )

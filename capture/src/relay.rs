@@ -422,7 +422,7 @@ impl TeeProxy {
     /// Answers a request that cannot be relayed, counts and logs why, and closes.
     async fn refuse(&self, client: &mut Peer, status: u16, reason: Refusal, why: &str) {
         self.metrics.refused(reason, why);
-        client.refuse(status, why).await;
+        client.refuse(status).await;
     }
 
     /// One request and its response. Errors on the control's side are answered (502, 504);
@@ -744,17 +744,15 @@ impl Peer {
         self.stream.try_read_buf(&mut self.buf)
     }
 
-    /// Answers a request that cannot be relayed, and closes.
-    async fn refuse(&mut self, status: u16, why: &str) {
-        let reason = match status {
-            408 => "Request Timeout",
-            431 => "Request Header Fields Too Large",
-            _ => "Bad Request",
+    /// Answers a request that cannot be relayed, and closes. The answer has no body: a request
+    /// the relay could not read may have been a HEAD, whose answer a client reads without one,
+    /// and an empty body reads the same either way. The reason is in the log and the metric.
+    async fn refuse(&mut self, status: u16) {
+        let answer = match status {
+            408 => "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            431 => "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            _ => "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
         };
-        let answer = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{why}",
-            why.len()
-        );
         let _ = self.stream.write_all(answer.as_bytes()).await;
         let _ = self.stream.shutdown().await;
     }
@@ -770,9 +768,10 @@ impl Peer {
         // The body may be partly unread; only an empty one leaves the connection in step.
         let goes_on = head.framing == Framing::Empty;
         let answer = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n{message}",
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n{}",
             message.len(),
             if goes_on { "" } else { "connection: close\r\n" },
+            if head.is_head { "" } else { message },
         );
         if self.stream.write_all(answer.as_bytes()).await.is_err() {
             return Next::Close;
