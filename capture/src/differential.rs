@@ -360,7 +360,7 @@ pub mod strict {
 
     /// A chunked body at the start of `input`: its data and length; `Ok(None)` when
     /// incomplete.
-    fn chunked(input: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
+    pub fn chunked(input: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
         let mut data = Vec::new();
         let mut at = 0;
         loop {

@@ -639,13 +639,15 @@ impl TeeProxy {
         }
     }
 
-    /// Hands the connection, with the bytes read so far, to the hyper path.
+    /// Hands the connection, with the bytes read so far, to the hyper path. An HTTP/1
+    /// connection ends after that one request: the relay's strict framing rules hold for every
+    /// request it reads, and a kept-alive hyper connection would read the next ones by hyper's.
     async fn fall_back(self, client: Peer, stop: watch::Receiver<bool>) {
         let io = Rewind {
             prefix: client.buf.freeze(),
             inner: client.stream,
         };
-        crate::server::serve_hyper_connection(io, self, stop).await;
+        crate::server::serve_hyper_connection(io, self, stop, true).await;
     }
 }
 
@@ -1491,5 +1493,90 @@ mod tests {
             &mut back
         )
         .is_err());
+    }
+}
+
+/// Entry points for the fuzz targets (`fuzz/fuzz_targets/relay_head.rs`, `chunked_decoder.rs`):
+/// the relay's head parser and chunked decoder on bytes, without sockets.
+#[cfg(feature = "differential")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+    use std::sync::{Arc, OnceLock};
+
+    /// What the relay decided about a request head.
+    #[derive(Debug)]
+    pub struct AcceptedHead {
+        pub head_len: usize,
+        /// The head the control would get.
+        pub forward: Vec<u8>,
+        /// `None`: no body; `Some(Some(n))`: `n` bytes; `Some(None)`: chunked.
+        pub body: Option<Option<u64>>,
+    }
+
+    struct Discard;
+
+    impl crate::ExchangeSink for Discard {
+        fn offer(&self, _: shadowdiff_model::Exchange) -> Result<(), crate::OfferError> {
+            Ok(())
+        }
+    }
+
+    fn proxy() -> &'static TeeProxy {
+        static PROXY: OnceLock<TeeProxy> = OnceLock::new();
+        PROXY.get_or_init(|| {
+            let config = crate::TeeConfig {
+                control: http::Uri::from_static("http://127.0.0.1:9"),
+                body_limit: 1024,
+                experiment: "fuzz".into(),
+                preserve_host: false,
+                control_timeout: Duration::from_secs(1),
+                limits: crate::TapLimits::default(),
+                shadow_markers: crate::default_shadow_markers(),
+            };
+            match TeeProxy::new(config, Arc::new(Discard)) {
+                Ok(proxy) => proxy,
+                Err(error) => panic!("a fixed config is valid: {error}"),
+            }
+        })
+    }
+
+    /// `Ok(None)`: incomplete; `Err`: refused (or handed to the hyper path).
+    pub fn request_head(input: &[u8]) -> Result<Option<AcceptedHead>, String> {
+        let mut forward = Vec::new();
+        match proxy().parse_request(input, &mut forward) {
+            Ok(None) => Ok(None),
+            Ok(Some(head)) => Ok(Some(AcceptedHead {
+                head_len: head.head_len,
+                forward,
+                body: match head.framing {
+                    Framing::Empty => None,
+                    Framing::Length(n) => Some(Some(n)),
+                    Framing::Chunked | Framing::UntilClose => Some(None),
+                },
+            })),
+            Err(error) => Err(format!("{error:?}")),
+        }
+    }
+
+    /// Decodes a chunked body fed in the given pieces. Returns the data, the bytes that
+    /// belonged to the body, whether it ended, and the relay's re-encoding of the data.
+    pub fn decode_chunked(pieces: &[&[u8]]) -> Result<(Vec<u8>, usize, bool, Vec<u8>), String> {
+        let mut decoder = ChunkedDecoder::default();
+        let (mut data, mut encoded, mut used) = (Vec::new(), Vec::new(), 0);
+        for piece in pieces {
+            let taken = decoder
+                .feed(piece, &mut |d| {
+                    data.extend_from_slice(d);
+                    encode_chunk(&mut encoded, d);
+                })
+                .map_err(|e| e.to_string())?;
+            used += taken;
+            if decoder.is_done() {
+                encoded.extend_from_slice(LAST_CHUNK);
+                return Ok((data, used, true, encoded));
+            }
+        }
+        Ok((data, used, false, encoded))
     }
 }

@@ -144,16 +144,18 @@ where
         stream: TcpStream,
         stop: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        serve_hyper_connection(stream, self.service.clone(), stop)
+        serve_hyper_connection(stream, self.service.clone(), stop, false)
     }
 }
 
 /// Serves one connection with hyper until it ends; when `stop` turns true, finishes the
-/// requests in flight and closes.
+/// requests in flight and closes. With `one_http1_request`, an HTTP/1 connection closes after
+/// its first response (HTTP/2 is unaffected).
 pub(crate) async fn serve_hyper_connection<I, S, B>(
     io: I,
     service: S,
     mut stop: watch::Receiver<bool>,
+    one_http1_request: bool,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
@@ -168,7 +170,8 @@ pub(crate) async fn serve_hyper_connection<I, S, B>(
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(!one_http1_request);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let ended = tokio::select! {

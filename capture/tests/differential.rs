@@ -140,6 +140,16 @@ fn bug4_lone_lf_ends_the_head() {
     ));
 }
 
+/// Found by the proptest: after an HTTP/1.0 request (served by the hyper path), hyper read the
+/// kept-alive connection's next request by its own, laxer, chunked rules. The hyper path now
+/// serves one HTTP/1 request and closes.
+#[test]
+fn a_request_after_one_served_by_the_hyper_path_is_not_read_by_hyper() {
+    ok(requests(
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\nHEAD / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0;a\nb\r\n\r\n",
+    ));
+}
+
 #[test]
 fn bug4_lone_lf_ends_a_response_head() {
     ok(response(
