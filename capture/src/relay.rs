@@ -39,6 +39,8 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 128;
 /// Free room kept in a read buffer before each read.
 const READ_ROOM: usize = 8 * 1024;
+/// A whole request this small is written without watching the control for an early answer.
+const SMALL_WRITE: usize = 16 * 1024;
 /// Idle connections to the control kept per serving thread.
 const MAX_IDLE: usize = 256;
 /// An idle connection older than this is closed rather than reused.
@@ -1100,7 +1102,15 @@ async fn send_body(
         // Whatever is gathered goes out before waiting for more: the head and a small body
         // in one write.
         if !pending.is_empty() {
-            if write_watching(control, pending).await? {
+            // A whole small request fits the socket's buffer: nothing to watch for (the
+            // request of nearly every exchange, a GET, is this).
+            if done && pending.len() <= SMALL_WRITE {
+                control
+                    .stream
+                    .write_all(pending)
+                    .await
+                    .map_err(RelayError::Sink)?;
+            } else if write_watching(control, pending).await? {
                 return Ok(BodySent::Answered);
             }
             pending.clear();
