@@ -1264,7 +1264,7 @@ async fn a_response_head_over_64_kib_is_answered_502_however_it_arrives() {
 #[tokio::test]
 async fn a_response_with_both_framings_is_answered_502_and_not_copied() {
     // RFC 9112 §6.3 lets Transfer-Encoding override Content-Length, but a response with both
-    // is how responses are desynchronised; nginx (since 1.23) answers such an upstream 502.
+    // is how responses are desynchronised: refused, as a request with both is.
     let control = control(|_| {
         Reply::Send(
             b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
