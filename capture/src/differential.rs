@@ -1002,6 +1002,9 @@ fn describe_request(r: &strict::Request) -> String {
     )
 }
 
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// Sends each connection's byte stream (as write pieces) through a fresh tap in front of a
 /// fresh hyper control, with one well-formed victim connection running alongside and one
 /// after, and checks every invariant of the request direction.
@@ -1211,6 +1214,12 @@ async fn check_requests_async(connections: &[Vec<Vec<u8>>]) -> Result<RequestOut
                 "liveness: the tap neither answered nor closed a client connection in time",
                 format!("client {c}"),
             ));
+        }
+        // A stream that opens with the HTTP/2 preface is answered in HTTP/2 frames (hyper's
+        // path), which an HTTP/1 reader cannot judge; checks 1 and 2 above still cover what
+        // it made the control see.
+        if sent.starts_with(HTTP2_PREFACE) {
+            continue;
         }
         let is_head = |i: usize| meant.get(i).is_some_and(|r| r.method == b"HEAD");
         let (answers, end) = strict::responses(&result.received, is_head, true);
