@@ -114,8 +114,8 @@ pub fn form_to_json(body: &[u8]) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let mut it = pair.splitn(2, |&b| b == b'=');
-        let key = percent_decode(it.next().unwrap_or_default());
-        let value = percent_decode(it.next().unwrap_or_default());
+        let key = shadowdiff_model::secrets::percent_decode(it.next().unwrap_or_default());
+        let value = shadowdiff_model::secrets::percent_decode(it.next().unwrap_or_default());
         if let serde_json::Value::Array(values) = map
             .entry(key)
             .or_insert_with(|| serde_json::Value::Array(Vec::new()))
@@ -124,29 +124,6 @@ pub fn form_to_json(body: &[u8]) -> serde_json::Value {
         }
     }
     serde_json::Value::Object(map)
-}
-
-fn percent_decode(bytes: &[u8]) -> String {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

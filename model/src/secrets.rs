@@ -96,9 +96,10 @@ pub fn is_listed<S: AsRef<str>>(list: &[S], name: &str) -> bool {
     list.iter().any(|s| s.as_ref().eq_ignore_ascii_case(name))
 }
 
-/// Percent-decodes a query component (`+` is a space); invalid escapes stay as they are.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
+/// Percent-decodes a query or form component (`+` is a space); invalid escapes stay as they
+/// are. One decoder for the tap, the replayer and the differ's form bodies.
+pub fn percent_decode(s: impl AsRef<[u8]>) -> String {
+    let bytes = s.as_ref();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
