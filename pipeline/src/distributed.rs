@@ -408,8 +408,9 @@ pub async fn run_diff(
                 _ = tokio::time::sleep_until(deadline) => break,
                 next = consumer.recv() => {
                     let (result, delivery) = next?;
+                    let started = std::time::Instant::now();
                     let records = tokio::task::block_in_place(|| differ.diff(&result));
-                    crate::telemetry::diffed(&records, 0.0);
+                    crate::telemetry::diffed(&records, started.elapsed().as_secs_f64());
                     crate::stages::count_outcomes(&records, &stats);
                     rows.extend(records);
                     deliveries.push(delivery);
