@@ -9,7 +9,8 @@ use crate::{ExchangeSink, OfferError};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use shadowdiff_model::secrets::{
-    edit_query, is_listed, QueryEdit, SECRET_HEADERS, SECRET_QUERY_PARAMS, SECRET_RESPONSE_HEADERS,
+    edit_query, is_listed, merged_names, QueryEdit, SECRET_HEADERS, SECRET_QUERY_PARAMS,
+    SECRET_RESPONSE_HEADERS,
 };
 use shadowdiff_model::{Body, Exchange, Headers, HttpResponse};
 use std::sync::Arc;
@@ -88,13 +89,13 @@ impl Redactor {
                 SECRET_RESPONSE_HEADERS,
             ]
         };
-        let headers = merged(defaults, &config.headers);
+        let headers = merged_names(defaults, &config.headers);
         let query_defaults: &[&[&str]] = if config.replace_default_secrets {
             &[]
         } else {
             &[SECRET_QUERY_PARAMS]
         };
-        let query = merged(query_defaults, &config.query);
+        let query = merged_names(query_defaults, &config.query);
         let mut paths = Vec::new();
         for p in &config.body_paths {
             let segments: Vec<String> = p.split('.').map(str::to_string).collect();
@@ -265,22 +266,6 @@ impl Redactor {
             _ => {}
         }
     }
-}
-
-/// The default lists, then the configured names, lower case and without repeats.
-fn merged(defaults: &[&[&str]], configured: &[String]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    let configured = configured.iter().map(|n| n.trim().to_ascii_lowercase());
-    for name in defaults
-        .iter()
-        .flat_map(|list| list.iter().map(|n| n.to_string()))
-        .chain(configured)
-    {
-        if !name.is_empty() && !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    names
 }
 
 fn push_unique(names: &mut Vec<String>, name: String) {

@@ -92,6 +92,23 @@ pub const SECRET_QUERY_PARAMS: &[&str] = &[
 ];
 
 /// Whether `name` is in `list`, ignoring ASCII case.
+/// The default lists, then the configured names (trimmed, lower case), without repeats or
+/// empty names: how every secret list (tap redaction, replay stripping) is made from config.
+pub fn merged_names(defaults: &[&[&str]], configured: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let configured = configured.iter().map(|n| n.trim().to_ascii_lowercase());
+    for name in defaults
+        .iter()
+        .flat_map(|list| list.iter().map(|n| n.to_string()))
+        .chain(configured)
+    {
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
 pub fn is_listed<S: AsRef<str>>(list: &[S], name: &str) -> bool {
     list.iter().any(|s| s.as_ref().eq_ignore_ascii_case(name))
 }

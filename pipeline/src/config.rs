@@ -172,9 +172,9 @@ impl Default for ReplaySection {
             timeout_ms: 5_000,
             concurrency: 64,
             threads: 1,
-            shadow_header: "x-shadow".to_string(),
+            shadow_header: shadowdiff_capture::DEFAULT_SHADOW_MARKERS[0].to_string(),
             shadow_header_value: "1".to_string(),
-            exchange_id_header: "x-shadow-exchange-id".to_string(),
+            exchange_id_header: shadowdiff_capture::DEFAULT_SHADOW_MARKERS[1].to_string(),
             strip_headers: Vec::new(),
             strip_query: Vec::new(),
             replace_default_secrets: false,
@@ -904,17 +904,8 @@ impl Settings {
 
 /// The default list (unless replaced) and the configured names, lower case, without repeats.
 fn secret_list(defaults: &[&str], configured: &[String], replace_defaults: bool) -> Vec<String> {
-    let defaults = defaults
-        .iter()
-        .filter(|_| !replace_defaults)
-        .map(|n| n.to_string());
-    let mut names: Vec<String> = Vec::new();
-    for name in defaults.chain(configured.iter().map(|n| n.trim().to_ascii_lowercase())) {
-        if !name.is_empty() && !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    names
+    let defaults: &[&[&str]] = if replace_defaults { &[] } else { &[defaults] };
+    shadowdiff_model::secrets::merged_names(defaults, configured)
 }
 
 /// Parses `NAME=URL`.
