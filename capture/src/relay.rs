@@ -193,20 +193,8 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// `content-length: N` as the relay states it.
 fn push_length(out: &mut Vec<u8>, length: u64) {
     out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(itoa_u64(length, &mut [0u8; 20]));
+    out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
     out.extend_from_slice(b"\r\n");
-}
-
-fn itoa_u64(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &digits[at..];
-        }
-    }
 }
 
 /// The copy's header list: names lower case (as `http::HeaderName` has them), values as text,
@@ -348,8 +336,8 @@ impl TeeProxy {
         let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
         let mut first = true;
         loop {
-            // Set once the head has begun: the whole head must arrive before this deadline.
-            let mut head_deadline = None;
+            // Once the head has begun, the whole head must arrive within the head timeout.
+            let mut head_started = false;
             let head = loop {
                 if !client.buf.is_empty() {
                     match self.parse_request(&client.buf, &mut forward) {
@@ -387,10 +375,11 @@ impl TeeProxy {
                         _ = timer.as_mut() => return,
                     }
                 } else {
-                    if head_deadline.is_none() {
-                        let deadline = tokio::time::Instant::now() + limits.head_timeout;
-                        timer.as_mut().reset(deadline);
-                        head_deadline = Some(deadline);
+                    if !head_started {
+                        head_started = true;
+                        timer
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + limits.head_timeout);
                     }
                     tokio::select! {
                         biased;
@@ -929,7 +918,7 @@ fn parse_response(
 
     back.clear();
     back.extend_from_slice(b"HTTP/1.1 ");
-    back.extend_from_slice(itoa_u64(u64::from(status), &mut [0u8; 20]));
+    back.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     back.push(b' ');
     back.extend_from_slice(response.reason.unwrap_or("").as_bytes());
     back.extend_from_slice(b"\r\n");
@@ -1413,17 +1402,6 @@ mod tests {
         assert!(check_line_ends(b"GET / HTTP/1.1\nhost: a\r\n\r\n").is_err());
         assert!(check_line_ends(b"GET / HTTP/1.1\r\nhost: a\r\n\n").is_err());
         assert!(check_line_ends(b"GET / HTTP/1.1\r\nhost: a\r\n\r").is_err());
-    }
-
-    #[test]
-    fn numbers_are_written_in_decimal() {
-        let mut digits = [0u8; 20];
-        assert_eq!(itoa_u64(0, &mut digits), b"0");
-        assert_eq!(itoa_u64(1234567890, &mut digits), b"1234567890");
-        assert_eq!(
-            itoa_u64(u64::MAX, &mut digits),
-            u64::MAX.to_string().as_bytes()
-        );
     }
 
     #[test]

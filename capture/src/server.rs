@@ -16,6 +16,17 @@ use tokio::sync::{oneshot, watch};
 /// configurable, [`crate::TapLimits`]).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Every hyper server of shadowdiff is built here: a client that never finishes a head is
+/// closed after [`HEADER_READ_TIMEOUT`], as the relay closes one after its head timeout.
+fn hyper_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+}
+
 /// Binds `addr` and returns the listener with the address it got (a port of 0 picks one).
 pub async fn bind(
     addr: std::net::SocketAddr,
@@ -60,12 +71,7 @@ pub async fn serve_with_peer<F, S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // A client that never finishes a head is closed (mirror receiver, sandbox, admin, demo).
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let builder = hyper_builder();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -170,13 +176,8 @@ pub(crate) async fn serve_hyper_connection<I, S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // A client that never finishes a head is closed (408), as the relay does.
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(!one_http1_request);
+    let mut builder = hyper_builder();
+    builder.http1().keep_alive(!one_http1_request);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let ended = tokio::select! {
