@@ -26,7 +26,7 @@ pub enum TargetError {
     Host { host: String },
     #[error("numeric host not in dotted-decimal form")]
     Numeric { host: String },
-    #[error("port 0")]
+    #[error("port 0 or not a port number")]
     Port { host: String },
     #[error("scheme is not http or https")]
     Scheme { host: String },
@@ -73,7 +73,18 @@ impl Target {
         if authority.as_str().contains('@') {
             return Err(TargetError::Userinfo { host });
         }
-        let port = authority.port_u16().unwrap_or(default_port);
+        // `port_u16` is `None` for a port that is not a number (`host:'43`) as well as for no
+        // port: only what follows the host decides, and it must be `:digits` or nothing.
+        let text = authority.as_str();
+        let after_host = text.rfind(raw).map_or("", |at| &text[at + raw.len()..]);
+        let port = match after_host.strip_prefix(':') {
+            None if after_host.is_empty() => default_port,
+            Some("") => default_port,
+            Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => digits
+                .parse()
+                .map_err(|_| TargetError::Port { host: host.clone() })?,
+            _ => return Err(TargetError::Port { host }),
+        };
         if port == 0 {
             return Err(TargetError::Port { host });
         }
@@ -266,6 +277,19 @@ mod tests {
             target("http://a:0/"),
             Err(TargetError::Port { .. })
         ));
+        // Found by the sandbox_target fuzz target: a port that is not a number was read as
+        // no port (80).
+        for uri in ["http://a:'43/", "http://a:8o/", "http://a:99999/"] {
+            let Ok(uri) = uri.parse::<Uri>() else {
+                continue;
+            };
+            assert!(
+                matches!(Target::from_uri(&uri), Some(Err(TargetError::Port { .. }))),
+                "{uri}"
+            );
+        }
+        assert_eq!(target("http://a:/").unwrap().port(), 80);
+        assert_eq!(target("http://[::1]:8080/").unwrap().port(), 8080);
     }
 
     #[test]
