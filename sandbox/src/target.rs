@@ -75,8 +75,8 @@ impl Target {
         }
         // `port_u16` is `None` for a port that is not a number (`host:'43`) as well as for no
         // port: only what follows the host decides, and it must be `:digits` or nothing.
-        let text = authority.as_str();
-        let after_host = text.rfind(raw).map_or("", |at| &text[at + raw.len()..]);
+        let host_and_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+        let after_host = host_and_port.strip_prefix(raw).unwrap_or(host_and_port);
         let port = match after_host.strip_prefix(':') {
             None if after_host.is_empty() => default_port,
             Some("") => default_port,
@@ -279,7 +279,12 @@ mod tests {
         ));
         // Found by the sandbox_target fuzz target: a port that is not a number was read as
         // no port (80).
-        for uri in ["http://a:'43/", "http://a:8o/", "http://a:99999/"] {
+        for uri in [
+            "http://a:'43/",
+            "http://a:8o/",
+            "http://a:99999/",
+            "http://A:A/",
+        ] {
             let Ok(uri) = uri.parse::<Uri>() else {
                 continue;
             };
