@@ -5,7 +5,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SD="$ROOT/target/release/shadowdiff"
 BS="$ROOT/target/release/bench-server"
-CORPUS="${CORPUS:-/work/shared/corpus/json/twitter.json}"
+# The JSON corpus (corpus/json in the repository, see corpus/README.md); SHADOWDIFF_CORPUS names
+# another directory laid out the same way. CORPUS=path/to/twitter.json still wins when set.
+SHADOWDIFF_CORPUS="${SHADOWDIFF_CORPUS:-$ROOT/corpus/json}"
+CORPUS="${CORPUS:-$SHADOWDIFF_CORPUS/twitter.json}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/shadowdiff-bench.XXXXXX")"
 PIDS=()
 

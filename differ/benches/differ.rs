@@ -1,4 +1,5 @@
-//! Differ throughput on realistic API responses built from shared/corpus/json.
+//! Differ throughput on realistic API responses built from the repository's JSON corpus
+//! (`corpus/json`, see `corpus/README.md`; `SHADOWDIFF_CORPUS` names another directory).
 //!
 //! `cargo bench -p shadowdiff-differ --bench differ`
 //!
@@ -16,15 +17,18 @@ use std::time::{Duration, Instant};
 fn corpus_dir() -> PathBuf {
     std::env::var_os("SHADOWDIFF_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/json")
-        })
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corpus/json"))
 }
 
 fn load(name: &str) -> Value {
     let path = corpus_dir().join(name);
-    let text = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e} (set SHADOWDIFF_CORPUS)", path.display()));
+    let text = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "read {}: {e} (the corpus is corpus/json in the repository; SHADOWDIFF_CORPUS \
+             names another directory)",
+            path.display()
+        )
+    });
     serde_json::from_slice(&text).expect("corpus file is JSON")
 }
 

@@ -386,18 +386,85 @@ mod tests {
 #[cfg(test)]
 mod corpus_tests {
     use super::*;
+    use std::path::{Path, PathBuf};
 
-    #[test]
-    fn parses_every_corpus_document_like_serde_json() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/json");
-        for name in ["twitter.json", "citm_catalog.json", "canada.json"] {
-            let Ok(bytes) = std::fs::read(dir.join(name)) else {
+    /// The repository's JSON corpus (`corpus/json`, see `corpus/README.md`), or the directory
+    /// `SHADOWDIFF_CORPUS` names.
+    fn corpus_dir() -> PathBuf {
+        std::env::var_os("SHADOWDIFF_CORPUS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/json"))
+    }
+
+    /// Every `*.json` file in `dir` and in `dir/jsonchecker`, sorted.
+    fn documents(dir: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for d in [dir.to_path_buf(), dir.join("jsonchecker")] {
+            let Ok(entries) = std::fs::read_dir(&d) else {
                 continue;
             };
-            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            let arena = Arena::new();
-            let node = Node::parse(&bytes, &arena).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(Node::from_value(&value, &arena), node, "{name}");
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_file() && path.extension().is_some_and(|e| e == "json") {
+                    files.push(path);
+                }
+            }
         }
+        files.sort();
+        files
+    }
+
+    /// `Node::parse` accepts exactly the documents serde_json accepts (the JSON_checker `fail*`
+    /// files included) and builds the tree `Node::from_value` builds from serde_json's value.
+    #[test]
+    fn parses_every_corpus_document_like_serde_json() {
+        let dir = corpus_dir();
+        assert!(
+            dir.is_dir(),
+            "the JSON corpus is missing: {} is not a directory. It is part of the repository \
+             (corpus/json, see corpus/README.md); SHADOWDIFF_CORPUS may name another copy.",
+            dir.display()
+        );
+        let files = documents(&dir);
+        assert!(
+            !files.is_empty(),
+            "the JSON corpus at {} holds no *.json documents (expected twitter.json, \
+             citm_catalog.json, canada.json and jsonchecker/, see corpus/README.md)",
+            dir.display()
+        );
+        let mut disagreements = Vec::new();
+        for path in &files {
+            let name = path
+                .strip_prefix(&dir)
+                .unwrap_or(path)
+                .display()
+                .to_string();
+            let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {name}: {e}"));
+            let arena = Arena::new();
+            match (
+                serde_json::from_slice::<serde_json::Value>(&bytes),
+                Node::parse(&bytes, &arena),
+            ) {
+                (Ok(value), Ok(node)) => {
+                    if Node::from_value(&value, &arena) != node {
+                        disagreements.push(format!("{name}: trees differ"));
+                    }
+                }
+                (Err(_), Err(_)) => {}
+                (Ok(_), Err(e)) => {
+                    disagreements.push(format!("{name}: serde_json accepts, Node refuses: {e}"))
+                }
+                (Err(e), Ok(_)) => {
+                    disagreements.push(format!("{name}: serde_json refuses ({e}), Node accepts"))
+                }
+            }
+        }
+        assert!(
+            disagreements.is_empty(),
+            "{} of {} corpus documents:\n{}",
+            disagreements.len(),
+            files.len(),
+            disagreements.join("\n")
+        );
     }
 }
