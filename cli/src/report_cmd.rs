@@ -9,7 +9,7 @@ use std::process::ExitCode;
 pub enum Format {
     /// For a terminal: fits 80 columns, colour only on a terminal.
     Text,
-    /// The report contract (design.md, contract 5), for CI jobs and the gate.
+    /// The report contract (docs/contracts.md#report), for CI jobs and the gate.
     Json,
     /// One self-contained HTML page (no external assets), e.g. with --out report.html.
     Html,

@@ -2,7 +2,7 @@
 //!
 //! - [`RecordSink`]: the differ's output seam. [`EmbeddedStore`] writes JSON lines under a data
 //!   directory (no server); the ClickHouse store implements the same trait.
-//! - [`report`]: the report contract (design.md, contract 5), built from records by one pure
+//! - [`report`]: the report contract (docs/contracts.md#report), built from records by one pure
 //!   function so that every store reports the same numbers.
 
 mod embedded;

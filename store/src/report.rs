@@ -1,4 +1,4 @@
-//! The report contract (design.md, contract 5), computed from diff records.
+//! The report contract (docs/contracts.md#report), computed from diff records.
 
 use crate::stats::{judge, FieldEvidence, FieldVerdict};
 use serde::{Deserialize, Serialize};
