@@ -1,6 +1,7 @@
 //! The records that flow between shadowdiff's stages.
 //!
-//! These are the versioned contracts of `ARCHITECTURE.md`:
+//! These are the versioned record contracts of `docs/contracts.md` (fields, JSON examples,
+//! versioning rule):
 //! 1. [`Exchange`]: capture → replayer (request + control response).
 //! 2. [`ReplayResult`]: replayer → differ (the exchange plus one [`TargetOutcome`] per target).
 //! 3. [`DiffRecord`]: differ → store (one per exchange × target).
@@ -48,7 +49,8 @@ pub struct HttpResponse {
     pub latency_us: u64,
 }
 
-/// Contract 1: one request as it reached production, plus the production answer when known.
+/// The exchange contract (docs/contracts.md#exchange): one request as it reached production,
+/// plus the production answer when known.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exchange {
     pub schema_version: u32,
@@ -133,7 +135,8 @@ pub struct TargetOutcome {
     pub result: Result<HttpResponse, TargetError>,
 }
 
-/// Contract 2: the exchange plus what every target answered.
+/// The replay result contract (docs/contracts.md#replay-result): the exchange plus what every
+/// target answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplayResult {
     pub schema_version: u32,
@@ -148,7 +151,7 @@ pub struct ReplayResult {
     pub side_effects: Vec<String>,
 }
 
-/// Kinds of difference (contract 3).
+/// Kinds of difference (the diff record contract, docs/contracts.md#diff-record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DiffKind {
@@ -258,7 +261,7 @@ impl Outcome {
     }
 }
 
-/// Contract 3: one row per exchange × target.
+/// The diff record contract (docs/contracts.md#diff-record): one row per exchange × target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiffRecord {
     pub schema_version: u32,
