@@ -53,7 +53,7 @@ enum Command {
 
 /// mimalloc instead of glibc's malloc: the tap allocates each exchange's copy on a serving
 /// thread and frees it on a pipeline thread, where glibc spent about 1,200 instructions per
-/// 3 KB body copy alone (callgrind; docs/performance.md §7).
+/// 3 KB body copy alone (callgrind; docs/performance-journal.md, section 7).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
