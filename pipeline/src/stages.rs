@@ -99,9 +99,10 @@ pub async fn send_async<T>(tx: &Sender<T>, mut item: T) -> Result<(), T> {
 /// on the producer's thread (the tap's serving threads, for the capture queue), a context switch
 /// and, for crossbeam, a few `sched_yield`s before it parks again. At a steady 5,000 exchanges/s
 /// that was one wake-up per item in every stage, which cost more CPU than the work itself
-/// (docs/performance.md, section 8). Looking every few milliseconds while items keep coming
-/// lets each wake-up take a batch, and costs the producer nothing. A stage sleeps only when its
-/// queue is empty, so the interval bounds how long an item waits, not how many are taken.
+/// (docs/performance-journal.md, section 8). Looking every few milliseconds while items keep
+/// coming lets each wake-up take a batch, and costs the producer nothing. A stage sleeps only
+/// when its queue is empty, so the interval bounds how long an item waits, not how many are
+/// taken.
 ///
 /// The replay stage looks every 2 ms (the candidate sees a request at most that much later).
 pub const REPLAY_POLL: Duration = Duration::from_millis(2);
