@@ -6,11 +6,16 @@
 //! record that is delivered twice is counted once by the report.
 
 use crate::admin::{start_admin, ReadyCheck};
+use crate::components::{build_replayer, PipelineError};
 use crate::config::{ClickHouseSection, ConfigError, KafkaSection, Settings};
-use crate::stages::{until_true, PipelineStats, Tap};
+use crate::stages::{
+    exchange_bytes, result_bytes, run_replay_stage, until_true, Backoff, BatchPolicy, DiffWorkers,
+    PipelineStats, Tap,
+};
+use crate::transport::{ByteBudget, InputError, KafkaInput, KafkaResultOutput};
 use shadowdiff_capture::redact::RedactingSink;
 use shadowdiff_capture::{ExchangeSink, OfferError};
-use shadowdiff_clickhouse::{ClickHouseConfig, ClickHouseStore};
+use shadowdiff_clickhouse::{ClickHouseConfig, ClickHouseSink, ClickHouseStore};
 use shadowdiff_differ::Differ;
 use shadowdiff_kafka::{
     ensure_topics, ConsumerConfig, ExchangeProducer, ProduceError, ProducerConfig, RecordConsumer,
@@ -18,26 +23,43 @@ use shadowdiff_kafka::{
 };
 use shadowdiff_model::{Exchange, ReplayResult, RouteInferrer};
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{watch, Semaphore};
+use std::time::Duration;
+use tokio::sync::watch;
 
+/// Why a distributed stage stopped or could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DistributedError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("Kafka: {0}")]
+    #[error("Kafka")]
     Kafka(#[from] shadowdiff_kafka::Error),
-    #[error("ClickHouse: {0}")]
+    #[error("Kafka producer")]
+    Produce(#[from] ProduceError),
+    #[error("ClickHouse")]
     ClickHouse(#[from] shadowdiff_clickhouse::Error),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: std::net::SocketAddr,
+        #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Stage(String),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("input")]
+    Input(#[from] InputError),
+    #[error("the tap's serving threads")]
+    TapThreads(#[source] std::io::Error),
+    #[error("a background task failed")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("exchange {id} not published")]
+    NotPublished {
+        id: String,
+        #[source]
+        source: ProduceError,
+    },
+    #[error("{failed} of {offered} exchanges were not acknowledged by the broker")]
+    Unacknowledged { failed: u64, offered: u64 },
 }
 
 /// Broker list from `--kafka` or `[kafka] brokers`.
@@ -196,7 +218,7 @@ pub async fn run_capture(
         Arc::new(settings.redactor.clone()),
         sink.clone(),
     ));
-    let (listener, addr) = shadowdiff_capture::server::bind(settings.listen)
+    let (listener, addr) = shadowdiff_net::server::bind(settings.listen)
         .await
         .map_err(|source| DistributedError::Bind {
             addr: settings.listen,
@@ -222,25 +244,26 @@ pub async fn run_capture(
     }
     let grace = settings.shutdown_grace;
     Tap::new(&settings, tap_sink)
-        .map_err(|e| DistributedError::Stage(e.to_string()))?
+        .map_err(PipelineError::from)?
         .serve(listener, settings.tap_threads, until_true(shutdown), grace)
         .await
-        .map_err(|e| DistributedError::Stage(format!("tap threads: {e}")))?;
+        .map_err(DistributedError::TapThreads)?;
     // Everything the tap accepted is in the producer's queue: flush it before exiting.
     let flushed = tokio::task::spawn_blocking({
         let sink = sink.clone();
         let grace = settings.shutdown_grace.max(Duration::from_secs(1));
         move || sink.producer.flush(grace)
     })
-    .await
-    .map_err(|e| DistributedError::Stage(e.to_string()))?;
+    .await?;
     if let Err(error) = flushed {
         tracing::error!(%error, "Producer flush did not finish; unacknowledged exchanges may be lost.");
     }
     Ok(stats)
 }
 
-/// `shadowdiff replay --kafka`: consumes exchanges, replays them, publishes results.
+/// `shadowdiff replay --kafka`: consumes exchanges, replays them, publishes results: the same
+/// replay runner as `run`, on the Kafka transport (an exchange is acknowledged once the broker
+/// acknowledged its result).
 pub async fn run_replay(
     settings: Settings,
     kafka: KafkaSection,
@@ -262,10 +285,7 @@ pub async fn run_replay(
     ))?);
     // Credentials, the sandbox's side-effect log (replay.sandbox_url) and response redaction,
     // exactly as `run` builds it.
-    let replayer = Arc::new(
-        crate::offline::build_replayer(&settings, None)
-            .map_err(|e| DistributedError::Stage(e.to_string()))?,
-    );
+    let replayer = Arc::new(build_replayer(&settings, None)?);
     admin(
         &settings,
         vec![ReadyCheck::tcp("kafka", first_broker(&brokers))],
@@ -274,78 +294,37 @@ pub async fn run_replay(
     .await?;
     tracing::info!(topic = %kafka.exchanges_topic, group = %kafka.replay_group, "Replaying from Kafka.");
 
-    let concurrency = settings.replay_concurrency;
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let stop = shutdown.clone();
-    loop {
-        let permit = tokio::select! {
-            _ = until_true(stop.clone()) => break,
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let (exchange, delivery) = tokio::select! {
-            _ = until_true(stop.clone()) => break,
-            next = consumer.recv() => next?,
-        };
-        let (replayer, producer, stats, stop_rx) = (
-            replayer.clone(),
-            producer.clone(),
-            stats.clone(),
-            stop.clone(),
-        );
-        tokio::spawn(async move {
-            let span = tracing::info_span!("exchange", id = %exchange.id);
-            let _entered = span.enter();
-            let result = replayer.replay(exchange).await;
-            let counter = if result.blocked.is_some() {
-                &stats.blocked
-            } else {
-                &stats.replayed
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            if publish_with_retry(&producer, &result, stop_rx).await {
-                delivery.ack();
-            }
-            drop(permit);
-        });
-    }
-    // Finish in-flight replays; their acknowledgements are committed on close.
-    let _ = permits.acquire_many(concurrency as u32).await;
+    let input = KafkaInput::new(
+        consumer,
+        ByteBudget::new(settings.queue_max_bytes),
+        exchange_bytes,
+        shutdown.clone(),
+    );
+    let consumer = input.consumer();
+    let ended = run_replay_stage(
+        input,
+        replayer,
+        settings.replay_concurrency,
+        KafkaResultOutput::new(producer.clone(), shutdown),
+        stats.clone(),
+    )
+    .await;
     let _ = tokio::task::spawn_blocking({
         let producer = producer.clone();
         move || producer.flush(Duration::from_secs(10))
     })
     .await;
+    // What was acknowledged is committed; the rest is delivered again.
     if let Err(error) = consumer.commit() {
         tracing::warn!(%error, "Final offset commit failed; some exchanges will be replayed again.");
     }
+    ended?;
     Ok(stats)
 }
 
-/// Publishes a result, retrying with backoff until it is acknowledged. Returns false (the
-/// exchange stays unacknowledged and is replayed again later) only when shutting down.
-async fn publish_with_retry(
-    producer: &ResultProducer,
-    result: &ReplayResult,
-    stop: watch::Receiver<bool>,
-) -> bool {
-    let mut backoff = Duration::from_millis(100);
-    let started = Instant::now();
-    loop {
-        match producer.send(result).await {
-            Ok(()) => return true,
-            Err(error) => {
-                tracing::warn!(%error, exchange_id = %result.exchange.id, "Publishing a replay result failed; retrying.");
-                if *stop.borrow() && started.elapsed() > Duration::from_secs(5) {
-                    return false;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-/// `shadowdiff diff --kafka --clickhouse`: consumes replay results, diffs them, writes rows.
+/// `shadowdiff diff --kafka --clickhouse`: consumes replay results, diffs them, writes rows: the
+/// same differ pool and store writer as `run`, on the Kafka transport (a result is acknowledged
+/// once its rows are committed in ClickHouse).
 pub async fn run_diff(
     settings: Settings,
     kafka: KafkaSection,
@@ -365,7 +344,7 @@ pub async fn run_diff(
     )
     .await?;
     // The schema is created or upgraded at start; wait for ClickHouse if it is not up yet.
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         match store.migrate().await {
             Ok(applied) => {
@@ -378,9 +357,12 @@ pub async fn run_diff(
                 if *shutdown.borrow() {
                     return Err(error.into());
                 }
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "ClickHouse not ready; retrying.");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                let delay = backoff.next_delay();
+                tracing::warn!(url = %ch_config.url, %error, retry_in_ms = delay.as_millis() as u64, "ClickHouse not ready; retrying.");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = until_true(shutdown.clone()) => {}
+                }
             }
         }
     }
@@ -391,86 +373,40 @@ pub async fn run_diff(
         &kafka.results_topic,
         &kafka.diff_group,
     ))?;
-    let differ = Differ::new(settings.rules.clone(), settings.routes.clone());
+    let differ = Arc::new(Differ::new(settings.rules.clone(), settings.routes.clone()));
     let stats = Arc::new(PipelineStats::default());
-    tracing::info!(topic = %kafka.results_topic, group = %kafka.diff_group, database = %ch_config.database, "Diffing from Kafka into ClickHouse.");
+    tracing::info!(topic = %kafka.results_topic, group = %kafka.diff_group, database = %ch_config.database, workers = settings.diff_workers, "Diffing from Kafka into ClickHouse.");
 
-    let linger = Duration::from_millis(clickhouse.batch_linger_ms.max(1));
-    let max_rows = clickhouse.batch_rows.max(1);
-    let mut stopping = false;
-    while !stopping {
-        let mut rows = Vec::new();
-        let mut deliveries = Vec::new();
-        let deadline = tokio::time::Instant::now() + linger;
-        while rows.len() < max_rows {
-            tokio::select! {
-                _ = until_true(shutdown.clone()) => { stopping = true; break; }
-                _ = tokio::time::sleep_until(deadline) => break,
-                next = consumer.recv() => {
-                    let (result, delivery) = next?;
-                    let started = std::time::Instant::now();
-                    let records = tokio::task::block_in_place(|| differ.diff(&result));
-                    crate::telemetry::diffed(&records, started.elapsed().as_secs_f64());
-                    crate::stages::count_outcomes(&records, &stats);
-                    rows.extend(records);
-                    deliveries.push(delivery);
-                }
-            }
-        }
-        if deliveries.is_empty() {
-            continue;
-        }
-        if insert_with_retry(&store, &rows, &stats, shutdown.clone()).await {
-            // Rows are committed: only now may the results be acknowledged.
-            for d in deliveries {
-                d.ack();
-            }
-        } else {
-            tracing::warn!(
-                results = deliveries.len(),
-                "Stopping with rows not stored; their results will be delivered again."
-            );
-        }
-    }
-    if let Err(error) = consumer.commit() {
+    // The writer is a thread of its own: the sink runs its inserts on a runtime of its own.
+    let sink = ClickHouseSink::with_own_runtime(store)?;
+    let policy = BatchPolicy {
+        rows: clickhouse.batch_rows.max(1),
+        linger: Duration::from_millis(clickhouse.batch_linger_ms.max(1)),
+    };
+    let (results, workers) = DiffWorkers::start(
+        differ,
+        settings.diff_workers,
+        settings.result_queue,
+        Box::new(sink),
+        policy,
+        Some(shutdown.clone()),
+        stats.clone(),
+    )
+    .map_err(PipelineError::Thread)?;
+    let input = KafkaInput::new(
+        consumer,
+        ByteBudget::new(settings.queue_max_bytes),
+        result_bytes,
+        shutdown,
+    );
+    let (input, ended) = DiffWorkers::feed(input, results).await;
+    // Every result taken is diffed and written (or given up unacknowledged) before the commit.
+    workers.join().await;
+    if let Err(error) = input.consumer().commit() {
         tracing::warn!(%error, "Final offset commit failed; some results will be diffed again.");
     }
+    ended?;
     Ok(stats)
-}
-
-/// Inserts rows, retrying with backoff while ClickHouse is away. Returns false only when asked
-/// to stop while still failing.
-async fn insert_with_retry(
-    store: &ClickHouseStore,
-    rows: &[shadowdiff_model::DiffRecord],
-    stats: &PipelineStats,
-    shutdown: watch::Receiver<bool>,
-) -> bool {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match store.insert_batch(rows).await {
-            Ok(()) => {
-                stats
-                    .records_written
-                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
-                crate::telemetry::stored(rows.len());
-                return true;
-            }
-            Err(error) => {
-                stats.store_failures.fetch_add(1, Ordering::Relaxed);
-                crate::telemetry::store_failed();
-                if *shutdown.borrow() {
-                    return false;
-                }
-                tracing::warn!(%error, rows = rows.len(), retry_in_ms = backoff.as_millis() as u64, "ClickHouse insert failed; retrying, no offsets stored meanwhile.");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = until_true(shutdown.clone()) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }
 
 /// Runs `f` with a shutdown channel driven by `signal`.
@@ -510,11 +446,11 @@ pub async fn publish_exchanges(
             match producer.try_send(&exchange, &route) {
                 Ok(()) => break,
                 Err(ProduceError::QueueFull) => tokio::time::sleep(Duration::from_millis(5)).await,
-                Err(error) => {
-                    return Err(DistributedError::Stage(format!(
-                        "exchange {} not published: {error}",
-                        exchange.id
-                    )))
+                Err(source) => {
+                    return Err(DistributedError::NotPublished {
+                        id: exchange.id.clone(),
+                        source,
+                    })
                 }
             }
         }
@@ -525,14 +461,11 @@ pub async fn publish_exchanges(
         let producer = producer.clone();
         move || producer.flush(Duration::from_secs(60))
     })
-    .await
-    .map_err(|e| DistributedError::Stage(e.to_string()))?;
-    flushed.map_err(|e| DistributedError::Stage(format!("flush: {e}")))?;
+    .await?;
+    flushed?;
     let (delivered, failed) = producer.delivery_counts();
     if failed > 0 {
-        return Err(DistributedError::Stage(format!(
-            "{failed} of {offered} exchanges were not acknowledged by the broker"
-        )));
+        return Err(DistributedError::Unacknowledged { failed, offered });
     }
     Ok(delivered)
 }

@@ -1,11 +1,13 @@
 //! `shadowdiff run`: every stage in one process, joined by bounded in-memory queues.
 
 use crate::admin::{start_admin, ReadyCheck};
+use crate::components::{build_replayer, start_sandbox};
 use crate::config::Settings;
 use crate::stages::{
-    exchange_bytes, run_replay_stage, spawn_on_own_thread, until_true, DiffWorkers, PipelineStats,
-    Tap,
+    exchange_bytes, run_replay_stage, spawn_on_own_thread, until_true, BatchPolicy, DiffWorkers,
+    PipelineStats, Tap,
 };
+use crate::transport::{ByteBudget, Envelope, ExchangeQueue, MemoryInput, MemoryOutput};
 use shadowdiff_capture::redact::RedactingSink;
 use shadowdiff_capture::{ExchangeSink, OfferError};
 use shadowdiff_differ::Differ;
@@ -16,49 +18,41 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, Notify};
 
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Config(String),
-    #[error("cannot start a thread: {0}")]
-    Thread(std::io::Error),
-}
+pub use crate::components::PipelineError;
 
 /// Counts what the tap offers, so the run summary and tests see drops per pipeline; refuses
-/// exchanges beyond `max_bytes` in flight between the tap and the differ. With several replay
-/// threads, exchanges go to their queues in turn (the next one with room when one is full).
+/// exchanges beyond the byte budget (`capture.queue_max_bytes`) in flight between the tap and
+/// the differ: each exchange takes a permit that travels with it and is returned when the
+/// differ is done with it. With several replay threads, exchanges go to their queues in turn
+/// (the next one with room when one is full).
 struct CountingSink {
-    shards: Vec<mpsc::Sender<Exchange>>,
+    shards: Vec<ExchangeQueue>,
     next: AtomicUsize,
     stats: Arc<PipelineStats>,
-    max_bytes: u64,
+    budget: Arc<ByteBudget>,
 }
 
 impl CountingSink {
-    fn new(shards: Vec<mpsc::Sender<Exchange>>, stats: Arc<PipelineStats>, max_bytes: u64) -> Self {
+    fn new(shards: Vec<ExchangeQueue>, stats: Arc<PipelineStats>, budget: Arc<ByteBudget>) -> Self {
         Self {
             shards,
             next: AtomicUsize::new(0),
             stats,
-            max_bytes,
+            budget,
         }
     }
 
-    fn offer_to_a_shard(&self, mut exchange: Exchange) -> Result<(), OfferError> {
+    fn offer_to_a_shard(&self, mut envelope: Envelope<Exchange, ()>) -> Result<(), OfferError> {
         let n = self.shards.len();
-        if n == 1 {
-            return self.shards[0].offer(exchange);
-        }
-        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let first = if n == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        };
         for k in 0..n {
-            match self.shards[(first + k) % n].try_send(exchange) {
+            match self.shards[(first + k) % n].try_send(envelope) {
                 Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(back)) => exchange = back,
+                Err(mpsc::error::TrySendError::Full(back)) => envelope = back,
                 Err(mpsc::error::TrySendError::Closed(_)) => return Err(OfferError::Closed),
             }
         }
@@ -68,16 +62,15 @@ impl CountingSink {
 
 impl ExchangeSink for CountingSink {
     fn offer(&self, exchange: Exchange) -> Result<(), OfferError> {
-        let size = exchange_bytes(&exchange);
-        let before = self.stats.inflight_bytes.fetch_add(size, Ordering::Relaxed);
-        let result = if before.saturating_add(size) > self.max_bytes {
-            Err(OfferError::Full)
-        } else {
-            self.offer_to_a_shard(exchange)
+        let result = match self.budget.try_take(exchange_bytes(&exchange)) {
+            // A refused envelope drops its permit: the bytes go back at once.
+            Some(bytes) => self.offer_to_a_shard(Envelope {
+                item: exchange,
+                ack: (),
+                bytes,
+            }),
+            None => Err(OfferError::Full),
         };
-        if result.is_err() {
-            self.stats.inflight_bytes.fetch_sub(size, Ordering::Relaxed);
-        }
         self.stats.count_offer(&result);
         result
     }
@@ -104,7 +97,7 @@ impl EmbeddedPipeline {
         crate::telemetry::describe();
         let stats = Arc::new(PipelineStats::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (listener, addr) = shadowdiff_capture::server::bind(settings.listen)
+        let (listener, addr) = shadowdiff_net::server::bind(settings.listen)
             .await
             .map_err(|source| PipelineError::Bind {
                 addr: settings.listen,
@@ -134,7 +127,7 @@ impl EmbeddedPipeline {
         let replay_threads = settings.replay_threads.max(1);
         let shard_capacity = settings.queue_capacity.div_ceil(replay_threads).max(1);
         let (exchange_txs, exchange_rxs): (Vec<_>, Vec<_>) = (0..replay_threads)
-            .map(|_| mpsc::channel::<Exchange>(shard_capacity))
+            .map(|_| mpsc::channel::<Envelope<Exchange, ()>>(shard_capacity))
             .unzip();
         // Secrets are redacted before an exchange leaves the tap.
         let tap_sink: Arc<dyn ExchangeSink> = Arc::new(RedactingSink::new(
@@ -142,30 +135,28 @@ impl EmbeddedPipeline {
             Arc::new(CountingSink::new(
                 exchange_txs,
                 stats.clone(),
-                settings.queue_max_bytes,
+                ByteBudget::new(settings.queue_max_bytes),
             )),
         ));
-        let tap =
-            Tap::new(&settings, tap_sink).map_err(|e| PipelineError::Config(e.to_string()))?;
+        let tap = Tap::new(&settings, tap_sink)?;
         // The sandbox outlives the replays: candidates call it while they answer.
         let (sandbox_stop, sandbox_stop_rx) = watch::channel(false);
-        let sandbox = crate::offline::start_sandbox(&settings, until_true(sandbox_stop_rx)).await?;
+        let sandbox = start_sandbox(&settings, until_true(sandbox_stop_rx)).await?;
         let sandbox_addr = sandbox.as_ref().map(|s| s.addr);
         // Each replay thread has its own replayer, so its connections to the targets stay on
         // the thread that opened them.
         let replayers = (0..replay_threads)
-            .map(|_| {
-                crate::offline::build_replayer(&settings, sandbox.as_ref().map(|s| &s.log))
-                    .map(Arc::new)
-            })
+            .map(|_| build_replayer(&settings, sandbox.as_ref().map(|s| &s.log)).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let differ = Arc::new(Differ::new(settings.rules.clone(), settings.routes.clone()));
 
-        let (results_tx, workers) = DiffWorkers::start(
+        let (results_tx, workers) = DiffWorkers::start::<()>(
             differ,
             settings.diff_workers,
             settings.result_queue,
             sink,
+            BatchPolicy::default(),
+            None,
             stats.clone(),
         )
         .map_err(PipelineError::Thread)?;
@@ -184,11 +175,10 @@ impl EmbeddedPipeline {
                 spawn_on_own_thread(
                     &name,
                     run_replay_stage(
-                        rx,
-                        close,
+                        MemoryInput::new(rx, close, "capture"),
                         replayer,
                         concurrency_each,
-                        results_tx.clone(),
+                        MemoryOutput::new(results_tx.clone()),
                         stats.clone(),
                     ),
                 )
@@ -276,7 +266,7 @@ mod tests {
     fn exchanges_go_to_the_replay_queues_in_turn_and_to_one_with_room() {
         let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| mpsc::channel(2)).unzip();
         let stats = Arc::new(PipelineStats::default());
-        let sink = CountingSink::new(txs, stats.clone(), u64::MAX);
+        let sink = CountingSink::new(txs, stats.clone(), ByteBudget::unbounded());
         for _ in 0..3 {
             assert_eq!(sink.offer(exchange(10)), Ok(()));
         }
@@ -287,8 +277,9 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(sink.offer(exchange(10)), Ok(()));
         }
-        let lens =
-            |rxs: &Vec<mpsc::Receiver<Exchange>>| rxs.iter().map(|rx| rx.len()).collect::<Vec<_>>();
+        let lens = |rxs: &Vec<mpsc::Receiver<Envelope<Exchange, ()>>>| {
+            rxs.iter().map(|rx| rx.len()).collect::<Vec<_>>()
+        };
         assert_eq!(lens(&rxs), vec![2, 2, 2]);
         // The next turn is queue 1, which is full; the one with room (2) takes it.
         assert!(rxs[2].try_recv().is_ok());
@@ -306,24 +297,29 @@ mod tests {
     }
 
     #[test]
-    fn the_byte_bound_drops_and_counts_beyond_queue_max_bytes() {
+    fn the_byte_bound_drops_and_counts_beyond_queue_max_bytes_and_a_diffed_exchange_frees_it() {
         let (tx, mut rx) = mpsc::channel(100);
         let stats = Arc::new(PipelineStats::default());
-        let sink = CountingSink::new(vec![tx], stats.clone(), 10_000);
+        let budget = ByteBudget::new(10_000);
+        let sink = CountingSink::new(vec![tx], stats.clone(), budget.clone());
         assert_eq!(sink.offer(exchange(4_000)), Ok(()));
         assert_eq!(sink.offer(exchange(4_000)), Ok(()));
         // A third would pass the count bound (100) but not the byte bound.
         assert_eq!(sink.offer(exchange(4_000)), Err(OfferError::Full));
         assert_eq!(PipelineStats::get(&stats.captured), 2);
         assert_eq!(PipelineStats::get(&stats.dropped_queue_full), 1);
-        let held = PipelineStats::get(&stats.inflight_bytes);
-        assert_eq!(held, 2 * exchange_bytes(&exchange(4_000)));
-        // The differ gives the bytes back; room again.
-        let first = rx.try_recv().ok();
-        assert!(first.is_some());
-        stats
-            .inflight_bytes
-            .fetch_sub(held / 2, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(budget.used(), 2 * exchange_bytes(&exchange(4_000)));
+        // The refused exchange holds nothing; the queued ones hold their permits until the
+        // envelope is dropped (by the differ, after the diff).
+        let first = rx.try_recv().expect("queued");
+        assert_eq!(first.bytes.bytes(), exchange_bytes(&exchange(4_000)));
+        drop(first);
+        assert_eq!(budget.used(), exchange_bytes(&exchange(4_000)));
         assert_eq!(sink.offer(exchange(4_000)), Ok(()));
+        // A closed queue drops the envelope, and with it the bytes.
+        rx.close();
+        let held = budget.used();
+        assert_eq!(sink.offer(exchange(100)), Err(OfferError::Closed));
+        assert_eq!(budget.used(), held);
     }
 }

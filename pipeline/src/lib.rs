@@ -1,13 +1,17 @@
 //! Wires shadowdiff's stages together.
 //!
 //! - [`config`]: the TOML file, defaults and validation.
-//! - [`stages`]: replay stage, differ pool and store writer as reusable runners.
+//! - [`transport`]: what carries items between stages (memory queues or Kafka) and their
+//!   acknowledgements and byte permits.
+//! - [`stages`]: replay stage, differ pool and store writer as runners generic over transport.
+//! - [`components`]: builds the replayer and the in-process sandbox from the settings.
 //! - [`embedded`]: `shadowdiff run`, every stage in one process.
 //! - [`offline`]: `shadowdiff import`, recorded exchanges through the same stages.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`demo`]: the demo services and traffic generator.
 
 pub mod admin;
+pub mod components;
 pub mod config;
 pub mod demo;
 pub mod distributed;
@@ -15,6 +19,7 @@ pub mod embedded;
 pub mod offline;
 pub mod stages;
 mod telemetry;
+pub mod transport;
 
 pub use telemetry::{COMPARED, MISMATCHED, QUEUE_DEPTH, STORE_FAILURES, STORE_ROWS, TARGET_ERRORS};
 

@@ -2,6 +2,7 @@
 //! distributed commands wire the same runners to Kafka and ClickHouse.
 
 use crate::telemetry;
+use crate::transport::{Acknowledge, Envelope, Input, InputError, Output};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use shadowdiff_differ::Differ;
 use shadowdiff_model::{DiffRecord, Exchange, Outcome, ReplayResult, TargetRole};
@@ -10,7 +11,7 @@ use shadowdiff_store::RecordSink;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
 /// Counters of one pipeline, readable by tests and the run summary.
 #[derive(Debug, Default)]
@@ -25,9 +26,6 @@ pub struct PipelineStats {
     pub target_errors: AtomicU64,
     pub records_written: AtomicU64,
     pub store_failures: AtomicU64,
-    /// Bytes of exchanges (and their replay responses) between the tap and the differ; the
-    /// embedded tap refuses new exchanges beyond `capture.queue_max_bytes`.
-    pub inflight_bytes: AtomicU64,
 }
 
 impl PipelineStats {
@@ -77,6 +75,11 @@ fn outcome_bytes(result: &ReplayResult) -> u64 {
         .sum::<usize>() as u64
 }
 
+/// What a replay result holds on the heap, roughly: its exchange and the targets' answers.
+pub fn result_bytes(result: &ReplayResult) -> u64 {
+    exchange_bytes(&result.exchange) + outcome_bytes(result)
+}
+
 /// Sends to a crossbeam channel from async code without blocking the runtime's thread.
 pub async fn send_async<T>(tx: &Sender<T>, mut item: T) -> Result<(), T> {
     let mut wait = Duration::from_micros(200);
@@ -114,16 +117,16 @@ const IDLE_POLLS: u32 = 5;
 
 /// The polling policy both kinds of queue share: after `IDLE_POLLS` empty looks in a row, park.
 #[derive(Default)]
-struct EmptyLooks(u32);
+pub(crate) struct EmptyLooks(u32);
 
 impl EmptyLooks {
-    fn got_item(&mut self) {
+    pub(crate) fn got_item(&mut self) {
         self.0 = 0;
     }
 
     /// After an empty look: `true` means park now (the count starts again), `false` look again
     /// after the interval.
-    fn park_now(&mut self) -> bool {
+    pub(crate) fn park_now(&mut self) -> bool {
         let park = self.0 >= IDLE_POLLS;
         self.0 = if park { 0 } else { self.0 + 1 };
         park
@@ -177,71 +180,63 @@ impl<T> PolledReceiver<T> {
     }
 }
 
-/// Replays exchanges from `rx` with at most `concurrency` in flight and hands the results on.
-/// After `close` is notified, drains what is queued, waits for in-flight work, and returns.
-pub async fn run_replay_stage(
-    mut rx: mpsc::Receiver<Exchange>,
-    close: Arc<Notify>,
+/// Replays what `input` yields with at most `concurrency` in flight and hands each result to
+/// `output`, on either transport. Returns once the input has ended and every replay has handed
+/// its result on.
+pub async fn run_replay_stage<I, O>(
+    mut input: I,
     replayer: Arc<Replayer>,
     concurrency: usize,
-    results: Sender<ReplayResult>,
+    output: O,
     stats: Arc<PipelineStats>,
-) {
+) -> Result<(), InputError>
+where
+    I: Input<Exchange>,
+    O: Output<ReplayResult, I::Ack>,
+{
+    let concurrency = concurrency.max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
-    let capture_depth = telemetry::queue_depth("capture");
-    let mut closing = false;
-    let mut empty = EmptyLooks::default();
+    let mut ended = Ok(());
     loop {
-        // While exchanges keep coming, look at the queue every REPLAY_POLL: a receiver that
-        // waits in `recv` makes every `try_send` on a serving thread wake this runtime.
-        let exchange = match rx.try_recv() {
-            Ok(exchange) => {
-                empty.got_item();
-                exchange
-            }
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                let idle = empty.park_now();
-                tokio::select! {
-                    biased;
-                    _ = close.notified(), if !closing => {
-                        // Later offers fail as `closed`; what is queued is still delivered.
-                        rx.close();
-                        closing = true;
-                        continue;
-                    }
-                    _ = tokio::time::sleep(REPLAY_POLL), if !idle => continue,
-                    next = rx.recv(), if idle => match next {
-                        Some(exchange) => exchange,
-                        None => break,
-                    },
-                }
-            }
-        };
+        // A replay slot first: an item is taken from its input only when it can start.
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let (replayer, results, stats) = (replayer.clone(), results.clone(), stats.clone());
-        capture_depth.set(rx.len() as f64);
+        let envelope = match input.next().await {
+            Ok(Some(envelope)) => envelope,
+            Ok(None) => break,
+            Err(error) => {
+                ended = Err(error);
+                break;
+            }
+        };
+        let (replayer, output, stats) = (replayer.clone(), output.clone(), stats.clone());
         // Debug level: an info span per exchange cost 2-3% of the process's CPU (the fmt
         // layer formats its fields eagerly); with RUST_LOG=debug lines still carry the id.
-        let span = tracing::debug_span!("exchange", id = %exchange.id);
+        let span = tracing::debug_span!("exchange", id = %envelope.item.id);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
+                let Envelope {
+                    item: exchange,
+                    ack,
+                    mut bytes,
+                } = envelope;
                 let result = replayer.replay(exchange).await;
-                // The tap counted the exchange; count what the targets answered too.
-                stats
-                    .inflight_bytes
-                    .fetch_add(outcome_bytes(&result), Ordering::Relaxed);
+                // The targets' answers are held until the differ is done too.
+                bytes.grow(outcome_bytes(&result));
                 let counter = if result.blocked.is_some() {
                     &stats.blocked
                 } else {
                     &stats.replayed
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                if send_async(&results, result).await.is_err() {
-                    tracing::error!("Differ stage is gone; a replay result was lost.");
-                }
+                output
+                    .deliver(Envelope {
+                        item: result,
+                        ack,
+                        bytes,
+                    })
+                    .await;
                 drop(permit);
             },
             span,
@@ -249,6 +244,7 @@ pub async fn run_replay_stage(
     }
     // Every permit back means every spawned replay has handed its result on.
     let _ = permits.acquire_many(concurrency as u32).await;
+    ended
 }
 
 /// Runs `task` on a thread of its own with a single-threaded runtime, like the tap's serving
@@ -276,12 +272,17 @@ where
     Ok(output)
 }
 
-/// Starts `workers` differ threads. They end when every sender of `results` is dropped.
-pub fn spawn_differ_pool(
+/// Diff records of one replay result, with the acknowledgement of the item they came from.
+type Diffed<A> = (Vec<DiffRecord>, A);
+
+/// Starts `workers` differ threads. They end when every sender of `results` is dropped. The
+/// byte permit of a result is returned as soon as it is diffed; its acknowledgement goes on to
+/// the store writer.
+fn spawn_differ_pool<A: Acknowledge>(
     differ: Arc<Differ>,
     workers: usize,
-    results: Receiver<ReplayResult>,
-    records: Sender<Vec<DiffRecord>>,
+    results: Receiver<Envelope<ReplayResult, A>>,
+    records: Sender<Diffed<A>>,
     stats: Arc<PipelineStats>,
 ) -> Vec<std::thread::JoinHandle<()>> {
     (0..workers.max(1))
@@ -299,23 +300,19 @@ pub fn spawn_differ_pool(
                 .spawn(move || {
                     let results_depth = telemetry::queue_depth("results");
                     let mut results = PolledReceiver::new(results, DIFF_POLL);
-                    while let Some(result) = results.recv() {
+                    while let Some(Envelope { item, ack, bytes }) = results.recv() {
                         let _span =
-                            tracing::debug_span!("exchange", id = %result.exchange.id).entered();
+                            tracing::debug_span!("exchange", id = %item.exchange.id).entered();
                         let started = Instant::now();
-                        let out = differ.diff(&result);
-                        let done = exchange_bytes(&result.exchange) + outcome_bytes(&result);
-                        drop(result);
-                        // Saturating: runners fed without the tap's accounting never went up.
-                        let _ = stats.inflight_bytes.fetch_update(
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                            |v| Some(v.saturating_sub(done)),
-                        );
-                        telemetry::diffed(&out, started.elapsed().as_secs_f64());
+                        let out = differ.diff(&item);
+                        let elapsed = started.elapsed().as_secs_f64();
+                        // The exchange and its answers are freed here: their bytes go back.
+                        drop(item);
+                        drop(bytes);
+                        telemetry::diffed(&out, elapsed);
                         count_outcomes(&out, &stats);
                         results_depth.set(results.len() as f64);
-                        if records.send(out).is_err() {
+                        if records.send((out, ack)).is_err() {
                             tracing::error!("Store writer is gone; diff records were lost.");
                             return;
                         }
@@ -345,45 +342,89 @@ pub(crate) fn count_outcomes(records: &[DiffRecord], stats: &PipelineStats) {
     }
 }
 
-/// Batches records into the sink; retries failed writes with backoff so nothing accepted is
-/// lost while the store is briefly away. Ends when every sender of `records` is dropped.
-pub fn spawn_writer(
+/// When the store writer writes a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPolicy {
+    /// A batch is written once it holds this many rows…
+    pub rows: usize,
+    /// …or this long after its first row arrived, whichever comes first.
+    pub linger: Duration,
+}
+
+impl Default for BatchPolicy {
+    fn default() -> Self {
+        Self {
+            rows: 1024,
+            linger: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Batches records into the sink and acknowledges their items once a batch is written. Failed
+/// writes are retried with backoff so nothing accepted is lost while the store is briefly away;
+/// once `stop` is true and a write still fails, the batch's items are left unacknowledged (a
+/// transport that redelivers brings them back). Ends when every sender of `records` is
+/// dropped.
+fn spawn_writer<A: Acknowledge>(
     mut sink: Box<dyn RecordSink>,
-    records: Receiver<Vec<DiffRecord>>,
+    records: Receiver<Diffed<A>>,
+    policy: BatchPolicy,
+    stop: Option<watch::Receiver<bool>>,
     stats: Arc<PipelineStats>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    const BATCH: usize = 1024;
-    const LINGER: Duration = Duration::from_millis(100);
     const WRITER_POLL: Duration = Duration::from_millis(10);
+    let (max_rows, linger) = (policy.rows.max(1), policy.linger);
     std::thread::Builder::new()
         .name("shadowdiff-writer".to_string())
         .spawn(move || {
-            let mut batch: Vec<DiffRecord> = Vec::with_capacity(BATCH);
+            let mut batch: Vec<DiffRecord> = Vec::with_capacity(max_rows.min(4096));
+            let mut acks: Vec<A> = Vec::new();
             let records_depth = telemetry::queue_depth("records");
             let mut records = PolledReceiver::new(records, WRITER_POLL);
             // A batch starts with the first record after a write and is written when it is
-            // full, LINGER after it started, or when the differs are gone. In between the
+            // full, `linger` after it started, or when the differs are gone. In between the
             // writer sleeps instead of being woken for every record.
-            while let Some(first) = records.recv() {
+            while let Some((first, ack)) = records.recv() {
                 batch.extend(first);
+                acks.push(ack);
                 let started = Instant::now();
                 let mut open = true;
-                while open && batch.len() < BATCH && started.elapsed() < LINGER {
+                while open && batch.len() < max_rows && started.elapsed() < linger {
                     match records.try_recv() {
-                        Ok(more) => batch.extend(more),
+                        Ok((more, ack)) => {
+                            batch.extend(more);
+                            acks.push(ack);
+                        }
                         Err(TryRecvError::Empty) => std::thread::sleep(WRITER_POLL),
                         Err(TryRecvError::Disconnected) => open = false,
                     }
                 }
                 records_depth.set(records.len() as f64);
-                write_with_retry(sink.as_mut(), &batch, &stats);
+                if write_with_retry(sink.as_mut(), &batch, stop.as_ref(), &stats) {
+                    // Rows are durable: only now may their items be acknowledged.
+                    acks.drain(..).for_each(Acknowledge::ack);
+                } else {
+                    tracing::warn!(
+                        items = acks.len(),
+                        "Stopping with rows not stored; their items are not acknowledged."
+                    );
+                    acks.clear();
+                }
                 batch.clear();
             }
         })
 }
 
-fn write_with_retry(sink: &mut dyn RecordSink, batch: &[DiffRecord], stats: &PipelineStats) {
-    let mut backoff = Duration::from_millis(50);
+/// Writes `batch`, retrying with backoff. Returns false only when `stop` is true and the write
+/// still fails.
+fn write_with_retry(
+    sink: &mut dyn RecordSink,
+    batch: &[DiffRecord],
+    stop: Option<&watch::Receiver<bool>>,
+    stats: &PipelineStats,
+) -> bool {
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+    let stopping = || stop.is_some_and(|s| *s.borrow());
     loop {
         match sink.write_batch(batch) {
             Ok(()) => {
@@ -391,14 +432,21 @@ fn write_with_retry(sink: &mut dyn RecordSink, batch: &[DiffRecord], stats: &Pip
                     .records_written
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 telemetry::stored(batch.len());
-                return;
+                return true;
             }
             Err(error) => {
                 stats.store_failures.fetch_add(1, Ordering::Relaxed);
                 telemetry::store_failed();
-                tracing::warn!(%error, rows = batch.len(), retry_in_ms = backoff.as_millis() as u64, "Store write failed; retrying.");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                if stopping() {
+                    return false;
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, rows = batch.len(), retry_in_ms = delay.as_millis() as u64, "Store write failed; retrying, nothing acknowledged meanwhile.");
+                // Sleep in slices so a stop is noticed within one.
+                let until = Instant::now() + delay;
+                while Instant::now() < until && !stopping() {
+                    std::thread::sleep(Duration::from_millis(20).min(delay));
+                }
             }
         }
     }
@@ -414,7 +462,8 @@ pub async fn until_true(mut rx: watch::Receiver<bool>) {
     }
 }
 
-/// The differ threads and the store writer behind the results queue.
+/// The differ threads and the store writer behind the results queue, on either transport:
+/// items carry their transport's acknowledgement `A`, acknowledged once their rows are written.
 pub struct DiffWorkers {
     differs: Vec<std::thread::JoinHandle<()>>,
     writer: std::thread::JoinHandle<()>,
@@ -422,19 +471,43 @@ pub struct DiffWorkers {
 
 impl DiffWorkers {
     /// Starts `workers` differ threads and the writer into `sink`; returns the results queue's
-    /// sender. The workers end when every clone of that sender is dropped.
-    pub fn start(
+    /// sender. The workers end when every clone of that sender is dropped. With `stop`, a
+    /// batch the store still refuses after it is true is given up unacknowledged.
+    pub fn start<A: Acknowledge>(
         differ: Arc<Differ>,
         workers: usize,
         queue: usize,
         sink: Box<dyn RecordSink>,
+        policy: BatchPolicy,
+        stop: Option<watch::Receiver<bool>>,
         stats: Arc<PipelineStats>,
-    ) -> std::io::Result<(Sender<ReplayResult>, Self)> {
-        let (results_tx, results_rx) = crossbeam_channel::bounded(queue);
-        let (records_tx, records_rx) = crossbeam_channel::bounded(queue);
-        let writer = spawn_writer(sink, records_rx, stats.clone())?;
+    ) -> std::io::Result<(Sender<Envelope<ReplayResult, A>>, Self)> {
+        let (results_tx, results_rx) = crossbeam_channel::bounded(queue.max(1));
+        let (records_tx, records_rx) = crossbeam_channel::bounded(queue.max(1));
+        let writer = spawn_writer(sink, records_rx, policy, stop, stats.clone())?;
         let differs = spawn_differ_pool(differ, workers, results_rx, records_tx, stats);
         Ok((results_tx, Self { differs, writer }))
+    }
+
+    /// Feeds the differ threads from `input` until it ends; returns the input (to commit what
+    /// was acknowledged) and how it ended. The sender is dropped on return, so the workers end
+    /// once they have written what they hold.
+    pub async fn feed<I: Input<ReplayResult>>(
+        mut input: I,
+        results: Sender<Envelope<ReplayResult, I::Ack>>,
+    ) -> (I, Result<(), InputError>) {
+        loop {
+            match input.next().await {
+                Ok(Some(envelope)) => {
+                    if send_async(&results, envelope).await.is_err() {
+                        tracing::error!("The differ threads are gone; stopping the input.");
+                        return (input, Ok(()));
+                    }
+                }
+                Ok(None) => return (input, Ok(())),
+                Err(error) => return (input, Err(error)),
+            }
+        }
     }
 
     /// Waits, off the async runtime, for the differ threads and then the writer to finish.
@@ -447,6 +520,26 @@ impl DiffWorkers {
             let _ = writer.join();
         })
         .await;
+    }
+}
+
+/// Exponential backoff: doubles from `initial` up to `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self { next: initial, max }
+    }
+
+    /// The delay before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
     }
 }
 
@@ -485,7 +578,7 @@ impl Tap {
         shutdown: impl std::future::Future<Output = ()>,
         grace: Duration,
     ) -> std::io::Result<()> {
-        use shadowdiff_capture::server::{serve_connections_on_threads, serve_on_threads};
+        use shadowdiff_net::server::{serve_connections_on_threads, serve_on_threads};
         match self {
             // Each thread gets its own connections to the control; HTTP/1.1 goes through the
             // tap's relay, anything else through hyper.
@@ -511,6 +604,7 @@ mod tests {
     use super::*;
     use shadowdiff_model::SCHEMA_VERSION;
     use shadowdiff_store::StoreError;
+    use std::sync::atomic::AtomicU64;
     use std::sync::Mutex;
 
     #[test]
@@ -589,9 +683,16 @@ mod tests {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let stats = Arc::new(PipelineStats::default());
         let (tx, rx) = crossbeam_channel::bounded(64);
-        let writer =
-            spawn_writer(Box::new(SharedSink(batches.clone())), rx, stats.clone()).unwrap();
-        tx.send(vec![record(0), record(1), record(2)]).unwrap();
+        let writer = spawn_writer(
+            Box::new(SharedSink(batches.clone())),
+            rx,
+            BatchPolicy::default(),
+            None,
+            stats.clone(),
+        )
+        .unwrap();
+        tx.send((vec![record(0), record(1), record(2)], ()))
+            .unwrap();
         // Senders still alive: the three records must not wait for a full batch.
         let deadline = Instant::now() + Duration::from_secs(5);
         while batches.lock().unwrap().is_empty() && Instant::now() < deadline {
@@ -599,7 +700,7 @@ mod tests {
         }
         assert_eq!(*batches.lock().unwrap(), vec![3]);
         for i in 0..2000 {
-            tx.send(vec![record(i)]).unwrap();
+            tx.send((vec![record(i)], ())).unwrap();
         }
         drop(tx);
         writer.join().unwrap();
@@ -607,5 +708,101 @@ mod tests {
         assert_eq!(batches.iter().sum::<usize>(), 2003);
         assert!(batches.iter().all(|&n| n <= 1024), "{batches:?}");
         assert_eq!(PipelineStats::get(&stats.records_written), 2003);
+    }
+
+    /// An acknowledgement that counts itself, and says so if it is acknowledged twice.
+    struct CountingAck(Arc<AtomicU64>);
+
+    impl Acknowledge for CountingAck {
+        fn ack(self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Fails its first `failures` writes, then stores.
+    struct FlakySink {
+        failures: u32,
+        written: Arc<AtomicU64>,
+    }
+
+    impl RecordSink for FlakySink {
+        fn write_batch(&mut self, records: &[DiffRecord]) -> Result<(), StoreError> {
+            if self.failures > 0 {
+                self.failures -= 1;
+                return Err(StoreError::Unavailable("down for the test".into()));
+            }
+            self.written
+                .fetch_add(records.len() as u64, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn items_are_acknowledged_only_after_their_rows_are_written() {
+        let (acked, written) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (tx, rx) = crossbeam_channel::bounded(64);
+        let writer = spawn_writer(
+            Box::new(FlakySink {
+                failures: 3,
+                written: written.clone(),
+            }),
+            rx,
+            BatchPolicy {
+                rows: 4,
+                linger: Duration::from_millis(20),
+            },
+            None,
+            Arc::new(PipelineStats::default()),
+        )
+        .unwrap();
+        for i in 0..10 {
+            tx.send((vec![record(i)], CountingAck(acked.clone())))
+                .unwrap();
+        }
+        // The store fails three times (backoff 50 + 100 + 200 ms): nothing may be acked yet.
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(acked.load(Ordering::SeqCst), 0);
+        assert_eq!(written.load(Ordering::SeqCst), 0);
+        drop(tx);
+        writer.join().unwrap();
+        // Each item acknowledged exactly once, all written.
+        assert_eq!(written.load(Ordering::SeqCst), 10);
+        assert_eq!(acked.load(Ordering::SeqCst), 10);
+    }
+
+    #[test]
+    fn a_batch_still_refused_at_stop_is_left_unacknowledged() {
+        let (acked, written) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (tx, rx) = crossbeam_channel::bounded(64);
+        let writer = spawn_writer(
+            Box::new(FlakySink {
+                failures: u32::MAX,
+                written: written.clone(),
+            }),
+            rx,
+            BatchPolicy::default(),
+            Some(stop_rx),
+            Arc::new(PipelineStats::default()),
+        )
+        .unwrap();
+        for i in 0..5 {
+            tx.send((vec![record(i)], CountingAck(acked.clone())))
+                .unwrap();
+        }
+        drop(tx);
+        std::thread::sleep(Duration::from_millis(200));
+        stop_tx.send(true).unwrap();
+        // Gives up within a retry slice of the stop instead of retrying forever.
+        writer.join().unwrap();
+        assert_eq!(acked.load(Ordering::SeqCst), 0);
+        assert_eq!(written.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let mut b = Backoff::new(Duration::from_millis(50), Duration::from_millis(300));
+        let delays: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, vec![50, 100, 200, 300, 300]);
     }
 }

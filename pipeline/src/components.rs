@@ -1,0 +1,94 @@
+//! The components the stages run, built from the settings: the replayer (with its
+//! credentials, side-effect source and response redaction) and the in-process egress sandbox.
+//! `run`, `import` and `replay` build them here, the same way.
+
+use crate::config::Settings;
+use shadowdiff_replayer::{HttpSideEffects, ReplayConfig, Replayer, SideEffectSource};
+use shadowdiff_sandbox::{Sandbox, SideEffectLog};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("replay settings")]
+    Replay(#[from] shadowdiff_replayer::ReplayConfigError),
+    #[error("sandbox settings")]
+    Sandbox(#[source] shadowdiff_sandbox::SandboxError),
+    #[error("tap settings")]
+    Tap(#[from] shadowdiff_capture::CaptureError),
+    #[error("cannot start a thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Time a lookup of side effects on a standalone sandbox may take.
+const SIDE_EFFECT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An egress sandbox running in this process.
+pub struct RunningSandbox {
+    pub addr: SocketAddr,
+    pub log: SideEffectLog,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the `[sandbox]` of the settings, if any, serving until `shutdown` resolves.
+pub async fn start_sandbox(
+    settings: &Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Option<RunningSandbox>, PipelineError> {
+    let Some(s) = &settings.sandbox else {
+        return Ok(None);
+    };
+    let log = SideEffectLog::new(s.log_ttl, s.log_capacity);
+    let sandbox = Sandbox::new(s.config.clone(), log.clone()).map_err(PipelineError::Sandbox)?;
+    let (addr, task) =
+        shadowdiff_sandbox::start(s.listen, sandbox, shutdown, settings.shutdown_grace)
+            .await
+            .map_err(|source| PipelineError::Bind {
+                addr: s.listen,
+                source,
+            })?;
+    Ok(Some(RunningSandbox { addr, log, task }))
+}
+
+/// The replayer of the settings, linked to the in-process sandbox's log or, when
+/// `replay.sandbox_url` is set, to a standalone sandbox over HTTP.
+pub fn build_replayer(
+    settings: &Settings,
+    in_process: Option<&SideEffectLog>,
+) -> Result<Replayer, PipelineError> {
+    let mut replayer = Replayer::new(ReplayConfig {
+        targets: settings.targets.clone(),
+        timeout: settings.replay_timeout,
+        body_limit: settings.body_limit,
+        policy: settings.policy.clone(),
+        shadow_header: settings.shadow_header.clone(),
+        exchange_id_header: settings.exchange_id_header.clone(),
+        strip_headers: settings.strip_headers.clone(),
+        strip_query: settings.strip_query.clone(),
+        routes: settings.routes.clone(),
+    })?
+    .with_credentials(&settings.credentials)?
+    .with_query_credentials(&settings.query_credentials);
+    let source: Option<Arc<dyn SideEffectSource>> = match (in_process, &settings.sandbox_url) {
+        (Some(log), _) => Some(Arc::new(log.clone())),
+        (None, Some(url)) => Some(Arc::new(HttpSideEffects::new(
+            url,
+            SIDE_EFFECT_LOOKUP_TIMEOUT,
+        ))),
+        (None, None) => None,
+    };
+    if let Some(source) = source {
+        replayer = replayer.with_side_effects(source);
+    }
+    let redactor = settings.redactor.clone();
+    Ok(replayer.with_response_filter(Arc::new(move |r| redactor.redact_response(r))))
+}
