@@ -337,7 +337,8 @@ where
 /// Publishes replay results to the results topic and acknowledges the exchange once the broker
 /// acknowledged its result. A failed send is retried with backoff; only when shutting down (and
 /// still failing after [`GIVE_UP_AFTER_STOP`]) is the exchange left unacknowledged, to be
-/// replayed again by whoever consumes its partition next.
+/// replayed again by whoever consumes its partition next. A result too large for the topic even
+/// without its bodies is dropped, counted and acknowledged: no retry could deliver it.
 pub struct KafkaResultOutput {
     producer: Arc<ResultProducer>,
     shutdown: watch::Receiver<bool>,
@@ -370,6 +371,13 @@ impl<A: Acknowledge> Output<ReplayResult, A> for KafkaResultOutput {
         loop {
             match self.producer.send(&item).await {
                 Ok(()) => {
+                    ack.ack();
+                    break;
+                }
+                Err(error @ shadowdiff_kafka::ProduceError::TooLarge { .. }) => {
+                    // No retry can make it fit: acknowledge it as handled (counted by the
+                    // producer as dropped, reason too_large) instead of replaying it forever.
+                    tracing::error!(%error, exchange_id = %item.exchange.id, "A replay result can never be published; it is dropped.");
                     ack.ack();
                     break;
                 }

@@ -1,0 +1,267 @@
+//! Diff stage throughput on both transports, measured in the same run: the differ pool + store
+//! writer fed from memory (as in `shadowdiff run`) and from a Kafka topic (as in
+//! `shadowdiff diff`), with the same worker count and the same results.
+//!
+//! ```text
+//! scripts/services.sh start && source .services/env
+//! cargo bench -p shadowdiff-pipeline --bench diff_transports -- [--results N] [--workers N] [--rounds N]
+//! ```
+//!
+//! Results are 2–4 KB JSON tweets from the repository's corpus (`corpus/json/twitter.json`,
+//! `SHADOWDIFF_CORPUS` names another directory), control against a candidate that changed one
+//! number, so each pair is parsed and diffed in full. Rows go to a sink that only counts them,
+//! so the figure is the stage's, not a store's. The Kafka rate includes consuming and decoding
+//! every record; topics are filled before the clock starts. Prints both rates and their ratio
+//! per round and the median ratio.
+
+use shadowdiff_differ::Differ;
+use shadowdiff_kafka::{ConsumerConfig, ProducerConfig, RecordConsumer, ResultProducer};
+use shadowdiff_model::{
+    Body, DiffRecord, Exchange, HttpRequest, HttpResponse, ReplayResult, RouteInferrer,
+    TargetOutcome, TargetRole, SCHEMA_VERSION,
+};
+use shadowdiff_pipeline::stages::{result_bytes, BatchPolicy, DiffWorkers, PipelineStats};
+use shadowdiff_pipeline::transport::{ByteBudget, BytePermit, Envelope, KafkaInput};
+use shadowdiff_store::{RecordSink, StoreError};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+struct Args {
+    results: usize,
+    workers: usize,
+    rounds: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        results: 20_000,
+        workers: 2,
+        rounds: 3,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("{flag} needs a number"))
+        };
+        match flag.as_str() {
+            "--results" => a.results = value(),
+            "--workers" => a.workers = value(),
+            "--rounds" => a.rounds = value(),
+            // cargo bench passes --bench; anything else is a mistake worth stopping for.
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn tweets() -> Vec<serde_json::Value> {
+    let dir = std::env::var_os("SHADOWDIFF_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corpus/json"));
+    let path = dir.join("twitter.json");
+    let text = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e} (set SHADOWDIFF_CORPUS)", path.display()));
+    let doc: serde_json::Value = serde_json::from_slice(&text).expect("corpus is JSON");
+    doc["statuses"]
+        .as_array()
+        .expect("statuses")
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if let Some(o) = s.as_object_mut() {
+                o.remove("retweeted_status");
+            }
+            s
+        })
+        .filter(|s| (2048..=4096).contains(&serde_json::to_vec(s).map_or(0, |v| v.len())))
+        .collect()
+}
+
+fn response(body: Vec<u8>) -> HttpResponse {
+    HttpResponse {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Body::complete(body),
+        latency_us: 2_000,
+    }
+}
+
+fn results(n: usize) -> Vec<ReplayResult> {
+    let docs = tweets();
+    assert!(!docs.is_empty(), "no 2-4 KB tweets in the corpus");
+    (0..n)
+        .map(|i| {
+            let control = &docs[i % docs.len()];
+            let mut candidate = control.clone();
+            candidate["retweet_count"] = serde_json::json!(i);
+            ReplayResult {
+                schema_version: SCHEMA_VERSION,
+                exchange: Exchange {
+                    schema_version: SCHEMA_VERSION,
+                    id: format!("bench-{i}"),
+                    captured_at_ms: 1_763_805_600_000,
+                    source: "tee".into(),
+                    experiment: "bench".into(),
+                    request: HttpRequest {
+                        method: "GET".into(),
+                        uri: format!("/statuses/{}", i % 1000),
+                        headers: vec![("accept".into(), "application/json".into())],
+                        body: Body::complete(Vec::new()),
+                    },
+                    control: Some(response(serde_json::to_vec(control).expect("json"))),
+                    redactions: vec![],
+                    sample_rate: 1.0,
+                },
+                blocked: None,
+                outcomes: vec![TargetOutcome {
+                    target: "v2".into(),
+                    role: TargetRole::Candidate,
+                    result: Ok(response(serde_json::to_vec(&candidate).expect("json"))),
+                }],
+                candidates: vec!["v2".into()],
+                side_effects: vec![],
+            }
+        })
+        .collect()
+}
+
+/// Counts rows; stores nothing.
+struct CountingSink(Arc<AtomicU64>);
+
+impl RecordSink for CountingSink {
+    fn write_batch(&mut self, records: &[DiffRecord]) -> Result<(), StoreError> {
+        self.0.fetch_add(records.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+async fn wait_rows(rows: &AtomicU64, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while rows.load(Ordering::Relaxed) < n {
+        assert!(Instant::now() < deadline, "the diff stage stalled");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn differ() -> Arc<Differ> {
+    Arc::new(Differ::new(Default::default(), RouteInferrer::default()))
+}
+
+/// Results per second through the memory transport.
+async fn memory_round(results: &[ReplayResult], workers: usize) -> f64 {
+    let rows = Arc::new(AtomicU64::new(0));
+    let (tx, pool) = DiffWorkers::start::<()>(
+        differ(),
+        workers,
+        4096,
+        Box::new(CountingSink(rows.clone())),
+        BatchPolicy::default(),
+        None,
+        Arc::new(PipelineStats::default()),
+    )
+    .expect("workers");
+    let owned: Vec<ReplayResult> = results.to_vec();
+    let started = Instant::now();
+    let feeder = tokio::spawn(async move {
+        for item in owned {
+            let envelope = Envelope {
+                item,
+                ack: (),
+                bytes: BytePermit::none(),
+            };
+            if shadowdiff_pipeline::stages::send_async(&tx, envelope)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    wait_rows(&rows, results.len() as u64).await;
+    let elapsed = started.elapsed();
+    let _ = feeder.await;
+    pool.join().await;
+    results.len() as f64 / elapsed.as_secs_f64()
+}
+
+/// Results per second through the Kafka transport, from a topic filled beforehand.
+async fn kafka_round(brokers: &str, results: &[ReplayResult], workers: usize) -> f64 {
+    let topic = format!("bench-diff-{}", uuid::Uuid::new_v4().simple());
+    shadowdiff_kafka::ensure_topics(brokers, &[(topic.as_str(), 2)])
+        .await
+        .expect("topic");
+    let producer = Arc::new(ResultProducer::new(&ProducerConfig::new(brokers, &topic)).expect("producer"));
+    let sends: Vec<_> = results
+        .iter()
+        .cloned()
+        .map(|r| {
+            let producer = producer.clone();
+            tokio::spawn(async move { producer.send(&r).await })
+        })
+        .collect();
+    for s in sends {
+        s.await.expect("join").expect("produced");
+    }
+    let group = format!("bench-diff-{}", uuid::Uuid::new_v4().simple());
+    let consumer: RecordConsumer<ReplayResult> =
+        RecordConsumer::new(&ConsumerConfig::new(brokers, &topic, &group)).expect("consumer");
+    let rows = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop) = watch::channel(false);
+    let (tx, pool) = DiffWorkers::start(
+        differ(),
+        workers,
+        4096,
+        Box::new(CountingSink(rows.clone())),
+        BatchPolicy::default(),
+        Some(stop.clone()),
+        Arc::new(PipelineStats::default()),
+    )
+    .expect("workers");
+    let input = KafkaInput::new(consumer, ByteBudget::new(256 << 20), result_bytes, stop);
+    // The clock starts at the first row: joining the group is not the stage's throughput.
+    let feeding = tokio::spawn(DiffWorkers::feed(input, tx));
+    wait_rows(&rows, 1).await;
+    let started = Instant::now();
+    let first = rows.load(Ordering::Relaxed);
+    wait_rows(&rows, results.len() as u64).await;
+    let elapsed = started.elapsed();
+    let _ = stop_tx.send(true);
+    let _ = feeding.await;
+    pool.join().await;
+    (results.len() as u64 - first) as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    let args = args();
+    let brokers = std::env::var("SHADOWDIFF_TEST_KAFKA").unwrap_or_else(|_| {
+        panic!("SHADOWDIFF_TEST_KAFKA is not set: scripts/services.sh start && source .services/env")
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results = results(args.results);
+    println!(
+        "diff stage, {} results of 2-4 KB JSON, {} differ threads, {} rounds",
+        args.results, args.workers, args.rounds
+    );
+    let mut ratios = Vec::new();
+    for round in 1..=args.rounds {
+        let memory = runtime.block_on(memory_round(&results, args.workers));
+        let kafka = runtime.block_on(kafka_round(&brokers, &results, args.workers));
+        let ratio = kafka / memory;
+        println!(
+            "round {round}: memory {memory:.0} results/s, kafka {kafka:.0} results/s, kafka/memory {ratio:.2}"
+        );
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!("median kafka/memory: {:.2}", ratios[ratios.len() / 2]);
+}
