@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 /// The result of comparing a control response with another response.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Comparison {
+    /// What differs, after ignore rules, at most `max_differences` of them; not yet classified
+    /// as noise.
     pub differences: Vec<Difference>,
     /// What the differ did that a reader should know (fallbacks, skipped bodies, limits).
     pub notes: Vec<String>,
@@ -66,7 +68,7 @@ pub fn compare_responses(
 fn diff_bodies(
     control: &HttpResponse,
     other: &HttpResponse,
-    c: &mut Collector,
+    c: &mut Collector<'_>,
     notes: &mut Vec<String>,
 ) {
     let rules = c.rules;
@@ -117,7 +119,7 @@ fn diff_bodies(
     }
 }
 
-fn text_or_binary(a: &[u8], b: &[u8], c: &mut Collector) {
+fn text_or_binary(a: &[u8], b: &[u8], c: &mut Collector<'_>) {
     match (std::str::from_utf8(a), std::str::from_utf8(b)) {
         (Ok(x), Ok(y)) => diff_text(x, y, "body", c),
         _ => c.push(
@@ -129,7 +131,7 @@ fn text_or_binary(a: &[u8], b: &[u8], c: &mut Collector) {
     }
 }
 
-fn diff_headers(control: &Headers, other: &Headers, c: &mut Collector) {
+fn diff_headers(control: &Headers, other: &Headers, c: &mut Collector<'_>) {
     let rules = c.rules;
     fn group<'h>(headers: &'h Headers, rules: &Rules) -> BTreeMap<String, Vec<&'h str>> {
         let mut map: BTreeMap<String, Vec<&str>> = BTreeMap::new();

@@ -8,20 +8,37 @@ use std::io::Read;
 /// How a body is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {
+    /// JSON (or NDJSON): parsed and diffed structurally.
     Json,
+    /// `application/x-www-form-urlencoded`: turned into an object of value arrays and diffed
+    /// structurally.
     Form,
+    /// Text (including XML): line diff.
     Text,
+    /// HTML: line diff, like text.
     Html,
+    /// Bytes that are not text: a difference shows only the two sizes.
     Binary,
 }
 
 /// Decoding failures; the engine turns them into notes and falls back to comparing raw bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// The body is not valid data for one of its content encodings.
     #[error("content-encoding `{encoding}` could not be decoded: {message}")]
-    Encoding { encoding: String, message: String },
+    Encoding {
+        /// The encoding that failed, as the header names it.
+        encoding: String,
+        /// The decoder's error.
+        message: String,
+    },
+    /// Decoding would exceed `max_decoded_bytes` (a decompression bomb, or just too big).
     #[error("decoded body is over the {limit}-byte limit")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The rules' `max_decoded_bytes`.
+        limit: usize,
+    },
+    /// An encoding the differ does not decode (only gzip, deflate and br are).
     #[error("content-encoding `{0}` is not supported")]
     Unsupported(String),
 }
@@ -110,7 +127,7 @@ pub fn body_format(headers: &Headers, body: &[u8]) -> BodyFormat {
 }
 
 /// Form bodies as a JSON object of value arrays, so they get a structural diff.
-pub fn form_to_json(body: &[u8]) -> serde_json::Value {
+pub(crate) fn form_to_json(body: &[u8]) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let mut it = pair.splitn(2, |&b| b == b'=');

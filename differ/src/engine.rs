@@ -17,10 +17,13 @@ pub struct Differ {
 }
 
 impl Differ {
+    /// A differ that compares under `rules` and names routes with `routes` (endpoint rules are
+    /// looked up by the inferred route).
     pub fn new(rules: Rules, routes: RouteInferrer) -> Self {
         Self { rules, routes }
     }
 
+    /// The rules this differ compares under.
     pub fn rules(&self) -> &Rules {
         &self.rules
     }

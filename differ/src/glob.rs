@@ -3,18 +3,21 @@
 //! Globs are matched against aggregate paths (indexes collapsed to `[*]`), so
 //! `body.items[*].price`, `body.*.price` and `body.**.price` all match `body.items[3].price`.
 
+/// A compiled path glob from the rules (`ignore`, `case_insensitive`, array and scrub paths).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathGlob {
     pattern: String,
 }
 
 impl PathGlob {
+    /// A glob from its pattern; every string is a valid pattern.
     pub fn new(pattern: &str) -> Self {
         Self {
             pattern: pattern.to_string(),
         }
     }
 
+    /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.pattern
     }

@@ -73,7 +73,7 @@ pub(crate) fn diff_json_into<'t>(
     control: &'t Node<'_>,
     candidate: &'t Node<'_>,
     root: &'t str,
-    c: &mut Collector,
+    c: &mut Collector<'_>,
 ) {
     let mut path = PathStack::new(root);
     diff_value(control, candidate, &mut path, 0, c);
@@ -86,7 +86,7 @@ fn diff_value<'t>(
     b: &'t Node<'_>,
     path: &mut PathStack<'t>,
     depth: usize,
-    c: &mut Collector,
+    c: &mut Collector<'_>,
 ) {
     if depth > MAX_DEPTH {
         if hash_node(a) != hash_node(b) {
@@ -157,7 +157,7 @@ fn diff_objects<'t>(
     b: Entries<'t, '_>,
     path: &mut PathStack<'t>,
     depth: usize,
-    c: &mut Collector,
+    c: &mut Collector<'_>,
 ) {
     use std::cmp::Ordering;
     let base = path.len();
@@ -287,7 +287,7 @@ fn diff_arrays<'t>(
     b: &'t [Node<'_>],
     path: &mut PathStack<'t>,
     depth: usize,
-    c: &mut Collector,
+    c: &mut Collector<'_>,
 ) {
     let mode = if c.rules.arrays.is_empty() {
         &ArrayMode::Ordered
@@ -306,7 +306,7 @@ fn diff_ordered<'t>(
     b: &'t [Node<'_>],
     path: &mut PathStack<'t>,
     depth: usize,
-    c: &mut Collector,
+    c: &mut Collector<'_>,
 ) {
     let base = path.len();
     if a.len() == b.len() {
@@ -382,7 +382,7 @@ fn diff_ordered<'t>(
 }
 
 /// A value on one side only: `Missing` (the control has it) or `Extra` (the candidate has it).
-fn push_one_sided(c: &mut Collector, path: &PathStack<'_>, kind: DiffKind, v: &Node<'_>) {
+fn push_one_sided(c: &mut Collector<'_>, path: &PathStack<'_>, kind: DiffKind, v: &Node<'_>) {
     let shown = Some(excerpt_node(v));
     let (control, candidate) = if kind == DiffKind::Missing {
         (shown, None)
@@ -398,7 +398,7 @@ fn push_run(
     range: std::ops::Range<usize>,
     kind: DiffKind,
     path: &mut PathStack<'_>,
-    c: &mut Collector,
+    c: &mut Collector<'_>,
 ) {
     let base = path.len();
     for (i, v) in items.iter().enumerate().take(range.end).skip(range.start) {
@@ -408,7 +408,7 @@ fn push_run(
     }
 }
 
-fn same_multiset(a: &[Node], b: &[Node]) -> bool {
+fn same_multiset(a: &[Node<'_>], b: &[Node<'_>]) -> bool {
     let mut ha: Vec<u64> = a.iter().map(hash_node).collect();
     let mut hb: Vec<u64> = b.iter().map(hash_node).collect();
     ha.sort_unstable();
@@ -420,7 +420,7 @@ fn diff_as_set<'t>(
     a: &'t [Node<'_>],
     b: &'t [Node<'_>],
     path: &mut PathStack<'t>,
-    c: &mut Collector,
+    c: &mut Collector<'_>,
 ) {
     let base = path.len();
     let mut counts: HashMap<u64, isize> = HashMap::with_capacity(a.len());
@@ -459,11 +459,11 @@ fn diff_by_key<'t>(
     key: &str,
     path: &mut PathStack<'t>,
     depth: usize,
-    c: &mut Collector,
+    c: &mut Collector<'_>,
 ) {
     use std::collections::VecDeque;
     let base = path.len();
-    let key_of = |v: &Node| v.get(key).map(hash_node);
+    let key_of = |v: &Node<'_>| v.get(key).map(hash_node);
     // Candidate elements by key (repeated keys match in order), and those without the key by
     // their whole value.
     let mut by_key: HashMap<u64, VecDeque<usize>> = HashMap::with_capacity(b.len());
@@ -552,10 +552,10 @@ pub fn hash_value(v: &Value) -> u64 {
 }
 
 /// `hash_value` for the borrowed tree.
-pub(crate) fn hash_node(v: &Node) -> u64 {
+pub(crate) fn hash_node(v: &Node<'_>) -> u64 {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     // An explicit stack: values can nest deeper than the thread's stack allows.
-    let mut stack: Vec<&Node> = vec![v];
+    let mut stack: Vec<&Node<'_>> = vec![v];
     while let Some(v) = stack.pop() {
         match v {
             Node::Null => h.write(b"n"),
@@ -612,7 +612,7 @@ pub fn excerpt(v: &Value) -> String {
     with_arena(|arena| excerpt_node(&Node::from_value(v, arena)))
 }
 
-pub(crate) fn excerpt_node(v: &Node) -> String {
+pub(crate) fn excerpt_node(v: &Node<'_>) -> String {
     let text = match v {
         Node::String(s) if s.len() <= EXCERPT_CHARS * 4 => quote(s),
         Node::Array(items) if items.len() > 64 => format!("[… {} items]", items.len()),
@@ -626,7 +626,7 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
-fn excerpt_slice(items: &[Node]) -> String {
+fn excerpt_slice(items: &[Node<'_>]) -> String {
     if items.len() > 64 {
         return format!("[… {} items]", items.len());
     }
@@ -645,8 +645,8 @@ fn excerpt_slice(items: &[Node]) -> String {
 }
 
 /// JSON text of a value, but never deeper than a few levels (deep values would recurse).
-fn shallow_json(v: &Node) -> String {
-    fn go(v: &Node, out: &mut String, depth: usize) {
+fn shallow_json(v: &Node<'_>) -> String {
+    fn go(v: &Node<'_>, out: &mut String, depth: usize) {
         if out.len() > EXCERPT_CHARS * 2 {
             return;
         }
@@ -825,7 +825,7 @@ mod tests {
         let d = diff_json(&a, &b, &Rules::default(), "body");
         assert_eq!(d.len(), 1);
         // serde_json drops deep values recursively; leak them to keep the test about the diff.
-        std::mem::forget(a);
-        std::mem::forget(b);
+        let _ = std::mem::ManuallyDrop::new(a);
+        let _ = std::mem::ManuallyDrop::new(b);
     }
 }

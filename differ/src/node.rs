@@ -10,14 +10,19 @@ use std::fmt;
 /// Where a [`Node`] tree lives: a bump arena, reset (not freed) between bodies.
 pub type Arena = bumpalo::Bump;
 
+/// A JSON number as parsed, without loss: integers stay integers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Num {
+    /// An integer that fits `i64`.
     I(i64),
+    /// A positive integer above `i64::MAX`.
     U(u64),
+    /// Any other number: a fraction, an exponent, or an integer beyond 64 bits.
     F(f64),
 }
 
 impl Num {
+    /// The value as a float (integers beyond 2^53 lose precision).
     pub fn as_f64(self) -> f64 {
         match self {
             Self::I(i) => i as f64,
@@ -26,6 +31,7 @@ impl Num {
         }
     }
 
+    /// True for `I` and `U`: an integer within 64 bits, written without fraction or exponent.
     pub fn is_integer(self) -> bool {
         !matches!(self, Self::F(_))
     }
@@ -57,12 +63,18 @@ impl fmt::Display for Num {
     }
 }
 
+/// A JSON value whose strings, arrays and objects borrow from the input or the [`Arena`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Node<'a> {
+    /// `null`.
     Null,
+    /// `true` or `false`.
     Bool(bool),
+    /// A number.
     Number(Num),
+    /// A string, unescaped.
     String(&'a str),
+    /// An array, in order.
     Array(&'a [Node<'a>]),
     /// Sorted by key; a repeated key keeps its last value (as serde_json does).
     Object(&'a [(&'a str, Node<'a>)]),
@@ -139,6 +151,7 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// True for `null` (`null_equals_missing` treats it like an absent key).
     pub fn is_null(&self) -> bool {
         matches!(self, Node::Null)
     }
@@ -302,7 +315,7 @@ impl<'de, 'b> Visitor<'de> for Seed<'b, 'de> {
         } else {
             // Stable sort keeps the order of repeated keys; the last of each run wins.
             members.sort_by(|x, y| x.0.cmp(y.0));
-            let mut deduped: bumpalo::collections::Vec<(&'de str, Node<'de>)> =
+            let mut deduped: bumpalo::collections::Vec<'_, (&'de str, Node<'de>)> =
                 bumpalo::collections::Vec::with_capacity_in(members.len(), b.arena);
             for &entry in members.iter() {
                 match deduped.last_mut() {

@@ -41,7 +41,7 @@ pub const DEFAULT_VOLATILE_HEADERS: &[&str] = &[
 ];
 
 /// Headers whose presence is compared but whose values are not (they carry sessions, nonces).
-pub const DEFAULT_PRESENCE_ONLY_HEADERS: &[&str] = &["set-cookie"];
+pub(crate) const DEFAULT_PRESENCE_ONLY_HEADERS: &[&str] = &["set-cookie"];
 
 /// How arrays at a path are compared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +71,9 @@ pub struct ArrayRuleConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScrubConfig {
+    /// The regex (`regex` crate syntax); every match is replaced.
     pub pattern: String,
+    /// What each match becomes, on both sides; `<scrubbed>` by default.
     #[serde(default = "default_scrub_replacement")]
     pub replacement: String,
     /// Limit to these path globs; all string values when empty.
@@ -87,8 +89,10 @@ fn default_scrub_replacement() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tolerance {
+    /// Equal when `|a - b| <= absolute`; 0 turns the bound off.
     #[serde(default)]
     pub absolute: f64,
+    /// Equal when `|a - b| <= relative * max(|a|, |b|)`; 0 turns the bound off.
     #[serde(default)]
     pub relative: f64,
 }
@@ -107,8 +111,11 @@ pub struct RulesConfig {
     pub null_equals_missing: bool,
     /// Path globs whose strings compare case-insensitively.
     pub case_insensitive: Vec<String>,
+    /// Bounds within which numbers compare equal; exact by default.
     pub tolerance: Tolerance,
+    /// How arrays at given paths are compared; the first matching rule wins, else ordered.
     pub arrays: Vec<ArrayRuleConfig>,
+    /// Regex replacements applied to strings before they are compared.
     pub scrub: Vec<ScrubConfig>,
     /// Classify differing timestamps, UUIDs and random tokens as noise.
     pub detectors: bool,
@@ -131,14 +138,23 @@ pub struct EndpointRulesConfig {
     pub route: String,
     /// HTTP method; every method when absent.
     pub method: Option<String>,
+    /// More path globs to ignore, on top of the default `ignore`.
     pub ignore: Vec<String>,
+    /// More headers to ignore, on top of the default `ignore_headers`.
     pub ignore_headers: Vec<String>,
+    /// More volatile headers to compare, on top of the default `compare_headers`.
     pub compare_headers: Vec<String>,
+    /// More case-insensitive path globs, on top of the default `case_insensitive`.
     pub case_insensitive: Vec<String>,
+    /// Array rules tried before the default ones.
     pub arrays: Vec<ArrayRuleConfig>,
+    /// Scrub rules applied after the default ones.
     pub scrub: Vec<ScrubConfig>,
+    /// Replaces the default `null_equals_missing` when set.
     pub null_equals_missing: Option<bool>,
+    /// Replaces the default `tolerance` when set.
     pub tolerance: Option<Tolerance>,
+    /// Replaces the default `detectors` when set.
     pub detectors: Option<bool>,
 }
 
@@ -186,26 +202,52 @@ impl EndpointRulesConfig {
 /// A rule that does not make sense, with where it is.
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
+    /// An array rule whose `mode` is not `ordered`, `set` or `key`.
     #[error("diff.arrays[{index}]: mode `{mode}` is not one of ordered, set, key")]
-    BadArrayMode { index: usize, mode: String },
+    BadArrayMode {
+        /// Position of the rule in `diff.arrays`.
+        index: usize,
+        /// The mode as written.
+        mode: String,
+    },
+    /// An array rule with `mode = "key"` but no `key`.
     #[error("diff.arrays[{index}]: mode `key` needs `key = \"<field>\"`")]
-    MissingArrayKey { index: usize },
+    MissingArrayKey {
+        /// Position of the rule in `diff.arrays`.
+        index: usize,
+    },
+    /// A scrub rule whose pattern does not compile.
     #[error("diff.scrub[{index}]: invalid regex `{pattern}`: {source}")]
     BadRegex {
+        /// Position of the rule in `diff.scrub`.
         index: usize,
+        /// The pattern as written.
         pattern: String,
+        /// Why the regex crate refused it.
         source: regex::Error,
     },
+    /// A tolerance bound (named: `absolute` or `relative`) that is negative, NaN or infinite.
     #[error("diff.tolerance: {0} must be a finite number >= 0")]
     BadTolerance(&'static str),
+    /// `max_differences = 0`: every difference would be dropped.
     #[error("diff.max_differences must be at least 1")]
     NoDifferencesKept,
+    /// An endpoint whose `route` is not a route template (does not start with `/`).
     #[error("diff.endpoints[{index}]: route `{route}` must be a route template starting with `/`, e.g. /users/{{id}}")]
-    BadEndpointRoute { index: usize, route: String },
+    BadEndpointRoute {
+        /// Position of the endpoint in `diff.endpoints`.
+        index: usize,
+        /// The route as written.
+        route: String,
+    },
+    /// An endpoint's rules, merged onto the defaults, are invalid.
     #[error("diff.endpoints[{index}] ({route}): {source}")]
     Endpoint {
+        /// Position of the endpoint in `diff.endpoints`.
         index: usize,
+        /// The endpoint's route.
         route: String,
+        /// What is wrong with the merged rules.
         source: Box<RulesError>,
     },
 }
@@ -237,6 +279,7 @@ impl Default for Rules {
 }
 
 impl Rules {
+    /// Validates `config` and compiles it, with each endpoint's rules merged onto the defaults.
     pub fn compile(config: &RulesConfig) -> Result<Self, RulesError> {
         let mut rules = Self::compile_one(config)?;
         let mut endpoints = Vec::with_capacity(config.endpoints.len());

@@ -10,7 +10,7 @@ const MAX_TEXT_DIFF_BYTES: usize = 64 * 1024;
 const EXCERPT_CHARS: usize = 200;
 
 /// Appends one `text` difference at `path` when the texts differ.
-pub(crate) fn diff_text(control: &str, candidate: &str, path: &str, c: &mut Collector) {
+pub(crate) fn diff_text(control: &str, candidate: &str, path: &str, c: &mut Collector<'_>) {
     if control == candidate {
         return;
     }
