@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 const SEGMENT_PREFIX: &str = "diffs-";
 const SEGMENT_SUFFIX: &str = ".jsonl";
 
+/// A data directory of JSON-lines segments; each instance appends to a segment of its own.
 #[derive(Debug)]
 pub struct EmbeddedStore {
     dir: PathBuf,
@@ -21,7 +22,9 @@ pub struct EmbeddedStore {
 /// What reading the store found besides records.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReadStats {
+    /// Segment files read.
     pub segments: usize,
+    /// Records decoded.
     pub records: usize,
     /// Lines that were not valid records (torn writes, other schema versions).
     pub unreadable: usize,
@@ -35,6 +38,7 @@ impl EmbeddedStore {
         Ok(Self { dir, writer: None })
     }
 
+    /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

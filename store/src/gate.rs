@@ -44,6 +44,8 @@ fn default_min_compared() -> u64 {
 }
 
 impl GateConfig {
+    /// A gate on the mismatch rate alone, over every endpoint and candidate, with the default
+    /// `min_compared` (100).
     pub fn new(max_mismatch_rate: f64) -> Self {
         Self {
             max_mismatch_rate,
@@ -66,8 +68,11 @@ impl GateConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", content = "reasons", rename_all = "snake_case")]
 pub enum GateOutcome {
+    /// Every selected endpoint met the requirements.
     Pass,
+    /// At least one endpoint broke a bound; one reason per broken bound.
     Fail(Vec<String>),
+    /// Nothing failed, but some endpoint had too few compared exchanges, or none was selected.
     Undecided(Vec<String>),
 }
 

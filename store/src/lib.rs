@@ -20,17 +20,22 @@ use shadowdiff_model::DiffRecord;
 /// Errors of a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Reading or writing the embedded store's data directory failed.
     #[error("data directory {path}: {source}")]
     Io {
+        /// The directory or segment file.
         path: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A remote store (ClickHouse) could not take the batch; the caller retries.
     #[error("store unavailable: {0}")]
     Unavailable(String),
 }
 
 /// Receives diff records in batches. A batch is durable once `write_batch` returned `Ok`.
 pub trait RecordSink: Send {
+    /// Stores `records`; `Ok` only once all of them are durable.
     fn write_batch(&mut self, records: &[DiffRecord]) -> Result<(), StoreError>;
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// Which records a report covers.
 #[derive(Debug, Clone, Default)]
 pub struct ReportQuery {
+    /// Only this experiment; every experiment when absent.
     pub experiment: Option<String>,
     /// Unix ms, inclusive.
     pub since_ms: Option<u64>,
@@ -15,11 +16,12 @@ pub struct ReportQuery {
     pub until_ms: Option<u64>,
     /// Only endpoints whose `METHOD route` contains this text.
     pub endpoint: Option<String>,
-    /// Sample diffs kept per endpoint.
+    /// Sample diffs kept per endpoint; 0 means the default, 3.
     pub samples: usize,
 }
 
 impl ReportQuery {
+    /// Whether the record falls in the query (experiment, time window, endpoint filter).
     pub fn matches(&self, r: &DiffRecord) -> bool {
         self.experiment.as_ref().is_none_or(|e| *e == r.experiment)
             && self.since_ms.is_none_or(|s| r.captured_at_ms >= s)
@@ -31,26 +33,36 @@ impl ReportQuery {
     }
 }
 
+/// The report (docs/contracts.md#report): what CI jobs read and the gate decides on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The experiment asked for, or every experiment in the data, comma-separated.
     pub experiment: String,
+    /// Capture times of the records covered.
     pub window: Window,
+    /// Counts over all endpoints.
     pub totals: Totals,
+    /// One per method × route × candidate, regressions first.
     pub endpoints: Vec<EndpointReport>,
 }
 
+/// First and last capture time of the records a report covers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Window {
+    /// The earliest capture time (RFC 3339, UTC); `None` when nothing matched.
     pub from: Option<String>,
+    /// The latest capture time (RFC 3339, UTC); `None` when nothing matched.
     pub to: Option<String>,
 }
 
+/// Report-wide counts; all but `exchanges` count exchange × candidate pairs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Totals {
     /// Distinct exchanges seen.
     pub exchanges: u64,
     /// Exchange × candidate pairs compared.
     pub compared: u64,
+    /// Compared pairs with differences that are not noise.
     pub mismatched: u64,
     /// Candidate errors (timeouts, refused connections, …).
     pub errors: u64,
@@ -60,82 +72,119 @@ pub struct Totals {
     pub skipped: u64,
 }
 
+/// One method × route × candidate of a report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndpointReport {
+    /// HTTP method.
     pub method: String,
+    /// Route template, e.g. `/users/{id}`.
     pub route: String,
+    /// Candidate target name.
     pub candidate: String,
+    /// Exchanges compared with the control.
     pub compared: u64,
+    /// Compared exchanges with differences that are not noise.
     pub mismatched: u64,
+    /// Candidate errors (timeouts, refused connections, …).
     pub errors: u64,
+    /// Exchanges the side-effect guard did not replay.
     pub blocked: u64,
+    /// Exchanges not compared (truncated body, no control response).
     pub skipped: u64,
     /// `regression`, `noisy` or `clean`.
     pub verdict: String,
     /// What made the verdict.
     pub verdict_reason: String,
+    /// Fields that differed, regressions first, then by count.
     pub fields: Vec<FieldReport>,
+    /// Control × candidate status codes of the compared exchanges.
     pub status: Vec<StatusPair>,
+    /// Latency percentiles of the compared exchanges.
     pub latency_ms: Latency,
+    /// Up to `ReportQuery::samples` mismatched exchanges, each of a different signature.
     pub samples: Vec<Sample>,
     /// Most frequent mismatch signatures.
     pub signatures: Vec<Signature>,
-    /// Error kinds and blocking reasons with counts.
+    /// Candidate error kinds with counts.
     pub error_kinds: Vec<Count>,
+    /// Why the side-effect guard blocked exchanges, with counts.
     pub blocked_reasons: Vec<Count>,
     /// Writes the egress sandbox blocked for this endpoint's candidate.
     pub side_effects: Vec<Count>,
 }
 
+/// One field (aggregate path × difference kind) of an endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldReport {
+    /// Aggregate path (indexes as `[*]`).
     pub path: String,
+    /// Difference kind, e.g. `value`, `type`, `missing`.
     pub kind: String,
     /// Exchanges where the field differed between control and candidate.
     pub count: u64,
     /// Exchanges where it differed between control and secondary, or was classified noise.
     pub noise_count: u64,
+    /// `regression` or `noise` ([`FieldVerdict`]).
     pub verdict: String,
+    /// Why, with the counts behind it.
     pub reason: String,
 }
 
+/// How often the control answered one status and the candidate another (or the same).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusPair {
+    /// The control's status code.
     pub control: u16,
+    /// The candidate's status code.
     pub candidate: u16,
+    /// Compared exchanges with this pair.
     pub count: u64,
 }
 
+/// Nearest-rank latency percentiles, in milliseconds; 0 when nothing was compared.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
+    /// Median control latency.
     pub control_p50: f64,
+    /// 99th percentile control latency.
     pub control_p99: f64,
+    /// Median candidate latency.
     pub candidate_p50: f64,
+    /// 99th percentile candidate latency.
     pub candidate_p99: f64,
 }
 
+/// One mismatched exchange shown as an example.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
+    /// The exchange, to look it up in the store.
     pub exchange_id: String,
+    /// The differences as text (see [`render_diff`]), noise lines marked `~`.
     pub diff: String,
     /// The sample's differences as structured data (exact paths), for side-by-side views.
     #[serde(default)]
     pub differences: Vec<shadowdiff_model::Difference>,
 }
 
+/// A mismatch fingerprint: exchanges that differ at the same fields in the same ways.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signature {
     /// Hex of the fingerprint.
     pub fingerprint: String,
+    /// Mismatched exchanges with this fingerprint.
     pub count: u64,
     /// The sorted `path kind` set the fingerprint stands for.
     pub fields: Vec<String>,
+    /// The first exchange seen with this fingerprint.
     pub sample: Sample,
 }
 
+/// A name with how often it occurred, most frequent first in lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Count {
+    /// The error kind, blocking reason or side effect.
     pub name: String,
+    /// How many exchanges it concerned.
     pub count: u64,
 }
 

@@ -21,13 +21,17 @@ pub struct FieldEvidence {
     pub noise_compared: u64,
 }
 
+/// What [`judge`] decides about a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldVerdict {
+    /// The candidate differs there more than noise explains.
     Regression,
+    /// The differences are noise, or too few exchanges to tell them from noise.
     Noise,
 }
 
 impl FieldVerdict {
+    /// The name reports use: `regression` or `noise`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Regression => "regression",
