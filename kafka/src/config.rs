@@ -13,8 +13,11 @@ pub fn dead_letter_topic(topic: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
+    /// Batches are sent uncompressed.
     None,
+    /// Smallest batches, most CPU.
     Gzip,
+    /// Fast, lighter compression.
     Snappy,
     /// Fast and light on CPU; the default.
     #[default]
@@ -22,6 +25,7 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The librdkafka `compression.codec` value.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",

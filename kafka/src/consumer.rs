@@ -86,7 +86,7 @@ impl Tracker {
 }
 
 /// Commits stored offsets before partitions are taken away, and reports consumer lag.
-pub struct GroupContext {
+pub(crate) struct GroupContext {
     tracker: Arc<Tracker>,
 }
 
@@ -166,14 +166,17 @@ impl Delivery {
             .done(&self.topic, self.partition, self.offset, self.generation);
     }
 
+    /// The topic the record came from.
     pub fn topic(&self) -> &str {
         &self.topic
     }
 
+    /// The record's partition.
     pub fn partition(&self) -> i32 {
         self.partition
     }
 
+    /// The record's offset in its partition.
     pub fn offset(&self) -> i64 {
         self.offset
     }
@@ -243,6 +246,7 @@ impl<T: DeserializeOwned> RecordConsumer<T> {
         })
     }
 
+    /// The topic this consumer is subscribed to.
     pub fn topic(&self) -> &str {
         &self.topic
     }

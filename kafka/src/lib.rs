@@ -38,20 +38,33 @@ pub const HEADER_DLQ_ERROR: &str = "dlq_error";
 /// Errors creating clients, subscribing, administering topics, consuming.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// librdkafka refused the client configuration.
     #[error("cannot create the Kafka client: {0}")]
     Create(#[source] KafkaError),
+    /// The consumer could not subscribe to its topic.
     #[error("cannot subscribe to topic {topic}: {source}")]
     Subscribe {
+        /// The configured topic.
         topic: String,
+        /// librdkafka's error.
         #[source]
         source: KafkaError,
     },
+    /// The broker refused to create a topic (other than because it exists already).
     #[error("cannot create topic {topic}: {reason}")]
-    CreateTopic { topic: String, reason: String },
+    CreateTopic {
+        /// The topic asked for.
+        topic: String,
+        /// The broker's error, as text.
+        reason: String,
+    },
+    /// The admin request itself failed (broker unreachable, timeout).
     #[error("Kafka admin request failed: {0}")]
     Admin(#[source] KafkaError),
+    /// A fatal consumer error (transient ones are retried), or the assignment could not be read.
     #[error("cannot receive from Kafka: {0}")]
     Receive(#[source] KafkaError),
+    /// Committing the stored offsets failed.
     #[error("cannot commit offsets: {0}")]
     Commit(#[source] KafkaError),
 }
@@ -66,7 +79,13 @@ pub enum ProduceError {
     #[error(
         "record of {size} bytes does not fit in message.max.bytes = {max} even without bodies"
     )]
-    TooLarge { size: usize, max: usize },
+    TooLarge {
+        /// Encoded size of the record, in bytes.
+        size: usize,
+        /// The producer's `message_max_bytes`.
+        max: usize,
+    },
+    /// librdkafka refused the record, the broker did not acknowledge it, or a flush timed out.
     #[error("Kafka rejected the record: {0}")]
     Kafka(#[source] KafkaError),
 }

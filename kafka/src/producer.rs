@@ -86,7 +86,7 @@ fn truncate_body(body: &mut Body, cut: usize) {
 }
 
 /// Counts the deliveries the background thread reports.
-pub struct CaptureContext {
+pub(crate) struct CaptureContext {
     topic: String,
     delivered: AtomicU64,
     failed: AtomicU64,
@@ -120,6 +120,7 @@ pub struct ExchangeProducer {
 }
 
 impl ExchangeProducer {
+    /// Creates the producer; it connects to the brokers in the background.
     pub fn new(config: &ProducerConfig) -> Result<Self, Error> {
         let producer = config
             .client_config()
@@ -136,6 +137,7 @@ impl ExchangeProducer {
         })
     }
 
+    /// The topic records go to.
     pub fn topic(&self) -> &str {
         &self.topic
     }
@@ -206,6 +208,7 @@ pub struct ResultProducer {
 }
 
 impl ResultProducer {
+    /// Creates the producer; it connects to the brokers in the background.
     pub fn new(config: &ProducerConfig) -> Result<Self, Error> {
         let producer = config.client_config().create().map_err(Error::Create)?;
         Ok(Self {
@@ -215,6 +218,7 @@ impl ResultProducer {
         })
     }
 
+    /// The topic records go to.
     pub fn topic(&self) -> &str {
         &self.topic
     }

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The broker the tests use; they fail (not skip) without one.
-pub fn brokers() -> String {
+pub(crate) fn brokers() -> String {
     std::env::var("SHADOWDIFF_TEST_KAFKA").unwrap_or_else(|_| {
         panic!(
             "SHADOWDIFF_TEST_KAFKA is not set: start the servers with \
@@ -18,11 +18,11 @@ pub fn brokers() -> String {
 }
 
 /// A name no other test run uses.
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-pub fn exchange(id: &str, body: Vec<u8>) -> Exchange {
+pub(crate) fn exchange(id: &str, body: Vec<u8>) -> Exchange {
     Exchange {
         schema_version: SCHEMA_VERSION,
         id: id.to_string(),
@@ -46,7 +46,7 @@ pub fn exchange(id: &str, body: Vec<u8>) -> Exchange {
     }
 }
 
-pub fn result(id: &str) -> ReplayResult {
+pub(crate) fn result(id: &str) -> ReplayResult {
     ReplayResult {
         schema_version: SCHEMA_VERSION,
         exchange: exchange(id, Vec::new()),
@@ -57,7 +57,7 @@ pub fn result(id: &str) -> ReplayResult {
     }
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -80,14 +80,14 @@ fn tansu_binary() -> PathBuf {
 
 /// A tansu broker this test owns: sqlite storage in its own directory, a fixed port, and
 /// `kill -9` / restart on the same port and database.
-pub struct Broker {
+pub(crate) struct Broker {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
 }
 
 impl Broker {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let mut b = Self {
             dir: tempfile::tempdir().expect("temp dir"),
             port: free_port(),
@@ -97,7 +97,7 @@ impl Broker {
         b
     }
 
-    pub fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -138,14 +138,14 @@ impl Broker {
     }
 
     /// SIGKILL: no shutdown, no flush.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().expect("kill -9 tansu");
             child.wait().expect("reap tansu");
         }
     }
 
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill9();
         self.spawn();
     }
