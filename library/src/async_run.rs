@@ -284,20 +284,25 @@ impl<'a, R: Serialize + Send + 'a, F: Future<Output = R>> AsyncExperiment<'a, R,
         self.run_value(serde_diff::<R>).await
     }
 
+    /// Like [`run`](Self::run) but a mismatch, candidate error, panic or timeout is an `Err`
+    /// (for tests).
     pub async fn run_strict(self) -> Result<R, MismatchError<R>> {
         self.strict(serde_diff::<R>).await
     }
 
+    /// Runs and also returns the run (when sampled in).
     pub async fn run_observed(self) -> (R, Option<RunResult>) {
         self.run_inner(serde_diff::<R>).await
     }
 }
 
 impl<'a, R: PartialEq + Debug + Send + 'a, F: Future<Output = R>> AsyncExperiment<'a, R, F, Plain> {
+    /// Like [`run`](Self::run), comparing with `PartialEq` for results that are not `Serialize`.
     pub async fn run_eq(self) -> R {
         self.run_value(eq_diff::<R>).await
     }
 
+    /// Like [`run_strict`](Self::run_strict), comparing with `PartialEq`.
     pub async fn run_strict_eq(self) -> Result<R, MismatchError<R>> {
         self.strict(eq_diff::<R>).await
     }
@@ -318,8 +323,9 @@ where
     R: Serialize + Clone + Send + Sync + 'static,
     F: Future<Output = R>,
 {
-    /// See [`detached_inner`](Self::detached_inner): control returns at once, candidates finish
-    /// in the background, shed beyond the in-flight bound.
+    /// Returns the control's value as soon as the control is done; candidates finish in the
+    /// background, shed beyond the in-flight bound
+    /// ([`ExperimentSettings::set_max_in_flight`](crate::ExperimentSettings::set_max_in_flight)).
     pub async fn run_detached(self) -> R {
         self.detached_inner(serde_diff::<R>).await
     }
@@ -330,6 +336,7 @@ where
     R: PartialEq + Debug + Clone + Send + Sync + 'static,
     F: Future<Output = R>,
 {
+    /// Like [`run_detached`](Self::run_detached), comparing with `PartialEq`.
     pub async fn run_detached_eq(self) -> R {
         self.detached_inner(eq_diff::<R>).await
     }
@@ -358,14 +365,19 @@ impl<'a, V: Send + 'a, E: Debug + Send + 'a, F: Future<Output = Result<V, E>>>
 impl<'a, V: Serialize + Send + 'a, E: Debug + Send + 'a, F: Future<Output = Result<V, E>>>
     AsyncExperiment<'a, Result<V, E>, F, Fallible>
 {
+    /// Awaits the control and the candidates together; returns the control's `Result`
+    /// unchanged.
     pub async fn run(self) -> Result<V, E> {
         self.run_value(serde_diff_ok::<V, E>).await
     }
 
+    /// Like [`run`](Self::run) but a candidate failure is an `Err` holding the control's
+    /// `Result` (for tests).
     pub async fn run_strict(self) -> Result<Result<V, E>, MismatchError<Result<V, E>>> {
         self.strict(serde_diff_ok::<V, E>).await
     }
 
+    /// Runs and also returns the run (when sampled in).
     pub async fn run_observed(self) -> (Result<V, E>, Option<RunResult>) {
         self.run_inner(serde_diff_ok::<V, E>).await
     }
@@ -378,6 +390,7 @@ impl<
         F: Future<Output = Result<V, E>>,
     > AsyncExperiment<'a, Result<V, E>, F, Fallible>
 {
+    /// Like [`run`](Self::run), comparing `Ok` values with `PartialEq`.
     pub async fn run_eq(self) -> Result<V, E> {
         self.run_value(eq_diff_ok::<V, E>).await
     }
@@ -389,6 +402,8 @@ where
     E: Debug + Clone + Send + Sync + 'static,
     F: Future<Output = Result<V, E>>,
 {
+    /// Returns the control's `Result` as soon as the control is done; candidates finish in the
+    /// background, shed beyond the in-flight bound.
     pub async fn run_detached(self) -> Result<V, E> {
         self.detached_inner(serde_diff_ok::<V, E>).await
     }

@@ -544,6 +544,7 @@ impl<'a, R: PartialEq + Debug, C: FnOnce() -> R> SyncExperiment<'a, R, C, Plain>
         self.run_value(eq_diff::<R>)
     }
 
+    /// Like [`run_strict`](Self::run_strict), comparing with `PartialEq`.
     pub fn run_strict_eq(self) -> Result<R, MismatchError<R>> {
         self.strict(eq_diff::<R>)
     }
@@ -586,10 +587,13 @@ impl<'a, V: Serialize, E: Debug, C: FnOnce() -> Result<V, E>>
         self.run_value(serde_diff_ok::<V, E>)
     }
 
+    /// Like [`run`](Self::run) but a candidate failure is an `Err` holding the control's
+    /// `Result` (for tests).
     pub fn run_strict(self) -> Result<Result<V, E>, MismatchError<Result<V, E>>> {
         self.strict(serde_diff_ok::<V, E>)
     }
 
+    /// Runs and also returns the run (when sampled in).
     pub fn run_observed(self) -> (Result<V, E>, Option<RunResult>) {
         self.run_inner(serde_diff_ok::<V, E>)
     }
@@ -598,11 +602,14 @@ impl<'a, V: Serialize, E: Debug, C: FnOnce() -> Result<V, E>>
 impl<'a, V: PartialEq + Debug, E: Debug, C: FnOnce() -> Result<V, E>>
     SyncExperiment<'a, Result<V, E>, C, Fallible>
 {
+    /// Like [`run`](Self::run), comparing `Ok` values with `PartialEq` (for values that are
+    /// not `Serialize`).
     #[inline]
     pub fn run_eq(self) -> Result<V, E> {
         self.run_value(eq_diff_ok::<V, E>)
     }
 
+    /// Like [`run_strict`](Self::run_strict), comparing `Ok` values with `PartialEq`.
     pub fn run_strict_eq(self) -> Result<Result<V, E>, MismatchError<Result<V, E>>> {
         self.strict(eq_diff_ok::<V, E>)
     }

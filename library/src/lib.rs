@@ -27,7 +27,7 @@
 //! - Async: [`Experiment::control_async`]; candidates run concurrently with the control, each
 //!   under a timeout (cancelled when it expires); `run_detached` returns as soon as the control
 //!   is done and sheds runs beyond an in-flight bound.
-//! - Runtime switches: [`settings`]`("name").set_enabled(false)`, `.set_percent(5.0)`, and the
+//! - Runtime switches: [`settings`](fn@settings)`("name").set_enabled(false)`, `.set_percent(5.0)`, and the
 //!   `SHADOWDIFF_EXPERIMENTS_DISABLED=a,b` environment variable.
 //! - Publishers: [`TracingPublisher`] (default), [`MemoryPublisher`], [`MetricsPublisher`],
 //!   [`RecordPublisher`] (→ `DiffRecord`s for the store).

@@ -13,8 +13,10 @@ use std::thread::JoinHandle;
 /// Why a publisher could not take a run. Logged and counted; never seen by the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    /// The publisher's queue is full; the run is dropped.
     #[error("publisher queue is full; run dropped")]
     Full,
+    /// Any other failure of the publisher.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -24,6 +26,7 @@ pub enum PublishError {
 ///
 /// Errors and panics are caught, logged and counted; they never reach the experiment's caller.
 pub trait Publisher: Send + Sync {
+    /// Takes one sampled-in run.
     fn publish(&self, run: &RunResult) -> Result<(), PublishError>;
 
     /// A detached run was shed because the in-flight bound was reached.
@@ -141,6 +144,7 @@ pub struct MemoryPublisher {
 }
 
 impl MemoryPublisher {
+    /// An empty publisher, shared: give a clone to the experiment, keep one to read the runs.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
@@ -155,6 +159,7 @@ impl MemoryPublisher {
         std::mem::take(&mut *self.runs.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Detached runs shed so far because the in-flight bound was reached.
     pub fn shed_count(&self) -> u64 {
         self.shed.load(Ordering::Relaxed)
     }

@@ -36,6 +36,7 @@ pub enum CandidateOutcome {
 }
 
 impl CandidateOutcome {
+    /// The snake_case name, as serialized and shown in logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Matched => "matched",
@@ -56,9 +57,11 @@ impl CandidateOutcome {
 /// Timing and outcome of the control.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ControlObservation {
+    /// Whether the control returned a value, an error or panicked.
     pub outcome: ControlOutcome,
     /// Error or panic message.
     pub detail: Option<String>,
+    /// Wall-clock time the control took.
     pub wall: Duration,
     /// Thread CPU time; `None` for async arms, which may hop threads.
     pub cpu: Option<Duration>,
@@ -69,25 +72,35 @@ pub struct ControlObservation {
 /// Timing and verdict of one candidate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CandidateObservation {
+    /// The name given to [`candidate`](crate::SyncExperiment::candidate).
     pub name: &'static str,
+    /// The verdict against the control.
     pub outcome: CandidateOutcome,
     /// Path-level differences (rooted at `result`) when the results differ.
     pub differences: Vec<Difference>,
     /// Error or panic message, or the timeout.
     pub detail: Option<String>,
+    /// Wall-clock time the candidate took (up to its timeout).
     pub wall: Duration,
+    /// Thread CPU time, when `cpu_time` is on; `None` for async arms.
     pub cpu: Option<Duration>,
+    /// The value as published, when the experiment has a `clean` function and the candidate
+    /// returned.
     pub value: Option<serde_json::Value>,
 }
 
 /// Everything one sampled-in run observed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunResult {
+    /// The experiment's name.
     pub experiment: &'static str,
     /// Unix milliseconds when the run started.
     pub started_at_ms: u64,
+    /// The key/value pairs given with `context`, in order.
     pub context: Vec<(&'static str, String)>,
+    /// What the control did.
     pub control: ControlObservation,
+    /// One per candidate (sync candidates run, and are listed, in random order).
     pub candidates: Vec<CandidateObservation>,
 }
 
@@ -97,6 +110,7 @@ impl RunResult {
         self.candidates.iter().any(|c| c.outcome.is_failure())
     }
 
+    /// The observation of the candidate called `name`.
     pub fn candidate(&self, name: &str) -> Option<&CandidateObservation> {
         self.candidates.iter().find(|c| c.name == name)
     }
@@ -107,6 +121,7 @@ impl RunResult {
 pub struct MismatchError<T> {
     /// The control's result, which a non-strict run would have returned.
     pub control: T,
+    /// What the run observed, with the failing candidates.
     pub run: Box<RunResult>,
 }
 

@@ -47,6 +47,7 @@ impl ExperimentSettings {
         }
     }
 
+    /// The experiment's name.
     #[inline]
     pub fn name(&self) -> &'static str {
         self.name
@@ -57,6 +58,7 @@ impl ExperimentSettings {
         self.enabled.store(enabled, Ordering::Relaxed);
     }
 
+    /// Whether call sites run candidates at all (see [`set_enabled`](Self::set_enabled)).
     #[inline]
     pub fn is_enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)

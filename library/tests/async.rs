@@ -1,3 +1,5 @@
+//! Async experiments: candidates run concurrently with the control under a timeout, panics
+//! and errors stay isolated, detached runs return at once and are shed beyond their bound.
 use shadowdiff::{CandidateOutcome, ControlOutcome, Experiment, MemoryPublisher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

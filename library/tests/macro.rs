@@ -1,3 +1,5 @@
+//! `#[shadowdiff::experiment]` on sync, `Result` and async functions, and its compile errors
+//! (trybuild cases under `tests/ui`).
 use shadowdiff::{experiment, CandidateOutcome, MemoryPublisher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};

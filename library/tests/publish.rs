@@ -1,3 +1,5 @@
+//! Publishers: `RecordPublisher` hands diff records to its sink off the caller's path and
+//! counts what it drops; `MetricsPublisher` counts runs, mismatches and errors.
 use shadowdiff::{Experiment, RecordPublisher};
 use shadowdiff_model::{Outcome, TargetRole};
 use std::sync::{Arc, Mutex};

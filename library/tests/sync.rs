@@ -1,3 +1,5 @@
+//! Sync experiments: the control's result, error or panic always reaches the caller; candidate
+//! failures are isolated and reported; sampling, switches and comparison options.
 use serde::Serialize;
 use shadowdiff::{
     settings, CandidateOutcome, ControlOutcome, DiffKind, Experiment, MemoryPublisher,
