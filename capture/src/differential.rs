@@ -697,6 +697,7 @@ async fn start_tap(control: SocketAddr) -> io::Result<Tap> {
     let proxy = TeeProxy::new(
         TeeConfig {
             control: control_uri,
+            tls: Default::default(),
             body_limit: 4 << 20,
             experiment: "differential".into(),
             preserve_host: false,
@@ -713,9 +714,10 @@ async fn start_tap(control: SocketAddr) -> io::Result<Tap> {
         sink.clone(),
     )
     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let (listener, addr) = crate::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let (listener, addr) =
+        shadowdiff_net::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(crate::server::serve_connections_on_threads(
+    tokio::spawn(shadowdiff_net::server::serve_connections_on_threads(
         listener,
         1,
         move || proxy.for_thread(),

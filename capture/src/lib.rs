@@ -9,29 +9,27 @@ mod chunked;
 #[cfg(feature = "differential")]
 #[doc(hidden)]
 pub mod differential;
-pub mod import;
 pub mod mirror;
 pub mod redact;
 pub mod relay;
 pub mod sample;
-pub mod server;
 pub mod tee;
 mod telemetry;
-pub mod upstream;
 
 use bytes::Bytes;
-use http::uri::{Authority, Scheme};
+use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use shadowdiff_model::{
     headers_from_http, strip_hop_by_hop, Body, Exchange, HttpRequest, HttpResponse, SCHEMA_VERSION,
 };
+use shadowdiff_net::pool::{Endpoint, Upstream};
+use shadowdiff_net::tls::ClientTls;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tee::{Captured, TeeBody};
-use upstream::Upstream;
 
 pub use telemetry::{DropReason, Refusal};
 
@@ -62,15 +60,18 @@ impl ExchangeSink for tokio::sync::mpsc::Sender<Exchange> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("control URL `{0}` must be an absolute http:// URL such as http://127.0.0.1:8081")]
+    #[error("control URL `{0}` must be an absolute http:// or https:// URL such as http://127.0.0.1:8081")]
     BadControl(String),
 }
 
 /// Tap settings.
 #[derive(Debug, Clone)]
 pub struct TeeConfig {
-    /// Base URL of the control (`http://host:port`); the request's path and query are appended.
+    /// Base URL of the control (`http://host:port` or `https://host:port`); the request's path
+    /// and query are appended.
     pub control: Uri,
+    /// Trust and client certificate for an `https://` control (unused for `http://`).
+    pub tls: ClientTls,
     /// Bodies are copied up to this many bytes, then marked truncated.
     pub body_limit: usize,
     pub experiment: String,
@@ -136,7 +137,8 @@ pub struct TeeProxy {
 
 struct Inner {
     config: TeeConfig,
-    authority: Authority,
+    /// Where the control is, and how to speak to it (TCP or TLS).
+    endpoint: Endpoint,
     host_header: HeaderValue,
     sink: Arc<dyn ExchangeSink>,
     /// Decides from the request head whether to copy at all; `None` copies everything.
@@ -202,20 +204,17 @@ struct Pending {
 impl TeeProxy {
     pub fn new(config: TeeConfig, sink: Arc<dyn ExchangeSink>) -> Result<Self, CaptureError> {
         let bad = || CaptureError::BadControl(config.control.to_string());
-        let scheme = config.control.scheme().cloned().ok_or_else(bad)?;
-        if scheme != Scheme::HTTP {
-            return Err(bad());
-        }
-        let authority = config.control.authority().cloned().ok_or_else(bad)?;
+        let endpoint = Endpoint::new(&config.control, &config.tls).map_err(|_| bad())?;
+        let authority: &Authority = config.control.authority().ok_or_else(bad)?;
         let host_header = HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?;
         telemetry::describe();
         Ok(Self {
-            upstream: Arc::new(Upstream::new(&authority)),
-            relay_upstream: Arc::new(relay::RelayUpstream::new(control_address(&authority))),
+            upstream: Arc::new(Upstream::new(endpoint.clone())),
+            relay_upstream: Arc::new(relay::RelayUpstream::new(endpoint.clone())),
             metrics: Arc::new(telemetry::TapMetrics::new()),
             inner: Arc::new(Inner {
                 config,
-                authority,
+                endpoint,
                 host_header,
                 sink,
                 sampler: None,
@@ -224,15 +223,13 @@ impl TeeProxy {
     }
 
     /// The same proxy with an upstream pool of its own, for a thread of
-    /// [`server::serve_on_threads`]: its connections to the control are then opened, used and
-    /// driven on that thread only.
+    /// [`shadowdiff_net::server::serve_connections_on_threads`]: its connections to the control
+    /// are then opened, used and driven on that thread only.
     pub fn for_thread(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            upstream: Arc::new(Upstream::new(&self.inner.authority)),
-            relay_upstream: Arc::new(relay::RelayUpstream::new(control_address(
-                &self.inner.authority,
-            ))),
+            upstream: Arc::new(Upstream::new(self.inner.endpoint.clone())),
+            relay_upstream: Arc::new(relay::RelayUpstream::new(self.inner.endpoint.clone())),
             metrics: Arc::new(telemetry::TapMetrics::new()),
         }
     }
@@ -392,7 +389,7 @@ impl hyper::service::Service<Request<Incoming>> for TeeProxy {
 }
 
 /// The tee's connections: HTTP/1.1 through [`relay`], everything else through hyper.
-impl server::ConnectionHandler for TeeProxy {
+impl shadowdiff_net::server::ConnectionHandler for TeeProxy {
     fn handle(
         &self,
         stream: tokio::net::TcpStream,
@@ -413,15 +410,6 @@ impl server::ConnectionHandler for TeeProxy {
             b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 27\r\nconnection: close\r\n\r\ntap at its connection limit",
         );
     }
-}
-
-/// `host:port` to connect to.
-fn control_address(authority: &Authority) -> String {
-    format!(
-        "{}:{}",
-        authority.host(),
-        authority.port_u16().unwrap_or(80)
-    )
 }
 
 fn set_request_body(pending: &Pending, captured: Captured) {

@@ -24,6 +24,7 @@ use crate::telemetry::Refusal;
 use crate::{offer_exchange, ExchangeStart, TeeProxy};
 use bytes::{Buf, Bytes, BytesMut};
 use shadowdiff_model::{is_hop_by_hop, Headers};
+use shadowdiff_net::pool::{Endpoint, Stream, IDLE_TIMEOUT, MAX_IDLE};
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -41,10 +42,6 @@ pub const MAX_HEADERS: usize = 128;
 const READ_ROOM: usize = 8 * 1024;
 /// A whole request this small is written without watching the control for an early answer.
 const SMALL_WRITE: usize = 16 * 1024;
-/// Idle connections to the control kept per serving thread.
-const MAX_IDLE: usize = 256;
-/// An idle connection older than this is closed rather than reused.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After answering a request whose body was not read to its end, the rest of the body is read
 /// and thrown away for this long before closing, so the client reads the answer instead of a
 /// reset (nginx's lingering close).
@@ -370,7 +367,7 @@ impl TeeProxy {
                     tokio::select! {
                         biased;
                         read = client.read() => read,
-                        _ = crate::server::stopped(&mut stop) => return,
+                        _ = shadowdiff_net::server::stopped(&mut stop) => return,
                         // Nothing more was asked for: close quietly, as nginx does.
                         _ = timer.as_mut() => return,
                     }
@@ -550,7 +547,7 @@ impl TeeProxy {
         forward: &[u8],
         request_copy: &mut BodyCopy,
         back: &mut Vec<u8>,
-    ) -> Result<(Peer, ResponseHead), SendError> {
+    ) -> Result<(Peer<Stream>, ResponseHead), SendError> {
         let body_timeout = self.inner.config.limits.body_timeout;
         loop {
             let (mut control, reused) = match self.relay_upstream.take_idle() {
@@ -638,7 +635,7 @@ impl TeeProxy {
             prefix: client.buf.freeze(),
             inner: client.stream,
         };
-        crate::server::serve_hyper_connection(io, self, stop, true).await;
+        shadowdiff_net::server::serve_hyper_connection(io, self, stop, true).await;
     }
 }
 
@@ -712,14 +709,15 @@ fn http_head(
     Ok((method, uri, map))
 }
 
-/// One end of a relay: a connection and the bytes read from it and not yet used.
-struct Peer {
-    stream: TcpStream,
+/// One end of a relay: a connection and the bytes read from it and not yet used. The client's
+/// is TCP; the control's ([`Stream`]) TCP or TLS.
+struct Peer<S = TcpStream> {
+    stream: S,
     buf: BytesMut,
 }
 
-impl Peer {
-    fn new(stream: TcpStream) -> Self {
+impl<S: AsyncRead + Unpin> Peer<S> {
+    fn new(stream: S) -> Self {
         Self {
             stream,
             buf: BytesMut::with_capacity(READ_ROOM),
@@ -730,13 +728,9 @@ impl Peer {
         self.buf.reserve(READ_ROOM);
         self.stream.read_buf(&mut self.buf).await
     }
+}
 
-    /// Reads what has already arrived, without waiting.
-    fn try_read_now(&mut self) -> io::Result<usize> {
-        self.buf.reserve(READ_ROOM);
-        self.stream.try_read_buf(&mut self.buf)
-    }
-
+impl Peer {
     /// Answers a request that cannot be relayed, and closes. The answer has no body: a request
     /// the relay could not read may have been a HEAD, whose answer a client reads without one,
     /// and an empty body reads the same either way. The reason is in the log and the metric.
@@ -812,7 +806,7 @@ impl ResponseError {
 /// Reads the control's response head (skipping interim 1xx answers) and writes the head the
 /// client gets into `back`.
 async fn read_response_head(
-    control: &mut Peer,
+    control: &mut Peer<Stream>,
     request_is_head: bool,
     copying: bool,
     request_finished: bool,
@@ -978,8 +972,8 @@ enum RelayError {
 
 /// Takes the body's bytes out of `source.buf` into `out`, framed the relay's way, and copies
 /// its data into `copy`. Returns whether the body ended.
-fn take_body(
-    source: &mut Peer,
+fn take_body<S>(
+    source: &mut Peer<S>,
     out: &mut Vec<u8>,
     framing: Framing,
     left: &mut u64,
@@ -1022,7 +1016,7 @@ fn take_body(
 /// Relays one response body from `source` to `sink`, after the head already in `pending`, and
 /// copies its data into `copy`. Small bodies go out in the same write as their head.
 async fn relay_body(
-    source: &mut Peer,
+    source: &mut Peer<Stream>,
     sink: &mut TcpStream,
     pending: &mut Vec<u8>,
     framing: Framing,
@@ -1075,7 +1069,7 @@ enum BodySent {
 /// `body_timeout` between reads.
 async fn send_body(
     client: &mut Peer,
-    control: &mut Peer,
+    control: &mut Peer<Stream>,
     pending: &mut Vec<u8>,
     framing: Framing,
     copy: &mut BodyCopy,
@@ -1132,21 +1126,32 @@ async fn send_body(
     }
 }
 
+/// What happened first while writing to the control and listening to it.
+enum Watched {
+    Wrote(usize),
+    Read(io::Result<usize>),
+}
+
 /// Writes `data` to the control unless it answers first. `Ok(true)`: it answered.
-async fn write_watching(control: &mut Peer, mut data: &[u8]) -> Result<bool, RelayError> {
+async fn write_watching(control: &mut Peer<Stream>, mut data: &[u8]) -> Result<bool, RelayError> {
     while !data.is_empty() {
-        let (read_half, mut write_half) = control.stream.split();
-        tokio::select! {
-            biased;
-            written = write_half.write(data) => {
-                match written.map_err(RelayError::Sink)? {
-                    0 => return Err(RelayError::Sink(io::ErrorKind::WriteZero.into())),
-                    n => data = &data[n..],
-                }
+        // One poll of both directions of the one stream (a TLS stream cannot be split into
+        // halves that wait apart); the write goes first.
+        let watched = std::future::poll_fn(|cx| {
+            if let Poll::Ready(written) = Pin::new(&mut control.stream).poll_write(cx, data) {
+                return Poll::Ready(written.map(Watched::Wrote));
             }
-            ready = read_half.as_ref().readable() => {
-                ready.map_err(RelayError::Sink)?;
-                if answer_read(control)? {
+            control.buf.reserve(READ_ROOM);
+            let read = std::pin::pin!(control.stream.read_buf(&mut control.buf));
+            std::future::Future::poll(read, cx).map(|read| Ok(Watched::Read(read)))
+        })
+        .await
+        .map_err(RelayError::Sink)?;
+        match watched {
+            Watched::Wrote(0) => return Err(RelayError::Sink(io::ErrorKind::WriteZero.into())),
+            Watched::Wrote(n) => data = &data[n..],
+            Watched::Read(read) => {
+                if answer_read(control, read) {
                     return Ok(true);
                 }
             }
@@ -1156,25 +1161,25 @@ async fn write_watching(control: &mut Peer, mut data: &[u8]) -> Result<bool, Rel
 }
 
 /// Resolves when the control sent something; `Ok(true)` when that is a final answer (or
-/// something that is not an interim one), `Ok(false)` when it was only readiness or 1xx.
-async fn answer_arrived(control: &mut Peer) -> Result<bool, RelayError> {
-    control.stream.readable().await.map_err(RelayError::Sink)?;
-    answer_read(control)
+/// something that is not an interim one), `Ok(false)` when it was only a 1xx (or TLS records
+/// without data).
+async fn answer_arrived(control: &mut Peer<Stream>) -> Result<bool, RelayError> {
+    let read = control.read().await;
+    Ok(answer_read(control, read))
 }
 
-/// Reads what the control sent while the body was still going to it, and tells whether the
-/// control has answered: interim 1xx answers are dropped and the body goes on.
-fn answer_read(control: &mut Peer) -> Result<bool, RelayError> {
-    match control.try_read_now() {
-        Ok(0) => return Ok(true),
+/// Takes what the control sent (`read`) while the body was still going to it, and tells
+/// whether the control has answered: interim 1xx answers are dropped and the body goes on.
+fn answer_read(control: &mut Peer<Stream>, read: io::Result<usize>) -> bool {
+    match read {
+        Ok(0) => return true,
         Ok(_) => {}
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
         // Reset: whatever it sent before is in the buffer; the head reader decides.
-        Err(_) => return Ok(true),
+        Err(_) => return true,
     }
     loop {
         if control.buf.is_empty() {
-            return Ok(false);
+            return false;
         }
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut slots);
@@ -1184,10 +1189,8 @@ fn answer_read(control: &mut Peer) -> Result<bool, RelayError> {
             {
                 control.buf.advance(n);
             }
-            Ok(httparse::Status::Partial) if control.buf.len() < MAX_HEAD_BYTES => {
-                return Ok(false)
-            }
-            _ => return Ok(true),
+            Ok(httparse::Status::Partial) if control.buf.len() < MAX_HEAD_BYTES => return false,
+            _ => return true,
         }
     }
 }
@@ -1233,32 +1236,33 @@ impl BodyCopy {
     }
 }
 
-/// A serving thread's kept-alive connections to the control.
+/// A serving thread's kept-alive connections to the control (plain or TLS), bounded like
+/// every pool of `shadowdiff_net::pool`.
 pub(crate) struct RelayUpstream {
-    address: String,
-    idle: Mutex<Vec<(Peer, Instant)>>,
+    endpoint: Endpoint,
+    idle: Mutex<Vec<(Peer<Stream>, Instant)>>,
 }
 
 impl RelayUpstream {
-    pub(crate) fn new(address: String) -> Self {
+    pub(crate) fn new(endpoint: Endpoint) -> Self {
         Self {
-            address,
+            endpoint,
             idle: Mutex::new(Vec::new()),
         }
     }
 
     /// The most recently used connection that is still open.
-    fn take_idle(&self) -> Option<Peer> {
+    fn take_idle(&self) -> Option<Peer<Stream>> {
         let mut idle = self.idle.lock().ok()?;
-        while let Some((peer, since)) = idle.pop() {
-            if since.elapsed() < IDLE_TIMEOUT && still_open(&peer.stream) {
+        while let Some((mut peer, since)) = idle.pop() {
+            if since.elapsed() < IDLE_TIMEOUT && peer.stream.still_open() {
                 return Some(peer);
             }
         }
         None
     }
 
-    fn give_back(&self, peer: Peer) {
+    fn give_back(&self, peer: Peer<Stream>) {
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() >= MAX_IDLE {
                 idle.remove(0);
@@ -1267,20 +1271,9 @@ impl RelayUpstream {
         }
     }
 
-    async fn connect(&self) -> io::Result<Peer> {
-        let stream = TcpStream::connect(self.address.as_str())
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("connect to {}: {e}", self.address)))?;
-        stream.set_nodelay(true)?;
-        Ok(Peer::new(stream))
+    async fn connect(&self) -> io::Result<Peer<Stream>> {
+        Ok(Peer::new(self.endpoint.connect().await?))
     }
-}
-
-/// An idle connection is readable only when the control closed it (or sent bytes nobody asked
-/// for); either way it cannot be reused. Costs no system call while nothing arrived.
-fn still_open(stream: &TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// A stream that first yields bytes already read from it.
@@ -1515,6 +1508,7 @@ pub mod fuzzing {
         PROXY.get_or_init(|| {
             let config = crate::TeeConfig {
                 control: http::Uri::from_static("http://127.0.0.1:9"),
+                tls: Default::default(),
                 body_limit: 1024,
                 experiment: "fuzz".into(),
                 preserve_host: false,

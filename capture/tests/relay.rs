@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use shadowdiff_capture::relay::MAX_HEAD_BYTES;
-use shadowdiff_capture::server::{bind, serve_connections_on_threads};
 use shadowdiff_capture::{ExchangeSink, OfferError, TeeConfig, TeeProxy};
 use shadowdiff_model::{header_value, Exchange};
+use shadowdiff_net::server::{bind, serve_connections_on_threads};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -401,6 +401,7 @@ struct Tap {
 fn config(control: SocketAddr) -> TeeConfig {
     TeeConfig {
         control: format!("http://{control}").parse().unwrap(),
+        tls: Default::default(),
         body_limit: 1024 * 1024,
         experiment: "relay".into(),
         preserve_host: false,

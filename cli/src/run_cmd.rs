@@ -49,10 +49,12 @@ pub struct CommonArgs {
     /// TOML config file (see shadowdiff.example.toml).
     #[arg(long, env = "SHADOWDIFF_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Candidate build as NAME=URL; repeat for several. Replaces the file's candidates.
+    /// Candidate build as NAME=URL (http:// or https://); repeat for several. Replaces the
+    /// file's candidates.
     #[arg(long = "candidate", env = "SHADOWDIFF_CANDIDATES", value_delimiter = ',', value_parser = parse_candidate)]
     pub candidates: Vec<CandidateConfig>,
-    /// Second instance of the control build, to measure noise (A/A).
+    /// Second instance of the control build, to measure noise (A/A). Like --control and
+    /// --candidate, http:// or https:// (see --tls-ca-file).
     #[arg(long, env = "SHADOWDIFF_SECONDARY")]
     pub secondary: Option<String>,
     /// Data directory of the embedded store [default: ./shadowdiff-data].
@@ -67,6 +69,17 @@ pub struct CommonArgs {
     /// Exchanges replayed at once [default: 64].
     #[arg(long, env = "SHADOWDIFF_CONCURRENCY")]
     pub concurrency: Option<usize>,
+    /// PEM file of CA certificates trusted for https:// control, candidates and secondary,
+    /// besides the built-in Mozilla roots (a private CA) [file: tls.ca_file].
+    #[arg(long = "tls-ca-file", env = "SHADOWDIFF_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate shown to https:// servers that require mTLS; needs
+    /// --tls-client-key [file: tls.client_cert].
+    #[arg(long = "tls-client-cert", env = "SHADOWDIFF_TLS_CLIENT_CERT")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key of --tls-client-cert [file: tls.client_key].
+    #[arg(long = "tls-client-key", env = "SHADOWDIFF_TLS_CLIENT_KEY")]
+    pub tls_client_key: Option<PathBuf>,
 }
 
 impl CommonArgs {
@@ -94,6 +107,15 @@ impl CommonArgs {
         if let Some(v) = self.concurrency {
             c.replay.concurrency = v;
         }
+        if let Some(v) = &self.tls_ca_file {
+            c.tls.ca_file = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_client_cert {
+            c.tls.client_cert = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_client_key {
+            c.tls.client_key = Some(v.clone());
+        }
         Ok(c)
     }
 }
@@ -119,7 +141,8 @@ pub struct RunArgs {
     /// Address the tap listens on [default: 127.0.0.1:8080].
     #[arg(long, env = "SHADOWDIFF_LISTEN")]
     pub listen: Option<String>,
-    /// URL of the production service the tap forwards to, e.g. http://127.0.0.1:8081.
+    /// URL of the production service the tap forwards to, e.g. http://127.0.0.1:8081 or
+    /// https://api.internal (see --tls-ca-file).
     #[arg(long, env = "SHADOWDIFF_CONTROL")]
     pub control: Option<String>,
     /// Admin address for /metrics, /healthz, /readyz [default: 127.0.0.1:9464]; "" disables.

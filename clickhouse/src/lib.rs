@@ -19,8 +19,10 @@ mod store;
 
 pub use config::ClickHouseConfig;
 pub use migrate::{Flavor, MIGRATIONS};
-pub use retry::{retry_with_backoff, Backoff};
+pub use retry::retry_with_backoff;
 pub use row::DiffRow;
+/// The backoff of [`retry_with_backoff`] (shadowdiff's one backoff type).
+pub use shadowdiff_net::Backoff;
 pub use shadowdiff_store::gate::{gate, GateConfig, GateOutcome};
 pub use sink::ClickHouseSink;
 pub use store::ClickHouseStore;

@@ -297,10 +297,8 @@ fn insert_fails_unavailable_while_down_and_succeeds_after_restart() {
     runtime.block_on(async {
         // The HTTP port can open a moment before queries are served.
         retry_with_backoff(
-            Backoff {
-                max_attempts: Some(50),
-                ..Backoff::default()
-            },
+            Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
+            Some(50),
             || store.migrate(),
         )
         .await
@@ -323,11 +321,8 @@ fn insert_fails_unavailable_while_down_and_succeeds_after_restart() {
     let started = Instant::now();
     runtime
         .block_on(retry_with_backoff(
-            Backoff {
-                initial: Duration::from_millis(100),
-                max: Duration::from_secs(1),
-                max_attempts: Some(120),
-            },
+            Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
+            Some(120),
             || store.insert_batch(&batch[10..]),
         ))
         .expect("insert after restart");

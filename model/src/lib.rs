@@ -10,6 +10,7 @@
 
 mod body;
 mod http_headers;
+pub mod redact;
 mod route;
 pub mod secrets;
 

@@ -123,7 +123,7 @@ pub async fn start_admin(
         checks: Arc::new(checks),
         handle: metrics_handle(),
     };
-    let task = tokio::spawn(shadowdiff_capture::server::serve(
+    let task = tokio::spawn(shadowdiff_net::server::serve(
         listener,
         admin,
         shutdown,

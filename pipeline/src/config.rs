@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use shadowdiff_differ::{Rules, RulesConfig};
 use shadowdiff_model::secrets::{SECRET_HEADERS, SECRET_QUERY_PARAMS};
 use shadowdiff_model::{RouteInferrer, RoutePattern, TargetRole};
+use shadowdiff_net::tls::{ClientTls, TlsFiles};
 use shadowdiff_replayer::{AllowRule, Policy, Target};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ pub struct Config {
     pub kafka: KafkaSection,
     /// Result store of the distributed deployment.
     pub clickhouse: ClickHouseSection,
+    /// TLS of outbound `https://` connections (control, candidates, secondary).
+    pub tls: TlsSection,
 }
 
 impl Default for Config {
@@ -48,6 +51,7 @@ impl Default for Config {
             sandbox: SandboxSection::default(),
             kafka: KafkaSection::default(),
             clickhouse: ClickHouseSection::default(),
+            tls: TlsSection::default(),
         }
     }
 }
@@ -57,7 +61,8 @@ impl Default for Config {
 pub struct CaptureSection {
     /// Address the tap listens on, e.g. `127.0.0.1:8080` (`0.0.0.0:8080` to serve others).
     pub listen: String,
-    /// The production service the tap forwards to, e.g. `http://127.0.0.1:8081`.
+    /// The production service the tap forwards to, e.g. `http://127.0.0.1:8081` (or
+    /// `https://…`, see `[tls]`).
     pub control: Option<String>,
     /// Bodies are copied up to this many bytes and marked truncated beyond.
     pub body_limit: usize,
@@ -372,6 +377,40 @@ pub struct RedactionSection {
     pub body_paths: Vec<String>,
 }
 
+/// `[tls]`: how outbound `https://` connections (the tap's to the control, the replayer's to
+/// candidates, the secondary and a control replica) are secured. The server's certificate is
+/// checked against the built-in Mozilla roots plus `ca_file`, for the URL's host (also the TLS
+/// server name); the Host header is unchanged. Every file is PEM and is checked at start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// CA certificates trusted besides the built-in roots (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (chain) for servers that require mTLS; needs `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// Private key of `client_cert` (PKCS#8, RSA or EC).
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsSection {
+    /// Reads and checks the files; the error names the key.
+    pub fn load(&self) -> Result<ClientTls, ConfigError> {
+        if self == &Self::default() {
+            return Ok(ClientTls::default());
+        }
+        ClientTls::load(&TlsFiles {
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        })
+        .map_err(|e| {
+            let key = e.file().key();
+            let flag = key.replace('_', "-");
+            invalid(&format!("tls.{key} (--tls-{flag})"), e.to_string())
+        })
+    }
+}
+
 /// `[sandbox]`: the egress sandbox `shadowdiff run` starts in-process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -514,7 +553,9 @@ pub struct Settings {
     pub admin: Option<SocketAddr>,
     pub mode: CaptureMode,
     pub sampler: shadowdiff_capture::sample::Sampler,
-    pub redactor: shadowdiff_capture::redact::Redactor,
+    pub redactor: shadowdiff_model::redact::Redactor,
+    /// Trust and client certificate of outbound https connections (`[tls]`).
+    pub tls: ClientTls,
     pub credentials: Vec<(String, String)>,
     pub query_credentials: Vec<(String, String)>,
     /// A standalone sandbox to ask for side effects (`replay.sandbox_url`).
@@ -531,20 +572,39 @@ pub fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
+/// A URL shadowdiff connects to: `http://` or `https://` (secured by `[tls]`).
 fn parse_http_url(key: &str, value: &str) -> Result<http::Uri, ConfigError> {
-    let uri: http::Uri = value.parse().map_err(|_| {
+    let uri = parse_url(key, value)?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+        return Err(invalid(
+            key,
+            format!(
+                "`{value}` must be an absolute http:// or https:// URL, e.g. http://127.0.0.1:8081"
+            ),
+        ));
+    }
+    Ok(uri)
+}
+
+/// A URL served over plain HTTP only (the standalone sandbox's side-effect lookup).
+fn parse_plain_http_url(key: &str, value: &str) -> Result<http::Uri, ConfigError> {
+    let uri = parse_url(key, value)?;
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        return Err(invalid(
+            key,
+            format!("`{value}` must be an absolute http:// URL, e.g. http://127.0.0.1:3128"),
+        ));
+    }
+    Ok(uri)
+}
+
+fn parse_url(key: &str, value: &str) -> Result<http::Uri, ConfigError> {
+    value.parse().map_err(|_| {
         invalid(
             key,
             format!("`{value}` is not a URL; use e.g. http://127.0.0.1:8081"),
         )
-    })?;
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-        return Err(invalid(
-            key,
-            format!("`{value}` must be an absolute http:// URL, e.g. http://127.0.0.1:8081 (https is not supported yet; terminate TLS in front of shadowdiff)"),
-        ));
-    }
-    Ok(uri)
+    })
 }
 
 fn at_most(key: &str, v: usize, max: usize) -> Result<usize, ConfigError> {
@@ -607,6 +667,7 @@ impl Config {
             )
         })?;
         let control = parse_http_url("capture.control (--control)", control_text)?;
+        let tls = self.tls.load()?;
         let body_limit = positive("capture.body_limit", self.capture.body_limit as u64)? as usize;
         let queue_capacity =
             positive("capture.queue_capacity", self.capture.queue_capacity as u64)? as usize;
@@ -642,14 +703,14 @@ impl Config {
             }
             parse_http_url(&format!("{key}.url"), &c.url)?;
             targets.push(
-                Target::new(&c.name, TargetRole::Candidate, &c.url)
+                Target::new(&c.name, TargetRole::Candidate, &c.url, &tls)
                     .map_err(|e| invalid(&key, e.to_string()))?,
             );
         }
         if let Some(url) = &self.replay.secondary {
             parse_http_url("replay.secondary (--secondary)", url)?;
             targets.push(
-                Target::new("secondary", TargetRole::Secondary, url)
+                Target::new("secondary", TargetRole::Secondary, url, &tls)
                     .map_err(|e| invalid("replay.secondary", e.to_string()))?,
             );
         }
@@ -669,7 +730,7 @@ impl Config {
             Some(parse_addr("admin.listen (--admin)", &self.admin.listen)?)
         };
         let (sampler, redactor, credentials, sandbox_url, sandbox) =
-            self.validate_sources(&control, &mut targets)?;
+            self.validate_sources(&control, &tls, &mut targets)?;
         let per_core = |configured: usize| match configured {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -728,6 +789,7 @@ impl Config {
             query_credentials: self.query_credentials()?,
             sandbox_url,
             sandbox,
+            tls,
         })
     }
 
@@ -751,23 +813,24 @@ impl Config {
     fn validate_sources(
         &self,
         control: &http::Uri,
+        tls: &ClientTls,
         targets: &mut Vec<Target>,
     ) -> Result<
         (
             shadowdiff_capture::sample::Sampler,
-            shadowdiff_capture::redact::Redactor,
+            shadowdiff_model::redact::Redactor,
             Vec<(String, String)>,
             Option<http::Uri>,
             Option<SandboxSettings>,
         ),
         ConfigError,
     > {
-        use shadowdiff_capture::redact::{RedactionConfig, Redactor, REDACTION_KEY_ENV};
         use shadowdiff_capture::sample::{SampleConfig, SampleKey, Sampler};
+        use shadowdiff_model::redact::{RedactionConfig, Redactor, REDACTION_KEY_ENV};
         if self.capture.mode == CaptureMode::Mirror {
             // In mirror mode the tap sees no response: `control` is a replica the replayer asks.
             targets.push(
-                Target::new("control", TargetRole::Control, &control.to_string())
+                Target::new("control", TargetRole::Control, &control.to_string(), tls)
                     .map_err(|e| invalid("capture.control (--control)", e.to_string()))?,
             );
         }
@@ -825,7 +888,7 @@ impl Config {
         }
 
         let sandbox_url = match &self.replay.sandbox_url {
-            Some(url) => Some(parse_http_url("replay.sandbox_url", url)?),
+            Some(url) => Some(parse_plain_http_url("replay.sandbox_url", url)?),
             None => None,
         };
         let sandbox = if self.sandbox.listen.is_empty() {
@@ -880,6 +943,7 @@ impl Settings {
     pub fn tee_config(&self) -> shadowdiff_capture::TeeConfig {
         shadowdiff_capture::TeeConfig {
             control: self.control.clone(),
+            tls: self.tls.clone(),
             body_limit: self.body_limit,
             experiment: self.experiment.clone(),
             preserve_host: self.preserve_host,
@@ -1093,6 +1157,73 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("tee") && e.contains("mirror"), "{e}");
+    }
+
+    #[test]
+    fn https_urls_are_accepted_and_tls_files_checked_at_start() {
+        let mut c = base();
+        c.capture.control = Some("https://api.internal".into());
+        c.replay.candidates[0].url = "https://v2.internal:8443".into();
+        c.replay.secondary = Some("https://secondary.internal".into());
+        let s = c.validate().unwrap();
+        assert_eq!(s.control.scheme_str(), Some("https"));
+        assert_eq!(s.tee_config().control.to_string(), "https://api.internal/");
+        assert!(!s.tls.has_client_certificate());
+
+        // The standalone sandbox's lookup is plain http only.
+        let mut c = base();
+        c.replay.sandbox_url = Some("https://127.0.0.1:3128".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.starts_with("replay.sandbox_url") && e.contains("http://"),
+            "{e}"
+        );
+
+        use shadowdiff_net::testing::{write, TestCa};
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("config CA");
+        let (one, other) = (ca.client(), ca.client());
+        let check = |f: &dyn Fn(&mut TlsSection), expect: &[&str]| {
+            let mut c = base();
+            f(&mut c.tls);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(expect.iter().all(|x| e.contains(x)), "{e}");
+        };
+        check(
+            &|t| t.ca_file = Some(dir.path().join("missing.pem")),
+            &["tls.ca_file (--tls-ca-file)", "missing.pem", "No such file"],
+        );
+        let junk = write(dir.path(), "junk.pem", "not PEM");
+        check(
+            &|t| t.ca_file = Some(junk.clone()),
+            &["tls.ca_file", "junk.pem", "not PEM"],
+        );
+        let cert = write(dir.path(), "one.pem", &one.cert_pem);
+        let wrong_key = write(dir.path(), "other.key", &other.key_pem);
+        check(
+            &|t| {
+                t.client_cert = Some(cert.clone());
+                t.client_key = Some(wrong_key.clone());
+            },
+            &[
+                "tls.client_key (--tls-client-key)",
+                "does not match",
+                "one.pem",
+            ],
+        );
+        check(
+            &|t| t.client_cert = Some(cert.clone()),
+            &["tls.client_cert", "client_key"],
+        );
+
+        let text = format!(
+            "[capture]\ncontrol = \"https://127.0.0.1:1\"\n[[replay.candidates]]\nname = \"v2\"\nurl = \"https://127.0.0.1:2\"\n[tls]\nca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+            write(dir.path(), "ca.pem", &ca.cert_pem()).display(),
+            cert.display(),
+            write(dir.path(), "one.key", &one.key_pem).display(),
+        );
+        let s = Config::from_toml(&text, "t").unwrap().validate().unwrap();
+        assert!(s.tls.has_client_certificate());
     }
 
     #[test]

@@ -159,7 +159,7 @@ impl DemoServer {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, mut rx) = watch::channel(false);
-        let task = tokio::spawn(shadowdiff_capture::server::serve(
+        let task = tokio::spawn(shadowdiff_net::server::serve(
             listener,
             DemoService(build),
             async move {

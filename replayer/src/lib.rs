@@ -16,15 +16,16 @@ pub use policy::{
 pub use side_effects::{HttpSideEffects, SideEffectSource, SideEffectsFuture};
 
 use bytes::Bytes;
-use http::uri::{Authority, Scheme};
+use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use shadowdiff_capture::upstream::{Upstream, UpstreamError};
 use shadowdiff_model::secrets::{edit_query, is_listed, percent_encode, QueryEdit};
 use shadowdiff_model::{
     headers_from_http, headers_to_http, Body, Exchange, HttpResponse, ReplayResult, RouteInferrer,
     TargetError, TargetErrorKind, TargetOutcome, TargetRole, SCHEMA_VERSION,
 };
+use shadowdiff_net::pool::{Endpoint, Upstream, UpstreamError};
+use shadowdiff_net::tls::ClientTls;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,7 @@ pub struct Target {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayConfigError {
-    #[error("{what} URL `{url}` must be an absolute http:// URL such as http://127.0.0.1:8082")]
+    #[error("{what} URL `{url}` must be an absolute http:// or https:// URL such as http://127.0.0.1:8082")]
     BadUrl { what: String, url: String },
     #[error("candidate name `{0}` is used twice")]
     DuplicateName(String),
@@ -51,21 +52,26 @@ pub enum ReplayConfigError {
 }
 
 impl Target {
-    pub fn new(name: &str, role: TargetRole, url: &str) -> Result<Self, ReplayConfigError> {
+    /// A target at `url` (`http://` or `https://`); `tls` (trusted CAs, a client certificate)
+    /// is used for https. The TLS server name is the URL's host; the Host header is its
+    /// authority, as for http.
+    pub fn new(
+        name: &str,
+        role: TargetRole,
+        url: &str,
+        tls: &ClientTls,
+    ) -> Result<Self, ReplayConfigError> {
         let bad = || ReplayConfigError::BadUrl {
             what: format!("{} `{name}`", role_name(role)),
             url: url.to_string(),
         };
         let base: Uri = url.parse().map_err(|_| bad())?;
-        if base.scheme() != Some(&Scheme::HTTP) || base.authority().is_none() {
-            return Err(bad());
-        }
-        let authority = base.authority().cloned().ok_or_else(bad)?;
+        let endpoint = Endpoint::new(&base, tls).map_err(|_| bad())?;
         Ok(Self {
             name: name.to_string(),
             role,
             base,
-            connections: Arc::new(Upstream::new(&authority)),
+            connections: Arc::new(Upstream::new(endpoint)),
         })
     }
 }
@@ -420,13 +426,23 @@ impl Replayer {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        let text = inner.to_string();
+        // Many errors repeat their source in their own text.
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         source = inner.source();
+    }
+    // A refused client certificate shows only on the first read after the handshake.
+    if let Some(hint) = shadowdiff_net::tls::hint(e) {
+        if !s.contains(hint) {
+            s.push_str(&format!(" ({hint})"));
+        }
     }
     s
 }

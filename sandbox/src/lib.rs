@@ -413,7 +413,7 @@ pub async fn start(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let task = tokio::spawn(shadowdiff_capture::server::serve_with_peer(
+    let task = tokio::spawn(shadowdiff_net::server::serve_with_peer(
         listener,
         move |peer| sandbox.for_peer(peer),
         shutdown,

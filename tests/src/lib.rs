@@ -137,7 +137,7 @@ impl TestServer {
         let addr = listener.local_addr().expect("local addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (stop, mut rx) = watch::channel(false);
-        tokio::spawn(shadowdiff_capture::server::serve(
+        tokio::spawn(shadowdiff_net::server::serve(
             listener,
             Scripted {
                 handler: Arc::new(handler),

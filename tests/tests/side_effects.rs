@@ -85,7 +85,7 @@ async fn start_calling_candidate() -> (SocketAddr, Arc<std::sync::Mutex<Option<S
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let proxy = Arc::new(std::sync::Mutex::new(None));
-    tokio::spawn(shadowdiff_capture::server::serve(
+    tokio::spawn(shadowdiff_net::server::serve(
         listener,
         CallingCandidate {
             proxy: proxy.clone(),

@@ -1,17 +1,13 @@
-//! Issue 6, capture inputs: mirror receiver + control replica, redaction and sampling at the
-//! tap, and Envoy tap / GoReplay imports through the offline runner. Loopback servers only.
+//! Issue 6, capture inputs: mirror receiver + control replica, and Envoy tap / GoReplay imports
+//! through the offline runner. Loopback servers only. (Redaction and sampling at the tap are
+//! tested beside the tap, in capture/tests/tap_sources.rs.)
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::json;
-use shadowdiff_capture::redact::{RedactingSink, RedactionConfig, Redactor};
-use shadowdiff_capture::sample::{SampleConfig, SampleKey, Sampler};
-use shadowdiff_capture::{TeeConfig, TeeProxy};
-use shadowdiff_model::Exchange;
 use shadowdiff_pipeline::config::{CandidateConfig, CaptureMode, Config, Needs};
 use shadowdiff_tests::*;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn user(id: &str, name: &str) -> Reply {
@@ -94,175 +90,6 @@ async fn mirror_receiver_never_waits_for_a_slow_replica() {
     assert!(candidate.seen().is_empty());
 }
 
-/// A tap whose sink is a channel the test reads, with redaction and sampling.
-async fn tap(
-    control: &TestServer,
-    sampler: Sampler,
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::mpsc::Receiver<Exchange>,
-    Arc<Redactor>,
-) {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Exchange>(100);
-    let redactor = Arc::new(
-        Redactor::new(&RedactionConfig {
-            key: b"test-key".to_vec(),
-            headers: vec!["x-api-key".into()],
-            body_paths: vec!["password".into(), "cards.*.number".into()],
-            ..RedactionConfig::default()
-        })
-        .unwrap(),
-    );
-    let proxy = TeeProxy::new(
-        TeeConfig {
-            control: control.url().parse().unwrap(),
-            body_limit: 64 * 1024,
-            experiment: "t".into(),
-            preserve_host: false,
-            control_timeout: Duration::from_secs(5),
-            limits: shadowdiff_capture::TapLimits::default(),
-            shadow_markers: shadowdiff_capture::default_shadow_markers(),
-        },
-        Arc::new(RedactingSink::new(redactor.clone(), Arc::new(tx))),
-    )
-    .unwrap()
-    .with_sampler(sampler);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(shadowdiff_capture::server::serve(
-        listener,
-        proxy,
-        std::future::pending::<()>(),
-        Duration::from_millis(100),
-    ));
-    (addr, rx, redactor)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn secrets_are_redacted_before_leaving_the_tap_and_still_compare_equal() {
-    let control = TestServer::start(|s| Reply {
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("set-cookie".into(), "session=s3cr3t".into()),
-        ],
-        ..Reply::text(200, &String::from_utf8_lossy(&s.body))
-    })
-    .await;
-    let (addr, mut rx, redactor) =
-        tap(&control, Sampler::new(&SampleConfig::default()).unwrap()).await;
-    let c = client();
-    let body = br#"{"user":"ann","password":"hunter2","cards":[{"number":"4111111111111111"}]}"#;
-    for _ in 0..2 {
-        let req = http::Request::post(format!("http://{addr}/login"))
-            .header("authorization", "Bearer top-secret")
-            .header("x-api-key", "k-123")
-            .body(Full::new(Bytes::from_static(body)))
-            .unwrap();
-        let resp = c.request(req).await.unwrap();
-        assert_eq!(resp.status(), 200);
-        let echoed = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .unwrap();
-        // The client is untouched: redaction applies to the copy only.
-        assert_eq!(&echoed.to_bytes()[..], &body[..]);
-    }
-    let a = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let b = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let text = serde_json::to_string(&a).unwrap();
-    for secret in [
-        "top-secret",
-        "k-123",
-        "hunter2",
-        "4111111111111111",
-        "s3cr3t",
-    ] {
-        assert!(!text.contains(secret), "{secret} leaked: {text}");
-    }
-    assert_eq!(
-        a.request_header("authorization"),
-        Some(redactor.hash(b"Bearer top-secret").as_str())
-    );
-    // Equal secrets, equal hashes.
-    assert_eq!(a.request, b.request);
-    for name in [
-        "request.headers.authorization",
-        "request.headers.x-api-key",
-        "request.body.password",
-        "request.body.cards.0.number",
-        "response.headers.set-cookie",
-        "response.body.password",
-    ] {
-        assert!(
-            a.redactions.iter().any(|r| r == name),
-            "{name} not in {:?}",
-            a.redactions
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sampling_is_consistent_per_user_and_filters_before_copying() {
-    let control = TestServer::start(|s| Reply::text(200, &s.path)).await;
-    let sampler = Sampler::new(&SampleConfig {
-        percent: 50.0,
-        key: Some(SampleKey::Header("x-user".into())),
-        methods: vec!["GET".into()],
-        paths: vec!["/api/".into()],
-        ..SampleConfig::default()
-    })
-    .unwrap();
-    let expected: Vec<bool> = (0..40)
-        .map(|u| {
-            let mut h = http::HeaderMap::new();
-            h.insert("x-user", format!("user-{u}").parse().unwrap());
-            sampler.keep(&http::Method::GET, &"/api/x".parse().unwrap(), &h)
-        })
-        .collect();
-    let (addr, mut rx, _) = tap(&control, sampler).await;
-    let c = client();
-    for round in 0..2 {
-        for u in 0..40 {
-            let req = http::Request::get(format!("http://{addr}/api/x?r={round}"))
-                .header("x-user", format!("user-{u}"))
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            assert_eq!(c.request(req).await.unwrap().status(), 200);
-        }
-    }
-    // Filtered out by path and by method, but still proxied.
-    assert_eq!(
-        send(&c, "GET", &format!("http://{addr}/other"), b"")
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        send(&c, "POST", &format!("http://{addr}/api/x"), b"x")
-            .await
-            .status,
-        200
-    );
-    let mut users = Vec::new();
-    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
-        assert!(e.request.uri.starts_with("/api/x"), "{}", e.request.uri);
-        assert_eq!(e.sample_rate, 0.5);
-        users.push(e.request_header("x-user").unwrap().to_string());
-    }
-    let kept = expected.iter().filter(|k| **k).count();
-    assert!(kept > 5 && kept < 35, "{kept}");
-    assert_eq!(users.len(), kept * 2, "same users in both rounds");
-    for (u, keep) in expected.iter().enumerate() {
-        let n = users.iter().filter(|x| **x == format!("user-{u}")).count();
-        assert_eq!(n, if *keep { 2 } else { 0 }, "user-{u}");
-    }
-}
-
 fn import_settings(
     candidate: &str,
     control: Option<&str>,
@@ -328,9 +155,9 @@ async fn envoy_tap_traces_replay_through_the_offline_runner() {
     )
     .unwrap();
     std::fs::write(traces.join("ignored.pb"), "binary").unwrap();
-    let files = shadowdiff_capture::import::collect_files(&[traces], &["json"]).unwrap();
+    let files = shadowdiff_sources::collect_files(&[traces], &["json"]).unwrap();
     assert_eq!(files.len(), 2);
-    let imported = shadowdiff_capture::import::envoy::import_files(&files, "import").unwrap();
+    let imported = shadowdiff_sources::envoy::import_files(&files, "import").unwrap();
     assert_eq!(imported.exchanges.len(), 2);
 
     let data = tempfile::tempdir().unwrap();
@@ -383,7 +210,7 @@ async fn goreplay_files_replay_with_backpressure_and_a_control_replica_for_lone_
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("x.gor");
     std::fs::write(&file, gor).unwrap();
-    let imported = shadowdiff_capture::import::goreplay::import_file(&file, "import").unwrap();
+    let imported = shadowdiff_sources::goreplay::import_file(&file, "import").unwrap();
     assert!(imported.skipped.is_empty(), "{:?}", imported.skipped);
     assert_eq!(imported.exchanges.len(), 151);
 

@@ -1,5 +1,6 @@
 //! Offline capture inputs: traces recorded by other tools, turned into the same [`Exchange`]
-//! records the tap produces.
+//! records the tap produces (`shadowdiff import`; `shadowdiff_pipeline::offline` replays them).
+//! A crate of its own: reading files needs none of the tap's networking.
 //!
 //! - [`envoy`]: Envoy's HTTP tap filter (`HttpBufferedTrace` JSON, one file per tap).
 //! - [`goreplay`]: GoReplay `.gor` files (requests and their original responses).

@@ -12,13 +12,13 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
-/// Time hyper-served connections have to send a whole request head (the relay has its own,
-/// configurable, [`crate::TapLimits`]).
+/// Time hyper-served connections have to send a whole request head (the tap's relay has its
+/// own, configurable, head timeout).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Every hyper server of shadowdiff is built here: a client that never finishes a head is
 /// closed after [`HEADER_READ_TIMEOUT`], as the relay closes one after its head timeout.
-fn hyper_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+pub fn hyper_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -161,8 +161,8 @@ where
 
 /// Serves one connection with hyper until it ends; when `stop` turns true, finishes the
 /// requests in flight and closes. With `one_http1_request`, an HTTP/1 connection closes after
-/// its first response (HTTP/2 is unaffected).
-pub(crate) async fn serve_hyper_connection<I, S, B>(
+/// its first response (HTTP/2 is unaffected). The tap's relay hands connections over with it.
+pub async fn serve_hyper_connection<I, S, B>(
     io: I,
     service: S,
     mut stop: watch::Receiver<bool>,
@@ -338,7 +338,7 @@ async fn accept_until_stopped<H: ConnectionHandler>(
 
 /// Resolves once `stop` is true (or its sender is gone). Unlike `wait_for`, holds no lock
 /// guard across the wait, so the future is `Send`.
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     loop {
         if *stop.borrow_and_update() {
             return;
