@@ -1,128 +1,175 @@
 //! The distributed deployment's commands: capture, replay, diff (Kafka, ClickHouse), migrate
 //! and gate.
 
+use crate::flags::{
+    self, AdminArgs, BrokersArg, ClickHouseArgs, ConfigArg, ControlArgs, DiffGroupArg,
+    DiffWorkersArg, ExchangesTopicArg, ExperimentArg, ReplayArgs, ReplayGroupArg, ResultsTopicArg,
+    TapArgs, TlsArgs,
+};
 use crate::report_cmd::{parse_time, StoreArgs};
-use crate::run_cmd::{first_signal, runtime, summary_line, RunArgs};
+use crate::run_cmd::{first_signal, runtime, summary_line, LogArgs};
 use anyhow::Context;
-use clap::Args;
-use shadowdiff_pipeline::config::{CaptureMode, Config, Needs};
+use clap::{ArgMatches, Args};
+use shadowdiff_pipeline::config::Config;
 use shadowdiff_pipeline::distributed::{self, with_shutdown};
 use shadowdiff_pipeline::init_logging;
 use shadowdiff_store::gate::{gate, GateConfig, GateOutcome};
 use shadowdiff_store::ReportQuery;
 use std::process::ExitCode;
 
-/// Flags of the Kafka/ClickHouse stages, on top of the `run` flags.
+/// `capture`: the tap, publishing to Kafka.
 #[derive(Args)]
-pub struct StageArgs {
+pub struct CaptureArgs {
     #[command(flatten)]
-    pub run: RunArgs,
-    /// Kafka brokers, comma-separated host:port.
-    #[arg(long, env = "SHADOWDIFF_KAFKA")]
-    pub kafka: Option<String>,
-    /// ClickHouse HTTP URL (diff), e.g. http://127.0.0.1:8123.
-    #[arg(long, env = "SHADOWDIFF_CLICKHOUSE")]
-    pub clickhouse: Option<String>,
-    /// ClickHouse database [default: shadowdiff].
-    #[arg(long, env = "SHADOWDIFF_CLICKHOUSE_DATABASE")]
-    pub database: Option<String>,
-    /// Topic of captured exchanges [default: shadowdiff.exchanges].
-    #[arg(long, env = "SHADOWDIFF_EXCHANGES_TOPIC")]
-    pub exchanges_topic: Option<String>,
-    /// Topic of replay results [default: shadowdiff.results].
-    #[arg(long, env = "SHADOWDIFF_RESULTS_TOPIC")]
-    pub results_topic: Option<String>,
-    /// Consumer group of this stage [default: shadowdiff-replay / shadowdiff-diff].
-    #[arg(long, env = "SHADOWDIFF_GROUP")]
-    pub group: Option<String>,
+    pub file: ConfigArg,
+    #[command(flatten)]
+    pub experiment: ExperimentArg,
+    #[command(flatten)]
+    pub control: ControlArgs,
+    #[command(flatten)]
+    pub tap: TapArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub brokers: BrokersArg,
+    #[command(flatten)]
+    pub exchanges_topic: ExchangesTopicArg,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Capture,
-    Replay,
-    Diff,
+/// `replay`: a consumer-group member replaying exchanges to candidates.
+#[derive(Args)]
+pub struct ReplayStageArgs {
+    #[command(flatten)]
+    pub file: ConfigArg,
+    #[command(flatten)]
+    pub control: ControlArgs,
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub brokers: BrokersArg,
+    #[command(flatten)]
+    pub exchanges_topic: ExchangesTopicArg,
+    #[command(flatten)]
+    pub results_topic: ResultsTopicArg,
+    #[command(flatten)]
+    pub group: ReplayGroupArg,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
-impl StageArgs {
-    fn to_config(&self, stage: Stage) -> anyhow::Result<Config> {
-        let mut c = self.run.to_config()?;
-        if let Some(v) = &self.kafka {
-            c.kafka.brokers = Some(v.clone());
-        }
-        if let Some(v) = &self.clickhouse {
-            c.clickhouse.url = Some(v.clone());
-        }
-        if let Some(v) = &self.database {
-            c.clickhouse.database = v.clone();
-        }
-        if let Some(v) = &self.exchanges_topic {
-            c.kafka.exchanges_topic = v.clone();
-        }
-        if let Some(v) = &self.results_topic {
-            c.kafka.results_topic = v.clone();
-        }
-        if let Some(v) = &self.group {
-            match stage {
-                Stage::Replay => c.kafka.replay_group = v.clone(),
-                Stage::Diff => c.kafka.diff_group = v.clone(),
-                Stage::Capture => {}
-            }
-        }
-        Ok(c)
-    }
+/// `diff`: a consumer-group member writing diff rows to ClickHouse.
+#[derive(Args)]
+pub struct DiffStageArgs {
+    #[command(flatten)]
+    pub file: ConfigArg,
+    #[command(flatten)]
+    pub brokers: BrokersArg,
+    #[command(flatten)]
+    pub results_topic: ResultsTopicArg,
+    #[command(flatten)]
+    pub group: DiffGroupArg,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    pub diff_workers: DiffWorkersArg,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
-fn stage(args: StageArgs, stage: Stage) -> anyhow::Result<ExitCode> {
-    init_logging(args.run.log.log_format.into());
-    let config = args.to_config(stage)?;
-    let needs = match stage {
-        Stage::Capture => Needs {
-            control: config.capture.mode == CaptureMode::Tee,
-            candidates: false,
-        },
-        // In mirror mode --control is the replica that answers in production's place.
-        Stage::Replay => Needs {
-            control: config.capture.mode == CaptureMode::Mirror,
-            candidates: true,
-        },
-        Stage::Diff => Needs {
-            control: false,
-            candidates: false,
-        },
-    };
-    let settings = config
-        .validate_for(needs)
-        .context("invalid configuration")?;
-    distributed::brokers(&config.kafka).context("invalid configuration")?;
-    if stage == Stage::Diff {
-        distributed::clickhouse_config(&config.clickhouse).context("invalid configuration")?;
-    }
-    let (kafka, clickhouse) = (config.kafka.clone(), config.clickhouse.clone());
+/// Runs a stage until SIGTERM or Ctrl-C, then prints its summary.
+fn until_signal<F, Fut>(stage: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<
+        Output = Result<
+            std::sync::Arc<shadowdiff_pipeline::stages::PipelineStats>,
+            distributed::DistributedError,
+        >,
+    >,
+{
     runtime()?.block_on(async move {
-        let stats = with_shutdown(first_signal(), |shutdown| async move {
-            match stage {
-                Stage::Capture => distributed::run_capture(settings, kafka, shutdown, None).await,
-                Stage::Replay => distributed::run_replay(settings, kafka, shutdown).await,
-                Stage::Diff => distributed::run_diff(settings, kafka, clickhouse, shutdown).await,
-            }
-        })
-        .await?;
+        let stats = with_shutdown(first_signal(), stage).await?;
         tracing::info!(summary = %summary_line(&stats), "Stopped.");
         Ok(ExitCode::SUCCESS)
     })
 }
 
-pub fn capture(args: StageArgs) -> anyhow::Result<ExitCode> {
-    stage(args, Stage::Capture)
+pub fn capture(args: CaptureArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    init_logging(args.log.log_format.into());
+    let config = flags::load(
+        matches,
+        &args.file,
+        &[
+            &args.experiment,
+            &args.control,
+            &args.tap,
+            &args.tls,
+            &args.brokers,
+            &args.exchanges_topic,
+            &args.admin,
+        ],
+    )?;
+    let invalid = "invalid configuration";
+    let common = config.common().context(invalid)?;
+    let tap = config.tap(&common).context(invalid)?;
+    let kafka = config.kafka().context(invalid)?;
+    until_signal(|shutdown| distributed::run_capture(common, tap, kafka, shutdown, None))
 }
 
-pub fn replay(args: StageArgs) -> anyhow::Result<ExitCode> {
-    stage(args, Stage::Replay)
+pub fn replay(args: ReplayStageArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    init_logging(args.log.log_format.into());
+    let config = flags::load(
+        matches,
+        &args.file,
+        &[
+            &args.control,
+            &args.replay,
+            &args.tls,
+            &args.brokers,
+            &args.exchanges_topic,
+            &args.results_topic,
+            &args.group,
+            &args.admin,
+        ],
+    )?;
+    let invalid = "invalid configuration";
+    let common = config.common().context(invalid)?;
+    // In mirror mode --control is the replica that answers in production's place.
+    let replay = config.replay(&common).context(invalid)?;
+    let kafka = config.kafka().context(invalid)?;
+    until_signal(|shutdown| distributed::run_replay(common, replay, kafka, shutdown))
 }
 
-pub fn diff(args: StageArgs) -> anyhow::Result<ExitCode> {
-    stage(args, Stage::Diff)
+pub fn diff(args: DiffStageArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    init_logging(args.log.log_format.into());
+    let config = flags::load(
+        matches,
+        &args.file,
+        &[
+            &args.brokers,
+            &args.results_topic,
+            &args.group,
+            &args.clickhouse,
+            &args.diff_workers,
+            &args.admin,
+        ],
+    )?;
+    let invalid = "invalid configuration";
+    let common = config.common().context(invalid)?;
+    let diff = config.diff(&common).context(invalid)?;
+    let kafka = config.kafka().context(invalid)?;
+    let clickhouse = config.clickhouse().context(invalid)?;
+    until_signal(|shutdown| distributed::run_diff(common, diff, kafka, clickhouse, shutdown))
 }
 
 #[derive(Args)]
@@ -131,22 +178,16 @@ pub struct MigrateArgs {
     #[arg(long, env = "SHADOWDIFF_CLICKHOUSE")]
     pub clickhouse: String,
     /// ClickHouse database.
-    #[arg(
-        long,
-        env = "SHADOWDIFF_CLICKHOUSE_DATABASE",
-        default_value = "shadowdiff"
-    )]
+    #[arg(long, env = "SHADOWDIFF_CLICKHOUSE_DATABASE", default_value_t = flags::DEFAULTS.clickhouse.database.clone())]
     pub database: String,
 }
 
 pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let section = shadowdiff_pipeline::config::ClickHouseSection {
-        url: Some(args.clickhouse.clone()),
-        database: args.database.clone(),
-        ..Default::default()
-    };
-    let config = distributed::clickhouse_config(&section)?;
-    let store = shadowdiff_clickhouse::ClickHouseStore::new(&config)?;
+    let mut file = Config::default();
+    file.clickhouse.url = Some(args.clickhouse.clone());
+    file.clickhouse.database = args.database.clone();
+    let settings = file.clickhouse().context("invalid configuration")?;
+    let store = shadowdiff_clickhouse::ClickHouseStore::new(&settings.config)?;
     runtime()?.block_on(async move {
         let version = store
             .server_version()

@@ -1,10 +1,14 @@
 //! `shadowdiff import envoy|goreplay`: replay recorded traffic through the embedded stages.
 
+use crate::flags::{
+    self, BrokersArg, ConfigArg, DataArg, ExchangesTopicArg, ExperimentArg, Flags, Layer,
+    ReplayArgs, TlsArgs,
+};
 use crate::report_cmd::{print_report, Format};
-use crate::run_cmd::{runtime, CommonArgs, LogArgs};
+use crate::run_cmd::{runtime, LogArgs};
 use anyhow::Context;
-use clap::{Args, Subcommand};
-use shadowdiff_pipeline::config::{CaptureMode, Config, Needs};
+use clap::{ArgMatches, Args, Subcommand};
+use shadowdiff_pipeline::config::{CaptureMode, Config, ConfigError};
 use shadowdiff_pipeline::init_logging;
 use shadowdiff_pipeline::offline::replay_offline;
 use shadowdiff_pipeline::stages::PipelineStats;
@@ -34,17 +38,24 @@ pub struct ImportOpts {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub file: ConfigArg,
+    #[command(flatten)]
+    pub experiment: ExperimentArg,
+    #[command(flatten)]
+    pub data: DataArg,
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Control replica, asked for requests recorded without a response.
     #[arg(long, env = "SHADOWDIFF_CONTROL")]
     pub control: Option<String>,
     /// Publish the exchanges to Kafka (comma-separated brokers) for `shadowdiff replay` and
     /// `shadowdiff diff` processes, instead of replaying them here.
-    #[arg(long, env = "SHADOWDIFF_KAFKA")]
-    pub kafka: Option<String>,
-    /// Topic of captured exchanges, with --kafka [default: shadowdiff.exchanges].
-    #[arg(long, env = "SHADOWDIFF_EXCHANGES_TOPIC")]
-    pub exchanges_topic: Option<String>,
+    #[command(flatten)]
+    pub brokers: BrokersArg,
+    #[command(flatten)]
+    pub exchanges_topic: ExchangesTopicArg,
     /// Print the report of this import after the summary.
     #[arg(long, value_enum)]
     pub report: Option<Format>,
@@ -52,46 +63,63 @@ pub struct ImportOpts {
     pub log: LogArgs,
 }
 
+/// `import --control`: a replica, so the mode is mirror when it is given.
+struct ImportControl<'a>(&'a Option<String>);
+
+impl Flags for ImportControl<'_> {
+    fn layer(&self, l: &mut Layer<'_>) -> Result<(), ConfigError> {
+        l.set("control", "capture.control", self.0)
+    }
+}
+
 impl ImportOpts {
-    fn to_config(&self) -> anyhow::Result<Config> {
-        let mut c = self.common.to_config()?;
-        if let Some(v) = &self.control {
-            c.capture.control = Some(v.clone());
-        }
+    fn to_config(&self, matches: &ArgMatches) -> anyhow::Result<Config> {
+        let mut c = flags::load(
+            matches,
+            &self.file,
+            &[
+                &self.experiment,
+                &self.data,
+                &self.replay,
+                &self.tls,
+                &ImportControl(&self.control),
+                &self.brokers,
+                &self.exchanges_topic,
+            ],
+        )?;
         // A control replica is only asked for exchanges without a recorded response.
         c.capture.mode = if c.capture.control.is_some() {
             CaptureMode::Mirror
         } else {
             CaptureMode::Tee
         };
-        if let Some(v) = &self.kafka {
-            c.kafka.brokers = Some(v.clone());
-        }
-        if let Some(v) = &self.exchanges_topic {
-            c.kafka.exchanges_topic = v.clone();
-        }
-        // `import` serves nothing: no tap, no admin port.
-        c.capture.listen = "127.0.0.1:0".to_string();
-        c.admin.listen = String::new();
         Ok(c)
     }
 }
 
-pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+pub fn import(args: ImportArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     let (kind, opts) = match args.source {
         ImportSource::Envoy(o) => ("envoy", o),
         ImportSource::Goreplay(o) => ("goreplay", o),
     };
     init_logging(opts.log.log_format.into());
-    let config = opts.to_config()?;
-    // Published to Kafka, the candidates are the `replay` processes' business.
-    let settings = config
-        .validate_for(Needs {
-            control: false,
-            candidates: opts.kafka.is_none(),
-        })
-        .context("invalid configuration")?;
-    let experiment = settings.experiment.clone();
+    let config = opts.to_config(matches)?;
+    let invalid = "invalid configuration";
+    let common = config.common().context(invalid)?;
+    // Published to Kafka, the candidates are the `replay` processes' business: only `[kafka]`
+    // is checked then; replayed here, `[replay]` and `[diff]` are.
+    let publish_to = match config.kafka.brokers {
+        Some(_) => Some(config.kafka().context(invalid)?),
+        None => None,
+    };
+    let stages = match publish_to {
+        Some(_) => None,
+        None => Some((
+            config.replay(&common).context(invalid)?,
+            config.diff(&common).context(invalid)?,
+        )),
+    };
+    let experiment = common.experiment.clone();
     let imported: Imported = match kind {
         "envoy" => {
             let files = import::collect_files(&opts.paths, &["json"])?;
@@ -123,13 +151,13 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             "Some records have no response; pass --control URL (a control replica) to compare them."
         );
     }
-    if opts.kafka.is_some() {
+    if let Some(kafka) = &publish_to {
         let bar = progress_bar(total);
         let delivered = runtime()?.block_on(async {
             let bar = bar.clone();
             shadowdiff_pipeline::distributed::publish_exchanges(
-                &config.kafka,
-                &settings.routes,
+                kafka,
+                &common.routes,
                 imported.exchanges,
                 move |n| bar.set_position(n),
             )
@@ -138,19 +166,27 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
         println!(
             "published {delivered} {kind} exchanges to `{}` ({} records skipped)",
-            config.kafka.exchanges_topic,
+            kafka.exchanges_topic,
             imported.skipped.len()
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let data_dir = settings.data_dir.clone();
+    let Some((replay, diff)) = stages else {
+        anyhow::bail!("nothing to do: neither replaying here nor publishing to Kafka");
+    };
+    let data_dir = common.data_dir.clone();
     let store = EmbeddedStore::open(&data_dir)?;
     let bar = progress_bar(total);
     let stats: std::sync::Arc<PipelineStats> = runtime()?.block_on(async {
         let bar = bar.clone();
-        replay_offline(&settings, imported.exchanges, Box::new(store), move |n| {
-            bar.set_position(n)
-        })
+        replay_offline(
+            &replay,
+            &diff,
+            common.shutdown_grace,
+            imported.exchanges,
+            Box::new(store),
+            move |n| bar.set_position(n),
+        )
         .await
     })?;
     bar.finish_and_clear();

@@ -1,12 +1,13 @@
 //! `shadowdiff`: shadow-traffic diffing. See `shadowdiff --help`.
 
 mod dist_cmd;
+mod flags;
 mod import_cmd;
 mod report_cmd;
 mod run_cmd;
 mod sandbox_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -39,11 +40,11 @@ enum Command {
     /// it like `run` does, and print a summary.
     Import(Box<import_cmd::ImportArgs>),
     /// Distributed tap: tee proxy in front of the control, publishing exchanges to Kafka.
-    Capture(Box<dist_cmd::StageArgs>),
+    Capture(Box<dist_cmd::CaptureArgs>),
     /// Distributed replayer: consumer-group member replaying exchanges to candidates.
-    Replay(Box<dist_cmd::StageArgs>),
+    Replay(Box<dist_cmd::ReplayStageArgs>),
     /// Distributed differ: consumer-group member writing diff rows to ClickHouse.
-    Diff(Box<dist_cmd::StageArgs>),
+    Diff(Box<dist_cmd::DiffStageArgs>),
     /// Create or upgrade the ClickHouse schema (also done when `diff` starts).
     Migrate(dist_cmd::MigrateArgs),
     /// Exit 0 when every endpoint is within the mismatch budget, 1 when one is not, 2 when
@@ -58,16 +59,28 @@ enum Command {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // The matches travel with the parsed flags: a command lays over its file only the flags
+    // that were given, which only the matches can tell from clap's defaults.
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let sub = matches
+        .subcommand()
+        .map(|(_, m)| m.clone())
+        .unwrap_or_default();
+    // `import envoy|goreplay`: its flags sit one level further down.
+    let import = sub.subcommand().map(|(_, m)| m.clone()).unwrap_or_default();
     let result = match cli.command {
-        Command::Run(args) => run_cmd::run(*args),
+        Command::Run(args) => run_cmd::run(*args, &sub),
         Command::Demo(args) => run_cmd::demo(args),
         Command::Report(args) => report_cmd::report(args),
         Command::Sandbox(args) => sandbox_cmd::sandbox(*args),
-        Command::Import(args) => import_cmd::import(*args),
-        Command::Capture(args) => dist_cmd::capture(*args),
-        Command::Replay(args) => dist_cmd::replay(*args),
-        Command::Diff(args) => dist_cmd::diff(*args),
+        Command::Import(args) => import_cmd::import(*args, &import),
+        Command::Capture(args) => dist_cmd::capture(*args, &sub),
+        Command::Replay(args) => dist_cmd::replay(*args, &sub),
+        Command::Diff(args) => dist_cmd::diff(*args, &sub),
         Command::Migrate(args) => dist_cmd::migrate(args),
         Command::Gate(args) => dist_cmd::gate_cmd(args),
     };

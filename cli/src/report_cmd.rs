@@ -156,13 +156,11 @@ pub fn load_report(
     query: &ReportQuery,
 ) -> anyhow::Result<Report> {
     if let Some(url) = clickhouse {
-        let section = shadowdiff_pipeline::config::ClickHouseSection {
-            url: Some(url.to_string()),
-            database: database.to_string(),
-            ..Default::default()
-        };
-        let config = shadowdiff_pipeline::distributed::clickhouse_config(&section)?;
-        let store = shadowdiff_clickhouse::ClickHouseStore::new(&config)?;
+        let mut file = shadowdiff_pipeline::config::Config::default();
+        file.clickhouse.url = Some(url.to_string());
+        file.clickhouse.database = database.to_string();
+        let settings = file.clickhouse()?;
+        let store = shadowdiff_clickhouse::ClickHouseStore::new(&settings.config)?;
         let runtime = crate::run_cmd::runtime()?;
         return runtime
             .block_on(store.report(query))

@@ -32,6 +32,77 @@ fn help_documents_every_subcommand() {
 }
 
 #[test]
+fn each_stage_refuses_flags_it_does_not_use() {
+    for (stage, flag, value) in [
+        ("diff", "--listen", "127.0.0.1:1"),
+        ("diff", "--tap-threads", "2"),
+        ("diff", "--candidate", "v2=http://127.0.0.1:2"),
+        ("diff", "--exchanges-topic", "t"),
+        ("capture", "--candidate", "v2=http://127.0.0.1:2"),
+        ("capture", "--clickhouse", "http://127.0.0.1:8123"),
+        ("capture", "--results-topic", "t"),
+        ("replay", "--listen", "127.0.0.1:1"),
+        ("replay", "--clickhouse", "http://127.0.0.1:8123"),
+        ("run", "--kafka", "127.0.0.1:9092"),
+    ] {
+        let (code, _, err) = run(shadowdiff().args([stage, flag, value]));
+        assert_eq!(code, 2, "{stage} {flag}: {err}");
+        assert!(
+            err.contains("unexpected argument") && err.contains(flag),
+            "{stage} {flag}: {err}"
+        );
+    }
+}
+
+#[test]
+fn help_shows_the_defaults_of_the_config_and_a_default_never_overrides_the_file() {
+    let (_, out, _) = run(shadowdiff().args(["run", "--help"]));
+    // The defaults shown come from the config's own defaults.
+    for shown in [
+        "[default: 262144]",
+        "[default: 127.0.0.1:8080]",
+        "[default: 5000]",
+    ] {
+        assert!(out.contains(shown), "run --help lacks {shown}: {out}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    // The file's value is used when the flag is absent (its default must not win)...
+    std::fs::write(&file, "[capture]\ncontrol = \"http://127.0.0.1:1\"\nthreads = 5000\n[[replay.candidates]]\nname = \"v2\"\nurl = \"http://127.0.0.1:2\"\n").unwrap();
+    let config = file.to_str().unwrap();
+    let (code, _, err) = run(shadowdiff().args(["run", "--config", config, "--admin", ""]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("capture.threads: must be at most 1024"),
+        "{err}"
+    );
+    // ...and the flag wins over the file when given (the next check to fail is another one).
+    let (code, _, err) = run(shadowdiff().args([
+        "run",
+        "--config",
+        config,
+        "--tap-threads",
+        "2",
+        "--head-timeout-ms",
+        "0",
+    ]));
+    assert_eq!(code, 2);
+    assert!(
+        !err.contains("capture.threads") && err.contains("capture.head_timeout_ms"),
+        "{err}"
+    );
+    // A variable counts as given, like a flag.
+    let (code, _, err) = run(shadowdiff()
+        .args(["run", "--config", config, "--head-timeout-ms", "0"])
+        .env("SHADOWDIFF_TAP_THREADS", "3"));
+    assert_eq!(code, 2);
+    assert!(
+        !err.contains("capture.threads") && err.contains("capture.head_timeout_ms"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_flags_and_configs_exit_with_precise_messages() {
     let (code, _, err) = run(shadowdiff().args(["run", "--control", "http://127.0.0.1:1"]));
     assert_eq!(code, 2);

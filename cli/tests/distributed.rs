@@ -163,19 +163,9 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
     let control = DemoServer::start(Build::Control).await.unwrap();
     let candidate = DemoServer::start(Build::Candidate).await.unwrap();
     let tap_port = free_port();
+    // Each stage takes only the flags it uses (any other is refused).
     let common = |extra: &[String]| {
-        let mut v = vec![
-            s("--kafka"),
-            kafka.clone(),
-            s("--exchanges-topic"),
-            exchanges.clone(),
-            s("--results-topic"),
-            results.clone(),
-            s("--admin"),
-            s(""),
-            s("--experiment"),
-            s("dist"),
-        ];
+        let mut v = vec![s("--kafka"), kafka.clone(), s("--admin"), s("")];
         v.extend_from_slice(extra);
         v
     };
@@ -185,9 +175,17 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
         format!("127.0.0.1:{tap_port}"),
         s("--control"),
         control.url(),
+        s("--exchanges-topic"),
+        exchanges.clone(),
+        s("--experiment"),
+        s("dist"),
     ]));
     let mut replay_args = vec![s("replay")];
     replay_args.extend(common(&[
+        s("--exchanges-topic"),
+        exchanges.clone(),
+        s("--results-topic"),
+        results.clone(),
         s("--candidate"),
         format!("v2={}", candidate.url()),
         s("--group"),
@@ -195,6 +193,8 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
     ]));
     let mut diff_args = vec![s("diff")];
     diff_args.extend(common(&[
+        s("--results-topic"),
+        results.clone(),
         s("--clickhouse"),
         clickhouse.clone(),
         s("--database"),
@@ -314,17 +314,9 @@ async fn diff_process_survives_clickhouse_going_away() {
     );
     let control = DemoServer::start(Build::Control).await.unwrap();
     let tap_port = free_port();
+    // Each stage takes only the flags it uses (any other is refused).
     let common = |extra: &[String]| {
-        let mut v = vec![
-            s("--kafka"),
-            kafka.clone(),
-            s("--exchanges-topic"),
-            exchanges.clone(),
-            s("--results-topic"),
-            results.clone(),
-            s("--admin"),
-            s(""),
-        ];
+        let mut v = vec![s("--kafka"), kafka.clone(), s("--admin"), s("")];
         v.extend_from_slice(extra);
         v
     };
@@ -334,10 +326,16 @@ async fn diff_process_survives_clickhouse_going_away() {
         format!("127.0.0.1:{tap_port}"),
         s("--control"),
         control.url(),
+        s("--exchanges-topic"),
+        exchanges.clone(),
     ]));
     // The control answers as its own candidate: every exchange compares clean.
     let mut replay_args = vec![s("replay")];
     replay_args.extend(common(&[
+        s("--exchanges-topic"),
+        exchanges.clone(),
+        s("--results-topic"),
+        results.clone(),
         s("--candidate"),
         format!("same={}", control.url()),
         s("--group"),
@@ -345,6 +343,8 @@ async fn diff_process_survives_clickhouse_going_away() {
     ]));
     let mut diff_args = vec![s("diff")];
     diff_args.extend(common(&[
+        s("--results-topic"),
+        results.clone(),
         s("--clickhouse"),
         clickhouse.url(),
         s("--database"),

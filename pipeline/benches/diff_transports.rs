@@ -10,9 +10,11 @@
 //! Results are 2–4 KB JSON tweets from the repository's corpus (`corpus/json/twitter.json`,
 //! `SHADOWDIFF_CORPUS` names another directory), control against a candidate that changed one
 //! number, so each pair is parsed and diffed in full. Rows go to a sink that only counts them,
-//! so the figure is the stage's, not a store's. The Kafka rate includes consuming and decoding
-//! every record; topics are filled before the clock starts. Prints both rates and their ratio
-//! per round and the median ratio.
+//! so the figure is the stage's, not a store's. The Kafka rates include consuming and decoding
+//! every record; the topic is filled before the clocks start. Per round it prints: the memory
+//! pool's rate; on Kafka, what a bare consumer reads (the ceiling any diff stage on this broker
+//! has), the former distributed shape (diff inline on the consuming task, as a peer) and the
+//! pool; and the median of pool / former shape.
 
 use shadowdiff_differ::Differ;
 use shadowdiff_kafka::{ConsumerConfig, ProducerConfig, RecordConsumer, ResultProducer};
@@ -190,13 +192,14 @@ async fn memory_round(results: &[ReplayResult], workers: usize) -> f64 {
     results.len() as f64 / elapsed.as_secs_f64()
 }
 
-/// Results per second through the Kafka transport, from a topic filled beforehand.
-async fn kafka_round(brokers: &str, results: &[ReplayResult], workers: usize) -> f64 {
+/// Fills a new topic with `results` (not timed).
+async fn fill_topic(brokers: &str, results: &[ReplayResult]) -> String {
     let topic = format!("bench-diff-{}", uuid::Uuid::new_v4().simple());
     shadowdiff_kafka::ensure_topics(brokers, &[(topic.as_str(), 2)])
         .await
         .expect("topic");
-    let producer = Arc::new(ResultProducer::new(&ProducerConfig::new(brokers, &topic)).expect("producer"));
+    let producer =
+        Arc::new(ResultProducer::new(&ProducerConfig::new(brokers, &topic)).expect("producer"));
     let sends: Vec<_> = results
         .iter()
         .cloned()
@@ -208,9 +211,51 @@ async fn kafka_round(brokers: &str, results: &[ReplayResult], workers: usize) ->
     for s in sends {
         s.await.expect("join").expect("produced");
     }
+    topic
+}
+
+fn consumer(brokers: &str, topic: &str) -> RecordConsumer<ReplayResult> {
     let group = format!("bench-diff-{}", uuid::Uuid::new_v4().simple());
-    let consumer: RecordConsumer<ReplayResult> =
-        RecordConsumer::new(&ConsumerConfig::new(brokers, &topic, &group)).expect("consumer");
+    RecordConsumer::new(&ConsumerConfig::new(brokers, topic, &group)).expect("consumer")
+}
+
+/// Records per second a consumer alone reads and decodes from the topic: the broker's and
+/// client's ceiling for any diff stage on this transport. The clock starts at the first record
+/// (joining the group is not throughput).
+async fn consume_only(brokers: &str, topic: &str, n: usize) -> f64 {
+    let consumer = consumer(brokers, topic);
+    let (_, first) = consumer.recv().await.expect("record");
+    first.ack();
+    let started = Instant::now();
+    for _ in 1..n {
+        let (_, d) = consumer.recv().await.expect("record");
+        d.ack();
+    }
+    (n - 1) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The distributed diff's former shape, measured as a peer: each result diffed inline on the
+/// consuming task, one at a time.
+async fn inline_diff(brokers: &str, topic: &str, n: usize) -> f64 {
+    let consumer = consumer(brokers, topic);
+    let differ = differ();
+    let (r, d) = consumer.recv().await.expect("record");
+    let mut rows = differ.diff(&r).len();
+    d.ack();
+    let started = Instant::now();
+    for _ in 1..n {
+        let (r, d) = consumer.recv().await.expect("record");
+        rows += tokio::task::block_in_place(|| differ.diff(&r)).len();
+        d.ack();
+    }
+    assert_eq!(rows, n);
+    (n - 1) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Results per second through the Kafka transport (the one runner: feeder, differ pool,
+/// writer), from a topic filled beforehand.
+async fn kafka_round(brokers: &str, topic: &str, n: usize, workers: usize) -> f64 {
+    let consumer = consumer(brokers, topic);
     let rows = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop) = watch::channel(false);
     let (tx, pool) = DiffWorkers::start(
@@ -229,18 +274,20 @@ async fn kafka_round(brokers: &str, results: &[ReplayResult], workers: usize) ->
     wait_rows(&rows, 1).await;
     let started = Instant::now();
     let first = rows.load(Ordering::Relaxed);
-    wait_rows(&rows, results.len() as u64).await;
+    wait_rows(&rows, n as u64).await;
     let elapsed = started.elapsed();
     let _ = stop_tx.send(true);
     let _ = feeding.await;
     pool.join().await;
-    (results.len() as u64 - first) as f64 / elapsed.as_secs_f64()
+    (n as u64 - first) as f64 / elapsed.as_secs_f64()
 }
 
 fn main() {
     let args = args();
     let brokers = std::env::var("SHADOWDIFF_TEST_KAFKA").unwrap_or_else(|_| {
-        panic!("SHADOWDIFF_TEST_KAFKA is not set: scripts/services.sh start && source .services/env")
+        panic!(
+            "SHADOWDIFF_TEST_KAFKA is not set: scripts/services.sh start && source .services/env"
+        )
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -255,13 +302,33 @@ fn main() {
     let mut ratios = Vec::new();
     for round in 1..=args.rounds {
         let memory = runtime.block_on(memory_round(&results, args.workers));
-        let kafka = runtime.block_on(kafka_round(&brokers, &results, args.workers));
-        let ratio = kafka / memory;
+        let topic = runtime.block_on(fill_topic(&brokers, &results));
+        // The three readers of the topic take turns going first: the broker may serve a topic
+        // read before faster or slower than one read for the first time.
+        let (mut ceiling, mut inline, mut kafka) = (0.0, 0.0, 0.0);
+        for k in 0..3 {
+            match (k + round) % 3 {
+                0 => ceiling = runtime.block_on(consume_only(&brokers, &topic, results.len())),
+                1 => inline = runtime.block_on(inline_diff(&brokers, &topic, results.len())),
+                _ => {
+                    kafka =
+                        runtime.block_on(kafka_round(&brokers, &topic, results.len(), args.workers))
+                }
+            }
+        }
         println!(
-            "round {round}: memory {memory:.0} results/s, kafka {kafka:.0} results/s, kafka/memory {ratio:.2}"
+            "round {round}: memory pool {memory:.0}/s | kafka: consume only {ceiling:.0}/s, \
+             inline diff (old shape) {inline:.0}/s, pool {kafka:.0}/s | pool/inline {:.2}, \
+             pool/consume-only {:.2}, pool/memory {:.2}",
+            kafka / inline,
+            kafka / ceiling,
+            kafka / memory
         );
-        ratios.push(ratio);
+        ratios.push(kafka / inline);
     }
     ratios.sort_by(f64::total_cmp);
-    println!("median kafka/memory: {:.2}", ratios[ratios.len() / 2]);
+    println!(
+        "median kafka pool / inline (old shape): {:.2}",
+        ratios[ratios.len() / 2]
+    );
 }

@@ -2,7 +2,7 @@
 //! credentials, side-effect source and response redaction) and the in-process egress sandbox.
 //! `run`, `import` and `replay` build them here, the same way.
 
-use crate::config::Settings;
+use crate::config::{ReplaySettings, SandboxSettings};
 use shadowdiff_replayer::{HttpSideEffects, ReplayConfig, Replayer, SideEffectSource};
 use shadowdiff_sandbox::{Sandbox, SideEffectLog};
 use std::future::Future;
@@ -41,33 +41,40 @@ pub struct RunningSandbox {
 
 /// Starts the `[sandbox]` of the settings, if any, serving until `shutdown` resolves.
 pub async fn start_sandbox(
-    settings: &Settings,
+    settings: &ReplaySettings,
+    grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Option<RunningSandbox>, PipelineError> {
-    let Some(s) = &settings.sandbox else {
+    let Some(s): Option<&SandboxSettings> = settings.sandbox.as_ref() else {
         return Ok(None);
     };
     let log = SideEffectLog::new(s.log_ttl, s.log_capacity);
     let sandbox = Sandbox::new(s.config.clone(), log.clone()).map_err(PipelineError::Sandbox)?;
-    let (addr, task) =
-        shadowdiff_sandbox::start(s.listen, sandbox, shutdown, settings.shutdown_grace)
-            .await
-            .map_err(|source| PipelineError::Bind {
-                addr: s.listen,
-                source,
-            })?;
+    let (addr, task) = shadowdiff_sandbox::start(s.listen, sandbox, shutdown, grace)
+        .await
+        .map_err(|source| PipelineError::Bind {
+            addr: s.listen,
+            source,
+        })?;
     Ok(Some(RunningSandbox { addr, log, task }))
 }
 
 /// The replayer of the settings, linked to the in-process sandbox's log or, when
 /// `replay.sandbox_url` is set, to a standalone sandbox over HTTP.
-pub fn build_replayer(
-    settings: &Settings,
+impl ReplaySettings {
+    /// The replayer of these settings; see [`build_replayer`].
+    pub fn build(&self, in_process: Option<&SideEffectLog>) -> Result<Replayer, PipelineError> {
+        build_replayer(self, in_process)
+    }
+}
+
+fn build_replayer(
+    settings: &ReplaySettings,
     in_process: Option<&SideEffectLog>,
 ) -> Result<Replayer, PipelineError> {
     let mut replayer = Replayer::new(ReplayConfig {
         targets: settings.targets.clone(),
-        timeout: settings.replay_timeout,
+        timeout: settings.timeout,
         body_limit: settings.body_limit,
         policy: settings.policy.clone(),
         shadow_header: settings.shadow_header.clone(),

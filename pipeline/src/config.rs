@@ -251,12 +251,19 @@ pub struct KafkaSection {
     pub dead_letter: bool,
     /// Largest record produced; bigger exchanges are sent with truncated bodies.
     pub message_max_bytes: usize,
+    /// How long a producer waits to fill a batch, in milliseconds (librdkafka `linger.ms`).
+    pub linger_ms: u64,
+    /// A consumer that misses heartbeats this long leaves its group, in milliseconds
+    /// (librdkafka `session.timeout.ms`).
+    pub session_timeout_ms: u64,
     /// Extra librdkafka options for every client, e.g. `"security.protocol" = "ssl"`.
     pub options: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for KafkaSection {
     fn default() -> Self {
+        let producer = shadowdiff_kafka::ProducerConfig::new("", "");
+        let consumer = shadowdiff_kafka::ConsumerConfig::new("", "", "");
         Self {
             brokers: None,
             exchanges_topic: "shadowdiff.exchanges".to_string(),
@@ -265,7 +272,10 @@ impl Default for KafkaSection {
             diff_group: "shadowdiff-diff".to_string(),
             partitions: 6,
             dead_letter: true,
-            message_max_bytes: 1_000_000,
+            // The Kafka crate's own defaults, written once there.
+            message_max_bytes: producer.message_max_bytes,
+            linger_ms: producer.linger_ms.into(),
+            session_timeout_ms: consumer.session_timeout_ms.into(),
             options: Default::default(),
         }
     }
@@ -281,14 +291,20 @@ pub struct ClickHouseSection {
     pub password: Option<String>,
     /// Rows per insert at most; a batch is also sent after `batch_linger_ms`.
     pub batch_rows: usize,
+    /// How long a batch waits for more rows, in milliseconds.
     pub batch_linger_ms: u64,
+    /// Upper bound on one insert (sending and committing), in milliseconds.
+    pub insert_timeout_ms: u64,
 }
 
 impl Default for ClickHouseSection {
     fn default() -> Self {
+        // The ClickHouse crate's own defaults, written once there.
+        let crate_defaults = shadowdiff_clickhouse::ClickHouseConfig::new("");
         Self {
             url: None,
-            database: "shadowdiff".to_string(),
+            database: crate_defaults.database,
+            insert_timeout_ms: crate_defaults.insert_timeout_ms,
             user: None,
             password: None,
             batch_rows: 5_000,
@@ -296,23 +312,6 @@ impl Default for ClickHouseSection {
         }
     }
 }
-
-/// Which parts of the config a command needs; the rest may be absent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Needs {
-    pub control: bool,
-    pub candidates: bool,
-}
-
-impl Needs {
-    pub const ALL: Needs = Needs {
-        control: true,
-        candidates: true,
-    };
-}
-
-/// Stands in for a part a command does not use; never contacted.
-const UNUSED_URL: &str = "http://127.0.0.1:9";
 
 /// How requests reach the tap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -515,29 +514,149 @@ impl Config {
             message: e.to_string().trim_end().to_string(),
         })
     }
+
+    /// The defaults, then the file (when given), then `overrides` (flags and their `SHADOWDIFF_*`
+    /// variables): one layering for every command. The file is checked on its own first, so
+    /// its errors name its line.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let origin = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: origin.clone(),
+                    source,
+                })?;
+                Self::from_toml(&text, &origin)?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Parse {
+                    path: origin,
+                    message: e.to_string().trim_end().to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        merge(&mut table, overrides.0.clone());
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: "the command line".to_string(),
+                message: e.to_string().trim_end().to_string(),
+            })
+    }
 }
 
-/// Validated settings of the embedded pipeline.
+/// Values given on the command line (or by their `SHADOWDIFF_*` variables), by config key:
+/// `replay.timeout_ms`. [`Config::load`] lays them over the file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides(toml::Table);
+
+impl Overrides {
+    /// Sets `key` (dotted, e.g. `capture.listen`) to `value`.
+    pub fn set(&mut self, key: &str, value: impl Serialize) -> Result<(), ConfigError> {
+        let value = toml::Value::try_from(value).map_err(|e| invalid(key, e.to_string()))?;
+        let mut parts = key.split('.').peekable();
+        let mut table = &mut self.0;
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                table.insert(part.to_string(), value);
+                return Ok(());
+            }
+            let entry = table
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = match entry {
+                toml::Value::Table(t) => t,
+                _ => return Err(invalid(key, "is set twice, once as a value")),
+            };
+        }
+        Err(invalid(key, "is not a config key"))
+    }
+
+    /// The keys set, dotted, in order.
+    pub fn keys(&self) -> Vec<String> {
+        fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match v {
+                    toml::Value::Table(inner) => walk(&key, inner, out),
+                    _ => out.push(key),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk("", &self.0, &mut out);
+        out
+    }
+}
+
+/// Lays `top` over `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// What every command shares, validated: the experiment, the routes, the admin endpoint, the
+/// shutdown grace and the redactor (the tap redacts requests, the replayer responses).
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct CommonSettings {
     pub experiment: String,
     pub data_dir: PathBuf,
+    pub routes: RouteInferrer,
+    pub admin: Option<SocketAddr>,
+    pub shutdown_grace: Duration,
+    pub redactor: shadowdiff_model::redact::Redactor,
+}
+
+/// `[capture]` validated: the tap's settings. [`TapSettings::build`] makes the tap.
+#[derive(Debug, Clone)]
+pub struct TapSettings {
+    pub experiment: String,
     pub listen: SocketAddr,
     pub control: http::Uri,
     pub body_limit: usize,
     pub queue_capacity: usize,
+    /// Bytes in flight between the tap and the differ (the byte budget; in `capture --kafka`
+    /// the producer's local queue).
     pub queue_max_bytes: u64,
     pub preserve_host: bool,
-    /// Serving threads of the tap (0 in the file is resolved to the core count here).
-    pub tap_threads: usize,
+    /// Serving threads (0 in the file is resolved to the core count here).
+    pub threads: usize,
     pub control_timeout: Duration,
     /// The tap's client timeouts and connection limit.
-    pub tap_limits: shadowdiff_capture::TapLimits,
+    pub limits: shadowdiff_capture::TapLimits,
+    pub mode: CaptureMode,
+    pub sampler: shadowdiff_capture::sample::Sampler,
+    pub redactor: shadowdiff_model::redact::Redactor,
+    /// Trust and client certificate of the connection to an https control (`[tls]`).
+    pub tls: ClientTls,
+    /// Headers only shadowdiff may set, stripped from clients' requests.
+    pub shadow_markers: Vec<String>,
+}
+
+/// `[replay]` (with `[tls]`, `[routes]` and, in mirror mode, the control replica of
+/// `[capture]`) validated. [`ReplaySettings::build`] makes the replayer.
+#[derive(Debug, Clone)]
+pub struct ReplaySettings {
     pub targets: Vec<Target>,
-    pub replay_timeout: Duration,
-    pub replay_concurrency: usize,
+    pub timeout: Duration,
+    pub concurrency: usize,
     /// Replay threads of the embedded pipeline (0 in the file is resolved to the core count).
-    pub replay_threads: usize,
+    pub threads: usize,
+    /// Response bodies are kept up to this many bytes (`capture.body_limit`).
+    pub body_limit: usize,
+    /// Captured exchanges waiting for the replayer (`capture.queue_capacity`).
+    pub queue_capacity: usize,
+    /// Bytes a Kafka-fed replay stage holds at most (`capture.queue_max_bytes`).
+    pub queue_max_bytes: u64,
     pub policy: Policy,
     pub shadow_header: (String, String),
     pub exchange_id_header: String,
@@ -545,22 +664,69 @@ pub struct Settings {
     pub strip_headers: Vec<String>,
     /// Every query parameter stripped before replay (defaults and configured).
     pub strip_query: Vec<String>,
-    pub rules: Rules,
-    pub routes: RouteInferrer,
-    pub diff_workers: usize,
-    pub result_queue: usize,
-    pub shutdown_grace: Duration,
-    pub admin: Option<SocketAddr>,
-    pub mode: CaptureMode,
-    pub sampler: shadowdiff_capture::sample::Sampler,
-    pub redactor: shadowdiff_model::redact::Redactor,
-    /// Trust and client certificate of outbound https connections (`[tls]`).
-    pub tls: ClientTls,
     pub credentials: Vec<(String, String)>,
     pub query_credentials: Vec<(String, String)>,
+    pub routes: RouteInferrer,
+    /// Secrets in the targets' responses are redacted like the tap redacts the control's.
+    pub redactor: shadowdiff_model::redact::Redactor,
     /// A standalone sandbox to ask for side effects (`replay.sandbox_url`).
     pub sandbox_url: Option<http::Uri>,
+    /// The egress sandbox `run` and `import` start in this process (`[sandbox]`).
     pub sandbox: Option<SandboxSettings>,
+}
+
+/// `[diff]` and `[pipeline]` validated: the rules, the differ pool and its queue.
+/// [`DiffSettings::build`] makes the differ.
+#[derive(Debug, Clone)]
+pub struct DiffSettings {
+    pub rules: Rules,
+    pub routes: RouteInferrer,
+    /// Differ threads (0 in the file is resolved to the core count here).
+    pub workers: usize,
+    /// Replay results waiting for a differ.
+    pub result_queue: usize,
+    /// Bytes a Kafka-fed diff stage holds at most (`capture.queue_max_bytes`).
+    pub queue_max_bytes: u64,
+}
+
+/// `[kafka]` validated: the transport of the distributed deployment.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub exchanges_topic: String,
+    pub results_topic: String,
+    pub replay_group: String,
+    pub diff_group: String,
+    pub partitions: i32,
+    pub dead_letter: bool,
+    pub message_max_bytes: usize,
+    pub linger: Duration,
+    pub session_timeout: Duration,
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+/// `[clickhouse]` validated: the result store of the distributed deployment.
+#[derive(Debug, Clone)]
+pub struct ClickHouseSettings {
+    pub config: shadowdiff_clickhouse::ClickHouseConfig,
+    /// Rows per insert at most, and how long a batch waits for more.
+    pub batch: BatchSettings,
+}
+
+/// When the store writer writes a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSettings {
+    pub rows: usize,
+    pub linger: Duration,
+}
+
+/// Everything `shadowdiff run` needs: every stage in one process.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub common: CommonSettings,
+    pub tap: TapSettings,
+    pub replay: ReplaySettings,
+    pub diff: DiffSettings,
 }
 
 pub fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -626,52 +792,138 @@ fn positive(key: &str, v: u64) -> Result<u64, ConfigError> {
     }
 }
 
+/// Resolves `0 = one per core`.
+fn per_core(configured: usize) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    }
+}
+
 impl Config {
-    /// Checks everything the embedded pipeline needs and builds its settings.
-    pub fn validate(&self) -> Result<Settings, ConfigError> {
-        self.validate_for(Needs::ALL)
+    /// Everything `shadowdiff run` needs: every section of every stage.
+    pub fn validate(&self) -> Result<RunSettings, ConfigError> {
+        let common = self.common()?;
+        Ok(RunSettings {
+            tap: self.tap(&common)?,
+            replay: self.replay(&common)?,
+            diff: self.diff(&common)?,
+            common,
+        })
     }
 
-    /// Like [`Config::validate`], for a command that needs only some parts (e.g. `diff` needs
-    /// neither a control nor candidates).
-    pub fn validate_for(&self, needs: Needs) -> Result<Settings, ConfigError> {
-        let mut owned;
-        let mut this = self;
-        if (!needs.control && self.capture.control.is_none())
-            || (!needs.candidates && self.replay.candidates.is_empty())
-        {
-            owned = self.clone();
-            if !needs.control && owned.capture.control.is_none() {
-                owned.capture.control = Some(UNUSED_URL.to_string());
-            }
-            if !needs.candidates && owned.replay.candidates.is_empty() {
-                owned.replay.candidates.push(CandidateConfig {
-                    name: "unused".to_string(),
-                    url: UNUSED_URL.to_string(),
-                });
-            }
-            this = &owned;
-        }
-        this.validate_all()
-    }
-
-    fn validate_all(&self) -> Result<Settings, ConfigError> {
+    /// `experiment`, `data_dir`, `[routes]`, `[admin]`, `[pipeline] shutdown_grace_ms` and
+    /// `[capture.redaction]`: what every command uses.
+    pub fn common(&self) -> Result<CommonSettings, ConfigError> {
+        use shadowdiff_model::redact::{RedactionConfig, Redactor, REDACTION_KEY_ENV};
         if self.experiment.trim().is_empty() {
             return Err(invalid("experiment", "must not be empty"));
         }
-        let listen = parse_addr("capture.listen (--listen)", &self.capture.listen)?;
-        let control_text = self.capture.control.as_deref().ok_or_else(|| {
+        let mut patterns = Vec::new();
+        for (i, p) in self.routes.patterns.iter().enumerate() {
+            patterns.push(
+                RoutePattern::parse(p)
+                    .map_err(|e| invalid(&format!("routes.patterns[{i}]"), e.to_string()))?,
+            );
+        }
+        let admin = if self.admin.listen.is_empty() {
+            None
+        } else {
+            Some(parse_addr("admin.listen (--admin)", &self.admin.listen)?)
+        };
+        let r = &self.capture.redaction;
+        let key = match r.key.clone().filter(|k| !k.is_empty()) {
+            Some(k) => k.into_bytes(),
+            None => match std::env::var(REDACTION_KEY_ENV) {
+                Ok(k) if !k.is_empty() => k.into_bytes(),
+                _ => uuid::Uuid::new_v4().as_bytes().to_vec(),
+            },
+        };
+        let redactor = Redactor::new(&RedactionConfig {
+            key,
+            headers: r.headers.clone(),
+            query: r.query.clone(),
+            replace_default_secrets: r.replace_default_secrets,
+            body_paths: r.body_paths.clone(),
+        })
+        .map_err(|e| invalid("capture.redaction", e.to_string()))?;
+        Ok(CommonSettings {
+            experiment: self.experiment.clone(),
+            data_dir: self.data_dir.clone(),
+            routes: RouteInferrer::new(patterns),
+            admin,
+            shutdown_grace: Duration::from_millis(self.pipeline.shutdown_grace_ms),
+            redactor,
+        })
+    }
+
+    /// The control URL, required.
+    fn control(&self) -> Result<http::Uri, ConfigError> {
+        let text = self.capture.control.as_deref().ok_or_else(|| {
             invalid(
                 "capture.control (--control)",
                 "is required: the URL of the production service, e.g. --control http://127.0.0.1:8081",
             )
         })?;
-        let control = parse_http_url("capture.control (--control)", control_text)?;
-        let tls = self.tls.load()?;
-        let body_limit = positive("capture.body_limit", self.capture.body_limit as u64)? as usize;
-        let queue_capacity =
-            positive("capture.queue_capacity", self.capture.queue_capacity as u64)? as usize;
+        parse_http_url("capture.control (--control)", text)
+    }
 
+    /// `[capture]` (with `[tls]` for an https control): the tap's settings.
+    pub fn tap(&self, common: &CommonSettings) -> Result<TapSettings, ConfigError> {
+        use shadowdiff_capture::sample::{SampleConfig, SampleKey, Sampler};
+        let listen = parse_addr("capture.listen (--listen)", &self.capture.listen)?;
+        let control = self.control()?;
+        let tls = self.tls.load()?;
+        let s = &self.capture.sampling;
+        let key = match (&s.key_header, &s.key_query) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "capture.sampling",
+                    "set key_header or key_query, not both",
+                ))
+            }
+            (Some(h), None) => Some(SampleKey::Header(h.to_ascii_lowercase())),
+            (None, Some(q)) => Some(SampleKey::Query(q.clone())),
+            (None, None) => None,
+        };
+        let sampler = Sampler::new(&SampleConfig {
+            percent: s.percent,
+            key,
+            methods: s.methods.clone(),
+            paths: s.paths.clone(),
+            headers: s.headers.clone(),
+        })
+        .map_err(|e| invalid("capture.sampling", e.to_string()))?;
+        Ok(TapSettings {
+            experiment: common.experiment.clone(),
+            listen,
+            control,
+            body_limit: positive("capture.body_limit", self.capture.body_limit as u64)? as usize,
+            queue_capacity: positive("capture.queue_capacity", self.capture.queue_capacity as u64)?
+                as usize,
+            queue_max_bytes: positive("capture.queue_max_bytes", self.capture.queue_max_bytes)?,
+            preserve_host: self.capture.preserve_host,
+            threads: per_core(at_most("capture.threads", self.capture.threads, 1024)?),
+            control_timeout: Duration::from_millis(positive(
+                "capture.control_timeout_ms",
+                self.capture.control_timeout_ms,
+            )?),
+            limits: self.capture.tap_limits()?,
+            mode: self.capture.mode,
+            sampler,
+            redactor: common.redactor.clone(),
+            tls,
+            shadow_markers: vec![
+                self.replay.shadow_header.clone(),
+                self.replay.exchange_id_header.clone(),
+            ],
+        })
+    }
+
+    /// `[replay]`, `[tls]`, `[sandbox]` and, in mirror mode, the control replica of
+    /// `capture.control`: the replayer's settings.
+    pub fn replay(&self, common: &CommonSettings) -> Result<ReplaySettings, ConfigError> {
+        let tls = self.tls.load()?;
         if self.replay.candidates.is_empty() {
             return Err(invalid(
                 "replay.candidates (--candidate)",
@@ -714,51 +966,44 @@ impl Config {
                     .map_err(|e| invalid("replay.secondary", e.to_string()))?,
             );
         }
-        let policy =
-            Policy::new(&self.replay.allow).map_err(|e| invalid("replay", e.to_string()))?;
-        let rules = Rules::compile(&self.diff).map_err(|e| invalid("diff", e.to_string()))?;
-        let mut patterns = Vec::new();
-        for (i, p) in self.routes.patterns.iter().enumerate() {
-            patterns.push(
-                RoutePattern::parse(p)
-                    .map_err(|e| invalid(&format!("routes.patterns[{i}]"), e.to_string()))?,
+        if self.capture.mode == CaptureMode::Mirror {
+            // In mirror mode the tap sees no response: `control` is a replica the replayer asks.
+            let control = self.control()?;
+            targets.push(
+                Target::new("control", TargetRole::Control, &control.to_string(), &tls)
+                    .map_err(|e| invalid("capture.control (--control)", e.to_string()))?,
             );
         }
-        let admin = if self.admin.listen.is_empty() {
-            None
-        } else {
-            Some(parse_addr("admin.listen (--admin)", &self.admin.listen)?)
+        let policy =
+            Policy::new(&self.replay.allow).map_err(|e| invalid("replay", e.to_string()))?;
+        let mut credentials = Vec::new();
+        for (name, value) in &self.replay.credentials {
+            let key = format!("replay.credentials.{name}");
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(&key, "is not a valid header name"));
+            }
+            if http::HeaderValue::from_str(value).is_err() {
+                return Err(invalid(
+                    &key,
+                    "value must be visible ASCII (no newlines or control characters)",
+                ));
+            }
+            credentials.push((name.to_ascii_lowercase(), value.clone()));
+        }
+        let sandbox_url = match &self.replay.sandbox_url {
+            Some(url) => Some(parse_plain_http_url("replay.sandbox_url", url)?),
+            None => None,
         };
-        let (sampler, redactor, credentials, sandbox_url, sandbox) =
-            self.validate_sources(&control, &tls, &mut targets)?;
-        let per_core = |configured: usize| match configured {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        };
-        let diff_workers = per_core(self.pipeline.diff_workers);
-        Ok(Settings {
-            experiment: self.experiment.clone(),
-            data_dir: self.data_dir.clone(),
-            listen,
-            control,
-            body_limit,
-            queue_capacity,
-            queue_max_bytes: positive("capture.queue_max_bytes", self.capture.queue_max_bytes)?,
-            preserve_host: self.capture.preserve_host,
-            tap_threads: per_core(at_most("capture.threads", self.capture.threads, 1024)?),
-            control_timeout: Duration::from_millis(positive(
-                "capture.control_timeout_ms",
-                self.capture.control_timeout_ms,
-            )?),
-            tap_limits: self.capture.tap_limits()?,
+        let sandbox = self.sandbox(sandbox_url.is_some())?;
+        Ok(ReplaySettings {
             targets,
-            replay_timeout: Duration::from_millis(positive(
-                "replay.timeout_ms",
-                self.replay.timeout_ms,
-            )?),
-            replay_concurrency: positive("replay.concurrency", self.replay.concurrency as u64)?
+            timeout: Duration::from_millis(positive("replay.timeout_ms", self.replay.timeout_ms)?),
+            concurrency: positive("replay.concurrency", self.replay.concurrency as u64)? as usize,
+            threads: per_core(at_most("replay.threads", self.replay.threads, 256)?),
+            body_limit: positive("capture.body_limit", self.capture.body_limit as u64)? as usize,
+            queue_capacity: positive("capture.queue_capacity", self.capture.queue_capacity as u64)?
                 as usize,
-            replay_threads: per_core(at_most("replay.threads", self.replay.threads, 256)?),
+            queue_max_bytes: positive("capture.queue_max_bytes", self.capture.queue_max_bytes)?,
             policy,
             shadow_header: (
                 self.replay.shadow_header.clone(),
@@ -775,21 +1020,179 @@ impl Config {
                 &self.replay.strip_query,
                 self.replay.replace_default_secrets,
             ),
-            rules,
-            routes: RouteInferrer::new(patterns),
-            diff_workers,
-            result_queue: positive("pipeline.result_queue", self.pipeline.result_queue as u64)?
-                as usize,
-            shutdown_grace: Duration::from_millis(self.pipeline.shutdown_grace_ms),
-            admin,
-            mode: self.capture.mode,
-            sampler,
-            redactor,
             credentials,
             query_credentials: self.query_credentials()?,
+            routes: common.routes.clone(),
+            redactor: common.redactor.clone(),
             sandbox_url,
             sandbox,
-            tls,
+        })
+    }
+
+    /// `[diff]` and `[pipeline]`: the differ pool's settings.
+    pub fn diff(&self, common: &CommonSettings) -> Result<DiffSettings, ConfigError> {
+        Ok(DiffSettings {
+            rules: Rules::compile(&self.diff).map_err(|e| invalid("diff", e.to_string()))?,
+            routes: common.routes.clone(),
+            workers: per_core(at_most(
+                "pipeline.diff_workers",
+                self.pipeline.diff_workers,
+                1024,
+            )?),
+            result_queue: positive("pipeline.result_queue", self.pipeline.result_queue as u64)?
+                as usize,
+            queue_max_bytes: positive("capture.queue_max_bytes", self.capture.queue_max_bytes)?,
+        })
+    }
+
+    /// `[kafka]`: the distributed deployment's transport.
+    pub fn kafka(&self) -> Result<KafkaSettings, ConfigError> {
+        let k = &self.kafka;
+        let brokers = match k.brokers.as_deref().map(str::trim) {
+            Some(b) if !b.is_empty() => b.to_string(),
+            _ => {
+                return Err(invalid(
+                    "kafka.brokers (--kafka)",
+                    "is required: comma-separated host:port list, e.g. --kafka 127.0.0.1:9092",
+                ))
+            }
+        };
+        for broker in brokers.split(',').map(str::trim) {
+            let port = broker.rsplit_once(':').map(|(_, p)| p);
+            if broker.is_empty() || !port.is_some_and(|p| p.parse::<u16>().is_ok()) {
+                return Err(invalid(
+                    "kafka.brokers (--kafka)",
+                    format!("`{broker}` is not host:port, e.g. 127.0.0.1:9092"),
+                ));
+            }
+        }
+        let topic = |key: &str, name: &str| -> Result<String, ConfigError> {
+            // Kafka's own rule: 1-249 of [a-zA-Z0-9._-], not `.` or `..`.
+            let ok = !name.is_empty()
+                && name.len() <= 249
+                && name != "."
+                && name != ".."
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if ok {
+                Ok(name.to_string())
+            } else {
+                Err(invalid(
+                    key,
+                    format!("`{name}` is not a Kafka topic name (1-249 of letters, digits, `.`, `_`, `-`)"),
+                ))
+            }
+        };
+        let group = |key: &str, name: &str| -> Result<String, ConfigError> {
+            if name.trim().is_empty() {
+                Err(invalid(key, "must not be empty"))
+            } else {
+                Ok(name.to_string())
+            }
+        };
+        let exchanges_topic = topic(
+            "kafka.exchanges_topic (--exchanges-topic)",
+            &k.exchanges_topic,
+        )?;
+        let results_topic = topic("kafka.results_topic (--results-topic)", &k.results_topic)?;
+        if exchanges_topic == results_topic {
+            return Err(invalid(
+                "kafka.results_topic",
+                format!("must differ from kafka.exchanges_topic (both are `{results_topic}`)"),
+            ));
+        }
+        if !(1..=10_000).contains(&k.partitions) {
+            return Err(invalid(
+                "kafka.partitions",
+                format!("{} is out of range: 1 to 10000", k.partitions),
+            ));
+        }
+        if k.message_max_bytes < 1_000 || k.message_max_bytes > 1_000_000_000 {
+            return Err(invalid(
+                "kafka.message_max_bytes",
+                format!(
+                    "{} is out of range: 1000 to 1000000000 (librdkafka's bounds)",
+                    k.message_max_bytes
+                ),
+            ));
+        }
+        if k.linger_ms > 900_000 {
+            return Err(invalid(
+                "kafka.linger_ms",
+                "must be at most 900000 (librdkafka's bound)",
+            ));
+        }
+        for (name, _) in &k.options {
+            if name.trim().is_empty() || name.contains(char::is_whitespace) {
+                return Err(invalid(
+                    &format!("kafka.options.{name}"),
+                    "is not a librdkafka property name",
+                ));
+            }
+        }
+        Ok(KafkaSettings {
+            brokers,
+            exchanges_topic,
+            results_topic,
+            replay_group: group("kafka.replay_group (--group)", &k.replay_group)?,
+            diff_group: group("kafka.diff_group (--group)", &k.diff_group)?,
+            partitions: k.partitions,
+            dead_letter: k.dead_letter,
+            message_max_bytes: k.message_max_bytes,
+            linger: Duration::from_millis(k.linger_ms),
+            session_timeout: Duration::from_millis(
+                positive("kafka.session_timeout_ms", k.session_timeout_ms)?
+                    .clamp(1, u32::MAX as u64),
+            ),
+            options: k.options.clone(),
+        })
+    }
+
+    /// `[clickhouse]`: the distributed deployment's result store.
+    pub fn clickhouse(&self) -> Result<ClickHouseSettings, ConfigError> {
+        let c = &self.clickhouse;
+        let key = "clickhouse.url (--clickhouse)";
+        let url = c.url.as_deref().map(str::trim).unwrap_or_default();
+        if url.is_empty() {
+            return Err(invalid(
+                key,
+                "is required: the ClickHouse HTTP URL, e.g. --clickhouse http://127.0.0.1:8123",
+            ));
+        }
+        let uri = parse_http_url(key, url)?;
+        if uri.path() != "/" || uri.query().is_some() {
+            return Err(invalid(
+                key,
+                format!("`{url}` must be the server's base URL without a path, e.g. http://127.0.0.1:8123"),
+            ));
+        }
+        let database = &c.database;
+        if database.is_empty()
+            || !database
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || database.as_bytes()[0].is_ascii_digit()
+        {
+            return Err(invalid(
+                "clickhouse.database (--database)",
+                format!("`{database}` is not a plain ClickHouse identifier (letters, digits, `_`, not starting with a digit)"),
+            ));
+        }
+        let mut config = shadowdiff_clickhouse::ClickHouseConfig::new(url.trim_end_matches('/'))
+            .with_database(database.clone());
+        config.user = c.user.clone();
+        config.password = c.password.clone();
+        config.insert_timeout_ms = positive("clickhouse.insert_timeout_ms", c.insert_timeout_ms)?;
+        Ok(ClickHouseSettings {
+            config,
+            batch: BatchSettings {
+                rows: positive("clickhouse.batch_rows", c.batch_rows as u64)? as usize,
+                linger: Duration::from_millis(positive(
+                    "clickhouse.batch_linger_ms",
+                    c.batch_linger_ms,
+                )?),
+            },
         })
     }
 
@@ -808,137 +1211,54 @@ impl Config {
         Ok(out)
     }
 
-    /// Mirror mode's control replica, sampling, redaction, credentials and the sandbox.
-    #[allow(clippy::type_complexity)]
-    fn validate_sources(
-        &self,
-        control: &http::Uri,
-        tls: &ClientTls,
-        targets: &mut Vec<Target>,
-    ) -> Result<
-        (
-            shadowdiff_capture::sample::Sampler,
-            shadowdiff_model::redact::Redactor,
-            Vec<(String, String)>,
-            Option<http::Uri>,
-            Option<SandboxSettings>,
-        ),
-        ConfigError,
-    > {
-        use shadowdiff_capture::sample::{SampleConfig, SampleKey, Sampler};
-        use shadowdiff_model::redact::{RedactionConfig, Redactor, REDACTION_KEY_ENV};
-        if self.capture.mode == CaptureMode::Mirror {
-            // In mirror mode the tap sees no response: `control` is a replica the replayer asks.
-            targets.push(
-                Target::new("control", TargetRole::Control, &control.to_string(), tls)
-                    .map_err(|e| invalid("capture.control (--control)", e.to_string()))?,
-            );
+    /// `[sandbox]`: the in-process egress sandbox, if `listen` is set.
+    fn sandbox(&self, standalone: bool) -> Result<Option<SandboxSettings>, ConfigError> {
+        if self.sandbox.listen.is_empty() {
+            return Ok(None);
         }
-        let s = &self.capture.sampling;
-        let key = match (&s.key_header, &s.key_query) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "capture.sampling",
-                    "set key_header or key_query, not both",
-                ))
-            }
-            (Some(h), None) => Some(SampleKey::Header(h.to_ascii_lowercase())),
-            (None, Some(q)) => Some(SampleKey::Query(q.clone())),
-            (None, None) => None,
+        if standalone {
+            return Err(invalid(
+                "replay.sandbox_url",
+                "set either [sandbox] listen (a sandbox in this process) or replay.sandbox_url (a standalone `shadowdiff sandbox`), not both",
+            ));
+        }
+        let listen = parse_addr("sandbox.listen", &self.sandbox.listen)?;
+        let canned = match &self.sandbox.canned {
+            Some(path) => shadowdiff_sandbox::Canned::from_file(path)
+                .map_err(|e| invalid("sandbox.canned", e.to_string()))?,
+            None => shadowdiff_sandbox::Canned::default(),
         };
-        let sampler = Sampler::new(&SampleConfig {
-            percent: s.percent,
-            key,
-            methods: s.methods.clone(),
-            paths: s.paths.clone(),
-            headers: s.headers.clone(),
-        })
-        .map_err(|e| invalid("capture.sampling", e.to_string()))?;
-
-        let r = &self.capture.redaction;
-        let key = match r.key.clone().filter(|k| !k.is_empty()) {
-            Some(k) => k.into_bytes(),
-            None => match std::env::var(REDACTION_KEY_ENV) {
-                Ok(k) if !k.is_empty() => k.into_bytes(),
-                _ => uuid::Uuid::new_v4().as_bytes().to_vec(),
+        if http::StatusCode::from_u16(self.sandbox.block_status).is_err() {
+            return Err(invalid(
+                "sandbox.block_status",
+                format!(
+                    "{} is not an HTTP status; use e.g. 403",
+                    self.sandbox.block_status
+                ),
+            ));
+        }
+        Ok(Some(SandboxSettings {
+            listen,
+            config: shadowdiff_sandbox::SandboxConfig {
+                allow: self.sandbox.allow.clone(),
+                allow_tunnel: self.sandbox.allow_tunnel.clone(),
+                lookup_any_peer: self.sandbox.lookup_any_peer,
+                canned,
+                block_status: self.sandbox.block_status,
+                exchange_id_header: self.replay.exchange_id_header.clone(),
+                upstream_timeout: Duration::from_millis(self.replay.timeout_ms.max(1)),
             },
-        };
-        let redactor = Redactor::new(&RedactionConfig {
-            key,
-            headers: r.headers.clone(),
-            query: r.query.clone(),
-            replace_default_secrets: r.replace_default_secrets,
-            body_paths: r.body_paths.clone(),
-        })
-        .map_err(|e| invalid("capture.redaction", e.to_string()))?;
-
-        let mut credentials = Vec::new();
-        for (name, value) in &self.replay.credentials {
-            let key = format!("replay.credentials.{name}");
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(invalid(&key, "is not a valid header name"));
-            }
-            if http::HeaderValue::from_str(value).is_err() {
-                return Err(invalid(
-                    &key,
-                    "value must be visible ASCII (no newlines or control characters)",
-                ));
-            }
-            credentials.push((name.to_ascii_lowercase(), value.clone()));
-        }
-
-        let sandbox_url = match &self.replay.sandbox_url {
-            Some(url) => Some(parse_plain_http_url("replay.sandbox_url", url)?),
-            None => None,
-        };
-        let sandbox = if self.sandbox.listen.is_empty() {
-            None
-        } else {
-            if sandbox_url.is_some() {
-                return Err(invalid(
-                    "replay.sandbox_url",
-                    "set either [sandbox] listen (a sandbox in this process) or replay.sandbox_url (a standalone `shadowdiff sandbox`), not both",
-                ));
-            }
-            let listen = parse_addr("sandbox.listen", &self.sandbox.listen)?;
-            let canned = match &self.sandbox.canned {
-                Some(path) => shadowdiff_sandbox::Canned::from_file(path)
-                    .map_err(|e| invalid("sandbox.canned", e.to_string()))?,
-                None => shadowdiff_sandbox::Canned::default(),
-            };
-            if http::StatusCode::from_u16(self.sandbox.block_status).is_err() {
-                return Err(invalid(
-                    "sandbox.block_status",
-                    format!(
-                        "{} is not an HTTP status; use e.g. 403",
-                        self.sandbox.block_status
-                    ),
-                ));
-            }
-            Some(SandboxSettings {
-                listen,
-                config: shadowdiff_sandbox::SandboxConfig {
-                    allow: self.sandbox.allow.clone(),
-                    allow_tunnel: self.sandbox.allow_tunnel.clone(),
-                    lookup_any_peer: self.sandbox.lookup_any_peer,
-                    canned,
-                    block_status: self.sandbox.block_status,
-                    exchange_id_header: self.replay.exchange_id_header.clone(),
-                    upstream_timeout: Duration::from_millis(self.replay.timeout_ms.max(1)),
-                },
-                log_ttl: Duration::from_secs(positive(
-                    "sandbox.log_ttl_secs",
-                    self.sandbox.log_ttl_secs,
-                )?),
-                log_capacity: positive("sandbox.log_capacity", self.sandbox.log_capacity as u64)?
-                    as usize,
-            })
-        };
-        Ok((sampler, redactor, credentials, sandbox_url, sandbox))
+            log_ttl: Duration::from_secs(positive(
+                "sandbox.log_ttl_secs",
+                self.sandbox.log_ttl_secs,
+            )?),
+            log_capacity: positive("sandbox.log_capacity", self.sandbox.log_capacity as u64)?
+                as usize,
+        }))
     }
 }
 
-impl Settings {
+impl TapSettings {
     /// The tee proxy's settings.
     pub fn tee_config(&self) -> shadowdiff_capture::TeeConfig {
         shadowdiff_capture::TeeConfig {
@@ -948,11 +1268,8 @@ impl Settings {
             experiment: self.experiment.clone(),
             preserve_host: self.preserve_host,
             control_timeout: self.control_timeout,
-            limits: self.tap_limits.clone(),
-            shadow_markers: vec![
-                self.shadow_header.0.clone(),
-                self.exchange_id_header.clone(),
-            ],
+            limits: self.limits.clone(),
+            shadow_markers: self.shadow_markers.clone(),
         }
     }
 
@@ -962,6 +1279,78 @@ impl Settings {
             body_limit: self.body_limit,
             experiment: self.experiment.clone(),
             body_timeout: self.control_timeout,
+        }
+    }
+}
+
+impl DiffSettings {
+    /// The differ of these rules and routes.
+    pub fn build(&self) -> shadowdiff_differ::Differ {
+        shadowdiff_differ::Differ::new(self.rules.clone(), self.routes.clone())
+    }
+}
+
+impl KafkaSettings {
+    /// The first broker, for the readiness check.
+    pub fn first_broker(&self) -> String {
+        self.brokers
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+
+    /// A producer to `topic` with these settings.
+    pub fn producer(&self, topic: &str) -> shadowdiff_kafka::ProducerConfig {
+        let mut c = shadowdiff_kafka::ProducerConfig::new(&self.brokers, topic);
+        c.message_max_bytes = self.message_max_bytes;
+        c.linger_ms = self.linger.as_millis().min(u32::MAX as u128) as u32;
+        c.librdkafka_options = self.options.clone();
+        c
+    }
+
+    /// A consumer of `topic` in `group` with these settings (and its dead-letter topic).
+    pub fn consumer(&self, topic: &str, group: &str) -> shadowdiff_kafka::ConsumerConfig {
+        let mut c = shadowdiff_kafka::ConsumerConfig::new(&self.brokers, topic, group);
+        if self.dead_letter {
+            c = c.with_default_dead_letter_topic();
+        }
+        c.session_timeout_ms = self.session_timeout.as_millis().min(u32::MAX as u128) as u32;
+        c.librdkafka_options = self.options.clone();
+        c
+    }
+
+    /// Creates the exchanges and results topics (and their dead-letter topics) if missing.
+    pub async fn ensure_topics(&self) -> Result<(), shadowdiff_kafka::Error> {
+        let mut list = vec![
+            (self.exchanges_topic.clone(), self.partitions),
+            (self.results_topic.clone(), self.partitions),
+        ];
+        if self.dead_letter {
+            list.push((
+                shadowdiff_kafka::dead_letter_topic(&self.exchanges_topic),
+                1,
+            ));
+            list.push((shadowdiff_kafka::dead_letter_topic(&self.results_topic), 1));
+        }
+        let refs: Vec<(&str, i32)> = list.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+        shadowdiff_kafka::ensure_topics(&self.brokers, &refs).await
+    }
+}
+
+impl ClickHouseSettings {
+    /// `host:port` of the server, for the readiness check.
+    pub fn addr(&self) -> String {
+        let url = &self.config.url;
+        let rest = url.split("://").nth(1).unwrap_or(url);
+        let host = rest.split('/').next().unwrap_or(rest);
+        if host.contains(':') {
+            host.to_string()
+        } else if url.starts_with("https://") {
+            format!("{host}:443")
+        } else {
+            format!("{host}:80")
         }
     }
 }
@@ -1055,11 +1444,11 @@ mod tests {
 
     #[test]
     fn replay_threads_default_to_one_and_are_bounded() {
-        assert_eq!(base().validate().unwrap().replay_threads, 1);
+        assert_eq!(base().validate().unwrap().replay.threads, 1);
         let mut c = base();
         c.replay.threads = 0;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        assert_eq!(c.validate().unwrap().replay_threads, cores);
+        assert_eq!(c.validate().unwrap().replay.threads, cores);
         c.replay.threads = 300;
         let e = c.validate().unwrap_err().to_string();
         assert!(
@@ -1071,10 +1460,10 @@ mod tests {
     #[test]
     fn tap_threads_default_to_one_per_core() {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        assert_eq!(base().validate().unwrap().tap_threads, cores);
+        assert_eq!(base().validate().unwrap().tap.threads, cores);
         let mut c = base();
         c.capture.threads = 3;
-        assert_eq!(c.validate().unwrap().tap_threads, 3);
+        assert_eq!(c.validate().unwrap().tap.threads, 3);
     }
 
     #[test]
@@ -1099,13 +1488,14 @@ mod tests {
             allow = ["rates.internal"]
         "#;
         let s = Config::from_toml(text, "t").unwrap().validate().unwrap();
-        assert_eq!(s.mode, CaptureMode::Mirror);
+        assert_eq!(s.tap.mode, CaptureMode::Mirror);
         assert!(s
+            .replay
             .targets
             .iter()
             .any(|t| t.role == TargetRole::Control && t.name == "control"));
-        assert_eq!(s.sampler.rate(), 0.1);
-        assert!(s.sandbox.is_some());
+        assert_eq!(s.tap.sampler.rate(), 0.1);
+        assert!(s.replay.sandbox.is_some());
 
         let check = |f: &dyn Fn(&mut Config), expect: &str| {
             let mut c = base();
@@ -1166,9 +1556,12 @@ mod tests {
         c.replay.candidates[0].url = "https://v2.internal:8443".into();
         c.replay.secondary = Some("https://secondary.internal".into());
         let s = c.validate().unwrap();
-        assert_eq!(s.control.scheme_str(), Some("https"));
-        assert_eq!(s.tee_config().control.to_string(), "https://api.internal/");
-        assert!(!s.tls.has_client_certificate());
+        assert_eq!(s.tap.control.scheme_str(), Some("https"));
+        assert_eq!(
+            s.tap.tee_config().control.to_string(),
+            "https://api.internal/"
+        );
+        assert!(!s.tap.tls.has_client_certificate());
 
         // The standalone sandbox's lookup is plain http only.
         let mut c = base();
@@ -1223,7 +1616,7 @@ mod tests {
             write(dir.path(), "one.key", &one.key_pem).display(),
         );
         let s = Config::from_toml(&text, "t").unwrap().validate().unwrap();
-        assert!(s.tls.has_client_certificate());
+        assert!(s.tap.tls.has_client_certificate());
     }
 
     #[test]
@@ -1251,8 +1644,8 @@ mod tests {
         "#;
         let c = Config::from_toml(text, "t").unwrap();
         let s = c.validate().unwrap();
-        assert_eq!(s.experiment, "checkout-v2");
-        assert_eq!(s.targets.len(), 1);
+        assert_eq!(s.common.experiment, "checkout-v2");
+        assert_eq!(s.replay.targets.len(), 1);
     }
 
     #[test]
@@ -1278,20 +1671,23 @@ mod tests {
         "#;
         let s = Config::from_toml(text, "t").unwrap().validate().unwrap();
         for h in SECRET_HEADERS {
-            assert!(s.strip_headers.contains(&h.to_string()), "{h}");
+            assert!(s.replay.strip_headers.contains(&h.to_string()), "{h}");
         }
-        assert!(s.strip_headers.contains(&"x-tenant-secret".to_string()));
+        assert!(s
+            .replay
+            .strip_headers
+            .contains(&"x-tenant-secret".to_string()));
         for q in SECRET_QUERY_PARAMS {
-            assert!(s.strip_query.contains(&q.to_string()), "{q}");
+            assert!(s.replay.strip_query.contains(&q.to_string()), "{q}");
         }
-        assert!(s.strip_query.contains(&"promo".to_string()));
+        assert!(s.replay.strip_query.contains(&"promo".to_string()));
         assert_eq!(
-            s.query_credentials,
+            s.replay.query_credentials,
             vec![("api_key".to_string(), "synthetic key".to_string())]
         );
         // The defaults apply with no [replay] section at all.
         assert_eq!(
-            base().validate().unwrap().strip_headers.len(),
+            base().validate().unwrap().replay.strip_headers.len(),
             SECRET_HEADERS.len()
         );
 
@@ -1300,8 +1696,8 @@ mod tests {
         c.replay.strip_headers = vec!["authorization".into()];
         c.replay.strip_query = vec!["token".into()];
         let s = c.validate().unwrap();
-        assert_eq!(s.strip_headers, vec!["authorization"]);
-        assert_eq!(s.strip_query, vec!["token"]);
+        assert_eq!(s.replay.strip_headers, vec!["authorization"]);
+        assert_eq!(s.replay.strip_query, vec!["token"]);
 
         let mut c = base();
         c.replay.query_credentials.insert(" ".into(), "x".into());
@@ -1316,5 +1712,181 @@ mod tests {
         c.replay.allow = e.replay.allow;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("replay.allow[0]") && e.contains("bodies"), "{e}");
+    }
+
+    #[test]
+    fn flags_lay_over_the_file_key_by_key_and_keep_its_other_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            "[capture]\ncontrol = \"http://127.0.0.1:1\"\nbody_limit = 5\n[replay]\ntimeout_ms = 7\n",
+        )
+        .unwrap();
+        let mut o = Overrides::default();
+        o.set("replay.timeout_ms", 9u64).unwrap();
+        o.set(
+            "replay.candidates",
+            vec![CandidateConfig {
+                name: "v2".into(),
+                url: "http://127.0.0.1:2".into(),
+            }],
+        )
+        .unwrap();
+        o.set("capture.mode", CaptureMode::Mirror).unwrap();
+        assert_eq!(
+            o.keys(),
+            vec!["capture.mode", "replay.candidates", "replay.timeout_ms"]
+        );
+        let c = Config::load(Some(&path), &o).unwrap();
+        assert_eq!(c.replay.timeout_ms, 9, "the flag wins");
+        assert_eq!(c.capture.body_limit, 5, "the file's other keys stay");
+        assert_eq!(c.capture.control.as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(c.capture.mode, CaptureMode::Mirror);
+        assert_eq!(c.replay.candidates.len(), 1);
+        assert_eq!(c.replay.concurrency, Config::default().replay.concurrency);
+        // No file: flags over the defaults.
+        let c = Config::load(None, &o).unwrap();
+        assert_eq!(c.replay.timeout_ms, 9);
+        assert_eq!(c.capture.body_limit, Config::default().capture.body_limit);
+        // The file's own errors still name its line.
+        std::fs::write(&path, "[replay]\ntimeout_ms = \"soon\"\n").unwrap();
+        let e = Config::load(Some(&path), &o).unwrap_err().to_string();
+        assert!(e.contains("s.toml") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn each_stage_validates_only_its_sections() {
+        // `diff` needs neither a control nor candidates: no placeholder URL involved.
+        let mut c = Config::default();
+        c.kafka.brokers = Some("127.0.0.1:9092".into());
+        c.clickhouse.url = Some("http://127.0.0.1:8123".into());
+        let common = c.common().unwrap();
+        assert!(c.diff(&common).is_ok());
+        assert!(c.kafka().is_ok());
+        assert!(c.clickhouse().is_ok());
+        assert!(c
+            .tap(&common)
+            .unwrap_err()
+            .to_string()
+            .starts_with("capture.control"));
+        assert!(c
+            .replay(&common)
+            .unwrap_err()
+            .to_string()
+            .starts_with("replay.candidates"));
+        // `capture` needs a control but no candidate.
+        c.capture.control = Some("http://127.0.0.1:1".into());
+        assert!(c.tap(&common).is_ok());
+    }
+
+    #[test]
+    fn kafka_and_clickhouse_sections_validate_precisely() {
+        let base = || {
+            let mut c = Config::default();
+            c.kafka.brokers = Some("127.0.0.1:9092".into());
+            c.clickhouse.url = Some("http://127.0.0.1:8123".into());
+            c
+        };
+        let kafka_err = |f: &dyn Fn(&mut Config)| {
+            let mut c = base();
+            f(&mut c);
+            c.kafka().unwrap_err().to_string()
+        };
+        let clickhouse_err = |f: &dyn Fn(&mut Config)| {
+            let mut c = base();
+            f(&mut c);
+            c.clickhouse().unwrap_err().to_string()
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (
+                kafka_err(&|c| c.kafka.brokers = None),
+                "kafka.brokers (--kafka): is required",
+            ),
+            (
+                kafka_err(&|c| c.kafka.brokers = Some("  ".into())),
+                "kafka.brokers (--kafka): is required",
+            ),
+            (
+                kafka_err(&|c| c.kafka.brokers = Some("localhost".into())),
+                "`localhost` is not host:port",
+            ),
+            (
+                kafka_err(&|c| c.kafka.brokers = Some("a:1,b:x".into())),
+                "`b:x` is not host:port",
+            ),
+            (
+                kafka_err(&|c| c.kafka.exchanges_topic = "a b".into()),
+                "kafka.exchanges_topic",
+            ),
+            (
+                kafka_err(&|c| c.kafka.results_topic = c.kafka.exchanges_topic.clone()),
+                "must differ",
+            ),
+            (
+                kafka_err(&|c| c.kafka.replay_group = " ".into()),
+                "kafka.replay_group",
+            ),
+            (kafka_err(&|c| c.kafka.partitions = 0), "kafka.partitions"),
+            (
+                kafka_err(&|c| c.kafka.message_max_bytes = 10),
+                "kafka.message_max_bytes",
+            ),
+            (
+                kafka_err(&|c| c.kafka.linger_ms = 1_000_000),
+                "kafka.linger_ms",
+            ),
+            (
+                kafka_err(&|c| c.kafka.session_timeout_ms = 0),
+                "kafka.session_timeout_ms",
+            ),
+            (
+                kafka_err(&|c| {
+                    c.kafka.options.insert("bad key".into(), "1".into());
+                }),
+                "kafka.options.bad key",
+            ),
+            (
+                clickhouse_err(&|c| c.clickhouse.url = None),
+                "clickhouse.url (--clickhouse): is required",
+            ),
+            (
+                clickhouse_err(&|c| c.clickhouse.url = Some("127.0.0.1:8123".into())),
+                "clickhouse.url",
+            ),
+            (
+                clickhouse_err(&|c| c.clickhouse.url = Some("http://h:8123/db".into())),
+                "without a path",
+            ),
+            (
+                clickhouse_err(&|c| c.clickhouse.database = "my-db".into()),
+                "clickhouse.database",
+            ),
+            (
+                clickhouse_err(&|c| c.clickhouse.batch_rows = 0),
+                "clickhouse.batch_rows",
+            ),
+            (
+                clickhouse_err(&|c| c.clickhouse.batch_linger_ms = 0),
+                "clickhouse.batch_linger_ms",
+            ),
+            (
+                clickhouse_err(&|c| c.clickhouse.insert_timeout_ms = 0),
+                "clickhouse.insert_timeout_ms",
+            ),
+        ];
+        for (error, expect) in cases {
+            assert!(error.contains(expect), "{error:?} lacks {expect:?}");
+        }
+        // Keys the crates had but the file could not set reach their configs.
+        let mut c = base();
+        c.kafka.linger_ms = 20;
+        c.kafka.session_timeout_ms = 30_000;
+        c.clickhouse.insert_timeout_ms = 5_000;
+        let kafka = c.kafka().unwrap();
+        assert_eq!(kafka.producer("t").linger_ms, 20);
+        assert_eq!(kafka.consumer("t", "g").session_timeout_ms, 30_000);
+        assert_eq!(c.clickhouse().unwrap().config.insert_timeout_ms, 5_000);
+        assert_eq!(c.clickhouse().unwrap().addr(), "127.0.0.1:8123");
     }
 }

@@ -6,20 +6,21 @@
 //! record that is delivered twice is counted once by the report.
 
 use crate::admin::{start_admin, ReadyCheck};
-use crate::components::{build_replayer, PipelineError};
-use crate::config::{ClickHouseSection, ConfigError, KafkaSection, Settings};
+use crate::components::PipelineError;
+use crate::config::{
+    ClickHouseSettings, CommonSettings, ConfigError, DiffSettings, KafkaSettings, ReplaySettings,
+    TapSettings,
+};
 use crate::stages::{
     exchange_bytes, result_bytes, run_replay_stage, until_true, Backoff, BatchPolicy, DiffWorkers,
-    PipelineStats, Tap,
+    PipelineStats,
 };
 use crate::transport::{ByteBudget, InputError, KafkaInput, KafkaResultOutput};
 use shadowdiff_capture::redact::RedactingSink;
 use shadowdiff_capture::{ExchangeSink, OfferError};
-use shadowdiff_clickhouse::{ClickHouseConfig, ClickHouseSink, ClickHouseStore};
-use shadowdiff_differ::Differ;
+use shadowdiff_clickhouse::{ClickHouseSink, ClickHouseStore};
 use shadowdiff_kafka::{
-    ensure_topics, ConsumerConfig, ExchangeProducer, ProduceError, ProducerConfig, RecordConsumer,
-    ResultProducer,
+    ExchangeProducer, ProduceError, ProducerConfig, RecordConsumer, ResultProducer,
 };
 use shadowdiff_model::{Exchange, ReplayResult, RouteInferrer};
 use std::future::Future;
@@ -62,108 +63,22 @@ pub enum DistributedError {
     Unacknowledged { failed: u64, offered: u64 },
 }
 
-/// Broker list from `--kafka` or `[kafka] brokers`.
-pub fn brokers(kafka: &KafkaSection) -> Result<String, ConfigError> {
-    match kafka.brokers.as_deref().map(str::trim) {
-        Some(b) if !b.is_empty() => Ok(b.to_string()),
-        _ => Err(ConfigError::Invalid {
-            key: "kafka.brokers (--kafka)".to_string(),
-            message: "is required: comma-separated host:port list, e.g. --kafka 127.0.0.1:9092"
-                .to_string(),
-        }),
-    }
-}
-
-/// ClickHouse settings from `--clickhouse` or `[clickhouse]`.
-pub fn clickhouse_config(section: &ClickHouseSection) -> Result<ClickHouseConfig, ConfigError> {
-    let url = section
-        .url
-        .as_deref()
-        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-        .ok_or_else(|| ConfigError::Invalid {
-            key: "clickhouse.url (--clickhouse)".to_string(),
-            message: format!(
-                "{} is not a ClickHouse HTTP URL; use e.g. --clickhouse http://127.0.0.1:8123",
-                section
-                    .url
-                    .as_deref()
-                    .map_or("nothing".to_string(), |u| format!("`{u}`"))
-            ),
-        })?;
-    let mut config = ClickHouseConfig::new(url).with_database(section.database.clone());
-    config.user = section.user.clone();
-    config.password = section.password.clone();
-    Ok(config)
-}
-
-fn producer_config(kafka: &KafkaSection, brokers: &str, topic: &str) -> ProducerConfig {
-    let mut c = ProducerConfig::new(brokers, topic);
-    c.message_max_bytes = kafka.message_max_bytes;
-    c.librdkafka_options = kafka.options.clone();
-    c
-}
-
 /// The tap's producer: its local queue is the capture queue here, so it gets the same byte
 /// bound as the embedded pipeline's queue (librdkafka counts KiB, at most `i32::MAX`).
-fn capture_producer_config(kafka: &KafkaSection, brokers: &str, max_bytes: u64) -> ProducerConfig {
-    let mut c = producer_config(kafka, brokers, &kafka.exchanges_topic);
+fn capture_producer_config(kafka: &KafkaSettings, max_bytes: u64) -> ProducerConfig {
+    let mut c = kafka.producer(&kafka.exchanges_topic);
     c.queue_max_kbytes = u32::try_from(max_bytes / 1024)
         .unwrap_or(u32::MAX)
         .clamp(1, i32::MAX as u32);
     c
 }
 
-fn consumer_config(
-    kafka: &KafkaSection,
-    brokers: &str,
-    topic: &str,
-    group: &str,
-) -> ConsumerConfig {
-    let mut c = ConsumerConfig::new(brokers, topic, group);
-    if kafka.dead_letter {
-        c = c.with_default_dead_letter_topic();
-    }
-    c.librdkafka_options = kafka.options.clone();
-    c
-}
-
-fn first_broker(brokers: &str) -> String {
-    brokers.split(',').next().unwrap_or("").trim().to_string()
-}
-
-fn clickhouse_addr(url: &str) -> String {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let host = rest.split('/').next().unwrap_or(rest);
-    if host.contains(':') {
-        host.to_string()
-    } else {
-        format!("{host}:8123")
-    }
-}
-
-async fn topics(kafka: &KafkaSection, brokers: &str) -> Result<(), DistributedError> {
-    let mut list = vec![
-        (kafka.exchanges_topic.clone(), kafka.partitions),
-        (kafka.results_topic.clone(), kafka.partitions),
-    ];
-    if kafka.dead_letter {
-        list.push((
-            shadowdiff_kafka::dead_letter_topic(&kafka.exchanges_topic),
-            1,
-        ));
-        list.push((shadowdiff_kafka::dead_letter_topic(&kafka.results_topic), 1));
-    }
-    let refs: Vec<(&str, i32)> = list.iter().map(|(t, p)| (t.as_str(), *p)).collect();
-    ensure_topics(brokers, &refs).await?;
-    Ok(())
-}
-
 async fn admin(
-    settings: &Settings,
+    common: &CommonSettings,
     checks: Vec<ReadyCheck>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DistributedError> {
-    if let Some(addr) = settings.admin {
+    if let Some(addr) = common.admin {
         start_admin(addr, checks, until_true(shutdown))
             .await
             .map_err(|source| DistributedError::Bind { addr, source })?;
@@ -196,44 +111,40 @@ impl ExchangeSink for KafkaExchangeSink {
 /// `shadowdiff capture --kafka`: the tap, publishing exchanges. Returns after `shutdown` and a
 /// flush of the producer.
 pub async fn run_capture(
-    settings: Settings,
-    kafka: KafkaSection,
+    common: CommonSettings,
+    tap: TapSettings,
+    kafka: KafkaSettings,
     shutdown: watch::Receiver<bool>,
     bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> Result<Arc<PipelineStats>, DistributedError> {
-    let brokers = brokers(&kafka)?;
-    topics(&kafka, &brokers).await?;
+    kafka.ensure_topics().await?;
     let stats = Arc::new(PipelineStats::default());
     let sink = Arc::new(KafkaExchangeSink {
-        producer: ExchangeProducer::new(&capture_producer_config(
-            &kafka,
-            &brokers,
-            settings.queue_max_bytes,
-        ))?,
-        routes: settings.routes.clone(),
+        producer: ExchangeProducer::new(&capture_producer_config(&kafka, tap.queue_max_bytes))?,
+        routes: common.routes.clone(),
         stats: stats.clone(),
     });
     // Secrets are redacted before an exchange leaves the tap.
     let tap_sink: Arc<dyn ExchangeSink> = Arc::new(RedactingSink::new(
-        Arc::new(settings.redactor.clone()),
+        Arc::new(tap.redactor.clone()),
         sink.clone(),
     ));
-    let (listener, addr) = shadowdiff_net::server::bind(settings.listen)
+    let (listener, addr) = shadowdiff_net::server::bind(tap.listen)
         .await
         .map_err(|source| DistributedError::Bind {
-            addr: settings.listen,
+            addr: tap.listen,
             source,
         })?;
-    let control = settings
+    let control = tap
         .control
         .authority()
         .map(|a| a.to_string())
         .unwrap_or_default();
     admin(
-        &settings,
+        &common,
         vec![
             ReadyCheck::tcp("control", control),
-            ReadyCheck::tcp("kafka", first_broker(&brokers)),
+            ReadyCheck::tcp("kafka", kafka.first_broker()),
         ],
         shutdown.clone(),
     )
@@ -242,16 +153,16 @@ pub async fn run_capture(
     if let Some(tx) = bound {
         let _ = tx.send(addr);
     }
-    let grace = settings.shutdown_grace;
-    Tap::new(&settings, tap_sink)
+    let grace = common.shutdown_grace;
+    tap.build(tap_sink)
         .map_err(PipelineError::from)?
-        .serve(listener, settings.tap_threads, until_true(shutdown), grace)
+        .serve(listener, tap.threads, until_true(shutdown), grace)
         .await
         .map_err(DistributedError::TapThreads)?;
     // Everything the tap accepted is in the producer's queue: flush it before exiting.
     let flushed = tokio::task::spawn_blocking({
         let sink = sink.clone();
-        let grace = settings.shutdown_grace.max(Duration::from_secs(1));
+        let grace = grace.max(Duration::from_secs(1));
         move || sink.producer.flush(grace)
     })
     .await?;
@@ -265,30 +176,22 @@ pub async fn run_capture(
 /// replay runner as `run`, on the Kafka transport (an exchange is acknowledged once the broker
 /// acknowledged its result).
 pub async fn run_replay(
-    settings: Settings,
-    kafka: KafkaSection,
+    common: CommonSettings,
+    replay: ReplaySettings,
+    kafka: KafkaSettings,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Arc<PipelineStats>, DistributedError> {
-    let brokers = brokers(&kafka)?;
-    topics(&kafka, &brokers).await?;
+    kafka.ensure_topics().await?;
     let stats = Arc::new(PipelineStats::default());
-    let consumer: RecordConsumer<Exchange> = RecordConsumer::new(&consumer_config(
-        &kafka,
-        &brokers,
-        &kafka.exchanges_topic,
-        &kafka.replay_group,
-    ))?;
-    let producer = Arc::new(ResultProducer::new(&producer_config(
-        &kafka,
-        &brokers,
-        &kafka.results_topic,
-    ))?);
+    let consumer: RecordConsumer<Exchange> =
+        RecordConsumer::new(&kafka.consumer(&kafka.exchanges_topic, &kafka.replay_group))?;
+    let producer = Arc::new(ResultProducer::new(&kafka.producer(&kafka.results_topic))?);
     // Credentials, the sandbox's side-effect log (replay.sandbox_url) and response redaction,
     // exactly as `run` builds it.
-    let replayer = Arc::new(build_replayer(&settings, None)?);
+    let replayer = Arc::new(replay.build(None)?);
     admin(
-        &settings,
-        vec![ReadyCheck::tcp("kafka", first_broker(&brokers))],
+        &common,
+        vec![ReadyCheck::tcp("kafka", kafka.first_broker())],
         shutdown.clone(),
     )
     .await?;
@@ -296,7 +199,7 @@ pub async fn run_replay(
 
     let input = KafkaInput::new(
         consumer,
-        ByteBudget::new(settings.queue_max_bytes),
+        ByteBudget::new(replay.queue_max_bytes),
         exchange_bytes,
         shutdown.clone(),
     );
@@ -304,7 +207,7 @@ pub async fn run_replay(
     let ended = run_replay_stage(
         input,
         replayer,
-        settings.replay_concurrency,
+        replay.concurrency,
         KafkaResultOutput::new(producer.clone(), shutdown),
         stats.clone(),
     )
@@ -326,19 +229,18 @@ pub async fn run_replay(
 /// same differ pool and store writer as `run`, on the Kafka transport (a result is acknowledged
 /// once its rows are committed in ClickHouse).
 pub async fn run_diff(
-    settings: Settings,
-    kafka: KafkaSection,
-    clickhouse: ClickHouseSection,
+    common: CommonSettings,
+    diff: DiffSettings,
+    kafka: KafkaSettings,
+    clickhouse: ClickHouseSettings,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Arc<PipelineStats>, DistributedError> {
-    let brokers = brokers(&kafka)?;
-    let ch_config = clickhouse_config(&clickhouse)?;
-    let store = ClickHouseStore::new(&ch_config)?;
+    let store = ClickHouseStore::new(&clickhouse.config)?;
     admin(
-        &settings,
+        &common,
         vec![
-            ReadyCheck::tcp("kafka", first_broker(&brokers)),
-            ReadyCheck::tcp("clickhouse", clickhouse_addr(&ch_config.url)),
+            ReadyCheck::tcp("kafka", kafka.first_broker()),
+            ReadyCheck::tcp("clickhouse", clickhouse.addr()),
         ],
         shutdown.clone(),
     )
@@ -358,7 +260,7 @@ pub async fn run_diff(
                     return Err(error.into());
                 }
                 let delay = backoff.next_delay();
-                tracing::warn!(url = %ch_config.url, %error, retry_in_ms = delay.as_millis() as u64, "ClickHouse not ready; retrying.");
+                tracing::warn!(url = %clickhouse.config.url, %error, retry_in_ms = delay.as_millis() as u64, "ClickHouse not ready; retrying.");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = until_true(shutdown.clone()) => {}
@@ -366,27 +268,22 @@ pub async fn run_diff(
             }
         }
     }
-    topics(&kafka, &brokers).await?;
-    let consumer: RecordConsumer<ReplayResult> = RecordConsumer::new(&consumer_config(
-        &kafka,
-        &brokers,
-        &kafka.results_topic,
-        &kafka.diff_group,
-    ))?;
-    let differ = Arc::new(Differ::new(settings.rules.clone(), settings.routes.clone()));
+    kafka.ensure_topics().await?;
+    let consumer: RecordConsumer<ReplayResult> =
+        RecordConsumer::new(&kafka.consumer(&kafka.results_topic, &kafka.diff_group))?;
     let stats = Arc::new(PipelineStats::default());
-    tracing::info!(topic = %kafka.results_topic, group = %kafka.diff_group, database = %ch_config.database, workers = settings.diff_workers, "Diffing from Kafka into ClickHouse.");
+    tracing::info!(topic = %kafka.results_topic, group = %kafka.diff_group, database = %clickhouse.config.database, workers = diff.workers, "Diffing from Kafka into ClickHouse.");
 
     // The writer is a thread of its own: the sink runs its inserts on a runtime of its own.
     let sink = ClickHouseSink::with_own_runtime(store)?;
     let policy = BatchPolicy {
-        rows: clickhouse.batch_rows.max(1),
-        linger: Duration::from_millis(clickhouse.batch_linger_ms.max(1)),
+        rows: clickhouse.batch.rows,
+        linger: clickhouse.batch.linger,
     };
     let (results, workers) = DiffWorkers::start(
-        differ,
-        settings.diff_workers,
-        settings.result_queue,
+        Arc::new(diff.build()),
+        diff.workers,
+        diff.result_queue,
         Box::new(sink),
         policy,
         Some(shutdown.clone()),
@@ -395,7 +292,7 @@ pub async fn run_diff(
     .map_err(PipelineError::Thread)?;
     let input = KafkaInput::new(
         consumer,
-        ByteBudget::new(settings.queue_max_bytes),
+        ByteBudget::new(diff.queue_max_bytes),
         result_bytes,
         shutdown,
     );
@@ -427,18 +324,15 @@ where
 /// `diff` processes to handle. Unlike the tap, nothing is dropped: a full producer queue is
 /// waited on. Returns how many were acknowledged by the broker.
 pub async fn publish_exchanges(
-    kafka: &KafkaSection,
+    kafka: &KafkaSettings,
     routes: &RouteInferrer,
     exchanges: Vec<Exchange>,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, DistributedError> {
-    let brokers = brokers(kafka)?;
-    topics(kafka, &brokers).await?;
-    let producer = Arc::new(ExchangeProducer::new(&producer_config(
-        kafka,
-        &brokers,
-        &kafka.exchanges_topic,
-    ))?);
+    kafka.ensure_topics().await?;
+    let producer = Arc::new(ExchangeProducer::new(
+        &kafka.producer(&kafka.exchanges_topic),
+    )?);
     let mut offered = 0u64;
     for exchange in exchanges {
         let route = routes.route(&exchange.request.uri);
@@ -473,17 +367,20 @@ pub async fn publish_exchanges(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn the_capture_producer_queue_gets_the_capture_byte_bound() {
-        let kafka = KafkaSection::default();
-        let c = capture_producer_config(&kafka, "127.0.0.1:9092", 128 * 1024 * 1024);
+        let mut config = Config::default();
+        config.kafka.brokers = Some("127.0.0.1:9092".into());
+        let kafka = config.kafka().unwrap();
+        let c = capture_producer_config(&kafka, 128 * 1024 * 1024);
         assert_eq!(c.queue_max_kbytes, 131_072);
         assert_eq!(c.topic, kafka.exchanges_topic);
         // Below 1 KiB still bounds (librdkafka's minimum is 1), and a huge bound is clamped.
-        assert_eq!(capture_producer_config(&kafka, "b", 10).queue_max_kbytes, 1);
+        assert_eq!(capture_producer_config(&kafka, 10).queue_max_kbytes, 1);
         assert_eq!(
-            capture_producer_config(&kafka, "b", u64::MAX).queue_max_kbytes,
+            capture_producer_config(&kafka, u64::MAX).queue_max_kbytes,
             i32::MAX as u32
         );
     }

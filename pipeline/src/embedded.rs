@@ -1,16 +1,15 @@
 //! `shadowdiff run`: every stage in one process, joined by bounded in-memory queues.
 
 use crate::admin::{start_admin, ReadyCheck};
-use crate::components::{build_replayer, start_sandbox};
-use crate::config::Settings;
+use crate::components::start_sandbox;
+use crate::config::RunSettings;
 use crate::stages::{
     exchange_bytes, run_replay_stage, spawn_on_own_thread, until_true, BatchPolicy, DiffWorkers,
-    PipelineStats, Tap,
+    PipelineStats,
 };
 use crate::transport::{ByteBudget, Envelope, ExchangeQueue, MemoryInput, MemoryOutput};
 use shadowdiff_capture::redact::RedactingSink;
 use shadowdiff_capture::{ExchangeSink, OfferError};
-use shadowdiff_differ::Differ;
 use shadowdiff_model::Exchange;
 use shadowdiff_store::RecordSink;
 use std::net::SocketAddr;
@@ -91,22 +90,28 @@ pub struct EmbeddedPipeline {
 impl EmbeddedPipeline {
     /// Binds the tap (and admin) addresses and starts every stage.
     pub async fn start(
-        settings: Settings,
+        settings: RunSettings,
         sink: Box<dyn RecordSink>,
     ) -> Result<Self, PipelineError> {
+        let RunSettings {
+            common,
+            tap: tap_settings,
+            replay,
+            diff,
+        } = settings;
         crate::telemetry::describe();
         let stats = Arc::new(PipelineStats::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (listener, addr) = shadowdiff_net::server::bind(settings.listen)
+        let (listener, addr) = shadowdiff_net::server::bind(tap_settings.listen)
             .await
             .map_err(|source| PipelineError::Bind {
-                addr: settings.listen,
+                addr: tap_settings.listen,
                 source,
             })?;
 
-        let admin_addr = match settings.admin {
+        let admin_addr = match common.admin {
             Some(admin) => {
-                let control = settings
+                let control = tap_settings
                     .control
                     .authority()
                     .map(|a| a.to_string())
@@ -124,43 +129,44 @@ impl EmbeddedPipeline {
         };
 
         // One capture queue per replay thread; together they hold `capture.queue_capacity`.
-        let replay_threads = settings.replay_threads.max(1);
-        let shard_capacity = settings.queue_capacity.div_ceil(replay_threads).max(1);
+        let replay_threads = replay.threads.max(1);
+        let shard_capacity = tap_settings.queue_capacity.div_ceil(replay_threads).max(1);
         let (exchange_txs, exchange_rxs): (Vec<_>, Vec<_>) = (0..replay_threads)
             .map(|_| mpsc::channel::<Envelope<Exchange, ()>>(shard_capacity))
             .unzip();
         // Secrets are redacted before an exchange leaves the tap.
         let tap_sink: Arc<dyn ExchangeSink> = Arc::new(RedactingSink::new(
-            Arc::new(settings.redactor.clone()),
+            Arc::new(tap_settings.redactor.clone()),
             Arc::new(CountingSink::new(
                 exchange_txs,
                 stats.clone(),
-                ByteBudget::new(settings.queue_max_bytes),
+                ByteBudget::new(tap_settings.queue_max_bytes),
             )),
         ));
-        let tap = Tap::new(&settings, tap_sink)?;
+        let tap = tap_settings.build(tap_sink)?;
         // The sandbox outlives the replays: candidates call it while they answer.
         let (sandbox_stop, sandbox_stop_rx) = watch::channel(false);
-        let sandbox = start_sandbox(&settings, until_true(sandbox_stop_rx)).await?;
+        let sandbox =
+            start_sandbox(&replay, common.shutdown_grace, until_true(sandbox_stop_rx)).await?;
         let sandbox_addr = sandbox.as_ref().map(|s| s.addr);
         // Each replay thread has its own replayer, so its connections to the targets stay on
         // the thread that opened them.
         let replayers = (0..replay_threads)
-            .map(|_| build_replayer(&settings, sandbox.as_ref().map(|s| &s.log)).map(Arc::new))
+            .map(|_| replay.build(sandbox.as_ref().map(|s| &s.log)).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
-        let differ = Arc::new(Differ::new(settings.rules.clone(), settings.routes.clone()));
+        let differ = Arc::new(diff.build());
 
         let (results_tx, workers) = DiffWorkers::start::<()>(
             differ,
-            settings.diff_workers,
-            settings.result_queue,
+            diff.workers,
+            diff.result_queue,
             sink,
             BatchPolicy::default(),
             None,
             stats.clone(),
         )
         .map_err(PipelineError::Thread)?;
-        let concurrency_each = (settings.replay_concurrency / replay_threads).max(1);
+        let concurrency_each = (replay.concurrency / replay_threads).max(1);
         let mut close_queues = Vec::with_capacity(replay_threads);
         let mut replays = Vec::with_capacity(replay_threads);
         for (i, (rx, replayer)) in exchange_rxs.into_iter().zip(replayers).enumerate() {
@@ -187,8 +193,8 @@ impl EmbeddedPipeline {
         }
         // The differs end when every replay thread has dropped its sender.
         drop(results_tx);
-        let grace = settings.shutdown_grace;
-        let threads = settings.tap_threads;
+        let grace = common.shutdown_grace;
+        let threads = tap_settings.threads;
         let serve = tokio::spawn(async move {
             if let Err(error) = tap
                 .serve(listener, threads, until_true(shutdown_rx), grace)
@@ -197,7 +203,7 @@ impl EmbeddedPipeline {
                 tracing::error!(%error, "The tap could not start its serving threads.");
             }
         });
-        tracing::info!(%addr, control = %settings.control, mode = ?settings.mode, "Tap listening.");
+        tracing::info!(%addr, control = %tap_settings.control, mode = ?tap_settings.mode, "Tap listening.");
 
         // Drain in data-flow order: tap, queue, replays, differs, writer.
         let done = tokio::spawn(async move {

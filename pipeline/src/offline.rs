@@ -2,11 +2,10 @@
 //! `shadowdiff run`: replayer → differ pool → store, fed from an iterator with backpressure
 //! (the feeder waits for room; nothing is dropped).
 
-use crate::components::{build_replayer, start_sandbox, PipelineError};
-use crate::config::Settings;
+use crate::components::{start_sandbox, PipelineError};
+use crate::config::{DiffSettings, ReplaySettings};
 use crate::stages::{run_replay_stage, BatchPolicy, DiffWorkers, PipelineStats};
 use crate::transport::{BytePermit, Envelope, MemoryInput, MemoryOutput};
-use shadowdiff_differ::Differ;
 use shadowdiff_model::Exchange;
 use shadowdiff_store::RecordSink;
 use std::sync::atomic::Ordering;
@@ -17,7 +16,9 @@ use tokio::sync::{mpsc, Notify};
 /// every exchange has been replayed, diffed and written. `progress` is called with the number
 /// of exchanges handed to the replayer so far.
 pub async fn replay_offline<I>(
-    settings: &Settings,
+    replay: &ReplaySettings,
+    diff: &DiffSettings,
+    grace: std::time::Duration,
     exchanges: I,
     sink: Box<dyn RecordSink>,
     mut progress: impl FnMut(u64) + Send,
@@ -28,35 +29,32 @@ where
     crate::telemetry::describe();
     let stats = Arc::new(PipelineStats::default());
     let (sandbox_stop, sandbox_stop_rx) = tokio::sync::watch::channel(false);
-    let sandbox = start_sandbox(settings, crate::stages::until_true(sandbox_stop_rx)).await?;
-    let replayer = Arc::new(build_replayer(settings, sandbox.as_ref().map(|s| &s.log))?);
-    let differ = Arc::new(Differ::new(settings.rules.clone(), settings.routes.clone()));
+    let sandbox = start_sandbox(replay, grace, crate::stages::until_true(sandbox_stop_rx)).await?;
+    let replayer = Arc::new(replay.build(sandbox.as_ref().map(|s| &s.log))?);
+    let differ = Arc::new(diff.build());
     let (results_tx, workers) = DiffWorkers::start::<()>(
         differ,
-        settings.diff_workers,
-        settings.result_queue,
+        diff.workers,
+        diff.result_queue,
         sink,
         BatchPolicy::default(),
         None,
         stats.clone(),
     )
     .map_err(PipelineError::Thread)?;
-    let capacity = settings
-        .queue_capacity
-        .min(settings.replay_concurrency * 4)
-        .max(1);
+    let capacity = replay.queue_capacity.min(replay.concurrency * 4).max(1);
     // The feeder waits for room in a bounded queue: no byte budget needed.
     let (tx, rx) = mpsc::channel::<Envelope<Exchange, ()>>(capacity);
-    let replay = tokio::spawn(run_replay_stage(
+    let replaying = tokio::spawn(run_replay_stage(
         MemoryInput::new(rx, Arc::new(Notify::new()), "capture"),
         replayer,
-        settings.replay_concurrency,
+        replay.concurrency,
         MemoryOutput::new(results_tx),
         stats.clone(),
     ));
     let mut fed = 0u64;
     for mut exchange in exchanges {
-        settings.redactor.redact(&mut exchange);
+        replay.redactor.redact(&mut exchange);
         // Waits while the replayer is busy: backpressure, never a drop.
         let envelope = Envelope {
             item: exchange,
@@ -71,7 +69,7 @@ where
         progress(fed);
     }
     drop(tx);
-    let _ = replay.await;
+    let _ = replaying.await;
     let _ = sandbox_stop.send(true);
     if let Some(s) = sandbox {
         let _ = s.task.await;

@@ -549,10 +549,20 @@ pub enum Tap {
     Mirror(shadowdiff_capture::mirror::MirrorReceiver),
 }
 
+impl crate::config::TapSettings {
+    /// The tap of these settings (tee proxy or mirror receiver), handing its copies to `sink`.
+    pub fn build(
+        &self,
+        sink: Arc<dyn shadowdiff_capture::ExchangeSink>,
+    ) -> Result<Tap, shadowdiff_capture::CaptureError> {
+        Tap::new(self, sink)
+    }
+}
+
 impl Tap {
     /// The tap `settings.mode` asks for, handing its copies to `sink`.
     pub fn new(
-        settings: &crate::config::Settings,
+        settings: &crate::config::TapSettings,
         sink: Arc<dyn shadowdiff_capture::ExchangeSink>,
     ) -> Result<Self, shadowdiff_capture::CaptureError> {
         Ok(match settings.mode {

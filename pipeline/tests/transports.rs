@@ -10,7 +10,6 @@ use shadowdiff_model::{
     Body, DiffRecord, Exchange, HttpRequest, HttpResponse, ReplayResult, RouteInferrer,
     SCHEMA_VERSION,
 };
-use shadowdiff_pipeline::components::build_replayer;
 use shadowdiff_pipeline::config::Config;
 use shadowdiff_pipeline::stages::{
     exchange_bytes, result_bytes, run_replay_stage, BatchPolicy, DiffWorkers, PipelineStats,
@@ -126,15 +125,14 @@ impl Input<Exchange> for ListInput {
     }
 }
 
-fn settings(candidate: &str) -> shadowdiff_pipeline::config::Settings {
+fn settings(candidate: &str) -> shadowdiff_pipeline::config::ReplaySettings {
     let toml = format!(
         "[capture]\ncontrol = \"http://127.0.0.1:9\"\n\n[replay]\ntimeout_ms = 2000\n\n\
          [[replay.candidates]]\nname = \"v2\"\nurl = \"{candidate}\"\n"
     );
-    Config::from_toml(&toml, "test")
-        .expect("parses")
-        .validate()
-        .expect("validates")
+    let config = Config::from_toml(&toml, "test").expect("parses");
+    let common = config.common().expect("validates");
+    config.replay(&common).expect("validates")
 }
 
 /// A closed local port: every replay fails fast with a connect error, which is still a result.
@@ -149,7 +147,7 @@ fn closed_port_url() -> String {
 async fn memory_transport_acknowledges_every_item_once_after_its_row_is_written_and_frees_its_bytes(
 ) {
     let settings = settings(&closed_port_url());
-    let replayer = Arc::new(build_replayer(&settings, None).expect("replayer"));
+    let replayer = Arc::new(settings.build(None).expect("replayer"));
     let stats = Arc::new(PipelineStats::default());
     let sink = TestSink::default();
     // The store is down at first: nothing may be acknowledged while it is.
@@ -381,7 +379,7 @@ async fn kafka_replay_stage_publishes_a_result_per_exchange_and_commits_what_it_
             let consumer = input.consumer();
             let run = tokio::spawn(run_replay_stage(
                 input,
-                Arc::new(build_replayer(&settings, None).expect("replayer")),
+                Arc::new(settings.build(None).expect("replayer")),
                 4,
                 KafkaResultOutput::new(results, stop),
                 stats.clone(),

@@ -6,7 +6,9 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::json;
-use shadowdiff_pipeline::config::{CandidateConfig, CaptureMode, Config, Needs};
+use shadowdiff_pipeline::config::{
+    CandidateConfig, CaptureMode, Config, DiffSettings, ReplaySettings,
+};
 use shadowdiff_tests::*;
 use std::time::{Duration, Instant};
 
@@ -94,7 +96,7 @@ fn import_settings(
     candidate: &str,
     control: Option<&str>,
     data: &std::path::Path,
-) -> shadowdiff_pipeline::config::Settings {
+) -> (ReplaySettings, DiffSettings) {
     let mut config = Config {
         experiment: "import".into(),
         data_dir: data.to_path_buf(),
@@ -110,12 +112,12 @@ fn import_settings(
     }
     config.capture.listen = "127.0.0.1:0".into();
     config.admin.listen = String::new();
-    config
-        .validate_for(Needs {
-            control: false,
-            candidates: true,
-        })
-        .unwrap()
+    // What `import` checks: the replay and diff stages, not the tap.
+    let common = config.common().unwrap();
+    (
+        config.replay(&common).unwrap(),
+        config.diff(&common).unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,7 +167,9 @@ async fn envoy_tap_traces_replay_through_the_offline_runner() {
     let store = shadowdiff_store::EmbeddedStore::open(data.path()).unwrap();
     let mut last = 0;
     let stats = shadowdiff_pipeline::offline::replay_offline(
-        &settings,
+        &settings.0,
+        &settings.1,
+        std::time::Duration::from_secs(10),
         imported.exchanges,
         Box::new(store),
         |n| last = n,
@@ -216,10 +220,12 @@ async fn goreplay_files_replay_with_backpressure_and_a_control_replica_for_lone_
 
     let data = tempfile::tempdir().unwrap();
     let mut settings = import_settings(&candidate.url(), Some(&replica.url()), data.path());
-    settings.replay_concurrency = 4;
+    settings.0.concurrency = 4;
     let store = shadowdiff_store::EmbeddedStore::open(data.path()).unwrap();
     let stats = shadowdiff_pipeline::offline::replay_offline(
-        &settings,
+        &settings.0,
+        &settings.1,
+        std::time::Duration::from_secs(10),
         imported.exchanges,
         Box::new(store),
         |_| {},
@@ -252,6 +258,6 @@ fn the_kubernetes_config_map_holds_a_valid_config() {
     let config = Config::from_toml(&toml, "configmap.yaml").unwrap();
     assert_eq!(config.capture.mode, CaptureMode::Mirror);
     let settings = config.validate().unwrap();
-    assert_eq!(settings.credentials.len(), 1);
-    assert!(settings.sandbox_url.is_some());
+    assert_eq!(settings.replay.credentials.len(), 1);
+    assert!(settings.replay.sandbox_url.is_some());
 }
