@@ -1059,7 +1059,7 @@ impl Config {
         };
         for broker in brokers.split(',').map(str::trim) {
             let port = broker.rsplit_once(':').map(|(_, p)| p);
-            if broker.is_empty() || !port.is_some_and(|p| p.parse::<u16>().is_ok()) {
+            if broker.is_empty() || port.is_none_or(|p| p.parse::<u16>().is_err()) {
                 return Err(invalid(
                     "kafka.brokers (--kafka)",
                     format!("`{broker}` is not host:port, e.g. 127.0.0.1:9092"),
@@ -1123,7 +1123,7 @@ impl Config {
                 "must be at most 900000 (librdkafka's bound)",
             ));
         }
-        for (name, _) in &k.options {
+        for name in k.options.keys() {
             if name.trim().is_empty() || name.contains(char::is_whitespace) {
                 return Err(invalid(
                     &format!("kafka.options.{name}"),

@@ -12,7 +12,7 @@ use crate::config::{
     TapSettings,
 };
 use crate::stages::{
-    exchange_bytes, result_bytes, run_replay_stage, until_true, Backoff, BatchPolicy, DiffWorkers,
+    exchange_bytes, result_bytes, run_replay_stage, until_true, BatchPolicy, DiffWorkers,
     PipelineStats,
 };
 use crate::transport::{ByteBudget, InputError, KafkaInput, KafkaResultOutput};
@@ -23,6 +23,7 @@ use shadowdiff_kafka::{
     ExchangeProducer, ProduceError, ProducerConfig, RecordConsumer, ResultProducer,
 };
 use shadowdiff_model::{Exchange, ReplayResult, RouteInferrer};
+use shadowdiff_net::Backoff;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,8 @@ use crate::telemetry;
 use crate::transport::{Acknowledge, Envelope, Input, InputError, Output};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use shadowdiff_differ::Differ;
-use shadowdiff_model::{DiffRecord, Exchange, Outcome, ReplayResult, TargetRole};
+use shadowdiff_model::{DiffRecord, Exchange, ReplayResult};
+use shadowdiff_net::Backoff;
 use shadowdiff_replayer::Replayer;
 use shadowdiff_store::RecordSink;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,8 @@ pub struct PipelineStats {
     pub compared: AtomicU64,
     pub mismatched: AtomicU64,
     pub target_errors: AtomicU64,
+    /// Candidate pairs not compared (truncated body, no control response).
+    pub skipped: AtomicU64,
     pub records_written: AtomicU64,
     pub store_failures: AtomicU64,
 }
@@ -309,8 +312,7 @@ fn spawn_differ_pool<A: Acknowledge>(
                         // The exchange and its answers are freed here: their bytes go back.
                         drop(item);
                         drop(bytes);
-                        telemetry::diffed(&out, elapsed);
-                        count_outcomes(&out, &stats);
+                        telemetry::diffed(&out, elapsed, &stats);
                         results_depth.set(results.len() as f64);
                         if records.send((out, ack)).is_err() {
                             tracing::error!("Store writer is gone; diff records were lost.");
@@ -322,24 +324,6 @@ fn spawn_differ_pool<A: Acknowledge>(
                 .ok()
         })
         .collect()
-}
-
-pub(crate) fn count_outcomes(records: &[DiffRecord], stats: &PipelineStats) {
-    for r in records.iter().filter(|r| r.role == TargetRole::Candidate) {
-        match r.outcome {
-            Outcome::Match => {
-                stats.compared.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Mismatch => {
-                stats.compared.fetch_add(1, Ordering::Relaxed);
-                stats.mismatched.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Error => {
-                stats.target_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Blocked | Outcome::Skipped => {}
-        }
-    }
 }
 
 /// When the store writer writes a batch.
@@ -428,15 +412,11 @@ fn write_with_retry(
     loop {
         match sink.write_batch(batch) {
             Ok(()) => {
-                stats
-                    .records_written
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                telemetry::stored(batch.len());
+                telemetry::stored(batch.len(), stats);
                 return true;
             }
             Err(error) => {
-                stats.store_failures.fetch_add(1, Ordering::Relaxed);
-                telemetry::store_failed();
+                telemetry::store_failed(stats);
                 if stopping() {
                     return false;
                 }
@@ -523,26 +503,6 @@ impl DiffWorkers {
     }
 }
 
-/// Exponential backoff: doubles from `initial` up to `max`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Self { next: initial, max }
-    }
-
-    /// The delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        delay
-    }
-}
-
 /// The tap in either mode: a tee proxy in front of the control, or a mirror receiver.
 pub enum Tap {
     Tee(shadowdiff_capture::TeeProxy),
@@ -612,7 +572,7 @@ impl Tap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shadowdiff_model::SCHEMA_VERSION;
+    use shadowdiff_model::{Outcome, TargetRole, SCHEMA_VERSION};
     use shadowdiff_store::StoreError;
     use std::sync::atomic::AtomicU64;
     use std::sync::Mutex;
@@ -807,12 +767,5 @@ mod tests {
         writer.join().unwrap();
         assert_eq!(acked.load(Ordering::SeqCst), 0);
         assert_eq!(written.load(Ordering::SeqCst), 0);
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_its_cap() {
-        let mut b = Backoff::new(Duration::from_millis(50), Duration::from_millis(300));
-        let delays: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(delays, vec![50, 100, 200, 300, 300]);
     }
 }

@@ -47,30 +47,141 @@ pub(crate) fn queue_depth(queue: &'static str) -> metrics::Gauge {
     metrics::gauge!(QUEUE_DEPTH, "queue" => queue)
 }
 
-pub(crate) fn diffed(records: &[shadowdiff_model::DiffRecord], seconds: f64) {
-    use shadowdiff_model::{Outcome, TargetRole};
-    described();
-    for r in records.iter().filter(|r| r.role == TargetRole::Candidate) {
-        match r.outcome {
-            Outcome::Match => metrics::counter!(COMPARED).increment(1),
-            Outcome::Mismatch => {
-                metrics::counter!(COMPARED).increment(1);
-                metrics::counter!(MISMATCHED).increment(1);
+/// What the candidate records of one replay result count as. The one mapping from outcome to
+/// counter: Prometheus and the pipeline's own counters ([`PipelineStats`]) both take it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) compared: u64,
+    pub(crate) mismatched: u64,
+    pub(crate) target_errors: u64,
+    pub(crate) skipped: u64,
+}
+
+impl Tally {
+    pub(crate) fn of(records: &[shadowdiff_model::DiffRecord]) -> Self {
+        use shadowdiff_model::{Outcome, TargetRole};
+        let mut t = Self::default();
+        for r in records.iter().filter(|r| r.role == TargetRole::Candidate) {
+            match r.outcome {
+                Outcome::Match => t.compared += 1,
+                Outcome::Mismatch => {
+                    t.compared += 1;
+                    t.mismatched += 1;
+                }
+                Outcome::Error => t.target_errors += 1,
+                Outcome::Skipped => t.skipped += 1,
+                Outcome::Blocked => {}
             }
-            Outcome::Error => metrics::counter!(TARGET_ERRORS).increment(1),
-            Outcome::Skipped => metrics::counter!(SKIPPED).increment(1),
-            Outcome::Blocked => {}
+        }
+        t
+    }
+}
+
+/// Counts one diffed replay result in Prometheus and in `stats`.
+pub(crate) fn diffed(
+    records: &[shadowdiff_model::DiffRecord],
+    seconds: f64,
+    stats: &crate::stages::PipelineStats,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    described();
+    let t = Tally::of(records);
+    for (name, n, counter) in [
+        (COMPARED, t.compared, &stats.compared),
+        (MISMATCHED, t.mismatched, &stats.mismatched),
+        (TARGET_ERRORS, t.target_errors, &stats.target_errors),
+        (SKIPPED, t.skipped, &stats.skipped),
+    ] {
+        if n > 0 {
+            metrics::counter!(name).increment(n);
+            counter.fetch_add(n, Relaxed);
         }
     }
     metrics::histogram!(DIFF_SECONDS).record(seconds);
 }
 
-pub(crate) fn stored(rows: usize) {
+/// Counts rows written to the store, in Prometheus and in `stats`.
+pub(crate) fn stored(rows: usize, stats: &crate::stages::PipelineStats) {
     described();
     metrics::counter!(STORE_ROWS).increment(rows as u64);
+    stats
+        .records_written
+        .fetch_add(rows as u64, std::sync::atomic::Ordering::Relaxed);
 }
 
-pub(crate) fn store_failed() {
+/// Counts a failed store write, in Prometheus and in `stats`.
+pub(crate) fn store_failed(stats: &crate::stages::PipelineStats) {
     described();
     metrics::counter!(STORE_FAILURES).increment(1);
+    stats
+        .store_failures
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowdiff_model::{DiffRecord, Outcome, TargetRole, SCHEMA_VERSION};
+
+    fn record(role: TargetRole, outcome: Outcome) -> DiffRecord {
+        DiffRecord {
+            schema_version: SCHEMA_VERSION,
+            exchange_id: "x".into(),
+            captured_at_ms: 0,
+            experiment: "e".into(),
+            method: "GET".into(),
+            route: "/".into(),
+            target: "t".into(),
+            role,
+            outcome,
+            control_status: None,
+            target_status: None,
+            control_latency_us: None,
+            target_latency_us: None,
+            differences: Vec::new(),
+            noise: Vec::new(),
+            fingerprint: 0,
+            detail: None,
+            notes: Vec::new(),
+            side_effects: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_mapping_counts_candidates_only_and_feeds_the_pipeline_counters() {
+        use TargetRole::{Candidate, Secondary};
+        let records = vec![
+            record(Candidate, Outcome::Match),
+            record(Candidate, Outcome::Mismatch),
+            record(Candidate, Outcome::Error),
+            record(Candidate, Outcome::Skipped),
+            record(Candidate, Outcome::Blocked),
+            record(Secondary, Outcome::Mismatch),
+        ];
+        assert_eq!(
+            Tally::of(&records),
+            Tally {
+                compared: 2,
+                mismatched: 1,
+                target_errors: 1,
+                skipped: 1
+            }
+        );
+        let stats = crate::stages::PipelineStats::default();
+        diffed(&records, 0.001, &stats);
+        stored(6, &stats);
+        store_failed(&stats);
+        let g = crate::stages::PipelineStats::get;
+        assert_eq!(
+            (
+                g(&stats.compared),
+                g(&stats.mismatched),
+                g(&stats.target_errors),
+                g(&stats.skipped),
+                g(&stats.records_written),
+                g(&stats.store_failures)
+            ),
+            (2, 1, 1, 1, 6, 1)
+        );
+    }
 }

@@ -366,7 +366,7 @@ impl<A: Acknowledge> Output<ReplayResult, A> for KafkaResultOutput {
     async fn deliver(&self, envelope: Envelope<ReplayResult, A>) {
         let Envelope { item, ack, bytes } = envelope;
         let mut backoff =
-            crate::stages::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+            shadowdiff_net::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut stopping_since: Option<Instant> = None;
         loop {
             match self.producer.send(&item).await {

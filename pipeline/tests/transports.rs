@@ -407,7 +407,7 @@ async fn kafka_replay_stage_publishes_a_result_per_exchange_and_commits_what_it_
     let reader: RecordConsumer<ReplayResult> = RecordConsumer::new(&ConsumerConfig::new(
         &brokers,
         &results_topic,
-        &unique("reader"),
+        unique("reader"),
     ))
     .expect("reader");
     let mut seen = Vec::new();
