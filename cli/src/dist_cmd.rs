@@ -6,8 +6,8 @@ use crate::flags::{
     DiffWorkersArg, ExchangesTopicArg, ExperimentArg, ReplayArgs, ReplayGroupArg, ResultsTopicArg,
     TapArgs, TlsArgs,
 };
+use crate::process::{first_signal, runtime, summary_line, LogArgs};
 use crate::report_cmd::{parse_time, StoreArgs};
-use crate::run_cmd::{first_signal, runtime, summary_line, LogArgs};
 use anyhow::Context;
 use clap::{ArgMatches, Args};
 use shadowdiff_pipeline::config::Config;

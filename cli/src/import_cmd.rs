@@ -4,8 +4,8 @@ use crate::flags::{
     self, BrokersArg, ConfigArg, DataArg, ExchangesTopicArg, ExperimentArg, Flags, Layer,
     ReplayArgs, TlsArgs,
 };
+use crate::process::{runtime, LogArgs};
 use crate::report_cmd::{print_report, Format};
-use crate::run_cmd::{runtime, LogArgs};
 use anyhow::Context;
 use clap::{ArgMatches, Args, Subcommand};
 use shadowdiff_pipeline::config::{CaptureMode, Config, ConfigError};

@@ -3,6 +3,7 @@
 mod dist_cmd;
 mod flags;
 mod import_cmd;
+mod process;
 mod report_cmd;
 mod run_cmd;
 mod sandbox_cmd;

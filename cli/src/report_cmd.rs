@@ -161,7 +161,7 @@ pub fn load_report(
         file.clickhouse.database = database.to_string();
         let settings = file.clickhouse()?;
         let store = shadowdiff_clickhouse::ClickHouseStore::new(&settings.config)?;
-        let runtime = crate::run_cmd::runtime()?;
+        let runtime = crate::process::runtime()?;
         return runtime
             .block_on(store.report(query))
             .with_context(|| format!("cannot read the report from ClickHouse at {url}"));

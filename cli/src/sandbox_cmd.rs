@@ -1,6 +1,6 @@
 //! `shadowdiff sandbox`: the standalone egress sandbox.
 
-use crate::run_cmd::{first_signal, runtime, LogArgs};
+use crate::process::{first_signal, runtime, LogArgs};
 use anyhow::Context;
 use clap::Args;
 use shadowdiff_pipeline::admin::{start_admin, ReadyCheck};

@@ -1,4 +1,39 @@
-//! The pipeline's own metrics: one definition each.
+//! The pipeline's own metrics: one definition each, and the counters of one pipeline.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of one pipeline, readable by tests and the run summary.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    pub captured: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+    pub dropped_other: AtomicU64,
+    pub replayed: AtomicU64,
+    pub blocked: AtomicU64,
+    pub compared: AtomicU64,
+    pub mismatched: AtomicU64,
+    pub target_errors: AtomicU64,
+    /// Candidate pairs not compared (truncated body, no control response).
+    pub skipped: AtomicU64,
+    pub records_written: AtomicU64,
+    pub store_failures: AtomicU64,
+}
+
+impl PipelineStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts what happened to an exchange the tap offered to its sink.
+    pub fn count_offer(&self, result: &Result<(), shadowdiff_capture::OfferError>) {
+        let counter = match result {
+            Ok(()) => &self.captured,
+            Err(shadowdiff_capture::OfferError::Full) => &self.dropped_queue_full,
+            Err(_) => &self.dropped_other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 pub const QUEUE_DEPTH: &str = "shadowdiff_queue_depth";
 pub const COMPARED: &str = "shadowdiff_diff_compared_total";
@@ -81,7 +116,7 @@ impl Tally {
 pub(crate) fn diffed(
     records: &[shadowdiff_model::DiffRecord],
     seconds: f64,
-    stats: &crate::stages::PipelineStats,
+    stats: &PipelineStats,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
     described();
@@ -101,7 +136,7 @@ pub(crate) fn diffed(
 }
 
 /// Counts rows written to the store, in Prometheus and in `stats`.
-pub(crate) fn stored(rows: usize, stats: &crate::stages::PipelineStats) {
+pub(crate) fn stored(rows: usize, stats: &PipelineStats) {
     described();
     metrics::counter!(STORE_ROWS).increment(rows as u64);
     stats
@@ -110,7 +145,7 @@ pub(crate) fn stored(rows: usize, stats: &crate::stages::PipelineStats) {
 }
 
 /// Counts a failed store write, in Prometheus and in `stats`.
-pub(crate) fn store_failed(stats: &crate::stages::PipelineStats) {
+pub(crate) fn store_failed(stats: &PipelineStats) {
     described();
     metrics::counter!(STORE_FAILURES).increment(1);
     stats
@@ -167,11 +202,11 @@ mod tests {
                 skipped: 1
             }
         );
-        let stats = crate::stages::PipelineStats::default();
+        let stats = PipelineStats::default();
         diffed(&records, 0.001, &stats);
         stored(6, &stats);
         store_failed(&stats);
-        let g = crate::stages::PipelineStats::get;
+        let g = PipelineStats::get;
         assert_eq!(
             (
                 g(&stats.compared),

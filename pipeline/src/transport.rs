@@ -16,8 +16,7 @@
 //! The stage runners ([`crate::stages::run_replay_stage`], [`crate::stages::DiffWorkers`]) are
 //! generic over these traits and do not know which transport they run on.
 
-use crate::stages::{send_async, until_true, EmptyLooks, REPLAY_POLL};
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use shadowdiff_kafka::{Delivery, RecordConsumer, ResultProducer};
 use shadowdiff_model::{Exchange, ReplayResult};
 use std::future::Future;
@@ -25,6 +24,116 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
+
+/// Sends to a crossbeam channel from async code without blocking the runtime's thread.
+pub async fn send_async<T>(tx: &Sender<T>, mut item: T) -> Result<(), T> {
+    let mut wait = Duration::from_micros(200);
+    loop {
+        match tx.try_send(item) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(back)) => {
+                item = back;
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(20));
+            }
+            Err(TrySendError::Disconnected(back)) => return Err(back),
+        }
+    }
+}
+
+/// How often a busy stage looks at its input queue, instead of being woken for every item.
+///
+/// A consumer blocked in `recv` must be woken by the producer: a futex or eventfd system call
+/// on the producer's thread (the tap's serving threads, for the capture queue), a context switch
+/// and, for crossbeam, a few `sched_yield`s before it parks again. At a steady 5,000 exchanges/s
+/// that was one wake-up per item in every stage, which cost more CPU than the work itself
+/// (docs/performance-journal.md, section 8). Looking every few milliseconds while items keep
+/// coming lets each wake-up take a batch, and costs the producer nothing. A stage sleeps only
+/// when its queue is empty, so the interval bounds how long an item waits, not how many are
+/// taken.
+///
+/// The replay stage looks every 2 ms (the candidate sees a request at most that much later).
+pub const REPLAY_POLL: Duration = Duration::from_millis(2);
+/// Differ threads look every 5 ms: nothing waits on a diff, and the results queue holds far
+/// more than 5 ms of replays.
+pub const DIFF_POLL: Duration = Duration::from_millis(5);
+/// Empty looks in a row before a stage parks (waits to be woken by the next item).
+const IDLE_POLLS: u32 = 5;
+
+/// The polling policy both kinds of queue share: after `IDLE_POLLS` empty looks in a row, park.
+#[derive(Default)]
+pub(crate) struct EmptyLooks(u32);
+
+impl EmptyLooks {
+    pub(crate) fn got_item(&mut self) {
+        self.0 = 0;
+    }
+
+    /// After an empty look: `true` means park now (the count starts again), `false` look again
+    /// after the interval.
+    pub(crate) fn park_now(&mut self) -> bool {
+        let park = self.0 >= IDLE_POLLS;
+        self.0 = if park { 0 } else { self.0 + 1 };
+        park
+    }
+}
+
+/// The receiving end of a crossbeam queue that polls while busy and parks when idle.
+pub struct PolledReceiver<T> {
+    rx: Receiver<T>,
+    interval: Duration,
+    empty: EmptyLooks,
+}
+
+impl<T> PolledReceiver<T> {
+    /// Looks at `rx` every `interval` while items keep coming.
+    pub fn new(rx: Receiver<T>, interval: Duration) -> Self {
+        Self {
+            rx,
+            interval,
+            empty: EmptyLooks::default(),
+        }
+    }
+
+    /// The next item; `None` once every sender is gone and the queue is empty.
+    pub fn recv(&mut self) -> Option<T> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(item) => {
+                    self.empty.got_item();
+                    return Some(item);
+                }
+                Err(TryRecvError::Disconnected) => return None,
+                // Idle: park until a sender wakes us; the items after it are polled again.
+                Err(TryRecvError::Empty) if self.empty.park_now() => return self.rx.recv().ok(),
+                Err(TryRecvError::Empty) => std::thread::sleep(self.interval),
+            }
+        }
+    }
+
+    /// An item already queued, without waiting.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.rx.try_recv()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
+/// Resolves once `rx` has seen `true` (or its sender is gone): the shutdown signal every stage
+/// and server waits on.
+pub async fn until_true(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
 
 /// Confirms that an item's effect is durable in the next stage.
 pub trait Acknowledge: Send + 'static {
@@ -401,6 +510,44 @@ impl<A: Acknowledge> Output<ReplayResult, A> for KafkaResultOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polled_receiver_yields_every_item_in_order_then_none_when_senders_are_gone() {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let sender = std::thread::spawn(move || {
+            for i in 0..200u32 {
+                tx.send(i).unwrap();
+                if i % 50 == 0 {
+                    // Long enough for the receiver to stop polling and park.
+                    std::thread::sleep(Duration::from_millis(IDLE_POLLS as u64 + 5));
+                }
+            }
+        });
+        let mut rx = PolledReceiver::new(rx, Duration::from_millis(1));
+        let got: Vec<u32> = std::iter::from_fn(|| rx.recv()).collect();
+        sender.join().unwrap();
+        assert_eq!(got, (0..200).collect::<Vec<_>>());
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    }
+
+    #[test]
+    fn a_parked_polled_receiver_wakes_for_the_next_item() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (got_tx, got_rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let mut rx = PolledReceiver::new(rx, Duration::from_millis(1));
+            while let Some(item) = rx.recv() {
+                let _ = got_tx.send((item, Instant::now()));
+            }
+        });
+        // Idle well past the polling window: the receiver is parked in `recv` now.
+        std::thread::sleep(Duration::from_millis(100));
+        let sent = Instant::now();
+        tx.send(7u8).unwrap();
+        let (item, at) = got_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(item, 7);
+        assert!(at.duration_since(sent) < Duration::from_secs(1));
+    }
 
     #[test]
     fn a_permit_returns_its_bytes_when_dropped_however_it_grew() {
