@@ -1093,6 +1093,9 @@ async fn send_body(
                     .write_all(pending)
                     .await
                     .map_err(RelayError::Sink)?;
+                // TLS may keep the last records buffered when the socket was full; a no-op
+                // on plain TCP.
+                control.stream.flush().await.map_err(RelayError::Sink)?;
             } else if write_watching(control, pending).await? {
                 return Ok(BodySent::Answered);
             }
@@ -1129,17 +1132,27 @@ async fn send_body(
 /// What happened first while writing to the control and listening to it.
 enum Watched {
     Wrote(usize),
+    Flushed,
     Read(io::Result<usize>),
 }
 
-/// Writes `data` to the control unless it answers first. `Ok(true)`: it answered.
+/// Writes `data` to the control, and flushes it, unless the control answers first.
+/// `Ok(true)`: it answered.
 async fn write_watching(control: &mut Peer<Stream>, mut data: &[u8]) -> Result<bool, RelayError> {
-    while !data.is_empty() {
+    // TLS accepts data it could not send yet (the socket was full): it goes out on the flush.
+    let mut flushed = false;
+    while !flushed {
         // One poll of both directions of the one stream (a TLS stream cannot be split into
         // halves that wait apart); the write goes first.
         let watched = std::future::poll_fn(|cx| {
-            if let Poll::Ready(written) = Pin::new(&mut control.stream).poll_write(cx, data) {
-                return Poll::Ready(written.map(Watched::Wrote));
+            let stream = Pin::new(&mut control.stream);
+            let sent = if data.is_empty() {
+                stream.poll_flush(cx).map(|r| r.map(|()| Watched::Flushed))
+            } else {
+                stream.poll_write(cx, data).map(|r| r.map(Watched::Wrote))
+            };
+            if sent.is_ready() {
+                return sent;
             }
             control.buf.reserve(READ_ROOM);
             let read = std::pin::pin!(control.stream.read_buf(&mut control.buf));
@@ -1150,6 +1163,7 @@ async fn write_watching(control: &mut Peer<Stream>, mut data: &[u8]) -> Result<b
         match watched {
             Watched::Wrote(0) => return Err(RelayError::Sink(io::ErrorKind::WriteZero.into())),
             Watched::Wrote(n) => data = &data[n..],
+            Watched::Flushed => flushed = true,
             Watched::Read(read) => {
                 if answer_read(control, read) {
                     return Ok(true);
