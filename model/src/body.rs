@@ -5,6 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// A captured body: at most the capture limit of bytes, plus what the full body was.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Body {
+    /// The captured bytes (standard base64 in JSON).
     #[serde(serialize_with = "to_base64", deserialize_with = "from_base64")]
     pub bytes: Bytes,
     /// True when `bytes` holds only the first part of the body.
@@ -40,6 +41,7 @@ impl Body {
         }
     }
 
+    /// True when the whole body was empty (not just the captured part).
     pub fn is_empty(&self) -> bool {
         self.full_len == 0
     }

@@ -33,18 +33,24 @@ pub type Headers = Vec<(String, String)>;
 /// A captured HTTP request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpRequest {
+    /// The request method (`GET`, `POST`, …).
     pub method: String,
     /// Path and query, as the client sent them (`/users/7?x=1`).
     pub uri: String,
+    /// The request headers, in the order they came.
     pub headers: Headers,
+    /// The request body.
     pub body: Body,
 }
 
 /// A captured or replayed HTTP response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpResponse {
+    /// The HTTP status code.
     pub status: u16,
+    /// The response headers, in the order they came.
     pub headers: Headers,
+    /// The response body.
     pub body: Body,
     /// Time from sending the request to the end of the response body, in microseconds.
     pub latency_us: u64,
@@ -54,6 +60,7 @@ pub struct HttpResponse {
 /// plus the production answer when known.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exchange {
+    /// Always [`SCHEMA_VERSION`] when written by this build.
     pub schema_version: u32,
     /// Time-sortable id (UUIDv7); also the Kafka key.
     pub id: String,
@@ -63,6 +70,7 @@ pub struct Exchange {
     pub source: String,
     /// Name of the experiment this exchange belongs to.
     pub experiment: String,
+    /// The request as it reached production.
     pub request: HttpRequest,
     /// Absent in mirror mode, where the replayer asks a control replica.
     pub control: Option<HttpResponse>,
@@ -105,13 +113,19 @@ pub enum TargetRole {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetErrorKind {
+    /// No complete answer within the replay timeout.
     Timeout,
+    /// The connection could not be made.
     Connect,
+    /// The request could not be built or sent, or the response was broken or cut off.
     Protocol,
+    /// The response body was over a size limit. Part of the contract; this build's replayer
+    /// keeps a truncated body instead.
     BodyTooLarge,
 }
 
 impl TargetErrorKind {
+    /// The kind's name in records, metrics and details (`body_too_large`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Timeout => "timeout",
@@ -122,17 +136,23 @@ impl TargetErrorKind {
     }
 }
 
+/// Why a target gave no response, as recorded in a [`TargetOutcome`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetError {
+    /// The class of failure.
     pub kind: TargetErrorKind,
+    /// The failure as text, for people.
     pub message: String,
 }
 
 /// One target's answer to a replayed request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetOutcome {
+    /// The target's configured name.
     pub target: String,
+    /// What the target is for.
     pub role: TargetRole,
+    /// The target's response, or why there was none.
     pub result: Result<HttpResponse, TargetError>,
 }
 
@@ -140,10 +160,13 @@ pub struct TargetOutcome {
 /// target answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplayResult {
+    /// Always [`SCHEMA_VERSION`] when written by this build.
     pub schema_version: u32,
+    /// The exchange that was replayed, as it was read.
     pub exchange: Exchange,
     /// Set when the side-effect guard refused to replay the request at all.
     pub blocked: Option<String>,
+    /// One per target asked; empty when `blocked`.
     pub outcomes: Vec<TargetOutcome>,
     /// Names of the candidates the request was meant for (also when blocked).
     pub candidates: Vec<String>,
@@ -168,13 +191,16 @@ pub enum DiffKind {
     Order,
     /// Arrays of different length.
     Size,
+    /// Different status codes.
     Status,
+    /// A header's value differs, or it is present on one side only.
     Header,
     /// Non-JSON bodies that differ.
     Text,
 }
 
 impl DiffKind {
+    /// The kind's name in records and reports (`value`, `type`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Value => "value",
@@ -195,6 +221,7 @@ impl DiffKind {
 pub struct Difference {
     /// Exact path, array indexes kept: `body.items[3].price`.
     pub path: String,
+    /// What kind of difference it is.
     pub kind: DiffKind,
     /// Short rendering of the control's value (`None` when missing).
     pub control: Option<String>,
@@ -228,6 +255,7 @@ pub fn collapse_indexes(path: &str) -> String {
 /// A difference that was classified as noise, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NoiseDifference {
+    /// The difference itself (its fields are inlined in JSON).
     #[serde(flatten)]
     pub difference: Difference,
     /// `secondary` (A/A mask), `detector:<name>` or `rule:<name>`.
@@ -251,6 +279,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome's name in records, metrics and reports (`match`, `mismatch`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Match => "match",
@@ -265,20 +294,31 @@ impl Outcome {
 /// The diff record contract (docs/contracts.md#diff-record): one row per exchange × target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiffRecord {
+    /// Always [`SCHEMA_VERSION`] when written by this build.
     pub schema_version: u32,
+    /// The exchange's id.
     pub exchange_id: String,
+    /// The exchange's capture time, Unix milliseconds.
     pub captured_at_ms: u64,
+    /// The exchange's experiment.
     pub experiment: String,
+    /// The request method.
     pub method: String,
     /// Route template, e.g. `/users/{id}`.
     pub route: String,
     /// Candidate name (or the secondary's name when `role` is `secondary`).
     pub target: String,
+    /// `candidate` or `secondary`.
     pub role: TargetRole,
+    /// The result of the comparison.
     pub outcome: Outcome,
+    /// The control's status code, when it answered.
     pub control_status: Option<u16>,
+    /// The target's status code, when it answered.
     pub target_status: Option<u16>,
+    /// The control's latency in microseconds, when it answered.
     pub control_latency_us: Option<u64>,
+    /// The target's latency in microseconds, when it answered.
     pub target_latency_us: Option<u64>,
     /// Differences that count against the candidate.
     pub differences: Vec<Difference>,
@@ -291,6 +331,7 @@ pub struct DiffRecord {
     /// Notes from the differ (e.g. "body declared JSON is not valid JSON; compared as text").
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Copied from the replay result: writes the egress sandbox blocked (`METHOD host/path`).
     #[serde(default)]
     pub side_effects: Vec<String>,
 }
@@ -298,10 +339,17 @@ pub struct DiffRecord {
 /// Errors decoding a record from bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// Not JSON, or JSON that does not fit the record type.
     #[error("record is not valid JSON for this schema: {0}")]
     Malformed(#[from] serde_json::Error),
+    /// The record's `schema_version` is not the one this build reads.
     #[error("record has schema version {found}; this build reads version {expected}")]
-    UnknownVersion { found: u32, expected: u32 },
+    UnknownVersion {
+        /// The version the record carries.
+        found: u32,
+        /// [`SCHEMA_VERSION`].
+        expected: u32,
+    },
 }
 
 #[derive(Deserialize)]

@@ -30,6 +30,7 @@ pub const REDACTED_PREFIX: &str = "redacted:";
 /// Environment variable holding the HMAC key when the config has none.
 pub const REDACTION_KEY_ENV: &str = "SHADOWDIFF_REDACTION_KEY";
 
+/// What to redact and with which key; [`Redactor::new`] checks it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RedactionConfig {
     /// HMAC key. The same key on every tap keeps hashes comparable across taps and restarts.
@@ -47,10 +48,13 @@ pub struct RedactionConfig {
     pub body_paths: Vec<String>,
 }
 
+/// Why a [`RedactionConfig`] cannot make a [`Redactor`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RedactError {
+    /// The key is empty.
     #[error("the redaction key is empty; set capture.redaction.key or {REDACTION_KEY_ENV}")]
     EmptyKey,
+    /// A body path is empty or has an empty segment.
     #[error("body path `{0}` is not a dotted path such as `user.password` or `cards.*.number`")]
     BadPath(String),
 }
@@ -76,6 +80,7 @@ impl std::fmt::Debug for Redactor {
 }
 
 impl Redactor {
+    /// Builds the header, query and body path lists from `config`.
     pub fn new(config: &RedactionConfig) -> Result<Self, RedactError> {
         if config.key.is_empty() {
             return Err(RedactError::EmptyKey);

@@ -16,19 +16,24 @@ enum PatternSegment {
     Rest,
 }
 
+/// Why a route pattern does not parse; each variant holds the pattern.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RoutePatternError {
+    /// The pattern does not start with `/`.
     #[error("route pattern `{0}` must start with `/`")]
     NoLeadingSlash(String),
+    /// A `{*rest}` parameter is followed by more segments.
     #[error(
         "route pattern `{0}` has `{{*…}}` before its last segment; a rest parameter must come last"
     )]
     RestNotLast(String),
+    /// A `{` without its `}`, an empty `{}`, or braces inside a literal segment.
     #[error("route pattern `{0}` has an unclosed or empty `{{…}}` parameter")]
     BadParam(String),
 }
 
 impl RoutePattern {
+    /// Parses a template such as `/users/{id}/avatar` or `/files/{*rest}`.
     pub fn parse(template: &str) -> Result<Self, RoutePatternError> {
         if !template.starts_with('/') {
             return Err(RoutePatternError::NoLeadingSlash(template.to_string()));
@@ -62,6 +67,7 @@ impl RoutePattern {
         })
     }
 
+    /// The template as written; it is the route name of the paths it matches.
     pub fn template(&self) -> &str {
         &self.template
     }
@@ -95,6 +101,7 @@ pub struct RouteInferrer {
 }
 
 impl RouteInferrer {
+    /// An inferrer that tries `patterns` in order before inferring.
     pub fn new(patterns: Vec<RoutePattern>) -> Self {
         Self { patterns }
     }

@@ -109,6 +109,7 @@ pub fn merged_names(defaults: &[&[&str]], configured: &[String]) -> Vec<String> 
     names
 }
 
+/// Whether `name` is in `list`, compared case-insensitively.
 pub fn is_listed<S: AsRef<str>>(list: &[S], name: &str) -> bool {
     list.iter().any(|s| s.as_ref().eq_ignore_ascii_case(name))
 }
@@ -171,7 +172,9 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
 /// What to do with one query parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryEdit {
+    /// Leave the pair as it is.
     Keep,
+    /// Remove the pair.
     Drop,
     /// Replace the value with this one (already percent-encoded).
     Replace(String),
