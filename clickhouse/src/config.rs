@@ -9,8 +9,10 @@ pub struct ClickHouseConfig {
     /// Database holding shadowdiff's tables; created by `migrate`.
     #[serde(default = "default_database")]
     pub database: String,
+    /// User to log in as; ClickHouse's `default` user when absent.
     #[serde(default)]
     pub user: Option<String>,
+    /// Password of `user`.
     #[serde(default)]
     pub password: Option<String>,
     /// Upper bound on one insert (sending and committing), in milliseconds.
@@ -38,6 +40,7 @@ impl ClickHouseConfig {
         }
     }
 
+    /// The same configuration with another database.
     pub fn with_database(mut self, database: impl Into<String>) -> Self {
         self.database = database.into();
         self

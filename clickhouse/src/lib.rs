@@ -33,14 +33,19 @@ pub enum Error {
     /// The server could not be reached or refused the request.
     #[error("ClickHouse unavailable: {0}")]
     Unavailable(#[source] clickhouse::error::Error),
+    /// The server was reached but a query or insert failed.
     #[error("ClickHouse {what} failed: {source}")]
     Query {
+        /// What was attempted (`version query`, `insert`, …).
         what: &'static str,
+        /// The client's error.
         #[source]
         source: clickhouse::error::Error,
     },
+    /// The configuration is unusable (a database name that cannot go into SQL).
     #[error("invalid ClickHouse configuration: {0}")]
     Config(String),
+    /// [`ClickHouseSink::with_own_runtime`] could not build its runtime.
     #[error("cannot start the ClickHouse I/O runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }

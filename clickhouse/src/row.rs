@@ -13,37 +13,67 @@ use std::collections::HashSet;
 /// (`field_noise = 1`, with the first noise reason).
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct DiffRow {
+    /// [`DiffRecord::exchange_id`].
     pub exchange_id: String,
-    /// Unix seconds (`DateTime`).
+    /// Unix seconds (`DateTime`), the partition key.
     pub captured_at: u32,
+    /// [`DiffRecord::captured_at_ms`].
     pub captured_at_ms: u64,
+    /// [`DiffRecord::experiment`].
     pub experiment: String,
+    /// [`DiffRecord::method`].
     pub method: String,
+    /// [`DiffRecord::route`].
     pub route: String,
+    /// [`DiffRecord::target`].
     pub target: String,
+    /// [`DiffRecord::role`] as text (`candidate`, `secondary`).
     pub role: String,
+    /// [`DiffRecord::outcome`] as text (`match`, `mismatch`, …).
     pub outcome: String,
+    /// [`DiffRecord::control_status`].
     pub control_status: Option<u16>,
+    /// [`DiffRecord::target_status`].
     pub target_status: Option<u16>,
+    /// [`DiffRecord::control_latency_us`].
     pub control_latency_us: Option<u64>,
+    /// [`DiffRecord::target_latency_us`].
     pub target_latency_us: Option<u64>,
+    /// [`DiffRecord::fingerprint`].
     pub fingerprint: u64,
+    /// [`DiffRecord::detail`].
     pub detail: Option<String>,
+    /// [`DiffRecord::notes`].
     pub notes: Vec<String>,
+    /// [`DiffRecord::side_effects`].
     pub side_effects: Vec<String>,
+    /// The paths of `differences`, element by element.
     pub diff_path: Vec<String>,
+    /// The kinds of `differences`, as text.
     pub diff_kind: Vec<String>,
+    /// The control renderings of `differences`.
     pub diff_control: Vec<Option<String>>,
+    /// The candidate renderings of `differences`.
     pub diff_candidate: Vec<Option<String>>,
+    /// The paths of `noise`, element by element.
     pub noise_path: Vec<String>,
+    /// The kinds of `noise`, as text.
     pub noise_kind: Vec<String>,
+    /// The control renderings of `noise`.
     pub noise_control: Vec<Option<String>>,
+    /// The candidate renderings of `noise`.
     pub noise_candidate: Vec<Option<String>>,
+    /// Why each `noise` element is noise.
     pub noise_reason: Vec<String>,
+    /// Aggregate paths the reports count, each (path, kind) once.
     pub field_path: Vec<String>,
+    /// The kinds of `field_path`, as text.
     pub field_kind: Vec<String>,
+    /// 0 for a difference, 1 for noise.
     pub field_noise: Vec<u8>,
+    /// The first noise reason, empty for a difference.
     pub field_reason: Vec<String>,
+    /// [`DiffRecord::schema_version`].
     pub schema_version: u32,
 }
 

@@ -41,6 +41,7 @@ impl ClickHouseSink {
         })
     }
 
+    /// The store the sink writes to.
     pub fn store(&self) -> &ClickHouseStore {
         &self.store
     }

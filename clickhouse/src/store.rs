@@ -44,6 +44,7 @@ impl ClickHouseStore {
         })
     }
 
+    /// The database holding shadowdiff's tables.
     pub fn database(&self) -> &str {
         &self.database
     }
