@@ -14,16 +14,21 @@ use std::path::{Path, PathBuf};
 /// What an import read.
 #[derive(Debug, Default)]
 pub struct Imported {
+    /// The exchanges made from the records that could be used.
     pub exchanges: Vec<Exchange>,
     /// Records that could not be used, each with where and why.
     pub skipped: Vec<String>,
 }
 
+/// Why an import stopped (a bad record is skipped instead, see [`Imported::skipped`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// A file or directory could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file or directory.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
 }
