@@ -1259,6 +1259,25 @@ impl Config {
 }
 
 impl TapSettings {
+    /// `host:port` of the control for the readiness check; the port is the scheme's when the
+    /// URL has none (`https://api.internal` is `api.internal:443`).
+    pub fn control_addr(&self) -> String {
+        let host = self.control.host().unwrap_or_default();
+        let port =
+            self.control
+                .port_u16()
+                .unwrap_or(if self.control.scheme_str() == Some("https") {
+                    443
+                } else {
+                    80
+                });
+        if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    }
+
     /// The tee proxy's settings.
     pub fn tee_config(&self) -> shadowdiff_capture::TeeConfig {
         shadowdiff_capture::TeeConfig {
@@ -1888,5 +1907,19 @@ mod tests {
         assert_eq!(kafka.consumer("t", "g").session_timeout_ms, 30_000);
         assert_eq!(c.clickhouse().unwrap().config.insert_timeout_ms, 5_000);
         assert_eq!(c.clickhouse().unwrap().addr(), "127.0.0.1:8123");
+    }
+
+    #[test]
+    fn the_readiness_check_gets_the_control_port_of_its_scheme() {
+        let addr = |url: &str| {
+            let mut c = Config::default();
+            c.capture.control = Some(url.into());
+            let common = c.common().unwrap();
+            c.tap(&common).unwrap().control_addr()
+        };
+        assert_eq!(addr("http://127.0.0.1:8081"), "127.0.0.1:8081");
+        assert_eq!(addr("https://api.internal"), "api.internal:443");
+        assert_eq!(addr("http://api.internal/base"), "api.internal:80");
+        assert_eq!(addr("http://[::1]:9"), "[::1]:9");
     }
 }

@@ -136,11 +136,7 @@ pub async fn run_capture(
             addr: tap.listen,
             source,
         })?;
-    let control = tap
-        .control
-        .authority()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let control = tap.control_addr();
     admin(
         &common,
         vec![

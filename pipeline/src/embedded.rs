@@ -111,11 +111,7 @@ impl EmbeddedPipeline {
 
         let admin_addr = match common.admin {
             Some(admin) => {
-                let control = tap_settings
-                    .control
-                    .authority()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
+                let control = tap_settings.control_addr();
                 let checks = vec![ReadyCheck::tcp("control", control)];
                 let (bound, _task) = start_admin(admin, checks, until_true(shutdown_rx.clone()))
                     .await
