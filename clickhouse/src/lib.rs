@@ -71,6 +71,6 @@ fn is_unavailable(e: &clickhouse::error::Error) -> bool {
 
 impl From<Error> for shadowdiff_store::StoreError {
     fn from(e: Error) -> Self {
-        shadowdiff_store::StoreError::Unavailable(e.to_string())
+        shadowdiff_store::StoreError::Unavailable(Box::new(e))
     }
 }

@@ -31,7 +31,7 @@ pub enum StoreError {
     },
     /// A remote store (ClickHouse) could not take the batch; the caller retries.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Receives diff records in batches. A batch is durable once `write_batch` returned `Ok`.
