@@ -157,6 +157,9 @@ fn demo_finds_regressions_and_report_is_stable_across_restarts() {
         .args(["demo", "--requests", "400", "--format", "json", "--data"])
         .arg(dir.path()));
     assert_eq!(code, 0, "{err}");
+    // Logs went to a pipe, not a terminal: no colour codes in them.
+    assert!(err.contains("INFO"), "the demo logs: {err}");
+    assert!(!err.contains('\x1b'), "escape codes in piped logs: {err:?}");
     let demo: serde_json::Value = serde_json::from_str(&out).expect("demo prints report JSON");
     let endpoints = demo["endpoints"].as_array().unwrap();
     let find = |route: &str| endpoints.iter().find(|e| e["route"] == route).unwrap();
