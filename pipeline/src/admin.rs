@@ -38,7 +38,9 @@ type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 /// One dependency checked by `/readyz`.
 #[derive(Clone)]
 pub struct ReadyCheck {
+    /// Names the dependency in `/readyz`'s answer when it fails.
     pub name: String,
+    /// Starts one check; `Err` holds why the dependency is not ready.
     pub check: Arc<dyn Fn() -> CheckFuture + Send + Sync>,
 }
 

@@ -13,18 +13,25 @@ use std::time::Duration;
 /// Why a pipeline could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// A listening address (tap, admin, sandbox) could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The replayer refused its settings.
     #[error("replay settings")]
     Replay(#[from] shadowdiff_replayer::ReplayConfigError),
+    /// The in-process sandbox refused its settings.
     #[error("sandbox settings")]
     Sandbox(#[source] shadowdiff_sandbox::SandboxError),
+    /// The tap refused its settings.
     #[error("tap settings")]
     Tap(#[from] shadowdiff_capture::CaptureError),
+    /// A stage's thread could not be spawned.
     #[error("cannot start a thread")]
     Thread(#[source] std::io::Error),
 }
@@ -34,8 +41,11 @@ const SIDE_EFFECT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An egress sandbox running in this process.
 pub struct RunningSandbox {
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// The side effects it recorded, for the replayer to collect.
     pub log: SideEffectLog,
+    /// The serving task; it ends once the shutdown signal came and connections drained.
     pub task: tokio::task::JoinHandle<()>,
 }
 

@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The whole file, every key defaulted. [`Config::validate`] and the per-stage methods
+/// ([`Config::common`], [`Config::tap`], …) turn it into the settings each command uses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -20,12 +22,17 @@ pub struct Config {
     pub experiment: String,
     /// Where the embedded store keeps results.
     pub data_dir: PathBuf,
+    /// The tap.
     pub capture: CaptureSection,
+    /// The targets and how requests are replayed to them.
     pub replay: ReplaySection,
     /// Normalization rules (see the README's "Diff rules").
     pub diff: RulesConfig,
+    /// Declared route templates.
     pub routes: RoutesSection,
+    /// The differ pool, its queue and the shutdown grace.
     pub pipeline: PipelineSection,
+    /// The metrics and health endpoint.
     pub admin: AdminSection,
     /// The egress sandbox `shadowdiff run` starts in-process (off unless `listen` is set).
     pub sandbox: SandboxSection,
@@ -56,6 +63,7 @@ impl Default for Config {
     }
 }
 
+/// `[capture]`: where the tap listens, what it forwards to, and its limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureSection {
@@ -98,7 +106,9 @@ pub struct CaptureSection {
     /// `tee` (proxy in front of the control) or `mirror` (receive mirrored requests; `control`
     /// is then a control replica the replayer asks).
     pub mode: CaptureMode,
+    /// Which requests are copied.
     pub sampling: SamplingSection,
+    /// Secrets replaced before an exchange leaves the tap.
     pub redaction: RedactionSection,
 }
 
@@ -124,16 +134,22 @@ impl Default for CaptureSection {
     }
 }
 
+/// `[[replay.candidates]]`: one build under test.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CandidateConfig {
+    /// Name in records and reports: letters, digits, `-`, `_`, `.`; not `secondary` or
+    /// `control`.
     pub name: String,
+    /// Base URL, `http://` or `https://`.
     pub url: String,
 }
 
+/// `[replay]`: the targets and how requests are replayed to them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReplaySection {
+    /// The builds under test; at least one.
     pub candidates: Vec<CandidateConfig>,
     /// A second instance of the control build, to measure noise (A/A).
     pub secondary: Option<String>,
@@ -146,8 +162,12 @@ pub struct ReplaySection {
     /// of exchanges a second and costs least at a steady rate; raise it when copies are dropped
     /// because replay cannot keep up.
     pub threads: usize,
+    /// Header added to every replayed request, so targets can tell shadow traffic.
     pub shadow_header: String,
+    /// The value of `shadow_header`.
     pub shadow_header_value: String,
+    /// Header carrying the exchange id on replayed requests; the egress sandbox attributes
+    /// side effects by it.
     pub exchange_id_header: String,
     /// More request headers removed before replay, on top of the credential headers of
     /// `shadowdiff_model::secrets::SECRET_HEADERS`.
@@ -191,6 +211,7 @@ impl Default for ReplaySection {
     }
 }
 
+/// `[routes]`: declared route templates.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutesSection {
@@ -198,6 +219,7 @@ pub struct RoutesSection {
     pub patterns: Vec<String>,
 }
 
+/// `[pipeline]`: the differ pool, its queue and the shutdown grace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineSection {
@@ -219,6 +241,7 @@ impl Default for PipelineSection {
     }
 }
 
+/// `[admin]`: the metrics and health endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
@@ -234,12 +257,15 @@ impl Default for AdminSection {
     }
 }
 
+/// `[kafka]`: the transport between the stages of the distributed deployment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSection {
     /// Comma-separated `host:port` brokers (or --kafka).
     pub brokers: Option<String>,
+    /// Topic of captured exchanges (capture → replay).
     pub exchanges_topic: String,
+    /// Topic of replay results (replay → diff).
     pub results_topic: String,
     /// Consumer group of `shadowdiff replay` processes.
     pub replay_group: String,
@@ -281,13 +307,17 @@ impl Default for KafkaSection {
     }
 }
 
+/// `[clickhouse]`: the result store of the distributed deployment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseSection {
     /// HTTP endpoint, e.g. `http://127.0.0.1:8123` (or --clickhouse).
     pub url: Option<String>,
+    /// Database holding shadowdiff's tables (or --database).
     pub database: String,
+    /// User to log in as; ClickHouse's `default` user when absent.
     pub user: Option<String>,
+    /// Password of `user`.
     pub password: Option<String>,
     /// Rows per insert at most; a batch is also sent after `batch_linger_ms`.
     pub batch_rows: usize,
@@ -452,24 +482,43 @@ impl Default for SandboxSection {
 /// The in-process sandbox of `shadowdiff run`.
 #[derive(Debug, Clone)]
 pub struct SandboxSettings {
+    /// Address of the forward proxy.
     pub listen: SocketAddr,
+    /// What it lets through, what it answers, and the exchange id header it reads.
     pub config: shadowdiff_sandbox::SandboxConfig,
+    /// How long a recorded side effect waits to be collected.
     pub log_ttl: Duration,
+    /// Exchanges the side-effect log holds at most.
     pub log_capacity: usize,
 }
 
 /// A config problem, with where it is and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file (or the command line's values) is not TOML of the expected shape.
     #[error("config file {path}: {message}")]
-    Parse { path: String, message: String },
+    Parse {
+        /// The file, or `the command line`.
+        path: String,
+        /// The TOML parser's message, with the line when there is one.
+        message: String,
+    },
+    /// A value is out of range or malformed.
     #[error("{key}: {message}")]
-    Invalid { key: String, message: String },
+    Invalid {
+        /// The key, with its flag when it has one: `replay.timeout_ms`.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -508,6 +557,7 @@ impl Config {
         Self::from_toml(&text, &path.display().to_string())
     }
 
+    /// Parses TOML text; `origin` names it in errors. Unknown keys are errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_string(),
@@ -608,33 +658,49 @@ fn merge(base: &mut toml::Table, top: toml::Table) {
 /// shutdown grace and the redactor (the tap redacts requests, the replayer responses).
 #[derive(Debug, Clone)]
 pub struct CommonSettings {
+    /// Name under which results are stored and reported; not empty.
     pub experiment: String,
+    /// Where the embedded store keeps results.
     pub data_dir: PathBuf,
+    /// `[routes]` patterns first, then inference.
     pub routes: RouteInferrer,
+    /// Address of `/metrics`, `/healthz` and `/readyz`; `None` when `admin.listen` is empty.
     pub admin: Option<SocketAddr>,
+    /// Time in-flight work has to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// The keyed redactor of `[capture.redaction]`.
     pub redactor: shadowdiff_model::redact::Redactor,
 }
 
 /// `[capture]` validated: the tap's settings. [`TapSettings::build`] makes the tap.
 #[derive(Debug, Clone)]
 pub struct TapSettings {
+    /// Stamped on every exchange.
     pub experiment: String,
+    /// Address the tap listens on.
     pub listen: SocketAddr,
+    /// The production service (tee mode) or the control replica the replayer asks (mirror).
     pub control: http::Uri,
+    /// Bodies are copied up to this many bytes and marked truncated beyond.
     pub body_limit: usize,
+    /// Captured exchanges waiting for the replayer.
     pub queue_capacity: usize,
     /// Bytes in flight between the tap and the differ (the byte budget; in `capture --kafka`
     /// the producer's local queue).
     pub queue_max_bytes: u64,
+    /// Forward the client's Host header instead of the control's address.
     pub preserve_host: bool,
     /// Serving threads (0 in the file is resolved to the core count here).
     pub threads: usize,
+    /// Time the control has for a whole exchange.
     pub control_timeout: Duration,
     /// The tap's client timeouts and connection limit.
     pub limits: shadowdiff_capture::TapLimits,
+    /// Tee proxy or mirror receiver.
     pub mode: CaptureMode,
+    /// Which requests are copied (`[capture.sampling]`).
     pub sampler: shadowdiff_capture::sample::Sampler,
+    /// Redacts requests and control responses before they leave the tap.
     pub redactor: shadowdiff_model::redact::Redactor,
     /// Trust and client certificate of the connection to an https control (`[tls]`).
     pub tls: ClientTls,
@@ -646,8 +712,11 @@ pub struct TapSettings {
 /// `[capture]`) validated. [`ReplaySettings::build`] makes the replayer.
 #[derive(Debug, Clone)]
 pub struct ReplaySettings {
+    /// The candidates, then the secondary, then (mirror mode) the control replica.
     pub targets: Vec<Target>,
+    /// Time each target has for a complete answer.
     pub timeout: Duration,
+    /// Exchanges replayed at once (over all replay threads).
     pub concurrency: usize,
     /// Replay threads of the embedded pipeline (0 in the file is resolved to the core count).
     pub threads: usize,
@@ -657,15 +726,21 @@ pub struct ReplaySettings {
     pub queue_capacity: usize,
     /// Bytes a Kafka-fed replay stage holds at most (`capture.queue_max_bytes`).
     pub queue_max_bytes: u64,
+    /// The side-effect guard: safe methods, plus the writes of `[[replay.allow]]`.
     pub policy: Policy,
+    /// Header name and value added to every replayed request.
     pub shadow_header: (String, String),
+    /// Header carrying the exchange id, so the egress sandbox can attribute side effects.
     pub exchange_id_header: String,
     /// Every header stripped before replay (defaults and configured).
     pub strip_headers: Vec<String>,
     /// Every query parameter stripped before replay (defaults and configured).
     pub strip_query: Vec<String>,
+    /// Synthetic credential headers (lower-case name, value), set after stripping.
     pub credentials: Vec<(String, String)>,
+    /// Synthetic query parameter values, set where a replayed request has the parameter.
     pub query_credentials: Vec<(String, String)>,
+    /// Routes of requests, which `[[replay.allow]]` rules match.
     pub routes: RouteInferrer,
     /// Secrets in the targets' responses are redacted like the tap redacts the control's.
     pub redactor: shadowdiff_model::redact::Redactor,
@@ -679,7 +754,9 @@ pub struct ReplaySettings {
 /// [`DiffSettings::build`] makes the differ.
 #[derive(Debug, Clone)]
 pub struct DiffSettings {
+    /// The compiled `[diff]` rules.
     pub rules: Rules,
+    /// Gives each diff record its `route`.
     pub routes: RouteInferrer,
     /// Differ threads (0 in the file is resolved to the core count here).
     pub workers: usize,
@@ -692,22 +769,34 @@ pub struct DiffSettings {
 /// `[kafka]` validated: the transport of the distributed deployment.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
+    /// Comma-separated `host:port` brokers.
     pub brokers: String,
+    /// Topic of captured exchanges (capture → replay).
     pub exchanges_topic: String,
+    /// Topic of replay results (replay → diff); not the exchanges topic.
     pub results_topic: String,
+    /// Consumer group of `shadowdiff replay` processes.
     pub replay_group: String,
+    /// Consumer group of `shadowdiff diff` processes.
     pub diff_group: String,
+    /// Partitions of topics shadowdiff creates.
     pub partitions: i32,
+    /// Send undecodable records to `<topic>.dlq`.
     pub dead_letter: bool,
+    /// Largest record produced; bigger exchanges are sent with truncated bodies.
     pub message_max_bytes: usize,
+    /// How long a producer waits to fill a batch (librdkafka `linger.ms`).
     pub linger: Duration,
+    /// A consumer that misses heartbeats this long leaves its group.
     pub session_timeout: Duration,
+    /// Extra librdkafka options for every client.
     pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// `[clickhouse]` validated: the result store of the distributed deployment.
 #[derive(Debug, Clone)]
 pub struct ClickHouseSettings {
+    /// Where the store is, how to log in, and the insert timeout.
     pub config: shadowdiff_clickhouse::ClickHouseConfig,
     /// Rows per insert at most, and how long a batch waits for more.
     pub batch: BatchSettings,
@@ -716,19 +805,26 @@ pub struct ClickHouseSettings {
 /// When the store writer writes a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSettings {
+    /// A batch is written once it holds this many rows…
     pub rows: usize,
+    /// …or this long after its first row arrived.
     pub linger: Duration,
 }
 
 /// Everything `shadowdiff run` needs: every stage in one process.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
+    /// What every command shares.
     pub common: CommonSettings,
+    /// The tap.
     pub tap: TapSettings,
+    /// The replayer.
     pub replay: ReplaySettings,
+    /// The differ pool.
     pub diff: DiffSettings,
 }
 
+/// A `host:port` socket address; the error names `key`.
 pub fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| {
         invalid(

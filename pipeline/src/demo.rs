@@ -19,7 +19,9 @@ use tokio::sync::watch;
 /// Which build a demo service plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Build {
+    /// Production's behaviour (also the secondary).
     Control,
+    /// The build with the deliberate regressions.
     Candidate,
 }
 
@@ -149,12 +151,14 @@ fn answer(build: Build, method: &str, path: &str, query: &str) -> Response<Full<
 
 /// A demo service listening on `127.0.0.1:0`.
 pub struct DemoServer {
+    /// Where it listens.
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl DemoServer {
+    /// Binds a loopback port and serves `build` on it.
     pub async fn start(build: Build) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -170,10 +174,12 @@ impl DemoServer {
         Ok(Self { addr, stop, task })
     }
 
+    /// `http://` and the address.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// Stops serving and waits for the server to end.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -183,9 +189,13 @@ impl DemoServer {
 /// What the traffic generator saw.
 #[derive(Debug, Default, Clone)]
 pub struct TrafficSummary {
+    /// Requests sent.
     pub sent: u64,
+    /// Requests answered with a complete response (any status).
     pub ok: u64,
+    /// Requests that got no response or a broken body.
     pub failed: u64,
+    /// Time from the first request to the last answer.
     pub elapsed: Duration,
 }
 

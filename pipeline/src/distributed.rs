@@ -32,36 +32,56 @@ use tokio::sync::watch;
 /// Why a distributed stage stopped or could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DistributedError {
+    /// A section the stage needs is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A Kafka client, subscription or admin request failed.
     #[error("Kafka")]
     Kafka(#[from] shadowdiff_kafka::Error),
+    /// The producer refused a record or could not flush.
     #[error("Kafka producer")]
     Produce(#[from] ProduceError),
+    /// The ClickHouse store could not be reached, migrated or written.
     #[error("ClickHouse")]
     ClickHouse(#[from] shadowdiff_clickhouse::Error),
+    /// The tap's or the admin endpoint's address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
+        /// The address.
         addr: std::net::SocketAddr,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A component shared with the embedded pipeline could not start.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The Kafka input stopped with a fatal error.
     #[error("input")]
     Input(#[from] InputError),
+    /// The tap's serving threads could not start or failed.
     #[error("the tap's serving threads")]
     TapThreads(#[source] std::io::Error),
+    /// A background task panicked or was cancelled.
     #[error("a background task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// An exchange to publish was refused by the producer.
     #[error("exchange {id} not published")]
     NotPublished {
+        /// The exchange's id.
         id: String,
+        /// The producer's error.
         #[source]
         source: ProduceError,
     },
+    /// The broker did not acknowledge some published exchanges.
     #[error("{failed} of {offered} exchanges were not acknowledged by the broker")]
-    Unacknowledged { failed: u64, offered: u64 },
+    Unacknowledged {
+        /// Exchanges the broker did not acknowledge.
+        failed: u64,
+        /// Exchanges handed to the producer.
+        offered: u64,
+    },
 }
 
 /// The tap's producer: its local queue is the capture queue here, so it gets the same byte

@@ -79,9 +79,11 @@ impl ExchangeSink for CountingSink {
 pub struct EmbeddedPipeline {
     /// Where the tap listens.
     pub addr: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, when enabled.
     pub admin_addr: Option<SocketAddr>,
     /// Where the in-process egress sandbox listens (`[sandbox] listen`).
     pub sandbox_addr: Option<SocketAddr>,
+    /// The pipeline's counters.
     pub stats: Arc<PipelineStats>,
     shutdown: watch::Sender<bool>,
     done: tokio::task::JoinHandle<()>,

@@ -366,7 +366,9 @@ impl DiffWorkers {
 
 /// The tap in either mode: a tee proxy in front of the control, or a mirror receiver.
 pub enum Tap {
+    /// A proxy in front of the control.
     Tee(shadowdiff_capture::TeeProxy),
+    /// A receiver of mirrored requests.
     Mirror(shadowdiff_capture::mirror::MirrorReceiver),
 }
 

@@ -5,21 +5,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Counters of one pipeline, readable by tests and the run summary.
 #[derive(Debug, Default)]
 pub struct PipelineStats {
+    /// Exchanges the tap's sink accepted.
     pub captured: AtomicU64,
+    /// Exchanges dropped because the queue (or its byte budget) was full.
     pub dropped_queue_full: AtomicU64,
+    /// Exchanges dropped for another reason (queue closed, record rejected).
     pub dropped_other: AtomicU64,
+    /// Exchanges replayed to their targets.
     pub replayed: AtomicU64,
+    /// Exchanges the side-effect guard did not replay.
     pub blocked: AtomicU64,
+    /// Candidate pairs compared.
     pub compared: AtomicU64,
+    /// Compared candidate pairs with a difference that is not noise.
     pub mismatched: AtomicU64,
+    /// Candidate pairs where the candidate gave no answer.
     pub target_errors: AtomicU64,
     /// Candidate pairs not compared (truncated body, no control response).
     pub skipped: AtomicU64,
+    /// Diff records written to the store.
     pub records_written: AtomicU64,
+    /// Store writes that failed (and were retried).
     pub store_failures: AtomicU64,
 }
 
 impl PipelineStats {
+    /// Reads one of the counters.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
@@ -35,13 +46,21 @@ impl PipelineStats {
     }
 }
 
+/// Gauge: items waiting in a pipeline queue, by `queue`.
 pub const QUEUE_DEPTH: &str = "shadowdiff_queue_depth";
+/// Counter: exchange × candidate pairs compared.
 pub const COMPARED: &str = "shadowdiff_diff_compared_total";
+/// Counter: compared pairs with a difference that is not noise.
 pub const MISMATCHED: &str = "shadowdiff_diff_mismatched_total";
+/// Counter: exchange × candidate pairs where the candidate gave no answer.
 pub const TARGET_ERRORS: &str = "shadowdiff_diff_target_errors_total";
-pub const SKIPPED: &str = "shadowdiff_diff_skipped_total";
-pub const DIFF_SECONDS: &str = "shadowdiff_diff_duration_seconds";
+/// Counter: exchange × candidate pairs not compared.
+pub(crate) const SKIPPED: &str = "shadowdiff_diff_skipped_total";
+/// Histogram: time to diff one replay result.
+pub(crate) const DIFF_SECONDS: &str = "shadowdiff_diff_duration_seconds";
+/// Counter: diff records written to the store.
 pub const STORE_ROWS: &str = "shadowdiff_store_rows_total";
+/// Counter: store writes that failed (and were retried).
 pub const STORE_FAILURES: &str = "shadowdiff_store_failures_total";
 
 /// Describes every metric once, to the recorder installed at that moment. The embedded pipeline

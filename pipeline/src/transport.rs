@@ -116,10 +116,12 @@ impl<T> PolledReceiver<T> {
         self.rx.try_recv()
     }
 
+    /// Items queued now.
     pub fn len(&self) -> usize {
         self.rx.len()
     }
 
+    /// Whether nothing is queued now.
     pub fn is_empty(&self) -> bool {
         self.rx.is_empty()
     }
@@ -137,6 +139,7 @@ pub async fn until_true(mut rx: watch::Receiver<bool>) {
 
 /// Confirms that an item's effect is durable in the next stage.
 pub trait Acknowledge: Send + 'static {
+    /// Confirms it; called once the item's effect is durable downstream.
     fn ack(self);
 }
 
@@ -154,6 +157,7 @@ impl Acknowledge for Delivery {
 
 /// An item on its way through the pipeline.
 pub struct Envelope<T, A> {
+    /// What travels: an exchange, a replay result.
     pub item: T,
     /// Acknowledged once the item's effect is durable downstream; dropped unacknowledged, the
     /// transport delivers the item again (Kafka) or it is gone with the process (memory).
@@ -181,6 +185,7 @@ pub struct ByteBudget {
 }
 
 impl ByteBudget {
+    /// A budget of `max` bytes, none held.
     pub fn new(max: u64) -> Arc<Self> {
         Arc::new(Self {
             max,
@@ -198,6 +203,7 @@ impl ByteBudget {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// The bound.
     pub fn max(&self) -> u64 {
         self.max
     }
@@ -264,6 +270,7 @@ impl BytePermit {
         }
     }
 
+    /// Bytes held.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -280,12 +287,14 @@ impl Drop for BytePermit {
 /// Why an input stopped for good (a fatal broker error); a closed input is `Ok(None)`.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
+    /// The Kafka consumer failed (transient errors are retried before it gets here).
     #[error("Kafka consumer: {0}")]
     Kafka(#[from] shadowdiff_kafka::Error),
 }
 
 /// Where a stage's items come from.
 pub trait Input<T>: Send + 'static {
+    /// How an item of this input is confirmed.
     type Ack: Acknowledge;
     /// The next item; `Ok(None)` once the input is closed (shutdown) and what it still owes is
     /// handed out.
@@ -317,6 +326,7 @@ pub struct MemoryInput<T> {
 }
 
 impl<T: Send + 'static> MemoryInput<T> {
+    /// Reads `rx` until `close` is notified; `queue` labels its depth gauge.
     pub fn new(
         rx: mpsc::Receiver<Envelope<T, ()>>,
         close: Arc<Notify>,
@@ -383,6 +393,7 @@ impl<T, A> Clone for MemoryOutput<T, A> {
 }
 
 impl<T, A> MemoryOutput<T, A> {
+    /// Hands items to `tx`.
     pub fn new(tx: Sender<Envelope<T, A>>) -> Self {
         Self { tx }
     }
@@ -406,6 +417,7 @@ pub struct KafkaInput<T> {
 }
 
 impl<T> KafkaInput<T> {
+    /// Reads `consumer`; `size` is what a record takes of `budget`.
     pub fn new(
         consumer: RecordConsumer<T>,
         budget: Arc<ByteBudget>,
@@ -466,6 +478,7 @@ impl Clone for KafkaResultOutput {
 }
 
 impl KafkaResultOutput {
+    /// Publishes with `producer`; `shutdown` starts the give-up countdown of failing sends.
     pub fn new(producer: Arc<ResultProducer>, shutdown: watch::Receiver<bool>) -> Self {
         Self { producer, shutdown }
     }
