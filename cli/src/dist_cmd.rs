@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 /// `capture`: the tap, publishing to Kafka.
 #[derive(Args)]
-pub struct CaptureArgs {
+pub(crate) struct CaptureArgs {
     #[command(flatten)]
     pub file: ConfigArg,
     #[command(flatten)]
@@ -42,7 +42,7 @@ pub struct CaptureArgs {
 
 /// `replay`: a consumer-group member replaying exchanges to candidates.
 #[derive(Args)]
-pub struct ReplayStageArgs {
+pub(crate) struct ReplayStageArgs {
     #[command(flatten)]
     pub file: ConfigArg,
     #[command(flatten)]
@@ -67,7 +67,7 @@ pub struct ReplayStageArgs {
 
 /// `diff`: a consumer-group member writing diff rows to ClickHouse.
 #[derive(Args)]
-pub struct DiffStageArgs {
+pub(crate) struct DiffStageArgs {
     #[command(flatten)]
     pub file: ConfigArg,
     #[command(flatten)]
@@ -104,7 +104,7 @@ where
     })
 }
 
-pub fn capture(args: CaptureArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+pub(crate) fn capture(args: CaptureArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     init_logging(args.log.log_format.into());
     let config = flags::load(
         matches,
@@ -126,7 +126,7 @@ pub fn capture(args: CaptureArgs, matches: &ArgMatches) -> anyhow::Result<ExitCo
     until_signal(|shutdown| distributed::run_capture(common, tap, kafka, shutdown, None))
 }
 
-pub fn replay(args: ReplayStageArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+pub(crate) fn replay(args: ReplayStageArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     init_logging(args.log.log_format.into());
     let config = flags::load(
         matches,
@@ -150,7 +150,7 @@ pub fn replay(args: ReplayStageArgs, matches: &ArgMatches) -> anyhow::Result<Exi
     until_signal(|shutdown| distributed::run_replay(common, replay, kafka, shutdown))
 }
 
-pub fn diff(args: DiffStageArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+pub(crate) fn diff(args: DiffStageArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     init_logging(args.log.log_format.into());
     let config = flags::load(
         matches,
@@ -173,7 +173,7 @@ pub fn diff(args: DiffStageArgs, matches: &ArgMatches) -> anyhow::Result<ExitCod
 }
 
 #[derive(Args)]
-pub struct MigrateArgs {
+pub(crate) struct MigrateArgs {
     /// ClickHouse HTTP URL, e.g. http://127.0.0.1:8123.
     #[arg(long, env = "SHADOWDIFF_CLICKHOUSE")]
     pub clickhouse: String,
@@ -182,7 +182,7 @@ pub struct MigrateArgs {
     pub database: String,
 }
 
-pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let mut file = Config::default();
     file.clickhouse.url = Some(args.clickhouse.clone());
     file.clickhouse.database = args.database.clone();
@@ -211,7 +211,7 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Args)]
-pub struct GateArgs {
+pub(crate) struct GateArgs {
     /// Largest acceptable mismatched/compared per endpoint, as a fraction (0.01 = 1%).
     #[arg(long)]
     pub max_mismatch_rate: f64,
@@ -239,7 +239,7 @@ pub struct GateArgs {
 
 /// Exit 0 when every selected endpoint is within budget, 1 when one is not, 2 when the gate
 /// cannot decide (too few samples, store unreachable, bad flags).
-pub fn gate_cmd(args: GateArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn gate_cmd(args: GateArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&args.max_mismatch_rate) {
         anyhow::bail!(
             "--max-mismatch-rate {} must be a fraction between 0 and 1 (0.01 = 1%)",

@@ -62,7 +62,7 @@ pub(crate) trait Flags {
 
 /// `--config`.
 #[derive(Args, Debug)]
-pub struct ConfigArg {
+pub(crate) struct ConfigArg {
     /// TOML config file (see shadowdiff.example.toml); flags and their variables override it.
     #[arg(long, env = "SHADOWDIFF_CONFIG")]
     pub config: Option<PathBuf>,
@@ -70,7 +70,7 @@ pub struct ConfigArg {
 
 /// `--experiment`.
 #[derive(Args, Debug)]
-pub struct ExperimentArg {
+pub(crate) struct ExperimentArg {
     /// Experiment name under which results are stored.
     #[arg(long, env = "SHADOWDIFF_EXPERIMENT", default_value_t = DEFAULTS.experiment.clone())]
     pub experiment: String,
@@ -84,7 +84,7 @@ impl Flags for ExperimentArg {
 
 /// `--data`: the embedded store.
 #[derive(Args, Debug)]
-pub struct DataArg {
+pub(crate) struct DataArg {
     /// Data directory of the embedded store.
     #[arg(long, env = "SHADOWDIFF_DATA", default_value_os_t = DEFAULTS.data_dir.clone())]
     pub data: PathBuf,
@@ -123,7 +123,7 @@ impl From<CaptureMode> for ModeArg {
 
 /// `--control` and `--mode`: the production service (tee) or a control replica (mirror).
 #[derive(Args, Debug)]
-pub struct ControlArgs {
+pub(crate) struct ControlArgs {
     /// URL of the production service the tap forwards to, e.g. http://127.0.0.1:8081 or
     /// https://api.internal (see --tls-ca-file); in mirror mode a control replica the replayer
     /// asks for the baseline.
@@ -145,7 +145,7 @@ impl Flags for ControlArgs {
 
 /// The tap's own flags (`[capture]`).
 #[derive(Args, Debug)]
-pub struct TapArgs {
+pub(crate) struct TapArgs {
     /// Address the tap listens on.
     #[arg(long, env = "SHADOWDIFF_LISTEN", default_value_t = DEFAULTS.capture.listen.clone())]
     pub listen: String,
@@ -219,7 +219,7 @@ impl Flags for TapArgs {
 
 /// The replayer's flags (`[replay]`).
 #[derive(Args, Debug)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     /// Candidate build as NAME=URL (http:// or https://); repeat for several. Replaces the
     /// file's candidates.
     #[arg(long = "candidate", env = "SHADOWDIFF_CANDIDATES", value_delimiter = ',', value_parser = parse_candidate)]
@@ -247,7 +247,7 @@ impl Flags for ReplayArgs {
 
 /// `--replay-threads`: only where replay runs in the tap's process (`run`).
 #[derive(Args, Debug)]
-pub struct ReplayThreadsArg {
+pub(crate) struct ReplayThreadsArg {
     /// Replay threads, each with its own event loop, share of the capture queue and connections
     /// to the targets; raise it when copies are dropped because replay cannot keep up (one
     /// costs least at a steady rate; 0 = one per core).
@@ -263,7 +263,7 @@ impl Flags for ReplayThreadsArg {
 
 /// TLS of outbound https connections (`[tls]`).
 #[derive(Args, Debug)]
-pub struct TlsArgs {
+pub(crate) struct TlsArgs {
     /// PEM file of CA certificates trusted for https:// control, candidates and secondary,
     /// besides the built-in Mozilla roots (a private CA).
     #[arg(long = "tls-ca-file", env = "SHADOWDIFF_TLS_CA_FILE")]
@@ -287,7 +287,7 @@ impl Flags for TlsArgs {
 
 /// The admin endpoint and draining (`[admin]`, `[pipeline]`): every long-running process.
 #[derive(Args, Debug)]
-pub struct AdminArgs {
+pub(crate) struct AdminArgs {
     /// Admin address for /metrics, /healthz, /readyz; "" disables.
     #[arg(long, env = "SHADOWDIFF_ADMIN", default_value_t = DEFAULTS.admin.listen.clone())]
     pub admin: String,
@@ -309,7 +309,7 @@ impl Flags for AdminArgs {
 
 /// `--kafka`: the brokers (`[kafka] brokers`).
 #[derive(Args, Debug)]
-pub struct BrokersArg {
+pub(crate) struct BrokersArg {
     /// Kafka brokers, comma-separated host:port.
     #[arg(long, env = "SHADOWDIFF_KAFKA")]
     pub kafka: Option<String>,
@@ -323,7 +323,7 @@ impl Flags for BrokersArg {
 
 /// `--exchanges-topic`.
 #[derive(Args, Debug)]
-pub struct ExchangesTopicArg {
+pub(crate) struct ExchangesTopicArg {
     /// Topic of captured exchanges.
     #[arg(long, env = "SHADOWDIFF_EXCHANGES_TOPIC", default_value_t = DEFAULTS.kafka.exchanges_topic.clone())]
     pub exchanges_topic: String,
@@ -341,7 +341,7 @@ impl Flags for ExchangesTopicArg {
 
 /// `--results-topic`.
 #[derive(Args, Debug)]
-pub struct ResultsTopicArg {
+pub(crate) struct ResultsTopicArg {
     /// Topic of replay results.
     #[arg(long, env = "SHADOWDIFF_RESULTS_TOPIC", default_value_t = DEFAULTS.kafka.results_topic.clone())]
     pub results_topic: String,
@@ -355,7 +355,7 @@ impl Flags for ResultsTopicArg {
 
 /// `--group` of `replay`.
 #[derive(Args, Debug)]
-pub struct ReplayGroupArg {
+pub(crate) struct ReplayGroupArg {
     /// Consumer group of the replay processes.
     #[arg(long, env = "SHADOWDIFF_GROUP", default_value_t = DEFAULTS.kafka.replay_group.clone())]
     pub group: String,
@@ -369,7 +369,7 @@ impl Flags for ReplayGroupArg {
 
 /// `--group` of `diff`.
 #[derive(Args, Debug)]
-pub struct DiffGroupArg {
+pub(crate) struct DiffGroupArg {
     /// Consumer group of the diff processes.
     #[arg(long, env = "SHADOWDIFF_GROUP", default_value_t = DEFAULTS.kafka.diff_group.clone())]
     pub group: String,
@@ -383,7 +383,7 @@ impl Flags for DiffGroupArg {
 
 /// `[clickhouse]`: the distributed result store.
 #[derive(Args, Debug)]
-pub struct ClickHouseArgs {
+pub(crate) struct ClickHouseArgs {
     /// ClickHouse HTTP URL, e.g. http://127.0.0.1:8123.
     #[arg(long, env = "SHADOWDIFF_CLICKHOUSE")]
     pub clickhouse: Option<String>,
@@ -401,7 +401,7 @@ impl Flags for ClickHouseArgs {
 
 /// `--diff-workers` (`[pipeline] diff_workers`).
 #[derive(Args, Debug)]
-pub struct DiffWorkersArg {
+pub(crate) struct DiffWorkersArg {
     /// Differ threads (0 = one per core).
     #[arg(long = "diff-workers", env = "SHADOWDIFF_DIFF_WORKERS", default_value_t = DEFAULTS.pipeline.diff_workers)]
     pub diff_workers: usize,

@@ -18,13 +18,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     #[command(subcommand)]
     pub source: ImportSource,
 }
 
 #[derive(Subcommand)]
-pub enum ImportSource {
+pub(crate) enum ImportSource {
     /// Envoy HTTP tap traces: HttpBufferedTrace JSON files (JSON_BODY_AS_BYTES or
     /// JSON_BODY_AS_STRING), or directories of them (*.json, walked recursively).
     Envoy(ImportOpts),
@@ -33,7 +33,7 @@ pub enum ImportSource {
 }
 
 #[derive(Args)]
-pub struct ImportOpts {
+pub(crate) struct ImportOpts {
     /// Files or directories to read.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -97,7 +97,7 @@ impl ImportOpts {
     }
 }
 
-pub fn import(args: ImportArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+pub(crate) fn import(args: ImportArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     let (kind, opts) = match args.source {
         ImportSource::Envoy(o) => ("envoy", o),
         ImportSource::Goreplay(o) => ("goreplay", o),

@@ -23,7 +23,7 @@ impl From<LogFormatArg> for LogFormat {
 
 /// `--log-format`, shared by every command that logs.
 #[derive(Args)]
-pub struct LogArgs {
+pub(crate) struct LogArgs {
     /// Log format on stderr.
     #[arg(
         long = "log-format",
@@ -54,14 +54,12 @@ pub(crate) async fn first_signal() {
 async fn wait_signal() {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// For a terminal: fits 80 columns, colour only on a terminal.
     Text,
     /// The report contract (docs/contracts.md#report), for CI jobs and the gate.
@@ -17,7 +17,7 @@ pub enum Format {
 
 /// Where stored results are read from: the embedded store, or ClickHouse.
 #[derive(Args)]
-pub struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// Data directory of the embedded store.
     #[arg(long, env = "SHADOWDIFF_DATA", default_value = "./shadowdiff-data")]
     pub data: PathBuf,
@@ -35,7 +35,7 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    pub fn load(&self, query: &ReportQuery) -> anyhow::Result<Report> {
+    pub(crate) fn load(&self, query: &ReportQuery) -> anyhow::Result<Report> {
         load_report(
             &self.data,
             self.clickhouse.as_deref(),
@@ -46,7 +46,7 @@ impl StoreArgs {
 }
 
 #[derive(Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Output format.
@@ -76,7 +76,7 @@ pub struct ReportArgs {
 }
 
 /// `90s`, `30m`, `6h`, `2d` ago, or an RFC 3339 time, as Unix milliseconds.
-pub fn parse_time(flag: &str, value: &str) -> anyhow::Result<u64> {
+pub(crate) fn parse_time(flag: &str, value: &str) -> anyhow::Result<u64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
         return Ok(t.timestamp_millis().max(0) as u64);
     }
@@ -99,7 +99,7 @@ pub fn parse_time(flag: &str, value: &str) -> anyhow::Result<u64> {
     Ok(now.saturating_sub(seconds * 1000))
 }
 
-pub fn query_from(args: &ReportArgs) -> anyhow::Result<ReportQuery> {
+pub(crate) fn query_from(args: &ReportArgs) -> anyhow::Result<ReportQuery> {
     Ok(ReportQuery {
         experiment: args.experiment.clone(),
         since_ms: args
@@ -118,7 +118,7 @@ pub fn query_from(args: &ReportArgs) -> anyhow::Result<ReportQuery> {
 }
 
 /// Prints the report to stdout, or writes it to `out` (never coloured there).
-pub fn print_report(
+pub(crate) fn print_report(
     report: &Report,
     format: Format,
     color: &str,
@@ -149,7 +149,7 @@ pub fn print_report(
 }
 
 /// The report from ClickHouse when `clickhouse` is given, else from the embedded store.
-pub fn load_report(
+pub(crate) fn load_report(
     data: &Path,
     clickhouse: Option<&str>,
     database: &str,
@@ -184,7 +184,7 @@ pub fn load_report(
     Ok(build_report(&records, query))
 }
 
-pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let query = query_from(&args)?;
     let report = args.store.load(&query)?;
     print_report(&report, args.format, &args.color, args.out.as_deref())?;

@@ -20,7 +20,7 @@ use std::time::Duration;
 /// `run`: flags win over their `SHADOWDIFF_*` variables, which win over the file, which wins
 /// over the defaults shown here.
 #[derive(Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     pub file: ConfigArg,
     #[command(flatten)]
@@ -47,7 +47,7 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// The file (or defaults), then every flag or variable that was given.
-    pub fn to_config(&self, matches: &ArgMatches) -> anyhow::Result<Config> {
+    pub(crate) fn to_config(&self, matches: &ArgMatches) -> anyhow::Result<Config> {
         flags::load(
             matches,
             &self.file,
@@ -66,7 +66,7 @@ impl RunArgs {
     }
 }
 
-pub fn run(args: RunArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: RunArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     init_logging(args.log.log_format.into());
     let config = args.to_config(matches)?;
     let settings = config.validate().context("invalid configuration")?;
@@ -95,7 +95,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Requests the traffic generator sends.
     #[arg(long, default_value_t = 2000)]
     pub requests: u64,
@@ -159,7 +159,7 @@ impl Drop for Progress {
     }
 }
 
-pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log.log_format.into());
     runtime()?.block_on(async move {
         let control = DemoServer::start(Build::Control).await?;

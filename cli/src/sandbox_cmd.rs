@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Args)]
-pub struct SandboxArgs {
+pub(crate) struct SandboxArgs {
     /// Address of the forward proxy; point candidates' HTTP_PROXY and HTTPS_PROXY at it. It also
     /// answers GET /side-effects/{exchange_id} (JSON list) for replayers with replay.sandbox_url
     /// (loopback peers only unless --lookup-any-peer).
@@ -74,7 +74,7 @@ pub struct SandboxArgs {
     pub log: LogArgs,
 }
 
-pub fn sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log.log_format.into());
     let listen: SocketAddr = args.listen.parse().with_context(|| {
         format!(
