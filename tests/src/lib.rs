@@ -18,24 +18,33 @@ use tokio::sync::watch;
 /// A request as a test server saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The request method.
     pub method: String,
+    /// Path and query.
     pub path: String,
+    /// The request headers.
     pub headers: http::HeaderMap,
+    /// The whole request body.
     pub body: Bytes,
 }
 
 /// What a test server answers.
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// The status code (200 when it is not a valid one).
     pub status: u16,
+    /// Response headers; invalid ones are left out.
     pub headers: Vec<(String, String)>,
+    /// The response body.
     pub body: Vec<u8>,
     /// Send the body in this many chunks without a Content-Length (chunked encoding).
     pub chunks: usize,
+    /// Wait this long before answering.
     pub delay: Duration,
 }
 
 impl Reply {
+    /// A 200 with `value` as its `application/json` body.
     pub fn json(value: serde_json::Value) -> Self {
         Self {
             status: 200,
@@ -46,6 +55,7 @@ impl Reply {
         }
     }
 
+    /// A `text/plain` answer.
     pub fn text(status: u16, body: &str) -> Self {
         Self {
             status,
@@ -124,12 +134,14 @@ impl hyper::service::Service<Request<Incoming>> for Scripted {
 
 /// A scriptable HTTP server on 127.0.0.1.
 pub struct TestServer {
+    /// Where it listens.
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: watch::Sender<bool>,
 }
 
 impl TestServer {
+    /// Serves on a free port, answering every request with `handler`'s reply.
     pub async fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -151,10 +163,12 @@ impl TestServer {
         Self { addr, seen, stop }
     }
 
+    /// `http://` and the address.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// The requests served so far, in order.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -178,7 +192,9 @@ pub async fn dead_address() -> String {
 
 /// A pipeline with a fresh data directory.
 pub struct Harness {
+    /// The running pipeline.
     pub pipeline: EmbeddedPipeline,
+    /// Its data directory, removed when dropped.
     pub data: tempfile::TempDir,
 }
 
@@ -215,6 +231,7 @@ pub async fn start_pipeline(
 }
 
 impl Harness {
+    /// The URL of `path` on the tap.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.pipeline.addr, path)
     }
@@ -233,6 +250,7 @@ impl Harness {
     }
 }
 
+/// The report (no filters) of everything the embedded store in `dir` holds.
 pub fn read_report(dir: &std::path::Path) -> Report {
     let (records, _) = EmbeddedStore::open(dir)
         .expect("open")
@@ -244,20 +262,27 @@ pub fn read_report(dir: &std::path::Path) -> Report {
 /// A response as the client got it.
 #[derive(Debug, PartialEq)]
 pub struct Got {
+    /// The status code.
     pub status: u16,
+    /// Headers sorted, without `date`, `transfer-encoding` and `connection`.
     pub headers: Vec<(String, String)>,
+    /// The whole body.
     pub body: Bytes,
 }
 
+/// A plain-HTTP client with a connection pool.
 pub type Client = hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
     Full<Bytes>,
 >;
 
+/// A new [`Client`].
 pub fn client() -> Client {
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
 }
 
+/// Sends one request (with an `authorization` header, which replay must strip) and reads the
+/// whole answer.
 pub async fn send(client: &Client, method: &str, url: &str, body: &[u8]) -> Got {
     let req = Request::builder()
         .method(method)
@@ -314,6 +339,7 @@ fn free_port() -> u16 {
 }
 
 impl OwnClickHouse {
+    /// Starts a server on free ports and waits until it answers.
     pub fn start() -> Self {
         let mut ch = Self {
             dir: tempfile::tempdir().expect("temp dir"),
@@ -326,6 +352,7 @@ impl OwnClickHouse {
         ch
     }
 
+    /// Its HTTP endpoint.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http)
     }
