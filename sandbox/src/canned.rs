@@ -17,6 +17,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// One canned answer and the calls it answers.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CannedResponse {
@@ -26,10 +27,13 @@ pub struct CannedResponse {
     pub host: String,
     /// Path without query, e.g. `/eur`.
     pub path: String,
+    /// Status of the answer; 200 by default.
     #[serde(default = "default_status")]
     pub status: u16,
+    /// Headers of the answer.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Body of the answer; empty by default.
     #[serde(default)]
     pub body: String,
 }
@@ -38,22 +42,34 @@ fn default_status() -> u16 {
     200
 }
 
+/// The canned responses file: `[[response]]` entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Canned {
+    /// The answers, tried in order; the first that matches wins.
     #[serde(default)]
     pub response: Vec<CannedResponse>,
 }
 
+/// Why a canned responses file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CannedError {
+    /// The file could not be read.
     #[error("cannot read canned responses {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is not valid TOML/JSON of this shape, or an entry has a bad status or path.
     #[error("canned responses {path}: {message}")]
-    Parse { path: String, message: String },
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with the entry's index when it is one entry.
+        message: String,
+    },
 }
 
 impl Canned {
@@ -89,6 +105,8 @@ impl Canned {
         Ok(canned)
     }
 
+    /// The first answer for this call: method (or `*`) and host compared ignoring case, path
+    /// exactly.
     pub fn find(&self, method: &str, host: &str, path: &str) -> Option<&CannedResponse> {
         self.response.iter().find(|r| {
             (r.method == "*" || r.method.eq_ignore_ascii_case(method))

@@ -51,6 +51,7 @@ pub struct SandboxConfig {
     /// Serve `GET /side-effects/{id}` to every peer, not only 127.0.0.1 and ::1 (for a
     /// replayer on another machine; the list shows what candidates tried to write).
     pub lookup_any_peer: bool,
+    /// Answers given instead of passing a read on or blocking a write.
     pub canned: Canned,
     /// Status of the answer to a blocked write.
     pub block_status: u16,
@@ -74,14 +75,19 @@ impl Default for SandboxConfig {
     }
 }
 
+/// Why a [`SandboxConfig`] cannot make a [`Sandbox`]; each variant holds the bad value.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// `block_status` is not an HTTP status.
     #[error("block status {0} is not an HTTP status (use e.g. 403)")]
     BlockStatus(u16),
+    /// `exchange_id_header` is not a header name.
     #[error("exchange id header `{0}` is not a valid header name")]
     Header(String),
+    /// An `allow` entry does not parse.
     #[error("allowed host `{0}` is not `host`, `host:port`, `[ipv6]:port` or `*.domain`")]
     Allow(String),
+    /// An `allow_tunnel` entry does not parse.
     #[error("tunnel host `{0}` is not `host`, `host:port`, `[ipv6]:port` or `*.domain`")]
     AllowTunnel(String),
 }
@@ -112,6 +118,7 @@ pub type SandboxBody = Either<Incoming, Full<Bytes>>;
 const SAFE: &[Method] = &[Method::GET, Method::HEAD, Method::OPTIONS];
 
 impl Sandbox {
+    /// Checks `config` and builds the service; blocked writes are recorded in `log`.
     pub fn new(config: SandboxConfig, log: SideEffectLog) -> Result<Self, SandboxError> {
         let block_status = StatusCode::from_u16(config.block_status)
             .map_err(|_| SandboxError::BlockStatus(config.block_status))?;
@@ -158,6 +165,7 @@ impl Sandbox {
         }
     }
 
+    /// The log blocked writes are recorded in.
     pub fn log(&self) -> &SideEffectLog {
         &self.inner.log
     }

@@ -29,8 +29,10 @@ struct Inner {
 }
 
 impl SideEffectLog {
+    /// Side effects kept per exchange; later ones are dropped.
     pub const MAX_PER_EXCHANGE: usize = 256;
 
+    /// An empty log whose entries live `ttl` and which holds at most `capacity` exchanges.
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -87,10 +89,12 @@ impl SideEffectLog {
         self.inner.map.retain(|_, e| e.at.elapsed() <= ttl);
     }
 
+    /// Exchanges held now (expired ones included until purged).
     pub fn len(&self) -> usize {
         self.inner.map.len()
     }
 
+    /// Whether no exchange is held.
     pub fn is_empty(&self) -> bool {
         self.inner.map.is_empty()
     }

@@ -20,19 +20,40 @@ pub struct Target {
 /// it could be), for the side-effect record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
+    /// `user@host`: the part a check and a connection could read differently.
     #[error("userinfo in the target refused")]
-    Userinfo { host: String },
+    Userinfo {
+        /// The host after the last `@`.
+        host: String,
+    },
+    /// Characters a DNS name cannot have, an empty label, or a bad IPv6 literal.
     #[error("not a valid host name")]
-    Host { host: String },
+    Host {
+        /// The host, lower case.
+        host: String,
+    },
+    /// A numeric host that is not dotted decimal (`127.1`, `0x7f.0.0.1`, `2130706433`).
     #[error("numeric host not in dotted-decimal form")]
-    Numeric { host: String },
+    Numeric {
+        /// The host, lower case.
+        host: String,
+    },
+    /// Port 0, or a port that is not a number.
     #[error("port 0 or not a port number")]
-    Port { host: String },
+    Port {
+        /// The normalized host.
+        host: String,
+    },
+    /// An absolute-form target whose scheme is neither `http` nor `https`.
     #[error("scheme is not http or https")]
-    Scheme { host: String },
+    Scheme {
+        /// The host, lower case.
+        host: String,
+    },
 }
 
 impl TargetError {
+    /// The host the call was aimed at, for the side-effect record.
     pub fn host(&self) -> &str {
         match self {
             Self::Userinfo { host }
@@ -95,10 +116,12 @@ impl Target {
         })
     }
 
+    /// The normalized host.
     pub fn host(&self) -> &str {
         &self.host
     }
 
+    /// The explicit port, or the scheme's.
     pub fn port(&self) -> u16 {
         self.port
     }

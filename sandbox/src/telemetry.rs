@@ -1,7 +1,9 @@
 //! The sandbox's metrics: one definition each.
 
-pub const REQUESTS: &str = "shadowdiff_sandbox_requests_total";
-pub const LOG_REFUSED: &str = "shadowdiff_sandbox_log_refused_total";
+/// Counter: outbound calls through the sandbox, by `verdict`.
+pub(crate) const REQUESTS: &str = "shadowdiff_sandbox_requests_total";
+/// Counter: blocked side effects not recorded because the log was full.
+pub(crate) const LOG_REFUSED: &str = "shadowdiff_sandbox_log_refused_total";
 
 pub(crate) fn describe() {
     metrics::describe_counter!(
