@@ -32,21 +32,35 @@ use std::time::{Duration, Instant};
 /// A replay target.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// Name in records and reports.
     pub name: String,
+    /// What the target is for.
     pub role: TargetRole,
+    /// The URL requests are sent to (their path and query replace its own).
     pub base: Uri,
     /// Its keep-alive connections (shared by clones of the target).
     connections: Arc<Upstream<Full<Bytes>>>,
 }
 
+/// Why a target or a [`ReplayConfig`] cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayConfigError {
+    /// A target's URL is not an absolute http(s) URL.
     #[error("{what} URL `{url}` must be an absolute http:// or https:// URL such as http://127.0.0.1:8082")]
-    BadUrl { what: String, url: String },
+    BadUrl {
+        /// The target, e.g. ``candidate `v2` ``.
+        what: String,
+        /// The URL as given.
+        url: String,
+    },
+    /// Two targets have the same name.
     #[error("candidate name `{0}` is used twice")]
     DuplicateName(String),
+    /// No target is a candidate.
     #[error("at least one candidate is needed (--candidate NAME=URL)")]
     NoCandidates,
+    /// The shadow header, the exchange id header or a credential header is not a valid header
+    /// name or value.
     #[error("shadow header `{0}` is not a valid header name")]
     BadHeader(String),
 }
@@ -84,12 +98,16 @@ fn role_name(role: TargetRole) -> &'static str {
     }
 }
 
+/// What [`Replayer::new`] needs.
 #[derive(Debug, Clone)]
 pub struct ReplayConfig {
+    /// Candidates, the secondary and (mirror mode) a control replica; at least one candidate.
     pub targets: Vec<Target>,
+    /// Time each target has for a complete answer.
     pub timeout: Duration,
     /// Response bodies are kept up to this many bytes, then marked truncated.
     pub body_limit: usize,
+    /// The side-effect guard.
     pub policy: Policy,
     /// Header that marks shadow traffic (default `x-shadow: 1`).
     pub shadow_header: (String, String),
@@ -100,9 +118,11 @@ pub struct ReplayConfig {
     pub strip_headers: Vec<String>,
     /// Query parameters removed before replay, matched by decoded name ignoring case.
     pub strip_query: Vec<String>,
+    /// Gives each request the route the guard's allow rules match.
     pub routes: RouteInferrer,
 }
 
+/// Sends exchanges to the targets and collects their answers.
 pub struct Replayer {
     config: ReplayConfig,
     shadow_header: (HeaderName, HeaderValue),
@@ -121,6 +141,7 @@ pub struct Replayer {
 pub type ResponseFilter = Arc<dyn Fn(&mut HttpResponse) + Send + Sync>;
 
 impl Replayer {
+    /// Checks the config's targets and headers.
     pub fn new(config: ReplayConfig) -> Result<Self, ReplayConfigError> {
         let candidates: Vec<String> = config
             .targets
@@ -199,6 +220,7 @@ impl Replayer {
         self
     }
 
+    /// The candidates' names, in configured order.
     pub fn candidates(&self) -> &[String] {
         &self.candidates
     }

@@ -38,6 +38,8 @@ pub struct AllowRule {
     pub bodies: bool,
 }
 
+/// The side-effect guard: safe methods, plus the [`AllowRule`]s. The default allows safe
+/// methods only.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     allow: Vec<Allowed>,
@@ -50,35 +52,57 @@ struct Allowed {
     bodies: bool,
 }
 
+/// Why an allow rule is refused; `index` is its place in `[[replay.allow]]`.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    /// The route is not a valid route pattern.
     #[error("replay.allow[{index}]: {source}")]
     Route {
+        /// The rule's index.
         index: usize,
+        /// Why the pattern does not parse.
         source: RoutePatternError,
     },
+    /// The method is empty or not letters.
     #[error("replay.allow[{index}]: method `{method}` is not an HTTP method")]
-    Method { index: usize, method: String },
+    Method {
+        /// The rule's index.
+        index: usize,
+        /// The method as given.
+        method: String,
+    },
+    /// `bodies = true` on a method that is not a safe one.
     #[error("replay.allow[{index}]: `bodies = true` applies to GET, HEAD and OPTIONS only (an allowed {method} is replayed with its body already)")]
-    BodiesOnWrite { index: usize, method: String },
+    BodiesOnWrite {
+        /// The rule's index.
+        index: usize,
+        /// The method, upper case.
+        method: String,
+    },
 }
 
 /// Why the guard refused a request; `kind` labels the metric.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocked {
+    /// What gave the request away as a possible write.
     pub kind: BlockKind,
     /// Shown in the report's `blocked_reasons`.
     pub reason: String,
 }
 
+/// What made the guard refuse a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockKind {
+    /// Its method is not safe and not allowed for its route.
     Method,
+    /// A method override names a method not allowed for its route.
     MethodOverride,
+    /// A safe method with a body, on a route without `bodies = true`.
     Body,
 }
 
 impl BlockKind {
+    /// The `reason` label of the blocked metric (`method`, `method_override`, `body`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Method => "method",
@@ -89,6 +113,7 @@ impl BlockKind {
 }
 
 impl Policy {
+    /// Checks and compiles the allow rules.
     pub fn new(rules: &[AllowRule]) -> Result<Self, PolicyError> {
         let mut allow = Vec::with_capacity(rules.len());
         for (index, rule) in rules.iter().enumerate() {
@@ -432,7 +457,7 @@ mod tests {
     #[test]
     fn reads_with_a_body_are_blocked_unless_the_route_opts_in() {
         let p = Policy::new(&[rule("GET", "/search", true), rule("POST", "/q", false)]).unwrap();
-        let cases: [BodyCase; 6] = [
+        let cases: [BodyCase<'_>; 6] = [
             ("GET", &[], b"{\"delete\":true}"),
             ("HEAD", &[], b"x"),
             ("OPTIONS", &[], b"x"),

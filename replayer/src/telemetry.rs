@@ -3,10 +3,14 @@
 use shadowdiff_model::TargetErrorKind;
 use std::time::Duration;
 
-pub const REPLAYED: &str = "shadowdiff_replay_exchanges_total";
-pub const BLOCKED: &str = "shadowdiff_replay_blocked_total";
-pub const TARGET_ERRORS: &str = "shadowdiff_replay_target_errors_total";
-pub const TARGET_LATENCY: &str = "shadowdiff_replay_target_latency_seconds";
+/// Counter: exchanges replayed to their targets.
+pub(crate) const REPLAYED: &str = "shadowdiff_replay_exchanges_total";
+/// Counter: exchanges the side-effect guard did not replay, by `reason`.
+pub(crate) const BLOCKED: &str = "shadowdiff_replay_blocked_total";
+/// Counter: target requests that failed, by `target` and `kind`.
+pub(crate) const TARGET_ERRORS: &str = "shadowdiff_replay_target_errors_total";
+/// Histogram: target response time, by `target`.
+pub(crate) const TARGET_LATENCY: &str = "shadowdiff_replay_target_latency_seconds";
 
 pub(crate) fn describe() {
     metrics::describe_counter!(REPLAYED, "Exchanges replayed to their targets.");
