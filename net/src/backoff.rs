@@ -42,10 +42,12 @@ impl Backoff {
         self.next = self.initial;
     }
 
+    /// The first delay, and the one after a reset.
     pub fn initial(&self) -> Duration {
         self.initial
     }
 
+    /// The cap on delays.
     pub fn max(&self) -> Duration {
         self.max
     }

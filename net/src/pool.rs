@@ -41,24 +41,37 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A URL the pool cannot connect to.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EndpointError {
+    /// The scheme is neither `http` nor `https` (or there is none).
     #[error("`{0}` is not an absolute http:// or https:// URL")]
     Scheme(String),
+    /// There is no authority, or an empty host.
     #[error("`{0}` has no host")]
     NoHost(String),
+    /// An https URL whose host cannot be a TLS server name.
     #[error("`{0}`: the host is not a valid TLS server name")]
     ServerName(String),
 }
 
+/// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The TCP connection failed (nothing listens, unreachable, refused).
     #[error("connect to {address}: {source}")]
-    Tcp { address: String, source: io::Error },
+    Tcp {
+        /// `host:port`.
+        address: String,
+        /// The I/O error.
+        source: io::Error,
+    },
     /// The TLS handshake failed: untrusted or wrong certificate, a refused client certificate,
     /// or a server that does not speak TLS.
     #[error("TLS handshake with {address} failed: {source}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
     Tls {
+        /// `host:port`.
         address: String,
+        /// The handshake's error.
         source: io::Error,
+        /// What the failure likely means, for an operator (see [`crate::tls::hint`]).
         hint: Option<&'static str>,
     },
 }
@@ -125,6 +138,7 @@ impl Endpoint {
         &self.address
     }
 
+    /// Whether connections speak TLS (an https URL).
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
@@ -156,7 +170,9 @@ impl Endpoint {
 /// A connection to a server: TCP, or TLS over TCP.
 #[derive(Debug)]
 pub enum Stream {
+    /// Plain TCP (http).
     Plain(TcpStream),
+    /// TLS over TCP (https); boxed, the TLS state is large.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
@@ -237,10 +253,13 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// Why a request through an [`Upstream`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    /// No connection could be opened; the request never left.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The HTTP exchange failed on an open connection.
     #[error("{0}")]
     Http(#[from] hyper::Error),
 }
@@ -253,6 +272,7 @@ impl UpstreamError {
     }
 }
 
+/// The keep-alive connections to one [`Endpoint`], for requests with bodies of type `B`.
 pub struct Upstream<B> {
     endpoint: Endpoint,
     idle: Mutex<Vec<(Sender<B>, Instant)>>,
@@ -272,6 +292,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    /// A pool with no connection yet; they are opened as requests need them.
     pub fn new(endpoint: Endpoint) -> Self {
         Self {
             endpoint,
@@ -279,6 +300,7 @@ where
         }
     }
 
+    /// The server this pool connects to.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }

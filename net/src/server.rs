@@ -112,6 +112,8 @@ pub async fn serve_with_peer<F, S, B>(
 /// What a serving thread does with each connection it accepted: serve it until it ends, or
 /// until `stop` turns true, and then finish the request in flight and close.
 pub trait ConnectionHandler: Send + 'static {
+    /// Serves `stream` until it ends, or until `stop` turns true and the request in flight is
+    /// done.
     fn handle(
         &self,
         stream: TcpStream,
@@ -136,6 +138,7 @@ pub struct HyperHandler<S> {
 }
 
 impl<S> HyperHandler<S> {
+    /// Serves every connection with `service`.
     pub fn new(service: S) -> Self {
         Self { service }
     }

@@ -24,8 +24,11 @@ pub struct TlsFiles {
 /// Which of [`TlsFiles`] an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsFile {
+    /// [`TlsFiles::ca_file`].
     CaFile,
+    /// [`TlsFiles::client_cert`].
     ClientCert,
+    /// [`TlsFiles::client_key`].
     ClientKey,
 }
 
@@ -46,37 +49,67 @@ impl fmt::Display for TlsFile {
     }
 }
 
+/// Why the TLS files cannot be used; [`TlsError::file`] names the setting.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A file could not be read.
     #[error("cannot read `{path}`: {source}")]
     Read {
+        /// Which setting.
         file: TlsFile,
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// A file holds no PEM section of the kind expected, or a broken one.
     #[error("`{path}` is not PEM with {expected}: {reason}")]
     NotPem {
+        /// Which setting.
         file: TlsFile,
+        /// The file.
         path: PathBuf,
+        /// The section looked for, e.g. `a CERTIFICATE section`.
         expected: &'static str,
+        /// The PEM parser's complaint.
         reason: String,
     },
+    /// A certificate of `ca_file` cannot be a trust anchor.
     #[error("`{path}`: certificate not usable as a CA: {reason}")]
     BadCa {
+        /// Always [`TlsFile::CaFile`].
         file: TlsFile,
+        /// The file.
         path: PathBuf,
+        /// rustls's reason.
         reason: String,
     },
+    /// The private key is not the client certificate's.
     #[error("`{key}` does not match the certificate in `{cert}`")]
-    KeyMismatch { key: PathBuf, cert: PathBuf },
+    KeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file.
+        cert: PathBuf,
+    },
+    /// Only one of `client_cert` and `client_key` is set.
     #[error(
         "is set without {missing}: a client certificate needs both client_cert and client_key"
     )]
-    HalfPair { file: TlsFile, missing: TlsFile },
+    HalfPair {
+        /// The one that is set.
+        file: TlsFile,
+        /// The one that is not.
+        missing: TlsFile,
+    },
+    /// rustls refused the key or the certificate.
     #[error("`{path}`: {reason}")]
     Rejected {
+        /// Which setting.
         file: TlsFile,
+        /// The file.
         path: PathBuf,
+        /// rustls's reason.
         reason: String,
     },
 }
