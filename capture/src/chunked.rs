@@ -11,7 +11,7 @@ const MAX_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ChunkError {
+pub(crate) enum ChunkError {
     #[error("invalid chunk size")]
     Size,
     #[error("chunk size line or extension too long")]
@@ -93,7 +93,7 @@ fn extension_step(state: State, byte: u8) -> Result<State, ChunkError> {
 }
 
 #[derive(Debug, Default)]
-pub struct ChunkedDecoder {
+pub(crate) struct ChunkedDecoder {
     state: State,
     /// Size of the chunk being read, then what is left of its data.
     size: u64,
@@ -104,14 +104,14 @@ pub struct ChunkedDecoder {
 
 impl ChunkedDecoder {
     /// True once the last chunk and the trailer section were read.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
     /// Reads as much of `input` as belongs to the body, calling `on_data` with each piece of
     /// chunk data. Returns how many bytes of `input` were part of the body; fewer than
     /// `input.len()` only when the body ended (the rest is the next message).
-    pub fn feed(
+    pub(crate) fn feed(
         &mut self,
         input: &[u8],
         on_data: &mut impl FnMut(&[u8]),

@@ -744,14 +744,11 @@ struct ClientResult {
 /// Writes `pieces` (one write each), half-closes, and reads until the tap closes.
 async fn client(addr: SocketAddr, pieces: &[Vec<u8>]) -> ClientResult {
     let deadline = Instant::now() + CLIENT_DEADLINE;
-    let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        _ => {
-            return ClientResult {
-                received: Vec::new(),
-                timed_out: true,
-            }
-        }
+    let Ok(Ok(stream)) = tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await else {
+        return ClientResult {
+            received: Vec::new(),
+            timed_out: true,
+        };
     };
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();

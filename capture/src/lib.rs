@@ -35,15 +35,20 @@ pub use telemetry::{DropReason, Refusal};
 
 /// Where captured exchanges go. `offer` must return at once.
 pub trait ExchangeSink: Send + Sync + 'static {
+    /// Takes the exchange, or says at once why not (the tap then drops and counts it).
     fn offer(&self, exchange: Exchange) -> Result<(), OfferError>;
 }
 
+/// Why a sink did not take an exchange.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OfferError {
+    /// The queue (or its byte budget) is full.
     #[error("queue full")]
     Full,
+    /// The queue is closed (shutting down).
     #[error("queue closed")]
     Closed,
+    /// The sink refused it for another reason, given as text.
     #[error("rejected: {0}")]
     Rejected(String),
 }
@@ -58,8 +63,10 @@ impl ExchangeSink for tokio::sync::mpsc::Sender<Exchange> {
     }
 }
 
+/// Why the tap cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
+    /// The control URL is not an absolute http(s) URL with a usable host.
     #[error("control URL `{0}` must be an absolute http:// or https:// URL such as http://127.0.0.1:8081")]
     BadControl(String),
 }
@@ -74,6 +81,7 @@ pub struct TeeConfig {
     pub tls: ClientTls,
     /// Bodies are copied up to this many bytes, then marked truncated.
     pub body_limit: usize,
+    /// Stamped on every exchange.
     pub experiment: String,
     /// Keep the client's Host header instead of the control's authority.
     pub preserve_host: bool,
@@ -202,6 +210,7 @@ struct Pending {
 }
 
 impl TeeProxy {
+    /// A tap in front of `config.control`, handing its copies to `sink`.
     pub fn new(config: TeeConfig, sink: Arc<dyn ExchangeSink>) -> Result<Self, CaptureError> {
         let bad = || CaptureError::BadControl(config.control.to_string());
         let endpoint = Endpoint::new(&config.control, &config.tls).map_err(|_| bad())?;

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct MirrorConfig {
     /// Request bodies are kept up to this many bytes, then marked truncated.
     pub body_limit: usize,
+    /// Stamped on every exchange.
     pub experiment: String,
     /// Time a mirrored request body has to arrive; slower ones are dropped.
     pub body_timeout: Duration,
@@ -37,6 +38,7 @@ struct Inner {
 }
 
 impl MirrorReceiver {
+    /// A receiver handing every mirrored request to `sink`.
     pub fn new(config: MirrorConfig, sink: Arc<dyn ExchangeSink>) -> Self {
         telemetry::describe();
         Self {

@@ -13,6 +13,7 @@ pub struct RedactingSink {
 }
 
 impl RedactingSink {
+    /// Redacts with `redactor`, then offers to `inner`.
     pub fn new(redactor: Arc<Redactor>, inner: Arc<dyn ExchangeSink>) -> Self {
         Self { redactor, inner }
     }

@@ -40,12 +40,16 @@ impl Default for SampleConfig {
     }
 }
 
+/// Why a [`SampleConfig`] cannot make a [`Sampler`]; each variant holds the bad value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SampleError {
+    /// The percentage is not within 0 to 100.
     #[error("percent must be between 0 and 100, got {0}")]
     Percent(String),
+    /// A header filter is not `NAME` or `NAME=VALUE`.
     #[error("header filter `{0}` must be NAME or NAME=VALUE with a valid header name")]
     Header(String),
+    /// A path filter does not start with `/`.
     #[error("path filter `{0}` must start with `/`")]
     Path(String),
 }
@@ -66,6 +70,7 @@ pub struct Sampler {
 const SCALE: u64 = 1_000_000;
 
 impl Sampler {
+    /// Checks the filters and the percentage.
     pub fn new(config: &SampleConfig) -> Result<Self, SampleError> {
         if !(0.0..=100.0).contains(&config.percent) || config.percent.is_nan() {
             return Err(SampleError::Percent(config.percent.to_string()));

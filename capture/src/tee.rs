@@ -18,6 +18,7 @@ pub struct Captured {
 }
 
 impl Captured {
+    /// Whether `bytes` is less than the whole body: cut at the limit, or the body never ended.
     pub fn truncated(&self) -> bool {
         (self.bytes.len() as u64) < self.full_len || !self.complete
     }
@@ -97,6 +98,7 @@ pin_project! {
 }
 
 impl<B: Body> TeeBody<B> {
+    /// Wraps `inner`, keeping up to `limit` bytes for `on_end`.
     pub fn new(inner: B, limit: usize, on_end: impl FnOnce(Captured) + Send + 'static) -> Self {
         let mut tap = Tap {
             chunks: Vec::new(),

@@ -16,6 +16,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// The `reason` label of the dropped metric (`queue_full`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::QueueFull => "queue_full",
@@ -60,6 +61,7 @@ impl Refusal {
         Self::ControlResponse,
     ];
 
+    /// The `reason` label of `refused_total` (`malformed_head`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::MalformedHead => "malformed_head",
@@ -101,11 +103,16 @@ fn log_refusal(reason: Refusal, why: &str) {
     }
 }
 
-pub const REFUSED: &str = "shadowdiff_capture_refused_total";
-pub const CAPTURED: &str = "shadowdiff_capture_exchanges_total";
-pub const DROPPED: &str = "shadowdiff_capture_dropped_total";
-pub const CONTROL_ERRORS: &str = "shadowdiff_capture_control_errors_total";
-pub const CONTROL_LATENCY: &str = "shadowdiff_capture_control_latency_seconds";
+/// Counter: requests (or control responses) refused, by `reason`.
+pub(crate) const REFUSED: &str = "shadowdiff_capture_refused_total";
+/// Counter: exchanges captured and handed to the queue.
+pub(crate) const CAPTURED: &str = "shadowdiff_capture_exchanges_total";
+/// Counter: captured exchanges dropped, by `reason`.
+pub(crate) const DROPPED: &str = "shadowdiff_capture_dropped_total";
+/// Counter: client requests the control failed or timed out on.
+pub(crate) const CONTROL_ERRORS: &str = "shadowdiff_capture_control_errors_total";
+/// Histogram: control response time.
+pub(crate) const CONTROL_LATENCY: &str = "shadowdiff_capture_control_latency_seconds";
 
 pub(crate) fn describe() {
     metrics::describe_counter!(CAPTURED, "Exchanges captured and handed to the queue.");
