@@ -62,6 +62,47 @@ impl Tracker {
     fn finish(&self, topic: &str, partition: i32, offset: i64, generation: u64) -> Option<i64> {
         let mut parts = self.lock();
         let state = parts.get_mut(&(topic.to_string(), partition))?;
+        state.finish(offset, generation)
+    }
+
+    /// Marks many offsets done under one lock; returns, for each partition still ours, the
+    /// offset to store once all of them are done.
+    fn finish_many<'a>(
+        &self,
+        done: impl IntoIterator<Item = (&'a str, i32, i64, u64)>,
+    ) -> Vec<(String, i32, i64)> {
+        let mut parts = self.lock();
+        let mut store: Vec<(String, i32, i64)> = Vec::new();
+        for (topic, partition, offset, generation) in done {
+            let Some(state) = parts.get_mut(&(topic.to_string(), partition)) else {
+                continue;
+            };
+            let Some(next) = state.finish(offset, generation) else {
+                continue;
+            };
+            match store
+                .iter_mut()
+                .find(|(t, p, _)| *p == partition && t == topic)
+            {
+                Some(entry) => entry.2 = next,
+                None => store.push((topic.to_string(), partition, next)),
+            }
+        }
+        store
+    }
+
+    fn forget(&self, tpl: &TopicPartitionList) {
+        let mut parts = self.lock();
+        for elem in tpl.elements() {
+            parts.remove(&(elem.topic().to_string(), elem.partition()));
+        }
+    }
+}
+
+impl PartitionState {
+    /// Marks `offset` done; the offset to store, unless the partition changed hands since.
+    fn finish(&mut self, offset: i64, generation: u64) -> Option<i64> {
+        let state = self;
         if state.generation != generation {
             return None;
         }
@@ -75,13 +116,6 @@ impl Tracker {
             Some(lowest) => *lowest,
             None => state.next_after_done.unwrap_or(offset + 1),
         })
-    }
-
-    fn forget(&self, tpl: &TopicPartitionList) {
-        let mut parts = self.lock();
-        for elem in tpl.elements() {
-            parts.remove(&(elem.topic().to_string(), elem.partition()));
-        }
     }
 }
 
@@ -129,6 +163,29 @@ struct Shared {
 }
 
 impl Shared {
+    /// Many records done: one tracker lock and one offset store for all of them.
+    fn done_many(&self, deliveries: &[Delivery]) {
+        let store = self.tracker.finish_many(
+            deliveries
+                .iter()
+                .map(|d| (d.topic.as_str(), d.partition, d.offset, d.generation)),
+        );
+        if store.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::with_capacity(store.len());
+        for (topic, partition, next) in &store {
+            if let Err(error) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+                tracing::warn!(topic, partition, %error, "Cannot build offset list.");
+                return;
+            }
+        }
+        if let Err(error) = self.consumer.store_offsets(&tpl) {
+            // A partition was revoked meanwhile: its next owner reads the records again.
+            tracing::debug!(partitions = store.len(), %error, "Offsets not stored.");
+        }
+    }
+
     fn done(&self, topic: &str, partition: i32, offset: i64, generation: u64) {
         let Some(next) = self.tracker.finish(topic, partition, offset, generation) else {
             return;
@@ -164,6 +221,28 @@ impl Delivery {
     pub fn ack(self) {
         self.shared
             .done(&self.topic, self.partition, self.offset, self.generation);
+    }
+
+    /// Acknowledges many records at once (a store writer's whole batch): one tracker lock and
+    /// one offset store per consumer instead of one per record, so acknowledging a batch does
+    /// not contend with the consumer's fetching a thousand times over.
+    pub fn ack_all(deliveries: Vec<Delivery>) {
+        let mut groups: Vec<Vec<Delivery>> = Vec::new();
+        for d in deliveries {
+            match groups
+                .iter_mut()
+                .find(|g| g.first().is_some_and(|f| Arc::ptr_eq(&f.shared, &d.shared)))
+            {
+                Some(group) => group.push(d),
+                None => groups.push(vec![d]),
+            }
+        }
+        for group in groups {
+            if let Some(first) = group.first() {
+                let shared = first.shared.clone();
+                shared.done_many(&group);
+            }
+        }
     }
 
     /// The topic the record came from.
@@ -392,5 +471,50 @@ mod tests {
         assert_ne!(g, g2);
         assert_eq!(t.finish("t", 0, 13, g), None);
         assert_eq!(t.finish("t", 0, 13, g2), Some(14));
+    }
+
+    #[test]
+    fn finishing_many_at_once_stores_what_finishing_one_by_one_would() {
+        let (one, many) = (Tracker::default(), Tracker::default());
+        let mut gens = Vec::new();
+        for t in [&one, &many] {
+            let g0 = t.begin("a", 0, 10);
+            let g1 = t.begin("a", 1, 5);
+            for o in 11..15 {
+                t.begin("a", 0, o);
+            }
+            t.begin("a", 1, 6);
+            gens.push((g0, g1));
+        }
+        let (g0, g1) = gens[0];
+        // Out of order, two partitions, 13 left in flight on partition 0.
+        let done = [
+            ("a", 0, 12, g0),
+            ("a", 1, 5, g1),
+            ("a", 0, 10, g0),
+            ("a", 0, 11, g0),
+        ];
+        let mut last = std::collections::HashMap::new();
+        for &(topic, p, o, g) in &done {
+            if let Some(next) = one.finish(topic, p, o, g) {
+                last.insert((topic.to_string(), p), next);
+            }
+        }
+        let (h0, h1) = gens[1];
+        let mut batch: Vec<(String, i32, i64)> = many.finish_many(
+            done.iter()
+                .map(|&(t, p, o, g)| (t, p, o, if p == 0 { h0 + g - g0 } else { h1 + g - g1 })),
+        );
+        batch.sort();
+        let mut expected: Vec<(String, i32, i64)> =
+            last.into_iter().map(|((t, p), n)| (t, p, n)).collect();
+        expected.sort();
+        assert_eq!(batch, expected);
+        assert_eq!(
+            batch,
+            vec![("a".to_string(), 0, 13), ("a".to_string(), 1, 6)]
+        );
+        // A partition that changed hands is skipped.
+        assert!(many.finish_many([("a", 0, 13, u64::MAX)]).is_empty());
     }
 }

@@ -257,7 +257,7 @@ fn spawn_writer<A: Acknowledge>(
                 records_depth.set(records.len() as f64);
                 if write_with_retry(sink.as_mut(), &batch, stop.as_ref(), &stats) {
                     // Rows are durable: only now may their items be acknowledged.
-                    acks.drain(..).for_each(Acknowledge::ack);
+                    A::ack_all(std::mem::take(&mut acks));
                 } else {
                     tracing::warn!(
                         items = acks.len(),

@@ -141,6 +141,15 @@ pub async fn until_true(mut rx: watch::Receiver<bool>) {
 pub trait Acknowledge: Send + 'static {
     /// Confirms it; called once the item's effect is durable downstream.
     fn ack(self);
+
+    /// Confirms a batch at once (the store writer's); transports that can do it cheaper than
+    /// one by one override it.
+    fn ack_all(items: Vec<Self>)
+    where
+        Self: Sized,
+    {
+        items.into_iter().for_each(Self::ack);
+    }
 }
 
 /// The memory transport has nothing to confirm.
@@ -152,6 +161,10 @@ impl Acknowledge for () {
 impl Acknowledge for Delivery {
     fn ack(self) {
         Delivery::ack(self);
+    }
+
+    fn ack_all(items: Vec<Self>) {
+        Delivery::ack_all(items);
     }
 }
 
