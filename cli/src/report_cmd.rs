@@ -162,9 +162,18 @@ pub(crate) fn load_report(
         let settings = file.clickhouse()?;
         let store = shadowdiff_clickhouse::ClickHouseStore::new(&settings.config)?;
         let runtime = crate::process::runtime()?;
-        return runtime
-            .block_on(store.report(query))
-            .with_context(|| format!("cannot read the report from ClickHouse at {url}"));
+        return runtime.block_on(async {
+            if let Some(wanted) = &query.experiment {
+                let known = store.experiments().await.with_context(|| {
+                    format!("cannot read the experiments from ClickHouse at {url}")
+                })?;
+                check_experiment(wanted, &known)?;
+            }
+            store
+                .report(query)
+                .await
+                .with_context(|| format!("cannot read the report from ClickHouse at {url}"))
+        });
     }
     if !data.is_dir() {
         bail!(
@@ -181,7 +190,28 @@ pub(crate) fn load_report(
             data.display()
         );
     }
+    if let Some(wanted) = &query.experiment {
+        let mut known: Vec<String> = records.iter().map(|r| r.experiment.clone()).collect();
+        known.sort();
+        known.dedup();
+        check_experiment(wanted, &known)?;
+    }
     Ok(build_report(&records, query))
+}
+
+/// An experiment nobody stored results for is a mistake (a typo, the wrong store), not an
+/// empty report: say so and name the ones there are.
+fn check_experiment(wanted: &str, known: &[String]) -> anyhow::Result<()> {
+    if known.iter().any(|k| k == wanted) {
+        return Ok(());
+    }
+    if known.is_empty() {
+        bail!("no results for experiment `{wanted}`: the store holds no results yet");
+    }
+    bail!(
+        "no results for experiment `{wanted}`; the store has: {}",
+        known.join(", ")
+    )
 }
 
 pub(crate) fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {

@@ -193,4 +193,19 @@ fn demo_finds_regressions_and_report_is_stable_across_restarts() {
     assert!(text.contains("REGRESSION GET /users/{id}"), "{text}");
     assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
     assert!(!text.contains('\x1b'), "no colour when not on a terminal");
+
+    // An experiment with no results is an error naming the ones there are, not an empty report.
+    let (code, out, err) = run(shadowdiff()
+        .args(["report", "--experiment", "does-not-exist", "--data"])
+        .arg(dir.path()));
+    assert_eq!(code, 2, "{out}");
+    let demo_experiment = demo["experiment"].as_str().unwrap();
+    assert!(
+        err.contains("no results for experiment `does-not-exist`") && err.contains(demo_experiment),
+        "{err}"
+    );
+    let (code, _, err) = run(shadowdiff()
+        .args(["report", "--experiment", demo_experiment, "--data"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
 }

@@ -142,6 +142,19 @@ impl ClickHouseStore {
         Ok(())
     }
 
+    /// The experiments that have results, sorted (to name them when a report asks for one that
+    /// has none).
+    pub async fn experiments(&self) -> Result<Vec<String>, Error> {
+        self.client
+            .query(&format!(
+                "SELECT DISTINCT experiment FROM {}.diff_records ORDER BY experiment",
+                self.database
+            ))
+            .fetch_all::<String>()
+            .await
+            .map_err(Error::query("experiments"))
+    }
+
     /// Rows in `diff_records` without de-duplication (for tests and diagnostics).
     pub async fn raw_row_count(&self) -> Result<u64, Error> {
         self.client

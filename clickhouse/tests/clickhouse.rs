@@ -224,6 +224,11 @@ async fn sql_report_matches_build_report_and_counts_duplicates_once() {
     let raw = store.raw_row_count().await.expect("count");
     // Until ClickHouse merges parts, the duplicates are separate rows; reports count them once.
     assert!(raw >= records.len() as u64, "{raw} rows");
+    // The experiments with results, once each, sorted (what `report --experiment` names).
+    let mut expected: Vec<String> = records.iter().map(|r| r.experiment.clone()).collect();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(store.experiments().await.expect("experiments"), expected);
 
     let all_deliveries: Vec<DiffRecord> = first.iter().chain(&again).cloned().collect();
     let queries = [
