@@ -88,16 +88,55 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_chain(&error));
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each said once: many errors repeat their source in their own
+/// message, which `{:#}` would print twice.
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 #[cfg(test)]
 mod tests {
     use super::Cli;
     use clap::CommandFactory;
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        #[derive(Debug)]
+        struct Repeats(std::io::Error);
+        impl std::fmt::Display for Repeats {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "admin request failed: {}", self.0)
+            }
+        }
+        impl std::error::Error for Repeats {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let inner = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+        let error = anyhow::Error::new(Repeats(inner)).context("cannot reach Kafka at b:9092");
+        assert_eq!(
+            super::error_chain(&error),
+            "cannot reach Kafka at b:9092: admin request failed: timed out"
+        );
+    }
 
     /// Every subcommand's flags are consistent (unique ids, valid defaults), checked by clap.
     #[test]

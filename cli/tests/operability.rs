@@ -433,3 +433,63 @@ fn a_second_signal_exits_at_once() {
     assert_eq!(code, 130, "{}", run.log());
     assert!(took < Duration::from_secs(3), "took {took:?}");
 }
+
+#[test]
+fn capture_waiting_for_an_absent_broker_says_so_serves_health_and_stops_at_once_on_sigterm() {
+    let control = Server::start(r#"{"a":1}"#, Duration::ZERO);
+    // Nothing listens on the broker's address.
+    let broker = free_addr();
+    let admin = free_addr();
+    let stderr = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+        .args(["capture", "--listen", "127.0.0.1:0"])
+        .arg("--admin")
+        .arg(admin.to_string())
+        .arg("--control")
+        .arg(control.url())
+        .arg("--kafka")
+        .arg(broker.to_string())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(stderr.path()).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(admin).is_err() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "capture exited:\n{}",
+            log()
+        );
+        assert!(Instant::now() < deadline, "no admin endpoint:\n{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Alive, not ready, and the log names the broker it waits for.
+    assert_eq!(http(admin, "GET", "/healthz").0, 200);
+    let (status, body) = http(admin, "GET", "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("kafka"), "{body}");
+    assert!(log().contains(&broker.to_string()), "{}", log());
+    let started = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!(
+                "capture ignored SIGTERM while waiting for the broker:\n{}",
+                log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, 0, "{}", log());
+}

@@ -74,6 +74,19 @@ pub enum DistributedError {
         #[source]
         source: ProduceError,
     },
+    /// The topics could not be checked or created at start: the broker did not answer or
+    /// refused.
+    #[error(
+        "cannot check or create the topics on Kafka at {brokers} (is a broker listening there, \
+         and reachable from this host?)"
+    )]
+    Broker {
+        /// The configured brokers.
+        brokers: String,
+        /// What the admin client saw.
+        #[source]
+        source: shadowdiff_kafka::Error,
+    },
     /// The broker did not acknowledge some published exchanges.
     #[error("{failed} of {offered} exchanges were not acknowledged by the broker")]
     Unacknowledged {
@@ -82,6 +95,26 @@ pub enum DistributedError {
         /// Exchanges handed to the producer.
         offered: u64,
     },
+}
+
+/// Checks or creates the topics, naming the brokers when that fails. Returns `false` when asked
+/// to stop meanwhile: a stage waiting for an absent broker honours SIGTERM at once.
+async fn topics_ready(
+    kafka: &KafkaSettings,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<bool, DistributedError> {
+    tracing::info!(brokers = %kafka.brokers, "Checking the Kafka topics.");
+    tokio::select! {
+        biased;
+        _ = until_true(shutdown.clone()) => Ok(false),
+        ready = kafka.ensure_topics() => match ready {
+            Ok(()) => Ok(true),
+            Err(source) => Err(DistributedError::Broker {
+                brokers: kafka.brokers.clone(),
+                source,
+            }),
+        },
+    }
 }
 
 /// The tap's producer: its local queue is the capture queue here, so it gets the same byte
@@ -138,8 +171,21 @@ pub async fn run_capture(
     shutdown: watch::Receiver<bool>,
     bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> Result<Arc<PipelineStats>, DistributedError> {
-    kafka.ensure_topics().await?;
     let stats = Arc::new(PipelineStats::default());
+    // The admin endpoint first: while the broker is awaited, /healthz answers and /readyz says
+    // what is missing.
+    admin(
+        &common,
+        vec![
+            ReadyCheck::tcp("control", tap.control_addr()),
+            ReadyCheck::tcp("kafka", kafka.first_broker()),
+        ],
+        shutdown.clone(),
+    )
+    .await?;
+    if !topics_ready(&kafka, &shutdown).await? {
+        return Ok(stats);
+    }
     let sink = Arc::new(KafkaExchangeSink {
         producer: ExchangeProducer::new(&capture_producer_config(&kafka, tap.queue_max_bytes))?,
         routes: common.routes.clone(),
@@ -156,16 +202,6 @@ pub async fn run_capture(
             addr: tap.listen,
             source,
         })?;
-    let control = tap.control_addr();
-    admin(
-        &common,
-        vec![
-            ReadyCheck::tcp("control", control),
-            ReadyCheck::tcp("kafka", kafka.first_broker()),
-        ],
-        shutdown.clone(),
-    )
-    .await?;
     tracing::info!(%addr, topic = %kafka.exchanges_topic, "Tap listening; publishing to Kafka.");
     if let Some(tx) = bound {
         let _ = tx.send(addr);
@@ -198,20 +234,22 @@ pub async fn run_replay(
     kafka: KafkaSettings,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Arc<PipelineStats>, DistributedError> {
-    kafka.ensure_topics().await?;
     let stats = Arc::new(PipelineStats::default());
-    let consumer: RecordConsumer<Exchange> =
-        RecordConsumer::new(&kafka.consumer(&kafka.exchanges_topic, &kafka.replay_group))?;
-    let producer = Arc::new(ResultProducer::new(&kafka.producer(&kafka.results_topic))?);
-    // Credentials, the sandbox's side-effect log (replay.sandbox_url) and response redaction,
-    // exactly as `run` builds it.
-    let replayer = Arc::new(replay.build(None)?);
     admin(
         &common,
         vec![ReadyCheck::tcp("kafka", kafka.first_broker())],
         shutdown.clone(),
     )
     .await?;
+    if !topics_ready(&kafka, &shutdown).await? {
+        return Ok(stats);
+    }
+    let consumer: RecordConsumer<Exchange> =
+        RecordConsumer::new(&kafka.consumer(&kafka.exchanges_topic, &kafka.replay_group))?;
+    let producer = Arc::new(ResultProducer::new(&kafka.producer(&kafka.results_topic))?);
+    // Credentials, the sandbox's side-effect log (replay.sandbox_url) and response redaction,
+    // exactly as `run` builds it.
+    let replayer = Arc::new(replay.build(None)?);
     tracing::info!(topic = %kafka.exchanges_topic, group = %kafka.replay_group, "Replaying from Kafka.");
 
     let input = KafkaInput::new(
@@ -285,7 +323,9 @@ pub async fn run_diff(
             }
         }
     }
-    kafka.ensure_topics().await?;
+    if !topics_ready(&kafka, &shutdown).await? {
+        return Ok(Arc::new(PipelineStats::default()));
+    }
     let consumer: RecordConsumer<ReplayResult> =
         RecordConsumer::new(&kafka.consumer(&kafka.results_topic, &kafka.diff_group))?;
     let stats = Arc::new(PipelineStats::default());
@@ -346,7 +386,13 @@ pub async fn publish_exchanges(
     exchanges: Vec<Exchange>,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, DistributedError> {
-    kafka.ensure_topics().await?;
+    kafka
+        .ensure_topics()
+        .await
+        .map_err(|source| DistributedError::Broker {
+            brokers: kafka.brokers.clone(),
+            source,
+        })?;
     let producer = Arc::new(ExchangeProducer::new(
         &kafka.producer(&kafka.exchanges_topic),
     )?);
