@@ -1,7 +1,7 @@
 //! The report contract computed by SQL.
 //!
-//! Each query reads the de-duplicated records (`LIMIT 1 BY exchange_id, target, role`, the same
-//! rule as [`build_report`]); per-field verdicts come from [`judge`] on the SQL counts, so both
+//! Each query reads the de-duplicated records (`ORDER BY` the redelivery order, then `LIMIT 1 BY
+//! exchange_id, target, role`: the same copy [`build_report`] keeps); per-field verdicts come from [`judge`] on the SQL counts, so both
 //! stores report the same numbers.
 //!
 //! [`build_report`]: shadowdiff_store::build_report
@@ -19,6 +19,13 @@ use shadowdiff_store::report::{
 };
 use shadowdiff_store::stats::FieldEvidence;
 use std::collections::{BTreeMap, HashMap};
+
+/// Which copy of a record delivered more than once counts: `shadowdiff_store::redelivery_order`
+/// in SQL (most severe outcome, then the lowest fingerprint, target status, target latency), so
+/// ClickHouse and the embedded store pick the same copy by construction.
+const REDELIVERY_ORDER: &str = "multiIf(outcome = 'mismatch', 0, outcome = 'error', 1, \
+    outcome = 'match', 2, outcome = 'blocked', 3, 4), fingerprint, ifNull(target_status, 0), \
+    ifNull(target_latency_us, 0)";
 
 const COMPARED: &str = "outcome IN ('match', 'mismatch')";
 
@@ -173,7 +180,8 @@ impl ClickHouseStore {
         }
         (
             format!(
-                "(SELECT * FROM {}.diff_records WHERE {} LIMIT 1 BY exchange_id, target, role)",
+                "(SELECT * FROM {}.diff_records WHERE {} ORDER BY {REDELIVERY_ORDER} \
+                 LIMIT 1 BY exchange_id, target, role)",
                 self.database,
                 conditions.join(" AND ")
             ),

@@ -343,3 +343,53 @@ fn insert_fails_unavailable_while_down_and_succeeds_after_restart() {
         build_report(&batch, &ReportQuery::default()).totals
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differing_redeliveries_count_the_same_copy_in_sql_and_in_build_report() {
+    let store = store_for_test().await;
+    store.migrate().await.expect("migrate");
+    let originals = records(200);
+    // A redelivered exchange replayed again can differ: a slower answer, or a timeout this time.
+    let copies: Vec<DiffRecord> = originals
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 0)
+        .map(|(i, r)| {
+            let mut c = r.clone();
+            c.target_latency_us = Some(c.target_latency_us.unwrap_or(0) + 1_000);
+            if i % 2 == 0 {
+                c.outcome = Outcome::Error;
+                c.target_status = None;
+                c.differences.clear();
+                c.noise.clear();
+                c.fingerprint = 0;
+                c.detail = Some("timeout: after 2s".into());
+            }
+            c
+        })
+        .collect();
+    // The copies arrive first here; the embedded store reads them in both orders.
+    store.insert_batch(&copies).await.expect("insert copies");
+    store
+        .insert_batch(&originals)
+        .await
+        .expect("insert originals");
+    let copies_first: Vec<DiffRecord> = copies.iter().chain(&originals).cloned().collect();
+    let originals_first: Vec<DiffRecord> = originals.iter().chain(&copies).cloned().collect();
+    let query = ReportQuery::default();
+    let expected = build_report(&originals_first, &query);
+    assert_eq!(
+        comparable(build_report(&copies_first, &query)),
+        comparable(expected.clone()),
+        "the copy that counts does not depend on arrival order"
+    );
+    // The timeouts of the second delivery count (more severe than a match)...
+    let once = build_report(&originals, &query);
+    assert!(expected.totals.errors > once.totals.errors);
+    assert_eq!(expected.totals.exchanges, once.totals.exchanges);
+    // ...and ClickHouse picks exactly the same copies.
+    let got = store.report(&query).await.expect("sql report");
+    assert_eq!(got.totals, expected.totals);
+    assert_eq!(comparable(got), comparable(expected));
+    store.drop_database().await.expect("cleanup");
+}

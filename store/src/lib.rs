@@ -13,7 +13,7 @@ pub mod stats;
 pub mod text;
 
 pub use embedded::{EmbeddedStore, ReadStats};
-pub use report::{build_report, Report, ReportQuery};
+pub use report::{build_report, redelivery_order, Report, ReportQuery};
 
 use shadowdiff_model::DiffRecord;
 

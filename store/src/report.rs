@@ -249,12 +249,51 @@ struct SecondaryAcc {
     fields: HashMap<(String, DiffKind), u64>,
 }
 
+/// Which of two records for the same (exchange, target, role) counts, when an exchange was
+/// delivered, replayed and diffed more than once (at-least-once delivery) and the copies differ:
+/// the smaller by this order. It looks at the records only, never at when or in which order
+/// they arrived, so every store and every reader picks the same one: the most severe outcome
+/// (mismatch, then error, match, blocked, skipped), then the lowest fingerprint, target status
+/// and target latency. A regression seen in one of the copies is not hidden by a clean one.
+/// ClickHouse applies the same order before `LIMIT 1 BY` (`clickhouse/src/report.rs`).
+pub fn redelivery_order(a: &DiffRecord, b: &DiffRecord) -> std::cmp::Ordering {
+    fn key(r: &DiffRecord) -> (u8, u64, u16, u64) {
+        let rank = match r.outcome {
+            Outcome::Mismatch => 0,
+            Outcome::Error => 1,
+            Outcome::Match => 2,
+            Outcome::Blocked => 3,
+            Outcome::Skipped => 4,
+        };
+        (
+            rank,
+            r.fingerprint,
+            r.target_status.unwrap_or(0),
+            r.target_latency_us.unwrap_or(0),
+        )
+    }
+    key(a).cmp(&key(b))
+}
+
 /// Builds the report from records. Each (exchange, target, role) counts once, however often it
-/// was delivered.
+/// was delivered; when its copies differ, [`redelivery_order`] picks the one that counts.
 pub fn build_report<'a>(
     records: impl IntoIterator<Item = &'a DiffRecord>,
     query: &ReportQuery,
 ) -> Report {
+    let records: Vec<&DiffRecord> = records.into_iter().filter(|r| query.matches(r)).collect();
+    // The copy that counts for each key; the records are then read in their stored order.
+    let mut chosen: HashMap<(&str, &str, TargetRole), &DiffRecord> = HashMap::new();
+    for &r in &records {
+        chosen
+            .entry((&r.exchange_id, &r.target, r.role))
+            .and_modify(|c| {
+                if redelivery_order(r, c).is_lt() {
+                    *c = r;
+                }
+            })
+            .or_insert(r);
+    }
     let mut seen: HashSet<(&str, &str, TargetRole)> = HashSet::new();
     let mut exchanges: HashSet<&str> = HashSet::new();
     let mut experiments: BTreeMap<&str, ()> = BTreeMap::new();
@@ -265,7 +304,8 @@ pub fn build_report<'a>(
     let max_samples = if query.samples == 0 { 3 } else { query.samples };
 
     for r in records {
-        if !query.matches(r) || !seen.insert((&r.exchange_id, &r.target, r.role)) {
+        let key = (r.exchange_id.as_str(), r.target.as_str(), r.role);
+        if !chosen.get(&key).is_some_and(|c| std::ptr::eq(*c, r)) || !seen.insert(key) {
             continue;
         }
         exchanges.insert(&r.exchange_id);
