@@ -149,11 +149,8 @@ async fn wait_for_exchanges(url: &str, database: &str, n: u64, what: &str) -> se
 async fn capture_replay_diff_over_kafka_into_clickhouse() {
     let kafka = server_env("SHADOWDIFF_TEST_KAFKA");
     let clickhouse = server_env("SHADOWDIFF_TEST_CLICKHOUSE");
-    let run = format!(
-        "{}{}",
-        std::process::id(),
-        Instant::now().elapsed().subsec_nanos()
-    );
+    // Unique per run (topics, groups, database), however runs overlap.
+    let run = uuid::Uuid::new_v4().simple().to_string();
     let (exchanges, results, database) = (
         format!("ex-{run}"),
         format!("res-{run}"),
@@ -302,11 +299,8 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
 async fn diff_process_survives_clickhouse_going_away() {
     let kafka = server_env("SHADOWDIFF_TEST_KAFKA");
     let mut clickhouse = shadowdiff_tests::OwnClickHouse::start();
-    let run = format!(
-        "{}{}",
-        std::process::id(),
-        Instant::now().elapsed().subsec_nanos()
-    );
+    // Unique per run (topics, groups, database), however runs overlap.
+    let run = uuid::Uuid::new_v4().simple().to_string();
     let (exchanges, results, database) = (
         format!("exd-{run}"),
         format!("resd-{run}"),
@@ -398,11 +392,8 @@ async fn diff_process_survives_clickhouse_going_away() {
 async fn imported_goreplay_traffic_flows_through_kafka() {
     let kafka = server_env("SHADOWDIFF_TEST_KAFKA");
     let clickhouse = server_env("SHADOWDIFF_TEST_CLICKHOUSE");
-    let run = format!(
-        "{}{}",
-        std::process::id(),
-        Instant::now().elapsed().subsec_nanos()
-    );
+    // Unique per run (topics, groups, database), however runs overlap.
+    let run = uuid::Uuid::new_v4().simple().to_string();
     let (exchanges, results, database) = (
         format!("exi-{run}"),
         format!("resi-{run}"),

@@ -170,13 +170,18 @@ where
                 let tls = match acceptor.accept(tcp).await {
                     Ok(tls) => tls,
                     Err(error) => {
-                        if let Ok(mut seen) = record.lock() {
-                            seen.handshake_errors.push(error.to_string());
-                        }
+                        record
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .handshake_errors
+                            .push(error.to_string());
                         return;
                     }
                 };
-                if let Ok(mut seen) = record.lock() {
+                {
+                    let mut seen = record
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     seen.connections += 1;
                     let name = tls.get_ref().1.server_name().map(str::to_string);
                     seen.server_names.push(name);

@@ -100,9 +100,11 @@ impl hyper::service::Service<Request<Incoming>> for Scripted {
                 body,
             };
             let reply = (this.handler)(&seen);
-            if let Ok(mut s) = this.seen.lock() {
-                s.push(seen);
-            }
+            // Record even after a panic elsewhere poisoned the lock: nothing seen is lost.
+            this.seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(seen);
             if !reply.delay.is_zero() {
                 tokio::time::sleep(reply.delay).await;
             }
@@ -170,7 +172,12 @@ impl TestServer {
 
     /// The requests served so far, in order.
     pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+        // A poisoned lock means a handler panicked: fail the test instead of reading "nothing
+        // seen", which would let `seen().is_empty()` assertions pass vacuously.
+        self.seen
+            .lock()
+            .expect("the test server's record was poisoned by a panicking handler")
+            .clone()
     }
 }
 
