@@ -493,3 +493,82 @@ fn capture_waiting_for_an_absent_broker_says_so_serves_health_and_stops_at_once_
     };
     assert_eq!(code, 0, "{}", log());
 }
+
+/// VmRSS of `pid` in KiB, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Memory stays bounded under overload: the control answers 255 KiB bodies as fast as clients
+/// ask while the candidate takes a second per answer, so copies pile up until the byte budget
+/// (`capture.queue_max_bytes`) drops them. About 20 s; the ceiling is the budget, twice over
+/// for what the replay and the differ hold beside it, plus the process's own 64 MiB.
+#[test]
+fn rss_stays_under_its_ceiling_with_255_kib_bodies_under_overload() {
+    const BUDGET_MIB: u64 = 128;
+    const CEILING_MIB: u64 = 2 * BUDGET_MIB + 64;
+    let body: &'static str =
+        Box::leak(format!("\"{}\"", "x".repeat(255 * 1024 - 2)).into_boxed_str());
+    let control = Server::start(body, Duration::ZERO);
+    let candidate = Server::start(body, Duration::from_secs(1));
+    let data = tempfile::tempdir().unwrap();
+    let run = Run::start(
+        data.path(),
+        &control.url(),
+        &candidate.url(),
+        &[
+            "--queue-max-bytes",
+            &(BUDGET_MIB * 1024 * 1024).to_string(),
+            "--concurrency",
+            "4",
+            "--timeout-ms",
+            "5000",
+        ],
+    );
+    let pid = run.child.id();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (stop, tap) = (stop.clone(), run.tap);
+            std::thread::spawn(move || {
+                let mut sent = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(http(tap, "GET", "/big").0, 200);
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut peak_kib = 0;
+    while started.elapsed() < Duration::from_secs(20) {
+        peak_kib = peak_kib.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    let page = run.metrics();
+    let dropped = metric(&page, "shadowdiff_capture_dropped_total");
+    eprintln!(
+        "sent {sent} requests of 255 KiB in 20 s; peak RSS {} MiB (ceiling {CEILING_MIB} MiB); {dropped} copies dropped",
+        peak_kib / 1024
+    );
+    // The overload was real: the budget had to drop copies...
+    assert!(
+        dropped > 0.0,
+        "no copy was dropped; not an overload:\n{page}"
+    );
+    // ...and memory stayed under the ceiling throughout.
+    assert!(peak_kib > 0, "could not read the process's RSS");
+    assert!(
+        peak_kib / 1024 < CEILING_MIB,
+        "peak RSS {} MiB over the {CEILING_MIB} MiB ceiling",
+        peak_kib / 1024
+    );
+}
