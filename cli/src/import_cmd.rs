@@ -17,7 +17,15 @@ use shadowdiff_store::{build_report, EmbeddedStore, ReportQuery};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Shown under `shadowdiff import --help` and each source's `--help`.
+const EXIT_STATUS: &str = "Exit status: 0 when at least one exchange was imported (whatever the \
+    candidates answered; see the summary and the report), 1 when nothing could be imported (no \
+    records, or every record skipped: the skips are counted by reason), 2 on a usage error or a \
+    path that cannot be read.";
+
+// Its about text is the `Import` variant's doc comment (main.rs).
 #[derive(Args)]
+#[command(after_help = EXIT_STATUS)]
 pub(crate) struct ImportArgs {
     #[command(subcommand)]
     pub source: ImportSource,
@@ -25,14 +33,17 @@ pub(crate) struct ImportArgs {
 
 #[derive(Subcommand)]
 pub(crate) enum ImportSource {
-    /// Envoy HTTP tap traces: HttpBufferedTrace JSON files (JSON_BODY_AS_BYTES or
-    /// JSON_BODY_AS_STRING), or directories of them (*.json, walked recursively).
+    /// Envoy HTTP tap traces: HttpBufferedTrace JSON and streamed HttpStreamedTraceSegment JSON
+    /// (joined by trace_id across files), JSON_BODY_AS_BYTES or JSON_BODY_AS_STRING; files, or
+    /// directories of them (*.json, *.json.gz, walked recursively).
     Envoy(ImportOpts),
-    /// GoReplay .gor files: requests paired with their original responses by id.
+    /// GoReplay .gor and .gor.gz files (LF or CRLF line endings), or directories of them:
+    /// requests paired with their original responses by id across the files.
     Goreplay(ImportOpts),
 }
 
 #[derive(Args)]
+#[command(after_help = EXIT_STATUS)]
 pub(crate) struct ImportOpts {
     /// Files or directories to read.
     #[arg(required = true, value_name = "PATH")]
@@ -109,7 +120,11 @@ pub(crate) fn import(args: ImportArgs, matches: &ArgMatches) -> anyhow::Result<E
     // Published to Kafka, the candidates are the `replay` processes' business: only `[kafka]`
     // is checked then; replayed here, `[replay]` and `[diff]` are.
     let publish_to = match config.kafka.brokers {
-        Some(_) => Some(config.kafka().context(invalid)?),
+        Some(_) => {
+            // The replay processes redact with their key: it must be the same.
+            config.shared_redaction_key().context(invalid)?;
+            Some(config.kafka().context(invalid)?)
+        }
         None => None,
     };
     let stages = match publish_to {
@@ -120,24 +135,30 @@ pub(crate) fn import(args: ImportArgs, matches: &ArgMatches) -> anyhow::Result<E
         )),
     };
     let experiment = common.experiment.clone();
-    let imported: Imported = match kind {
+    // An unreadable path is an error (exit 2, via main); a bad record is a skip.
+    let (files, imported): (Vec<PathBuf>, Imported) = match kind {
         "envoy" => {
-            let files = import::collect_files(&opts.paths, &["json"])?;
-            import::envoy::import_files(&files, &experiment)?
+            let files = import::collect_files(&opts.paths, &["json", "json.gz"])?;
+            let imported = import::envoy::import_files(&files, &experiment)?;
+            (files, imported)
         }
         _ => {
-            let files = import::collect_files(&opts.paths, &["gor"])?;
-            let mut all = Imported::default();
-            for f in &files {
-                let one = import::goreplay::import_file(f, &experiment)?;
-                all.exchanges.extend(one.exchanges);
-                all.skipped.extend(one.skipped);
-            }
-            all
+            let files = import::collect_files(&opts.paths, &["gor", "gor.gz"])?;
+            let imported = import::goreplay::import_files(&files, &experiment)?;
+            (files, imported)
         }
     };
     for why in &imported.skipped {
-        tracing::warn!(why, "Skipped a record.");
+        tracing::warn!(%why, "Skipped a record.");
+    }
+    let skips = imported.skip_summary();
+    if imported.exchanges.is_empty() {
+        let what = match &skips {
+            Some(s) => format!("every record was skipped ({s})"),
+            None => format!("no records in {} file(s)", files.len()),
+        };
+        eprintln!("nothing imported from the {kind} input: {what}");
+        return Ok(ExitCode::from(1));
     }
     let total = imported.exchanges.len() as u64;
     let without_control = imported
@@ -169,6 +190,9 @@ pub(crate) fn import(args: ImportArgs, matches: &ArgMatches) -> anyhow::Result<E
             kafka.exchanges_topic,
             imported.skipped.len()
         );
+        if let Some(s) = &skips {
+            println!("{s}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let Some((replay, diff)) = stages else {
@@ -202,6 +226,9 @@ pub(crate) fn import(args: ImportArgs, matches: &ArgMatches) -> anyhow::Result<E
         g(&stats.target_errors),
         g(&stats.records_written),
     );
+    if let Some(s) = &skips {
+        println!("{s}");
+    }
     if let Some(format) = opts.report {
         let (records, _) = EmbeddedStore::open(&data_dir)?.read_all()?;
         let query = ReportQuery {

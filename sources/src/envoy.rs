@@ -1,28 +1,58 @@
-//! Envoy HTTP tap traces: `HttpBufferedTrace` as JSON, as written by the tap filter's
-//! `file_per_tap` sink with `format: JSON_BODY_AS_BYTES` or `JSON_BODY_AS_STRING`.
+//! Envoy HTTP tap traces, as JSON written by the tap filter's `file_per_tap` sink (or its admin
+//! endpoint) with `format: JSON_BODY_AS_BYTES` or `JSON_BODY_AS_STRING`:
 //!
-//! Both the wrapper (`{"http_buffered_trace": {...}}`) and a bare trace are read; a file may hold
-//! one trace or several concatenated. Headers are `[{"key": ..., "value": ...}]` with the
+//! - buffered: `{"http_buffered_trace": {"request": {...}, "response": {...}}}` (or the bare
+//!   trace), one exchange each;
+//! - streamed (`streaming: true`): `{"http_streamed_trace_segment": {"trace_id": ..., ...}}`
+//!   segments each carrying one piece — `request_headers`, `request_body_chunk`,
+//!   `request_trailers`, `response_headers`, `response_body_chunk` or `response_trailers` —
+//!   spread over several JSON values of a file, or several files, and joined by `trace_id`
+//!   (a number, or a string as protobuf's JSON writes 64-bit integers).
+//!
+//! A file may hold several JSON values one after the other. Headers are
+//! `[{"key": ..., "value": ...}]` (non-UTF-8 values in `raw_value`, base64) with the
 //! pseudo-headers `:method`, `:path`, `:authority` (request) and `:status` (response).
+//! Trailers are read but not kept: the replayer sends none and reads none of the candidates', so
+//! a recorded one could only make a false difference.
+//!
+//! The request's framing headers are made to agree with the body the trace carries (tap output
+//! often keeps `content-length` with a shorter body, or none): see `frame_request`.
 
-use super::{id_at, now_ms, read, ImportError, Imported};
+use super::{content, frame_request, id_at, now_ms, read, ImportError, Imported, Skipped};
 use base64::Engine as _;
 use serde::Deserialize;
 use shadowdiff_model::{Body, Exchange, HttpRequest, HttpResponse, SCHEMA_VERSION};
+use std::collections::HashMap;
 use std::path::Path;
 
+/// Skip reasons ([`Skipped::reason`]).
+const TRUNCATED: &str = "truncated";
+const NOT_A_TRACE: &str = "not a tap trace";
+const NO_REQUEST: &str = "no request";
+const BAD_REQUEST: &str = "bad request";
+const BAD_RESPONSE: &str = "bad response";
+
+/// One JSON value of a file: Envoy's `TraceWrapper`, or a bare buffered trace or segment.
 #[derive(Deserialize)]
 struct Wrapper {
+    #[serde(default)]
     http_buffered_trace: Option<Trace>,
+    #[serde(default)]
+    http_streamed_trace_segment: Option<Segment>,
     #[serde(default)]
     request: Option<Message>,
     #[serde(default)]
     response: Option<Message>,
+    /// A bare segment (no wrapper).
+    #[serde(flatten)]
+    segment: Segment,
 }
 
 #[derive(Deserialize)]
 struct Trace {
+    #[serde(default)]
     request: Option<Message>,
+    #[serde(default)]
     response: Option<Message>,
 }
 
@@ -32,6 +62,48 @@ struct Message {
     headers: Vec<Header>,
     #[serde(default)]
     body: Option<TraceBody>,
+}
+
+#[derive(Deserialize, Default)]
+struct Segment {
+    #[serde(default)]
+    trace_id: Option<TraceId>,
+    #[serde(default)]
+    request_headers: Option<HeaderMap>,
+    #[serde(default)]
+    request_body_chunk: Option<TraceBody>,
+    #[serde(default)]
+    request_trailers: Option<HeaderMap>,
+    #[serde(default)]
+    response_headers: Option<HeaderMap>,
+    #[serde(default)]
+    response_body_chunk: Option<TraceBody>,
+    #[serde(default)]
+    response_trailers: Option<HeaderMap>,
+}
+
+/// A `uint64`: a JSON number, or a string as protobuf's JSON mapping writes it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TraceId {
+    Number(u64),
+    Text(String),
+}
+
+impl TraceId {
+    fn key(&self) -> String {
+        match self {
+            Self::Number(n) => n.to_string(),
+            Self::Text(t) => t.trim().to_string(),
+        }
+    }
+}
+
+/// `config.core.v3.HeaderMap`.
+#[derive(Deserialize, Default)]
+struct HeaderMap {
+    #[serde(default)]
+    headers: Vec<Header>,
 }
 
 #[derive(Deserialize)]
@@ -54,70 +126,303 @@ struct TraceBody {
     truncated: bool,
 }
 
-/// Reads every trace in the given files.
+/// Reads every trace in the given files; streamed segments are joined across all of them.
 pub fn import_files(
     paths: &[std::path::PathBuf],
     experiment: &str,
 ) -> Result<Imported, ImportError> {
-    let mut out = Imported::default();
+    let mut reader = Reader::new(experiment);
     for path in paths {
         let bytes = read(path)?;
-        parse_into(&bytes, path, experiment, &mut out);
+        reader.read(&bytes, path);
     }
-    Ok(out)
+    Ok(reader.finish())
 }
 
-/// Parses the traces in `bytes` (one file's content).
-pub fn parse_into(bytes: &[u8], origin: &Path, experiment: &str, out: &mut Imported) {
-    let stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Wrapper>();
-    for (i, item) in stream.enumerate() {
-        let where_ = format!("{} trace {}", origin.display(), i + 1);
-        let w = match item {
-            Ok(w) => w,
-            Err(e) => {
-                out.skipped
-                    .push(format!("{where_}: not an HttpBufferedTrace: {e}"));
-                return; // The rest of the stream cannot be resynchronised.
+/// Parses the traces of one file's content (gzipped or not); its streamed segments are joined
+/// among themselves only.
+pub fn parse(bytes: &[u8], origin: &Path, experiment: &str) -> Imported {
+    let mut reader = Reader::new(experiment);
+    reader.read(bytes, origin);
+    reader.finish()
+}
+
+/// Reads files one after the other: buffered traces become exchanges at once, streamed segments
+/// wait for the rest of their trace until [`Reader::finish`].
+pub struct Reader {
+    experiment: String,
+    out: Imported,
+    /// Streamed traces in the order their first segment came.
+    streams: Vec<Stream>,
+    /// Trace id → its stream in `streams` (the latest, when an id is used again).
+    by_id: HashMap<String, usize>,
+}
+
+/// A streamed trace being put together.
+#[derive(Default)]
+struct Stream {
+    /// Where its first segment was.
+    at: String,
+    request: Option<Vec<Header>>,
+    request_body: Chunks,
+    response: Option<Vec<Header>>,
+    response_body: Chunks,
+}
+
+/// Body chunks of a streamed message, joined.
+#[derive(Default)]
+struct Chunks {
+    bytes: Vec<u8>,
+    truncated: bool,
+    /// The first chunk that could not be decoded.
+    error: Option<String>,
+}
+
+impl Chunks {
+    fn push(&mut self, chunk: TraceBody) {
+        match decode(chunk) {
+            Ok((bytes, truncated)) => {
+                self.bytes.extend_from_slice(&bytes);
+                self.truncated |= truncated;
             }
-        };
-        let (request, response) = match w.http_buffered_trace {
-            Some(t) => (t.request, t.response),
-            None => (w.request, w.response),
-        };
-        match to_exchange(request, response, experiment) {
-            Ok(e) => out.exchanges.push(e),
-            Err(why) => out.skipped.push(format!("{where_}: {why}")),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
         }
     }
 }
 
+impl Reader {
+    /// A reader making exchanges for `experiment`.
+    pub fn new(experiment: &str) -> Self {
+        Self {
+            experiment: experiment.to_string(),
+            out: Imported::default(),
+            streams: Vec::new(),
+            by_id: HashMap::new(),
+        }
+    }
+
+    /// Reads the JSON values of one file (`origin` names it in skip reasons).
+    pub fn read(&mut self, raw: &[u8], origin: &Path) {
+        let content = content(raw);
+        let stream = serde_json::Deserializer::from_slice(&content.bytes).into_iter::<Wrapper>();
+        for (i, item) in stream.enumerate() {
+            let at = format!("{} trace {}", origin.display(), i + 1);
+            let w = match item {
+                Ok(w) => w,
+                Err(e) => {
+                    let skip = if e.is_eof() {
+                        let mut why = format!("the file ends inside this JSON value ({e})");
+                        if let Some(d) = &content.damaged {
+                            why = format!("{why}; {d}");
+                        }
+                        Skipped::new(at, TRUNCATED, &why)
+                    } else {
+                        Skipped::new(at, NOT_A_TRACE, &e.to_string())
+                    };
+                    self.out.skipped.push(skip);
+                    return; // The rest of the stream cannot be resynchronised.
+                }
+            };
+            self.value(w, at);
+        }
+        if let Some(d) = content.damaged {
+            self.out
+                .skipped
+                .push(Skipped::new(origin.display().to_string(), TRUNCATED, &d));
+        }
+    }
+
+    fn value(&mut self, w: Wrapper, at: String) {
+        let segment = match (w.http_streamed_trace_segment, w.segment.trace_id.is_some()) {
+            (Some(s), _) => Some(s),
+            (None, true) => Some(w.segment),
+            (None, false) => None,
+        };
+        if let Some(s) = segment {
+            return self.segment(s, at);
+        }
+        let (request, response) = match w.http_buffered_trace {
+            Some(t) => (t.request, t.response),
+            None => (w.request, w.response),
+        };
+        let exchange = match request {
+            None => Err(Skipped::new(at, NO_REQUEST, "the trace has no request")),
+            Some(request) => message(request, BAD_REQUEST, &at).and_then(|request| {
+                let response = response
+                    .map(|r| message(r, BAD_RESPONSE, &at))
+                    .transpose()?;
+                to_exchange(request, response, &self.experiment, &at)
+            }),
+        };
+        match exchange {
+            Ok(e) => self.out.exchanges.push(e),
+            Err(skip) => self.out.skipped.push(skip),
+        }
+    }
+
+    fn segment(&mut self, s: Segment, at: String) {
+        let Some(id) = s.trace_id.as_ref().map(TraceId::key) else {
+            let why = "a streamed segment without a trace_id";
+            return self.out.skipped.push(Skipped::new(at, NOT_A_TRACE, why));
+        };
+        // An id seen again with new request headers is a new trace (ids are unique to one
+        // Envoy and its lifetime only).
+        let reused = s.request_headers.is_some()
+            && self
+                .by_id
+                .get(&id)
+                .is_some_and(|&i| self.streams[i].request.is_some());
+        let i = match self.by_id.get(&id) {
+            Some(&i) if !reused => i,
+            _ => {
+                self.streams.push(Stream {
+                    at: format!("{at} (trace_id {id})"),
+                    ..Stream::default()
+                });
+                self.by_id.insert(id, self.streams.len() - 1);
+                self.streams.len() - 1
+            }
+        };
+        let stream = &mut self.streams[i];
+        if let Some(h) = s.request_headers {
+            stream.request = Some(h.headers);
+        }
+        if let Some(b) = s.request_body_chunk {
+            stream.request_body.push(b);
+        }
+        if let Some(h) = s.response_headers {
+            stream.response = Some(h.headers);
+        }
+        if let Some(b) = s.response_body_chunk {
+            stream.response_body.push(b);
+        }
+        // Trailers are read and dropped (see the module's documentation).
+        let _ = (s.request_trailers, s.response_trailers);
+    }
+
+    /// The exchanges and skips of everything read; streamed traces are put together now, in
+    /// the order their first segment came.
+    pub fn finish(mut self) -> Imported {
+        for s in std::mem::take(&mut self.streams) {
+            match self.assemble(s) {
+                Ok(e) => self.out.exchanges.push(e),
+                Err(skip) => self.out.skipped.push(skip),
+            }
+        }
+        self.out
+    }
+
+    fn assemble(&self, s: Stream) -> Result<Exchange, Skipped> {
+        let at = s.at;
+        let Some(headers) = s.request else {
+            let why = "no request_headers segment for this trace_id in the files read";
+            return Err(Skipped::new(at, NO_REQUEST, why));
+        };
+        let request = parts(&headers, s.request_body, BAD_REQUEST, &at)?;
+        let response = s
+            .response
+            .map(|h| parts(&h, s.response_body, BAD_RESPONSE, &at))
+            .transpose()?;
+        to_exchange(request, response, &self.experiment, &at)
+    }
+}
+
+/// A message's headers (lower-case names, pseudo-headers included) and body.
+struct Parts {
+    headers: Vec<(String, String)>,
+    body: Body,
+}
+
+fn message(m: Message, reason: &'static str, at: &str) -> Result<Parts, Skipped> {
+    let headers = headers_of(&m.headers).map_err(|why| Skipped::new(at, reason, &why))?;
+    let (bytes, truncated) = match m.body {
+        Some(b) => decode(b).map_err(|why| Skipped::new(at, reason, &why))?,
+        None => (Vec::new(), false),
+    };
+    Ok(Parts {
+        body: body(bytes, truncated, &headers),
+        headers,
+    })
+}
+
+fn parts(
+    headers: &[Header],
+    chunks: Chunks,
+    reason: &'static str,
+    at: &str,
+) -> Result<Parts, Skipped> {
+    let headers = headers_of(headers).map_err(|why| Skipped::new(at, reason, &why))?;
+    if let Some(why) = chunks.error {
+        return Err(Skipped::new(at, reason, &why));
+    }
+    Ok(Parts {
+        body: body(chunks.bytes, chunks.truncated, &headers),
+        headers,
+    })
+}
+
+/// A body as the trace carries it. Envoy does not say how long a truncated body was: the
+/// message's `content-length`, when it says more than was kept, is its length, else the kept
+/// length is a lower bound.
+fn body(bytes: Vec<u8>, truncated: bool, headers: &[(String, String)]) -> Body {
+    let kept = bytes.len() as u64;
+    let full_len = if truncated {
+        headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+            .filter(|&n| n > kept)
+            .unwrap_or(kept)
+    } else {
+        kept
+    };
+    Body::partial(bytes, full_len, truncated)
+}
+
 fn to_exchange(
-    request: Option<Message>,
-    response: Option<Message>,
+    request: Parts,
+    response: Option<Parts>,
     experiment: &str,
-) -> Result<Exchange, String> {
-    let request = request.ok_or("trace has no request")?;
-    let mut headers = headers_of(&request)?;
-    let method = take_pseudo(&mut headers, ":method").ok_or("request has no :method")?;
-    let path = take_pseudo(&mut headers, ":path").ok_or("request has no :path")?;
+    at: &str,
+) -> Result<Exchange, Skipped> {
+    let bad_request = |why: &str| Skipped::new(at, BAD_REQUEST, why);
+    let mut headers = request.headers;
+    let method = take_pseudo(&mut headers, ":method")
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| bad_request("no :method"))?
+        .to_ascii_uppercase();
+    if http::Method::from_bytes(method.as_bytes()).is_err() {
+        return Err(bad_request(&format!(":method `{method}` is not a method")));
+    }
+    let path = take_pseudo(&mut headers, ":path")
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| bad_request("no :path"))?;
     if let Some(authority) = take_pseudo(&mut headers, ":authority") {
         if !headers.iter().any(|(n, _)| n == "host") {
             headers.insert(0, ("host".to_string(), authority));
         }
     }
     headers.retain(|(n, _)| !n.starts_with(':'));
+    frame_request(&mut headers, &request.body);
     let control = match response {
         Some(r) => {
-            let mut headers = headers_of(&r)?;
-            let status = take_pseudo(&mut headers, ":status")
-                .ok_or("response has no :status")?
+            let bad_response = |why: &str| Skipped::new(at, BAD_RESPONSE, why);
+            let mut headers = r.headers;
+            let status =
+                take_pseudo(&mut headers, ":status").ok_or_else(|| bad_response("no :status"))?;
+            let status = status
+                .trim()
                 .parse::<u16>()
-                .map_err(|_| "response :status is not a number")?;
+                .ok()
+                .filter(|s| (100..1000).contains(s))
+                .ok_or_else(|| bad_response(&format!(":status `{status}` is not a status")))?;
             headers.retain(|(n, _)| !n.starts_with(':'));
             Some(HttpResponse {
                 status,
                 headers,
-                body: body_of(r.body)?,
+                body: r.body,
                 latency_us: 0,
             })
         }
@@ -130,10 +435,10 @@ fn to_exchange(
         source: "envoy-tap".to_string(),
         experiment: experiment.to_string(),
         request: HttpRequest {
-            method: method.to_ascii_uppercase(),
+            method,
             uri: path,
             headers,
-            body: body_of(request.body)?,
+            body: request.body,
         },
         control,
         redactions: Vec::new(),
@@ -141,19 +446,20 @@ fn to_exchange(
     })
 }
 
-fn headers_of(m: &Message) -> Result<Vec<(String, String)>, String> {
-    m.headers
+fn headers_of(headers: &[Header]) -> Result<Vec<(String, String)>, String> {
+    headers
         .iter()
         .map(|h| {
-            let value = match (&h.value, &h.raw_value) {
-                (Some(v), _) => v.clone(),
-                (None, Some(raw)) => String::from_utf8_lossy(
+            // With `always_print_primitive_fields` both are written, one of them empty.
+            let value = match (h.value.as_deref(), h.raw_value.as_deref()) {
+                (Some(v), _) if !v.is_empty() => v.to_string(),
+                (_, Some(raw)) if !raw.is_empty() => String::from_utf8_lossy(
                     &base64::engine::general_purpose::STANDARD
                         .decode(raw)
                         .map_err(|e| format!("header {}: raw_value is not base64: {e}", h.key))?,
                 )
                 .into_owned(),
-                (None, None) => String::new(),
+                _ => String::new(),
             };
             Ok((h.key.to_ascii_lowercase(), value))
         })
@@ -165,10 +471,8 @@ fn take_pseudo(headers: &mut Vec<(String, String)>, name: &str) -> Option<String
     Some(headers.remove(i).1)
 }
 
-fn body_of(body: Option<TraceBody>) -> Result<Body, String> {
-    let Some(b) = body else {
-        return Ok(Body::default());
-    };
+/// A trace body's bytes and whether Envoy cut it.
+fn decode(b: TraceBody) -> Result<(Vec<u8>, bool), String> {
     let bytes = match (b.as_bytes, b.as_string) {
         (Some(encoded), _) => base64::engine::general_purpose::STANDARD
             .decode(encoded.as_bytes())
@@ -176,14 +480,16 @@ fn body_of(body: Option<TraceBody>) -> Result<Body, String> {
         (None, Some(s)) => s.into_bytes(),
         (None, None) => Vec::new(),
     };
-    let len = bytes.len() as u64;
-    // Envoy does not say how long a truncated body was; the kept length is a lower bound.
-    Ok(Body::partial(bytes, len, b.truncated))
+    Ok((bytes, b.truncated))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn one(text: &str) -> Imported {
+        parse(text.as_bytes(), Path::new("t.json"), "e")
+    }
 
     #[test]
     fn wrapper_and_bare_traces_with_both_body_forms() {
@@ -199,8 +505,7 @@ mod tests {
                        "body": {"as_string": "{\"ok\":true}"}}}}
         {"request": {"headers": [{"key": ":method", "value": "GET"}, {"key": ":path", "value": "/h"}]}}
         "#;
-        let mut out = Imported::default();
-        parse_into(text.as_bytes(), Path::new("t.json"), "e", &mut out);
+        let out = one(text);
         assert!(out.skipped.is_empty(), "{:?}", out.skipped);
         assert_eq!(out.exchanges.len(), 2);
         let e = &out.exchanges[0];
@@ -219,14 +524,44 @@ mod tests {
 
     #[test]
     fn bad_traces_are_skipped_with_a_reason() {
-        let mut out = Imported::default();
-        parse_into(
-            br#"{"http_buffered_trace": {"request": {"headers": [{"key": ":path", "value": "/"}]}}}"#,
-            Path::new("t.json"),
-            "e",
-            &mut out,
+        let out = one(
+            r#"{"http_buffered_trace": {"request": {"headers": [{"key": ":path", "value": "/"}]}}}
+            {"http_buffered_trace": {"response": {"headers": [{"key": ":status", "value": "200"}]}}}
+            {"request": {"headers": [{"key": ":method", "value": "G T"}, {"key": ":path", "value": "/"}]}}
+            {"request": {"headers": [{"key": ":method", "value": "GET"}, {"key": ":path", "value": "/"}]},
+             "response": {"headers": [{"key": ":status", "value": "abc"}]}}
+            {"request": {"headers": [{"key": ":method", "value": "GET"}, {"key": ":path", "value": "/"}],
+                         "body": {"as_bytes": "%%%"}}}
+            [1, 2]"#,
         );
         assert!(out.exchanges.is_empty());
-        assert!(out.skipped[0].contains(":method"), "{:?}", out.skipped);
+        let said: Vec<String> = out.skipped.iter().map(ToString::to_string).collect();
+        let reasons: Vec<&str> = out.skipped.iter().map(|s| s.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                BAD_REQUEST,
+                NO_REQUEST,
+                BAD_REQUEST,
+                BAD_RESPONSE,
+                BAD_REQUEST,
+                NOT_A_TRACE
+            ],
+            "{said:#?}"
+        );
+        assert!(said[0].contains(":method"), "{said:?}");
+        assert!(said[4].contains("base64"), "{said:?}");
+        // Cut inside a value: truncated.
+        let out = one(r#"{"request": {"headers": [{"key": ":method", "val"#);
+        assert_eq!(out.skipped[0].reason, TRUNCATED, "{:?}", out.skipped);
+    }
+
+    #[test]
+    fn raw_values_are_read_when_value_is_empty() {
+        let out = one(r#"{"request": {"headers": [
+            {"key": ":method", "value": "", "raw_value": "R0VU"},
+            {"key": ":path", "value": "/", "raw_value": ""}]}}"#);
+        assert!(out.skipped.is_empty(), "{:?}", out.skipped);
+        assert_eq!(out.exchanges[0].request.method, "GET");
     }
 }
