@@ -43,6 +43,8 @@ if [ -n "$KAFKA" ]; then
     BROKER_PID="$(cat "$ROOT/.services/kafka/pid")"
     kill -0 "$BROKER_PID" 2>/dev/null || { echo "the test broker is not running: scripts/services.sh start" >&2; exit 2; }
     trap 'kill -CONT "$BROKER_PID" 2>/dev/null; cleanup' EXIT
+    # Separate capture processes must share a redaction key (any fixed one for the bench).
+    export SHADOWDIFF_REDACTION_KEY="${SHADOWDIFF_REDACTION_KEY:-bench-memory-key}"
     start_shadowdiff capture memory --kafka "$SHADOWDIFF_TEST_KAFKA" \
         --exchanges-topic "bench-memory-$$" "${EXTRA[@]}"
     kill -STOP "$BROKER_PID"

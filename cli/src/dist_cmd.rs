@@ -120,6 +120,7 @@ pub(crate) fn capture(args: CaptureArgs, matches: &ArgMatches) -> anyhow::Result
         ],
     )?;
     let invalid = "invalid configuration";
+    config.shared_redaction_key().context(invalid)?;
     let common = config.common().context(invalid)?;
     let tap = config.tap(&common).context(invalid)?;
     let kafka = config.kafka().context(invalid)?;
@@ -143,6 +144,7 @@ pub(crate) fn replay(args: ReplayStageArgs, matches: &ArgMatches) -> anyhow::Res
         ],
     )?;
     let invalid = "invalid configuration";
+    config.shared_redaction_key().context(invalid)?;
     let common = config.common().context(invalid)?;
     // In mirror mode --control is the replica that answers in production's place.
     let replay = config.replay(&common).context(invalid)?;

@@ -8,6 +8,9 @@ use shadowdiff_pipeline::demo::{Build, DemoServer};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The redaction key every process of a test deployment shares.
+const REDACTION_KEY: &str = "distributed-test-key";
+
 fn server_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: start the test servers with `scripts/services.sh start && source .services/env` (scripts/test.sh does it)")
@@ -29,6 +32,8 @@ impl Proc {
         let child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
             .args(args)
             .env("RUST_LOG", "warn")
+            // Every capture and replay process must share one redaction key.
+            .env("SHADOWDIFF_REDACTION_KEY", REDACTION_KEY)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -65,6 +70,7 @@ impl Drop for Proc {
 fn shadowdiff(args: &[String]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
         .args(args)
+        .env("SHADOWDIFF_REDACTION_KEY", REDACTION_KEY)
         .output()
         .unwrap();
     (
@@ -480,4 +486,85 @@ async fn imported_goreplay_traffic_flows_through_kafka() {
     assert_eq!(report["totals"]["compared"], 25);
     assert_eq!(replay.stop(), 0);
     assert_eq!(diff.stop(), 0);
+}
+
+/// Two capture replicas with the shared key hash the same secret the same: what one tap
+/// redacted compares equal with what the other did (a random key per process would not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_capture_replicas_redact_a_secret_to_the_same_hash() {
+    let kafka = server_env("SHADOWDIFF_TEST_KAFKA");
+    let control = DemoServer::start(Build::Control).await.unwrap();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let topic = format!("ex-redact-{run}");
+    let s = |v: &str| v.to_string();
+    let ports = [free_port(), free_port()];
+    let taps: Vec<Proc> = ports
+        .iter()
+        .map(|port| {
+            Proc::start(
+                "capture",
+                &[
+                    s("capture"),
+                    s("--kafka"),
+                    kafka.clone(),
+                    s("--exchanges-topic"),
+                    topic.clone(),
+                    s("--admin"),
+                    s(""),
+                    s("--listen"),
+                    format!("127.0.0.1:{port}"),
+                    s("--control"),
+                    control.url(),
+                ],
+            )
+        })
+        .collect();
+    for port in ports {
+        wait_for_port(port).await;
+    }
+    let client = client();
+    for port in ports {
+        let req = http::Request::builder()
+            .uri(format!("http://127.0.0.1:{port}/health"))
+            .header("authorization", "Bearer the-same-secret")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        assert!(resp.status().is_success());
+    }
+    for tap in taps {
+        assert_eq!(tap.stop(), 0);
+    }
+    let consumer: shadowdiff_kafka::RecordConsumer<shadowdiff_model::Exchange> =
+        shadowdiff_kafka::RecordConsumer::new(&shadowdiff_kafka::ConsumerConfig::new(
+            &kafka,
+            &topic,
+            format!("redact-{run}"),
+        ))
+        .unwrap();
+    let mut hashes = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hashes.len() < 2 && Instant::now() < deadline {
+        if let Ok(Ok((exchange, delivery))) =
+            tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await
+        {
+            delivery.ack();
+            let value = exchange
+                .request
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+                .map(|(_, v)| v.clone())
+                .expect("the header is kept, redacted");
+            hashes.push(value);
+        }
+    }
+    assert_eq!(hashes.len(), 2, "both taps published their exchange");
+    assert!(hashes[0].starts_with("redacted:"), "{hashes:?}");
+    assert!(!hashes[0].contains("the-same-secret"), "{hashes:?}");
+    assert_eq!(
+        hashes[0], hashes[1],
+        "one secret, one hash, across processes"
+    );
+    control.stop().await;
 }

@@ -450,6 +450,7 @@ fn capture_waiting_for_an_absent_broker_says_so_serves_health_and_stops_at_once_
         .arg("--kafka")
         .arg(broker.to_string())
         .env("RUST_LOG", "info")
+        .env("SHADOWDIFF_REDACTION_KEY", "operability-test-key")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr.reopen().unwrap())

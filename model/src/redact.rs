@@ -295,6 +295,23 @@ mod tests {
         .unwrap()
     }
 
+    /// A known answer, computed independently (Python's `hmac` module): the hash is a pure
+    /// function of key and value, so every process with the same key hashes a secret the same.
+    #[test]
+    fn the_hash_is_hmac_sha256_truncated_to_16_hex_digits() {
+        let r = Redactor::new(&RedactionConfig {
+            key: b"shadowdiff-known-answer".to_vec(),
+            ..RedactionConfig::default()
+        })
+        .unwrap();
+        // python3 -c "import hmac,hashlib; print(hmac.new(b'shadowdiff-known-answer',
+        //   b'Bearer secret-token-123', hashlib.sha256).hexdigest()[:16])"
+        assert_eq!(
+            r.hash(b"Bearer secret-token-123"),
+            "redacted:5fc983c3539f8b80"
+        );
+    }
+
     fn exchange(body: &str) -> Exchange {
         Exchange {
             schema_version: SCHEMA_VERSION,

@@ -953,6 +953,33 @@ impl Config {
         })
     }
 
+    /// Checks that the redaction key is shared: set in the file or in
+    /// `SHADOWDIFF_REDACTION_KEY`. Stages whose hashes must match other processes' (`capture` and
+    /// `replay` over Kafka, `import --kafka`) call it; without it each process would draw a
+    /// random key, the same secret would hash differently in each, and control and candidate
+    /// answers would differ wherever a secret was redacted.
+    pub fn shared_redaction_key(&self) -> Result<(), ConfigError> {
+        use shadowdiff_model::redact::REDACTION_KEY_ENV;
+        let in_file = self
+            .capture
+            .redaction
+            .key
+            .as_deref()
+            .is_some_and(|k| !k.is_empty());
+        let in_env = std::env::var(REDACTION_KEY_ENV).is_ok_and(|k| !k.is_empty());
+        if in_file || in_env {
+            return Ok(());
+        }
+        Err(invalid(
+            "capture.redaction.key",
+            format!(
+                "is required when capture and replay run as separate processes: set it (or \
+                 {REDACTION_KEY_ENV}) to the same secret in every capture and replay process; \
+                 with a random key per process the same secret hashes differently in each"
+            ),
+        ))
+    }
+
     /// The control URL, required.
     fn control(&self) -> Result<http::Uri, ConfigError> {
         let text = self.capture.control.as_deref().ok_or_else(|| {
