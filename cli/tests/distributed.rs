@@ -568,3 +568,37 @@ async fn two_capture_replicas_redact_a_secret_to_the_same_hash() {
     );
     control.stop().await;
 }
+
+/// `diff` pointed at a server that is not ClickHouse stops at once with an error naming the URL
+/// (it used to retry forever, POSTing SQL to whatever answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_at_a_server_that_is_not_clickhouse_stops_and_says_so() {
+    let kafka = server_env("SHADOWDIFF_TEST_KAFKA");
+    let not_clickhouse = DemoServer::start(Build::Control).await.unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+        .args(["diff", "--kafka", &kafka, "--admin", "", "--clickhouse"])
+        .arg(not_clickhouse.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("diff kept retrying against a server that is not ClickHouse");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&not_clickhouse.url()) && err.contains("ClickHouse HTTP endpoint"),
+        "{err}"
+    );
+    not_clickhouse.stop().await;
+}

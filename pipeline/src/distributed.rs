@@ -87,6 +87,18 @@ pub enum DistributedError {
         #[source]
         source: shadowdiff_kafka::Error,
     },
+    /// The ClickHouse URL answered, but the schema could not be set up there.
+    #[error(
+        "cannot set up the schema at {url}: is it a ClickHouse HTTP endpoint (port 8123 by \
+         default), and may this user create databases and tables?"
+    )]
+    NotClickHouse {
+        /// The configured URL.
+        url: String,
+        /// What the server answered.
+        #[source]
+        source: shadowdiff_clickhouse::Error,
+    },
     /// The broker did not acknowledge some published exchanges.
     #[error("{failed} of {offered} exchanges were not acknowledged by the broker")]
     Unacknowledged {
@@ -309,6 +321,14 @@ pub async fn run_diff(
                     tracing::info!(?applied, "Applied ClickHouse migrations.");
                 }
                 break;
+            }
+            // Something answered, but not as ClickHouse does (another service on that port, a
+            // proxy's error page): retrying would not help, and would keep POSTing to it.
+            Err(source @ shadowdiff_clickhouse::Error::Query { .. }) => {
+                return Err(DistributedError::NotClickHouse {
+                    url: clickhouse.config.url.clone(),
+                    source,
+                });
             }
             Err(error) => {
                 if *shutdown.borrow() {
