@@ -557,6 +557,19 @@ mod tests {
     }
 
     #[test]
+    fn trace_ids_are_printed_escaped() {
+        // Found by the import_envoy fuzz target: a trace id is the file's text, in `at`.
+        let out = one(
+            r#"{"http_streamed_trace_segment": {"trace_id": "1\u001b[2J\u007f",
+                "response_headers": {"headers": []}}}"#,
+        );
+        assert_eq!(out.skipped.len(), 1);
+        let said = out.skipped[0].to_string();
+        assert!(!said.chars().any(char::is_control), "{said:?}");
+        assert!(said.contains("trace_id 1\\u{1b}[2J\\u{7f}"), "{said}");
+    }
+
+    #[test]
     fn raw_values_are_read_when_value_is_empty() {
         let out = one(r#"{"request": {"headers": [
             {"key": ":method", "value": "", "raw_value": "R0VU"},

@@ -69,9 +69,10 @@ pub struct Skipped {
 }
 
 impl Skipped {
-    pub(crate) fn new(at: impl Into<String>, reason: &'static str, detail: &str) -> Self {
+    pub(crate) fn new(at: impl AsRef<str>, reason: &'static str, detail: &str) -> Self {
         Self {
-            at: at.into(),
+            // A file name, or a trace id from the file, may hold control characters too.
+            at: printable(at.as_ref(), MAX_AT),
             reason,
             detail: printable(detail, MAX_DETAIL),
         }
@@ -90,6 +91,8 @@ impl std::fmt::Display for Skipped {
 
 /// Longest detail kept in a [`Skipped`], in characters.
 const MAX_DETAIL: usize = 200;
+/// Longest place kept in a [`Skipped`] (a path and a record number), in characters.
+const MAX_AT: usize = 400;
 
 /// Why an import stopped (a bad record is skipped instead, see [`Imported::skipped`]).
 #[derive(Debug, thiserror::Error)]
@@ -307,7 +310,7 @@ mod tests {
             "{long}"
         );
         // A detail never holds raw control bytes.
-        let s = Skipped::new("f", "bad meta line", "\u{1b}]0;pwned\u{7}");
+        let s = Skipped::new("f\n1", "bad meta line", "\u{1b}]0;pwned\u{7}");
         assert!(!s.to_string().chars().any(char::is_control), "{s}");
     }
 
