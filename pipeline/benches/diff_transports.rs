@@ -16,6 +16,11 @@
 //! has), the former distributed shape (diff inline on the consuming task, as a peer) and the
 //! pool; and the median of pool / former shape.
 
+/// The allocator the `shadowdiff` binary uses: results are decoded on the consuming thread and
+/// freed on a differ thread, which glibc's malloc makes expensive.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use shadowdiff_differ::Differ;
 use shadowdiff_kafka::{ConsumerConfig, ProducerConfig, RecordConsumer, ResultProducer};
 use shadowdiff_model::{
