@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! scripts/services.sh start && source .services/env
-//! cargo bench -p shadowdiff-pipeline --bench diff_transports -- [--results N] [--workers N] [--rounds N]
+//! cargo bench -p shadowdiff-pipeline --bench diff_transports -- [--results N] [--workers N] [--rounds N] [--only consume|inline|pool]
 //! ```
 //!
 //! Results are 2–4 KB JSON tweets from the repository's corpus (`corpus/json/twitter.json`,
@@ -40,6 +40,8 @@ struct Args {
     results: usize,
     workers: usize,
     rounds: usize,
+    /// Only this Kafka reader (`consume`, `inline`, `pool`), for profiling one of them.
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -47,6 +49,7 @@ fn args() -> Args {
         results: 20_000,
         workers: 2,
         rounds: 3,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +62,7 @@ fn args() -> Args {
             "--results" => a.results = value(),
             "--workers" => a.workers = value(),
             "--rounds" => a.rounds = value(),
+            "--only" => a.only = it.next(),
             // cargo bench passes --bench; anything else is a mistake worth stopping for.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -330,7 +334,12 @@ fn main() {
         // read before faster or slower than one read for the first time.
         let (mut ceiling, mut inline, mut kafka) = (0.0, 0.0, 0.0);
         for k in 0..3 {
-            match (k + round) % 3 {
+            let which = (k + round) % 3;
+            let name = ["consume", "inline", "pool"][which];
+            if args.only.as_deref().is_some_and(|only| only != name) {
+                continue;
+            }
+            match which {
                 0 => ceiling = runtime.block_on(consume_only(&brokers, &topic, results.len())),
                 1 => inline = runtime.block_on(inline_diff(&brokers, &topic, results.len())),
                 _ => {
