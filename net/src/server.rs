@@ -23,7 +23,12 @@ pub fn hyper_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor>
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // A client may shut its write side once its request is sent (HTTP/1.0 clients, `nc -N`)
+        // and still wait for the answer, as the relay lets it: without this hyper dropped the
+        // request on that EOF after the control had it, and the client got nothing (found by
+        // the relay's property test with an HTTP/1.0 PUT).
+        .half_close(true);
     builder
 }
 
