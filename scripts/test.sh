@@ -5,6 +5,10 @@
 #                              loopback, run every test of the workspace, stop the servers
 #   SKIP_DEPS=1 scripts/test.sh   the same without the install step (servers still started)
 #
+# Each phase runs under its own time limit (install 45 min, servers 5, build 30, fuzz 20,
+# tests TEST_MINUTES, default 40) and names itself when it overruns; every test binary runs
+# even after one fails (--no-fail-fast), and the last line totals them all.
+#
 # Nothing is skipped: tests that need a server fail when it is not there.
 set -euo pipefail
 
@@ -30,28 +34,45 @@ install_deps() {
     scripts/services.sh deps
 }
 
+# phase NAME LIMIT COMMAND…: runs one phase under its own time limit, so a hang names the phase
+# that hung instead of stalling the whole run until CI's limit (.ci/run bounds the total).
+phase() {
+    local name="$1" limit="$2"; shift 2
+    log "$name (at most $limit)."
+    local status=0
+    timeout --kill-after=30 "$limit" "$@" || status=$?
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        log "phase '$name' did not finish within $limit; stopping."
+    fi
+    return "$status"
+}
+export -f install_deps log as_root
+
 if [ "${SKIP_DEPS:-0}" != 1 ]; then
-    install_deps
+    phase "Installing what the tests need" 45m bash -c 'set -euo pipefail; install_deps'
 fi
 
-log "Starting Kafka-protocol broker and ClickHouse on loopback."
-scripts/services.sh start --fresh
+phase "Starting Kafka-protocol broker and ClickHouse on loopback" 5m scripts/services.sh start --fresh
 trap 'scripts/services.sh stop || true' EXIT
 # shellcheck disable=SC1091
 source .services/env
 
-log "Building."
-cargo build --workspace --all-targets --locked
+phase "Building" 30m cargo build --workspace --all-targets --locked
 
-log "Fuzzing each target for a bounded time (cargo-fuzz on stable, --sanitizer none)."
-scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+phase "Fuzzing each target for a bounded time (cargo-fuzz on stable, --sanitizer none)" 20m \
+    scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
-log "Running every test."
+log "Running every test (at most ${TEST_MINUTES:-40}m; every test binary, even after a failure)."
 results="$(mktemp)"
 set +e
-cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$results"
+timeout --kill-after=30 "${TEST_MINUTES:-40}m" \
+    cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-2}" 2>&1 \
+    | tee "$results"
 status=${PIPESTATUS[0]}
 set -e
+if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    log "phase 'Running every test' did not finish within ${TEST_MINUTES:-40}m; stopping."
+fi
 # One closing line with the totals of every test binary (cargo prints one line per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
