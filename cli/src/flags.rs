@@ -11,7 +11,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, ValueEnum};
 use serde::Serialize;
 use shadowdiff_pipeline::config::{
-    parse_candidate, CandidateConfig, CaptureMode, Config, ConfigError, Overrides,
+    parse_candidate, CandidateConfig, CaptureMode, Config, ConfigError, Overrides, Pacing,
 };
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -234,6 +234,41 @@ pub(crate) struct ReplayArgs {
     /// Exchanges replayed at once.
     #[arg(long, env = "SHADOWDIFF_CONCURRENCY", default_value_t = DEFAULTS.replay.concurrency)]
     pub concurrency: usize,
+    /// When exchanges are replayed: `captured` keeps the gaps between their capture times (a
+    /// backlog or a recording reaches the targets at the rate production sent it; pauses over
+    /// 250 ms are shortened to that), `asap` as soon as a replay slot is free.
+    #[arg(long, value_enum, env = "SHADOWDIFF_PACING", default_value_t = PacingArg::from(DEFAULTS.replay.pacing))]
+    pub pacing: PacingArg,
+    /// Exchanges replayed per second at most (0 = no cap).
+    #[arg(long = "max-rate", env = "SHADOWDIFF_MAX_RATE", default_value_t = DEFAULTS.replay.max_rate)]
+    pub max_rate: u32,
+}
+
+/// `--pacing`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PacingArg {
+    /// Keep the gaps between capture times.
+    Captured,
+    /// As soon as a replay slot is free.
+    Asap,
+}
+
+impl From<PacingArg> for Pacing {
+    fn from(v: PacingArg) -> Self {
+        match v {
+            PacingArg::Captured => Self::Captured,
+            PacingArg::Asap => Self::Asap,
+        }
+    }
+}
+
+impl From<Pacing> for PacingArg {
+    fn from(v: Pacing) -> Self {
+        match v {
+            Pacing::Captured => Self::Captured,
+            Pacing::Asap => Self::Asap,
+        }
+    }
 }
 
 impl Flags for ReplayArgs {
@@ -241,7 +276,9 @@ impl Flags for ReplayArgs {
         l.set("candidates", "replay.candidates", &self.candidates)?;
         l.set("secondary", "replay.secondary", &self.secondary)?;
         l.set("timeout_ms", "replay.timeout_ms", &self.timeout_ms)?;
-        l.set("concurrency", "replay.concurrency", &self.concurrency)
+        l.set("concurrency", "replay.concurrency", &self.concurrency)?;
+        l.set("pacing", "replay.pacing", &Pacing::from(self.pacing))?;
+        l.set("max_rate", "replay.max_rate", &self.max_rate)
     }
 }
 

@@ -187,6 +187,25 @@ pub struct ReplaySection {
     /// A standalone `shadowdiff sandbox` to ask for blocked side effects, e.g.
     /// `http://127.0.0.1:3128`.
     pub sandbox_url: Option<String>,
+    /// When exchanges read from Kafka or a recording are replayed: `captured` keeps the gaps
+    /// between their capture times (a backlog is replayed at the rate it was captured, not all
+    /// at once; pauses over 250 ms are shortened to that), `asap` as soon as a replay slot is
+    /// free. Live traffic in `run` is paced by its arrival.
+    pub pacing: Pacing,
+    /// Exchanges replayed per second at most, by this replay stage (0 = no cap).
+    pub max_rate: u32,
+}
+
+/// When the replay stage sends exchanges (`replay.pacing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pacing {
+    /// Keep the gaps between capture times: a backlog (Kafka after an outage, a recording) is
+    /// replayed at the rate production sent it, so latencies compare like with like.
+    #[default]
+    Captured,
+    /// As fast as the replay slots allow.
+    Asap,
 }
 
 impl Default for ReplaySection {
@@ -207,6 +226,8 @@ impl Default for ReplaySection {
             credentials: std::collections::BTreeMap::new(),
             query_credentials: std::collections::BTreeMap::new(),
             sandbox_url: None,
+            pacing: Pacing::default(),
+            max_rate: 0,
         }
     }
 }
@@ -748,6 +769,10 @@ pub struct ReplaySettings {
     pub sandbox_url: Option<http::Uri>,
     /// The egress sandbox `run` and `import` start in this process (`[sandbox]`).
     pub sandbox: Option<SandboxSettings>,
+    /// When exchanges are sent (`replay.pacing`).
+    pub pacing: Pacing,
+    /// Exchanges per second at most (`replay.max_rate`, 0 = no cap).
+    pub max_rate: u32,
 }
 
 /// `[diff]` and `[pipeline]` validated: the rules, the differ pool and its queue.
@@ -1149,6 +1174,8 @@ impl Config {
             redactor: common.redactor.clone(),
             sandbox_url,
             sandbox,
+            pacing: self.replay.pacing,
+            max_rate: self.replay.max_rate,
         })
     }
 

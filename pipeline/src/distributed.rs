@@ -12,7 +12,7 @@ use crate::config::{
     TapSettings,
 };
 use crate::stages::{
-    exchange_bytes, result_bytes, run_replay_stage, until_true, BatchPolicy, DiffWorkers,
+    exchange_bytes, result_bytes, run_replay_stage, until_true, BatchPolicy, DiffWorkers, Pacer,
     PipelineStats,
 };
 use crate::transport::{ByteBudget, InputError, KafkaInput, KafkaResultOutput};
@@ -275,6 +275,7 @@ pub async fn run_replay(
         input,
         replayer,
         replay.concurrency,
+        Pacer::new(replay.pacing, replay.max_rate),
         KafkaResultOutput::new(producer.clone(), shutdown),
         stats.clone(),
     )

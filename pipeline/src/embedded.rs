@@ -5,7 +5,7 @@ use crate::components::start_sandbox;
 use crate::config::RunSettings;
 use crate::stages::{
     exchange_bytes, run_replay_stage, spawn_on_own_thread, until_true, BatchPolicy, DiffWorkers,
-    PipelineStats,
+    Pacer, PipelineStats,
 };
 use crate::transport::{ByteBudget, Envelope, ExchangeQueue, MemoryInput, MemoryOutput};
 use shadowdiff_capture::redact::RedactingSink;
@@ -182,6 +182,12 @@ impl EmbeddedPipeline {
                         MemoryInput::new(rx, close, "capture"),
                         replayer,
                         concurrency_each,
+                        // Live traffic is paced by its arrival: only the rate cap applies (the
+                        // stage's, shared out over the replay threads).
+                        Pacer::new(
+                            crate::config::Pacing::Asap,
+                            replay.max_rate.div_ceil(replay_threads as u32),
+                        ),
                         MemoryOutput::new(results_tx.clone()),
                         stats.clone(),
                     ),

@@ -4,7 +4,7 @@
 
 use crate::components::{start_sandbox, PipelineError};
 use crate::config::{DiffSettings, ReplaySettings};
-use crate::stages::{run_replay_stage, BatchPolicy, DiffWorkers, PipelineStats};
+use crate::stages::{run_replay_stage, BatchPolicy, DiffWorkers, Pacer, PipelineStats};
 use crate::transport::{BytePermit, Envelope, MemoryInput, MemoryOutput};
 use shadowdiff_model::Exchange;
 use shadowdiff_store::RecordSink;
@@ -49,6 +49,7 @@ where
         MemoryInput::new(rx, Arc::new(Notify::new()), "capture"),
         replayer,
         replay.concurrency,
+        Pacer::new(replay.pacing, replay.max_rate),
         MemoryOutput::new(results_tx),
         stats.clone(),
     ));

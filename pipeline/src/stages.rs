@@ -54,6 +54,92 @@ pub fn result_bytes(result: &ReplayResult) -> u64 {
     exchange_bytes(&result.exchange) + outcome_bytes(result)
 }
 
+/// When the replay stage sends each exchange (`replay.pacing`, `replay.max_rate`).
+///
+/// With captured pacing an exchange is due at the first exchange's replay time plus the gap
+/// between their capture times, so a backlog (Kafka after an outage, a recording) reaches the
+/// targets at the rate production sent it instead of all at once, and latencies compare like
+/// with like. A pause in capture longer than [`Pacer::MAX_GAP`] is replayed as that long. Live
+/// traffic is never held back: it arrives after it was captured.
+#[derive(Debug)]
+pub struct Pacer {
+    pacing: crate::config::Pacing,
+    /// The least time between two exchanges, from `max_rate`.
+    min_gap: Option<Duration>,
+    /// The schedule's origin: a replay time and the capture time it stands for.
+    anchor: Option<(tokio::time::Instant, u64)>,
+    /// The last exchange scheduled: when it was due by the schedule, and its capture time.
+    last: Option<(tokio::time::Instant, u64)>,
+    /// The earliest time the next exchange may go, under `max_rate`.
+    next_slot: Option<tokio::time::Instant>,
+}
+
+impl Pacer {
+    /// A pause in capture longer than this is replayed as this long.
+    pub const MAX_GAP: Duration = Duration::from_millis(250);
+    /// Waits shorter than this are not taken: a timer cannot sleep less than about a millisecond,
+    /// and capture jitter must not slow live traffic; a backlog's gaps add up past it.
+    const MIN_SLEEP: Duration = Duration::from_millis(5);
+
+    /// A pacer for `pacing` and at most `max_rate` exchanges a second (0 = no cap).
+    pub fn new(pacing: crate::config::Pacing, max_rate: u32) -> Self {
+        Self {
+            pacing,
+            min_gap: (max_rate > 0).then(|| Duration::from_secs(1) / max_rate),
+            anchor: None,
+            last: None,
+            next_slot: None,
+        }
+    }
+
+    /// Sends every exchange as soon as a slot is free.
+    pub fn asap() -> Self {
+        Self::new(crate::config::Pacing::Asap, 0)
+    }
+
+    /// When an exchange captured at `captured_at_ms` may go, given that it is `now`.
+    fn due(&mut self, captured_at_ms: u64, now: tokio::time::Instant) -> tokio::time::Instant {
+        let mut due = now;
+        if self.pacing == crate::config::Pacing::Captured {
+            match (self.anchor, self.last) {
+                (Some((start, first)), Some((last_due, last_captured)))
+                    if captured_at_ms >= last_captured =>
+                {
+                    let (mut start, mut first) = (start, first);
+                    if Duration::from_millis(captured_at_ms - last_captured) > Self::MAX_GAP {
+                        // Capture paused: go MAX_GAP after the last one, and pace from here.
+                        (start, first) = (last_due + Self::MAX_GAP, captured_at_ms);
+                        self.anchor = Some((start, first));
+                    }
+                    let at = start + Duration::from_millis(captured_at_ms - first);
+                    self.last = Some((at, captured_at_ms));
+                    due = at.max(now);
+                }
+                // Captured before the last one (another partition, a late copy): due now.
+                (Some(_), Some(_)) => {}
+                _ => {
+                    self.anchor = Some((now, captured_at_ms));
+                    self.last = Some((now, captured_at_ms));
+                }
+            }
+        }
+        if let Some(gap) = self.min_gap {
+            due = due.max(self.next_slot.unwrap_or(now));
+            self.next_slot = Some(due + gap);
+        }
+        due
+    }
+
+    /// Waits until an exchange captured at `captured_at_ms` is due.
+    pub async fn wait(&mut self, captured_at_ms: u64) {
+        let now = tokio::time::Instant::now();
+        let due = self.due(captured_at_ms, now);
+        if due >= now + Self::MIN_SLEEP {
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
 /// Replays what `input` yields with at most `concurrency` in flight and hands each result to
 /// `output`, on either transport. Returns once the input has ended and every replay has handed
 /// its result on.
@@ -61,6 +147,7 @@ pub async fn run_replay_stage<I, O>(
     mut input: I,
     replayer: Arc<Replayer>,
     concurrency: usize,
+    mut pacer: Pacer,
     output: O,
     stats: Arc<PipelineStats>,
 ) -> Result<(), InputError>
@@ -84,6 +171,7 @@ where
                 break;
             }
         };
+        pacer.wait(envelope.item.captured_at_ms).await;
         let (replayer, output, stats) = (replayer.clone(), output.clone(), stats.clone());
         // Debug level: an info span per exchange cost 2-3% of the process's CPU (the fmt
         // layer formats its fields eagerly); with RUST_LOG=debug lines still carry the id.
@@ -439,6 +527,49 @@ mod tests {
     use shadowdiff_store::StoreError;
     use std::sync::atomic::AtomicU64;
     use std::sync::Mutex;
+
+    #[test]
+    fn captured_pacing_keeps_the_gaps_caps_pauses_and_never_holds_back_the_late() {
+        use crate::config::Pacing;
+        let t0 = tokio::time::Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = Pacer::new(Pacing::Captured, 0);
+        let base = 1_000_000u64;
+        // The first one anchors and goes now.
+        assert_eq!(p.due(base, t0), t0);
+        // 100 ms later in capture: 100 ms after the anchor, even if asked at once.
+        assert_eq!(p.due(base + 100, t0), t0 + ms(100));
+        // Asked late (the stage was busy): due now, not in the past.
+        assert_eq!(p.due(base + 150, t0 + ms(400)), t0 + ms(400));
+        // Captured before the anchor (another partition): now.
+        assert_eq!(p.due(base - 50, t0 + ms(10)), t0 + ms(10));
+        // A 10 s pause in capture is replayed as MAX_GAP after the last exchange's time (base
+        // + 150 → t0 + 150), and pacing goes on from there.
+        assert_eq!(p.due(base + 10_000, t0 + ms(200)), t0 + ms(400));
+        assert_eq!(p.due(base + 10_040, t0 + ms(200)), t0 + ms(440));
+        // As soon as possible ignores capture times.
+        let mut asap = Pacer::asap();
+        assert_eq!(asap.due(base, t0), t0);
+        assert_eq!(asap.due(base + 5_000, t0), t0);
+    }
+
+    #[test]
+    fn max_rate_spaces_exchanges_whatever_their_capture_times() {
+        use crate::config::Pacing;
+        let t0 = tokio::time::Instant::now();
+        let mut p = Pacer::new(Pacing::Asap, 10);
+        let dues: Vec<Duration> = (0..4).map(|_| p.due(0, t0) - t0).collect();
+        assert_eq!(dues, [0, 100, 200, 300].map(Duration::from_millis).to_vec());
+        // With captured pacing the later of the two wins.
+        let mut p = Pacer::new(Pacing::Captured, 10);
+        assert_eq!(p.due(0, t0), t0);
+        assert_eq!(
+            p.due(500, t0) - t0,
+            Duration::from_millis(250),
+            "capped pause"
+        );
+        assert_eq!(p.due(500, t0) - t0, Duration::from_millis(350), "rate cap");
+    }
 
     struct SharedSink(Arc<Mutex<Vec<usize>>>);
 

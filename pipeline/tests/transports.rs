@@ -12,7 +12,7 @@ use shadowdiff_model::{
 };
 use shadowdiff_pipeline::config::Config;
 use shadowdiff_pipeline::stages::{
-    exchange_bytes, result_bytes, run_replay_stage, BatchPolicy, DiffWorkers, PipelineStats,
+    exchange_bytes, result_bytes, run_replay_stage, BatchPolicy, DiffWorkers, Pacer, PipelineStats,
 };
 use shadowdiff_pipeline::transport::{
     Acknowledge, ByteBudget, Envelope, Input, InputError, KafkaInput, KafkaResultOutput,
@@ -181,6 +181,7 @@ async fn memory_transport_acknowledges_every_item_once_after_its_row_is_written_
         input,
         replayer,
         8,
+        Pacer::asap(),
         MemoryOutput::new(results),
         stats.clone(),
     ));
@@ -381,6 +382,7 @@ async fn kafka_replay_stage_publishes_a_result_per_exchange_and_commits_what_it_
                 input,
                 Arc::new(settings.build(None).expect("replayer")),
                 4,
+                Pacer::asap(),
                 KafkaResultOutput::new(results, stop),
                 stats.clone(),
             ));
@@ -425,4 +427,52 @@ async fn kafka_replay_stage_publishes_a_result_per_exchange_and_commits_what_it_
 
     // Published results were acknowledged and committed: the same group replays nothing.
     assert_eq!(replay_once(group).await, 0);
+}
+
+/// Records when each result was handed on.
+#[derive(Clone, Default)]
+struct TimedOutput(Arc<Mutex<Vec<Instant>>>);
+
+impl<A: Acknowledge> shadowdiff_pipeline::transport::Output<ReplayResult, A> for TimedOutput {
+    async fn deliver(&self, envelope: Envelope<ReplayResult, A>) {
+        self.0.lock().expect("times lock").push(Instant::now());
+        envelope.ack.ack();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_replayed_at_its_captured_pace_not_at_once() {
+    let settings = settings(&closed_port_url());
+    let replayer = Arc::new(settings.build(None).expect("replayer"));
+    // Ten exchanges captured 60 ms apart, all waiting in the input at once (a backlog).
+    let exchanges: Vec<Exchange> = (0..10)
+        .map(|i| {
+            let mut e = exchange(&format!("paced-{i}"));
+            e.captured_at_ms = 1_763_805_600_000 + i * 60;
+            e
+        })
+        .collect();
+    let input = ListInput {
+        left: exchanges.into_iter(),
+        acked: Arc::new(Mutex::new(Vec::new())),
+        budget: ByteBudget::unbounded(),
+    };
+    let times = TimedOutput::default();
+    run_replay_stage(
+        input,
+        replayer,
+        64,
+        Pacer::new(shadowdiff_pipeline::config::Pacing::Captured, 0),
+        times.clone(),
+        Arc::new(PipelineStats::default()),
+    )
+    .await
+    .expect("input ended cleanly");
+    let mut times = times.0.lock().expect("times lock").clone();
+    times.sort();
+    assert_eq!(times.len(), 10);
+    // 9 gaps of 60 ms: the backlog took at least the time it was captured in (sleeps never
+    // end early; a last wait under 5 ms may be skipped), although 64 replays could go at once.
+    let spread = times[9] - times[0];
+    assert!(spread >= Duration::from_millis(9 * 60 - 5), "{spread:?}");
 }
