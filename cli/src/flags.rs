@@ -396,11 +396,30 @@ pub(crate) struct ReplayGroupArg {
     /// Consumer group of the replay processes.
     #[arg(long, env = "SHADOWDIFF_GROUP", default_value_t = DEFAULTS.kafka.replay_group.clone())]
     pub group: String,
+    #[command(flatten)]
+    pub instance: InstanceIdArg,
 }
 
 impl Flags for ReplayGroupArg {
     fn layer(&self, l: &mut Layer<'_>) -> Result<(), ConfigError> {
-        l.set("group", "kafka.replay_group", &self.group)
+        l.set("group", "kafka.replay_group", &self.group)?;
+        self.instance.layer(l)
+    }
+}
+
+/// `--instance-id`: static group membership.
+#[derive(Args, Debug)]
+pub(crate) struct InstanceIdArg {
+    /// This replica's stable name in its consumer group (KIP-345 static membership): restarted
+    /// under the same name it takes its partitions back at once. Unique per replica, e.g. a
+    /// StatefulSet pod name.
+    #[arg(long = "instance-id", env = "SHADOWDIFF_KAFKA_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+}
+
+impl Flags for InstanceIdArg {
+    fn layer(&self, l: &mut Layer<'_>) -> Result<(), ConfigError> {
+        l.set("instance_id", "kafka.instance_id", &self.instance_id)
     }
 }
 
@@ -410,11 +429,14 @@ pub(crate) struct DiffGroupArg {
     /// Consumer group of the diff processes.
     #[arg(long, env = "SHADOWDIFF_GROUP", default_value_t = DEFAULTS.kafka.diff_group.clone())]
     pub group: String,
+    #[command(flatten)]
+    pub instance: InstanceIdArg,
 }
 
 impl Flags for DiffGroupArg {
     fn layer(&self, l: &mut Layer<'_>) -> Result<(), ConfigError> {
-        l.set("group", "kafka.diff_group", &self.group)
+        l.set("group", "kafka.diff_group", &self.group)?;
+        self.instance.layer(l)
     }
 }
 

@@ -163,6 +163,11 @@ pub struct ConsumerConfig {
     /// How often the consumer-lag gauge is refreshed, in milliseconds (0 turns it off).
     #[serde(default = "default_statistics_interval_ms")]
     pub statistics_interval_ms: u32,
+    /// A stable name for this member (KIP-345 static membership, `group.instance.id`): a
+    /// member restarted under the same name takes its partitions back at once instead of
+    /// waiting out the dead one's session. Unique per replica (a StatefulSet pod name).
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
     /// Extra librdkafka options, passed through as they are (they win over the fields above).
     #[serde(default)]
     pub librdkafka_options: BTreeMap<String, String>,
@@ -194,6 +199,7 @@ impl ConsumerConfig {
             commit_interval_ms: default_commit_interval_ms(),
             session_timeout_ms: default_session_timeout_ms(),
             statistics_interval_ms: default_statistics_interval_ms(),
+            group_instance_id: None,
             librdkafka_options: BTreeMap::new(),
         }
     }
@@ -226,6 +232,9 @@ impl ConsumerConfig {
                 "statistics.interval.ms",
                 self.statistics_interval_ms.to_string(),
             );
+        if let Some(id) = &self.group_instance_id {
+            c.set("group.instance.id", id);
+        }
         for (k, v) in &self.librdkafka_options {
             c.set(k, v);
         }

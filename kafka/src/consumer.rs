@@ -439,6 +439,54 @@ impl<T: DeserializeOwned> RecordConsumer<T> {
         }
     }
 
+    /// Records of this consumer's topic its group has not committed yet, over every partition
+    /// (high watermark minus the group's committed offset; a partition with no commit counts
+    /// from its low watermark). Blocking: call it off the async runtime.
+    pub fn group_lag(&self, timeout: std::time::Duration) -> Result<i64, Error> {
+        let consumer = &self.shared.consumer;
+        let metadata = consumer
+            .fetch_metadata(Some(&self.topic), timeout)
+            .map_err(Error::Receive)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == self.topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+        for p in &partitions {
+            tpl.add_partition(&self.topic, *p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, timeout)
+            .map_err(Error::Receive)?;
+        let mut lag = 0i64;
+        for p in partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(&self.topic, p, timeout)
+                .map_err(Error::Receive)?;
+            let done = match committed.find_partition(&self.topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => low,
+            };
+            lag += (high - done).max(0);
+        }
+        Ok(lag)
+    }
+
+    /// Leaves the group and joins again (a member stuck with no partitions while its group has
+    /// lag gets a new assignment). Stored offsets are committed on the revoke, as always.
+    pub fn rejoin(&self) -> Result<(), Error> {
+        self.shared.consumer.unsubscribe();
+        self.shared
+            .consumer
+            .subscribe(&[self.topic.as_str()])
+            .map_err(|source| Error::Subscribe {
+                topic: self.topic.clone(),
+                source,
+            })
+    }
+
     /// Partitions currently assigned to this member.
     pub fn assignment(&self) -> Result<Vec<(String, i32)>, Error> {
         let tpl = self.shared.consumer.assignment().map_err(Error::Receive)?;

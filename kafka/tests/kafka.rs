@@ -419,3 +419,74 @@ async fn revoked_partitions_commit_acknowledged_offsets() {
         "the rebalance committed every acknowledged offset"
     );
 }
+
+/// A member that owns no partitions can tell that its group has lag (what the stages' watchdog
+/// uses to warn, report not ready and re-join): one partition held by a member that reads but
+/// never acknowledges, a second member that gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_member_sees_its_groups_lag_and_can_rejoin() {
+    let brokers = brokers();
+    let topic = unique("sd-lag");
+    let group = unique("g");
+    ensure_topics(&brokers, &[(&topic, 1)])
+        .await
+        .expect("topic");
+    let producer = ResultProducer::new(&ProducerConfig::new(&brokers, &topic)).expect("producer");
+    for i in 0..5 {
+        producer
+            .send(&result(&format!("l{i}")))
+            .await
+            .expect("acknowledged");
+    }
+    let config = ConsumerConfig::new(&brokers, &topic, &group);
+    let holder = std::sync::Arc::new(RecordConsumer::<ReplayResult>::new(&config).expect("holder"));
+    // The holder takes the one partition and reads everything, acknowledging nothing.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let (_, d) = recv(&holder, WAIT).await.expect("record");
+        held.push(d);
+    }
+    let poller = {
+        let holder = holder.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = holder.recv().await;
+            }
+        })
+    };
+    let idle = std::sync::Arc::new(RecordConsumer::<ReplayResult>::new(&config).expect("idle"));
+    let idle_poller = {
+        let idle = idle.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = idle.recv().await;
+            }
+        })
+    };
+    // Once the group settles, one member holds the partition and the other holds nothing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (mut owns_h, mut owns_i) = (0, 0);
+    while std::time::Instant::now() < deadline {
+        owns_h = holder.assignment().expect("assignment").len();
+        owns_i = idle.assignment().expect("assignment").len();
+        if owns_h + owns_i == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(owns_h + owns_i, 1, "the one partition is owned once");
+    let empty = if owns_i == 0 { &idle } else { &holder };
+    let lag = {
+        let c = empty.clone();
+        tokio::task::spawn_blocking(move || c.group_lag(std::time::Duration::from_secs(10)))
+            .await
+            .expect("join")
+            .expect("group lag")
+    };
+    assert_eq!(lag, 5, "nothing committed: every record is lag");
+    // Re-joining works and leaves the member in the group.
+    empty.rejoin().expect("rejoin");
+    poller.abort();
+    idle_poller.abort();
+    drop(held);
+}

@@ -292,6 +292,10 @@ pub struct KafkaSection {
     pub replay_group: String,
     /// Consumer group of `shadowdiff diff` processes.
     pub diff_group: String,
+    /// This replica's stable name in its consumer group (KIP-345 static membership): a
+    /// `replay` or `diff` restarted under the same name takes its partitions back at once.
+    /// Unique per replica, e.g. a StatefulSet pod name; unset, members are dynamic.
+    pub instance_id: Option<String>,
     /// Partitions of topics shadowdiff creates (existing topics are left as they are).
     pub partitions: i32,
     /// Send undecodable records to `<topic>.dlq`.
@@ -317,6 +321,7 @@ impl Default for KafkaSection {
             results_topic: "shadowdiff.results".to_string(),
             replay_group: "shadowdiff-replay".to_string(),
             diff_group: "shadowdiff-diff".to_string(),
+            instance_id: None,
             partitions: 6,
             dead_letter: true,
             // The Kafka crate's own defaults, written once there.
@@ -816,6 +821,8 @@ pub struct KafkaSettings {
     pub session_timeout: Duration,
     /// Extra librdkafka options for every client.
     pub options: std::collections::BTreeMap<String, String>,
+    /// This replica's static member name, if any (`kafka.instance_id`).
+    pub instance_id: Option<String>,
 }
 
 /// `[clickhouse]` validated: the result store of the distributed deployment.
@@ -1296,6 +1303,15 @@ impl Config {
                     .clamp(1, u32::MAX as u64),
             ),
             options: k.options.clone(),
+            instance_id: match k.instance_id.as_deref().map(str::trim) {
+                Some("") => {
+                    return Err(invalid(
+                        "kafka.instance_id (--instance-id)",
+                        "must not be empty; leave it unset for dynamic membership",
+                    ))
+                }
+                other => other.map(str::to_string),
+            },
         })
     }
 
@@ -1486,6 +1502,7 @@ impl KafkaSettings {
             c = c.with_default_dead_letter_topic();
         }
         c.session_timeout_ms = self.session_timeout.as_millis().min(u32::MAX as u128) as u32;
+        c.group_instance_id = self.instance_id.clone();
         c.librdkafka_options = self.options.clone();
         c
     }
@@ -2010,6 +2027,10 @@ mod tests {
                 "kafka.session_timeout_ms",
             ),
             (
+                kafka_err(&|c| c.kafka.instance_id = Some(" ".into())),
+                "kafka.instance_id",
+            ),
+            (
                 kafka_err(&|c| {
                     c.kafka.options.insert("bad key".into(), "1".into());
                 }),
@@ -2055,6 +2076,16 @@ mod tests {
         let kafka = c.kafka().unwrap();
         assert_eq!(kafka.producer("t").linger_ms, 20);
         assert_eq!(kafka.consumer("t", "g").session_timeout_ms, 30_000);
+        assert_eq!(kafka.consumer("t", "g").group_instance_id, None);
+        c.kafka.instance_id = Some("replay-0".into());
+        assert_eq!(
+            c.kafka()
+                .unwrap()
+                .consumer("t", "g")
+                .group_instance_id
+                .as_deref(),
+            Some("replay-0")
+        );
         assert_eq!(c.clickhouse().unwrap().config.insert_timeout_ms, 5_000);
         assert_eq!(c.clickhouse().unwrap().addr(), "127.0.0.1:8123");
     }

@@ -129,6 +129,83 @@ async fn topics_ready(
     }
 }
 
+/// How often a consuming stage checks that it owns partitions while its group has lag.
+const PARTITION_WATCH: Duration = Duration::from_secs(10);
+/// Checks in a row with no partitions and lag before the stage leaves and re-joins its group.
+const REJOIN_AFTER: u32 = 3;
+
+/// A consuming stage that owns no partitions while its group has lag does nothing, silently:
+/// seen with a member restarted within the dead one's session. Every [`PARTITION_WATCH`] this
+/// checks; while that holds it warns, reports not ready (`stalled`), and after
+/// [`REJOIN_AFTER`] checks in a row leaves and re-joins the group.
+fn watch_partitions<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
+    consumer: Arc<RecordConsumer<T>>,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+    shutdown: watch::Receiver<bool>,
+) {
+    use std::sync::atomic::Ordering;
+    tokio::spawn(async move {
+        let mut idle_with_lag = 0u32;
+        loop {
+            tokio::select! {
+                _ = until_true(shutdown.clone()) => return,
+                _ = tokio::time::sleep(PARTITION_WATCH) => {}
+            }
+            let owns = consumer.assignment().map(|a| !a.is_empty()).unwrap_or(true);
+            let lag = if owns {
+                0
+            } else {
+                let c = consumer.clone();
+                tokio::task::spawn_blocking(move || c.group_lag(Duration::from_secs(5)))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(0)
+            };
+            if owns || lag == 0 {
+                idle_with_lag = 0;
+                stalled.store(false, Ordering::Relaxed);
+                continue;
+            }
+            idle_with_lag += 1;
+            stalled.store(true, Ordering::Relaxed);
+            tracing::warn!(
+                topic = consumer.topic(),
+                lag,
+                checks = idle_with_lag,
+                "This stage owns no partitions while its group has lag."
+            );
+            if idle_with_lag >= REJOIN_AFTER {
+                tracing::warn!(
+                    topic = consumer.topic(),
+                    "Leaving and re-joining the group."
+                );
+                if let Err(error) = consumer.rejoin() {
+                    tracing::error!(%error, "Could not re-join the group.");
+                }
+                idle_with_lag = 0;
+            }
+        }
+    });
+}
+
+/// Not ready while [`watch_partitions`] finds the stage idle with lag in its group.
+fn partitions_check(stalled: Arc<std::sync::atomic::AtomicBool>) -> ReadyCheck {
+    ReadyCheck {
+        name: "kafka partitions".to_string(),
+        check: Arc::new(move || {
+            let stalled = stalled.clone();
+            Box::pin(async move {
+                if stalled.load(std::sync::atomic::Ordering::Relaxed) {
+                    Err("owns no partitions while its group has lag".to_string())
+                } else {
+                    Ok(())
+                }
+            })
+        }),
+    }
+}
+
 /// The tap's producer: its local queue is the capture queue here, so it gets the same byte
 /// bound as the embedded pipeline's queue (librdkafka counts KiB, at most `i32::MAX`).
 fn capture_producer_config(kafka: &KafkaSettings, max_bytes: u64) -> ProducerConfig {
@@ -247,9 +324,13 @@ pub async fn run_replay(
     shutdown: watch::Receiver<bool>,
 ) -> Result<Arc<PipelineStats>, DistributedError> {
     let stats = Arc::new(PipelineStats::default());
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
     admin(
         &common,
-        vec![ReadyCheck::tcp("kafka", kafka.first_broker())],
+        vec![
+            ReadyCheck::tcp("kafka", kafka.first_broker()),
+            partitions_check(stalled.clone()),
+        ],
         shutdown.clone(),
     )
     .await?;
@@ -271,6 +352,7 @@ pub async fn run_replay(
         shutdown.clone(),
     );
     let consumer = input.consumer();
+    watch_partitions(consumer.clone(), stalled, shutdown.clone());
     let ended = run_replay_stage(
         input,
         replayer,
@@ -304,11 +386,13 @@ pub async fn run_diff(
     shutdown: watch::Receiver<bool>,
 ) -> Result<Arc<PipelineStats>, DistributedError> {
     let store = ClickHouseStore::new(&clickhouse.config)?;
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
     admin(
         &common,
         vec![
             ReadyCheck::tcp("kafka", kafka.first_broker()),
             ReadyCheck::tcp("clickhouse", clickhouse.addr()),
+            partitions_check(stalled.clone()),
         ],
         shutdown.clone(),
     )
@@ -372,8 +456,9 @@ pub async fn run_diff(
         consumer,
         ByteBudget::new(diff.queue_max_bytes),
         result_bytes,
-        shutdown,
+        shutdown.clone(),
     );
+    watch_partitions(input.consumer(), stalled, shutdown);
     let (input, ended) = DiffWorkers::feed(input, results).await;
     // Every result taken is diffed and written (or given up unacknowledged) before the commit.
     workers.join().await;
