@@ -883,6 +883,11 @@ fn parse_response(
     let (Some(version), Some(status)) = (response.version, response.code) else {
         return Err(ResponseError::Malformed("malformed status line"));
     };
+    // RFC 9110 §15: three digits, 100 to 599 (httparse reads `000` as 0, which the relay would
+    // write on as `0`; found by the relay_differential fuzz target).
+    if !(100..=599).contains(&status) {
+        return Err(ResponseError::Malformed("status code outside 100-599"));
+    }
     if status == 101 {
         return Err(ResponseError::Malformed(
             "101 Switching Protocols to a request without Upgrade",

@@ -1285,6 +1285,24 @@ async fn a_response_with_both_framings_is_answered_502_and_not_copied() {
 }
 
 #[tokio::test]
+async fn a_status_code_outside_100_to_599_is_answered_502_and_not_copied() {
+    // httparse reads `000` as 0; written on, the client got `HTTP/1.1 0 OK` (found by the
+    // relay_differential fuzz target).
+    for status in ["000", "099", "600", "999"] {
+        let line = format!("HTTP/1.1 {status} OK\r\ncontent-length: 5\r\n\r\nhello");
+        let control = control(move |_| Reply::Send(line.clone().into_bytes())).await;
+        let tap = tap(config(control.addr)).await;
+        let mut client = Wire::connect(tap.addr).await;
+        client.send(&get("/odd-status")).await;
+        let answer = client.answer(false).await;
+        assert_eq!(answer.head.status(), 502, "status {status}");
+        assert!(!String::from_utf8_lossy(&answer.body).contains("hello"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(tap.sink.all().is_empty(), "nothing is copied for {status}");
+    }
+}
+
+#[tokio::test]
 async fn a_malformed_chunked_request_body_is_answered_400_without_a_copy() {
     let control = path_control().await;
     let tap = tap(config(control.addr)).await;
