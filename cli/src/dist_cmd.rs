@@ -10,7 +10,6 @@ use crate::process::{first_signal, runtime, summary_line, LogArgs};
 use crate::report_cmd::{parse_time, StoreArgs};
 use anyhow::Context;
 use clap::{ArgMatches, Args};
-use shadowdiff_pipeline::config::Config;
 use shadowdiff_pipeline::distributed::{self, with_shutdown};
 use shadowdiff_pipeline::init_logging;
 use shadowdiff_store::gate::{gate, GateConfig, GateOutcome};
@@ -185,11 +184,7 @@ pub(crate) struct MigrateArgs {
 }
 
 pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let mut file = Config::default();
-    file.clickhouse.url = Some(args.clickhouse.clone());
-    file.clickhouse.database = args.database.clone();
-    let settings = file.clickhouse().context("invalid configuration")?;
-    let store = shadowdiff_clickhouse::ClickHouseStore::new(&settings.config)?;
+    let store = crate::report_cmd::clickhouse_store(&args.clickhouse, &args.database)?;
     runtime()?.block_on(async move {
         let version = store
             .server_version()

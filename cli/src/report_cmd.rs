@@ -156,11 +156,7 @@ pub(crate) fn load_report(
     query: &ReportQuery,
 ) -> anyhow::Result<Report> {
     if let Some(url) = clickhouse {
-        let mut file = shadowdiff_pipeline::config::Config::default();
-        file.clickhouse.url = Some(url.to_string());
-        file.clickhouse.database = database.to_string();
-        let settings = file.clickhouse()?;
-        let store = shadowdiff_clickhouse::ClickHouseStore::new(&settings.config)?;
+        let store = clickhouse_store(url, database)?;
         let runtime = crate::process::runtime()?;
         return runtime.block_on(async {
             if let Some(wanted) = &query.experiment {
@@ -197,6 +193,20 @@ pub(crate) fn load_report(
         check_experiment(wanted, &known)?;
     }
     Ok(build_report(&records, query))
+}
+
+/// The ClickHouse store at `url`, checked like `[clickhouse]` (report, gate, migrate).
+pub(crate) fn clickhouse_store(
+    url: &str,
+    database: &str,
+) -> anyhow::Result<shadowdiff_clickhouse::ClickHouseStore> {
+    let mut file = shadowdiff_pipeline::config::Config::default();
+    file.clickhouse.url = Some(url.to_string());
+    file.clickhouse.database = database.to_string();
+    let settings = file.clickhouse().context("invalid configuration")?;
+    Ok(shadowdiff_clickhouse::ClickHouseStore::new(
+        &settings.config,
+    )?)
 }
 
 /// An experiment nobody stored results for is a mistake (a typo, the wrong store), not an

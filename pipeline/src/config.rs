@@ -1428,20 +1428,7 @@ impl TapSettings {
     /// `host:port` of the control for the readiness check; the port is the scheme's when the
     /// URL has none (`https://api.internal` is `api.internal:443`).
     pub fn control_addr(&self) -> String {
-        let host = self.control.host().unwrap_or_default();
-        let port =
-            self.control
-                .port_u16()
-                .unwrap_or(if self.control.scheme_str() == Some("https") {
-                    443
-                } else {
-                    80
-                });
-        if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        }
+        host_and_port(&self.control)
     }
 
     /// The tee proxy's settings.
@@ -1528,16 +1515,29 @@ impl KafkaSettings {
 impl ClickHouseSettings {
     /// `host:port` of the server, for the readiness check.
     pub fn addr(&self) -> String {
-        let url = &self.config.url;
-        let rest = url.split("://").nth(1).unwrap_or(url);
-        let host = rest.split('/').next().unwrap_or(rest);
-        if host.contains(':') {
-            host.to_string()
-        } else if url.starts_with("https://") {
-            format!("{host}:443")
-        } else {
-            format!("{host}:80")
-        }
+        // Validated as an http(s) URL by `Config::clickhouse`.
+        self.config
+            .url
+            .parse::<http::Uri>()
+            .map(|uri| host_and_port(&uri))
+            .unwrap_or_else(|_| self.config.url.clone())
+    }
+}
+
+/// `host:port` of a URL for a TCP readiness check; the port is the scheme's when the URL has
+/// none (`https://api.internal` is `api.internal:443`).
+fn host_and_port(uri: &http::Uri) -> String {
+    let host = uri.host().unwrap_or_default();
+    let default = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    let port = uri.port_u16().unwrap_or(default);
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
