@@ -163,6 +163,17 @@ pub struct ConsumerConfig {
     /// How often the consumer-lag gauge is refreshed, in milliseconds (0 turns it off).
     #[serde(default = "default_statistics_interval_ms")]
     pub statistics_interval_ms: u32,
+    /// Longest a fetch waits at the broker for records, in milliseconds (`fetch.wait.max.ms`).
+    /// Kafka answers as soon as a record is there, so on Kafka this only sets how often an idle
+    /// consumer asks; some brokers (tansu) hold every fetch this long, and librdkafka's 500 ms
+    /// default then bounded a consumer to about 12,000 records/s (docs/performance.md).
+    #[serde(default = "default_fetch_wait_max_ms")]
+    pub fetch_wait_max_ms: u32,
+    /// Most bytes one fetch returns per partition (`max.partition.fetch.bytes`); librdkafka's
+    /// 1 MiB default is 128 results of 8 KB. The prefetch queue stays bounded by librdkafka's
+    /// `queued.max.messages.kbytes`.
+    #[serde(default = "default_max_partition_fetch_bytes")]
+    pub max_partition_fetch_bytes: u32,
     /// A stable name for this member (KIP-345 static membership, `group.instance.id`): a
     /// member restarted under the same name takes its partitions back at once instead of
     /// waiting out the dead one's session. Unique per replica (a StatefulSet pod name).
@@ -182,6 +193,12 @@ fn default_session_timeout_ms() -> u32 {
 fn default_statistics_interval_ms() -> u32 {
     10_000
 }
+fn default_fetch_wait_max_ms() -> u32 {
+    20
+}
+fn default_max_partition_fetch_bytes() -> u32 {
+    8 << 20
+}
 
 impl ConsumerConfig {
     /// A configuration with every default and no dead-letter topic.
@@ -199,6 +216,8 @@ impl ConsumerConfig {
             commit_interval_ms: default_commit_interval_ms(),
             session_timeout_ms: default_session_timeout_ms(),
             statistics_interval_ms: default_statistics_interval_ms(),
+            fetch_wait_max_ms: default_fetch_wait_max_ms(),
+            max_partition_fetch_bytes: default_max_partition_fetch_bytes(),
             group_instance_id: None,
             librdkafka_options: BTreeMap::new(),
         }
@@ -231,6 +250,11 @@ impl ConsumerConfig {
             .set(
                 "statistics.interval.ms",
                 self.statistics_interval_ms.to_string(),
+            )
+            .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
+            .set(
+                "max.partition.fetch.bytes",
+                self.max_partition_fetch_bytes.to_string(),
             );
         if let Some(id) = &self.group_instance_id {
             c.set("group.instance.id", id);
@@ -277,5 +301,14 @@ mod tests {
         p.librdkafka_options.insert("linger.ms".into(), "50".into());
         assert_eq!(p.client_config().get("linger.ms"), Some("50"));
         assert_eq!(p.client_config().get("acks"), Some("all"));
+        let mut c = ConsumerConfig::new("b:1", "t", "g");
+        assert_eq!(c.client_config().get("fetch.wait.max.ms"), Some("20"));
+        assert_eq!(
+            c.client_config().get("max.partition.fetch.bytes"),
+            Some("8388608")
+        );
+        c.librdkafka_options
+            .insert("fetch.wait.max.ms".into(), "500".into());
+        assert_eq!(c.client_config().get("fetch.wait.max.ms"), Some("500"));
     }
 }

@@ -160,12 +160,68 @@ async fn wait_rows(rows: &AtomicU64, n: u64) {
     }
 }
 
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at state; utime and stime
+    // are the 14th and 15th fields of the line, in clock ticks (100 per second on Linux).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Wall and CPU clocks of one reader.
+struct Clock {
+    wall: Instant,
+    cpu: f64,
+}
+
+/// Items per second, and CPU microseconds per item across the whole process.
+#[derive(Default, Clone, Copy)]
+struct Rate {
+    per_second: f64,
+    cpu_us: f64,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu: cpu_seconds(),
+        }
+    }
+
+    fn stop(self, items: u64) -> Rate {
+        let n = items.max(1) as f64;
+        Rate {
+            per_second: n / self.wall.elapsed().as_secs_f64(),
+            cpu_us: (cpu_seconds() - self.cpu) * 1e6 / n,
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0}/s ({:.1} µs CPU each)",
+            self.per_second, self.cpu_us
+        )
+    }
+}
+
 fn differ() -> Arc<Differ> {
     Arc::new(Differ::new(Default::default(), RouteInferrer::default()))
 }
 
 /// Results per second through the memory transport.
-async fn memory_round(results: &[ReplayResult], workers: usize) -> f64 {
+async fn memory_round(results: &[ReplayResult], workers: usize) -> Rate {
     let rows = Arc::new(AtomicU64::new(0));
     let stats = Arc::new(PipelineStats::default());
     let (tx, pool) = DiffWorkers::start::<()>(
@@ -179,7 +235,7 @@ async fn memory_round(results: &[ReplayResult], workers: usize) -> f64 {
     )
     .expect("workers");
     let owned: Vec<ReplayResult> = results.to_vec();
-    let started = Instant::now();
+    let clock = Clock::start();
     let feeder = tokio::spawn(async move {
         for item in owned {
             let envelope = Envelope {
@@ -197,11 +253,11 @@ async fn memory_round(results: &[ReplayResult], workers: usize) -> f64 {
     });
     // Diffed, not written: the writer's linger is latency, not throughput.
     wait_rows(&stats.compared, results.len() as u64).await;
-    let elapsed = started.elapsed();
+    let rate = clock.stop(results.len() as u64);
     let _ = feeder.await;
     pool.join().await;
     assert_eq!(rows.load(Ordering::Relaxed), results.len() as u64);
-    results.len() as f64 / elapsed.as_secs_f64()
+    rate
 }
 
 /// Fills a new topic with `results` (not timed).
@@ -228,45 +284,56 @@ async fn fill_topic(brokers: &str, results: &[ReplayResult]) -> String {
 
 fn consumer(brokers: &str, topic: &str) -> RecordConsumer<ReplayResult> {
     let group = format!("bench-diff-{}", uuid::Uuid::new_v4().simple());
-    RecordConsumer::new(&ConsumerConfig::new(brokers, topic, &group)).expect("consumer")
+    let mut config = ConsumerConfig::new(brokers, topic, &group);
+    // Extra librdkafka settings to compare fetch patterns: `KEY=VALUE,KEY=VALUE`.
+    if let Ok(options) = std::env::var("BENCH_CONSUMER_OPTIONS") {
+        for pair in options.split(',').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').expect("KEY=VALUE");
+            config
+                .librdkafka_options
+                .insert(key.to_string(), value.to_string());
+        }
+    }
+    RecordConsumer::new(&config).expect("consumer")
 }
 
 /// Records per second a consumer alone reads and decodes from the topic: the broker's and
 /// client's ceiling for any diff stage on this transport. The clock starts at the first record
 /// (joining the group is not throughput).
-async fn consume_only(brokers: &str, topic: &str, n: usize) -> f64 {
+async fn consume_only(brokers: &str, topic: &str, n: usize) -> Rate {
     let consumer = consumer(brokers, topic);
     let (_, first) = consumer.recv().await.expect("record");
     first.ack();
-    let started = Instant::now();
+    let clock = Clock::start();
     for _ in 1..n {
         let (_, d) = consumer.recv().await.expect("record");
         d.ack();
     }
-    (n - 1) as f64 / started.elapsed().as_secs_f64()
+    clock.stop(n as u64 - 1)
 }
 
 /// The distributed diff's former shape, measured as a peer: each result diffed inline on the
 /// consuming task, one at a time.
-async fn inline_diff(brokers: &str, topic: &str, n: usize) -> f64 {
+async fn inline_diff(brokers: &str, topic: &str, n: usize) -> Rate {
     let consumer = consumer(brokers, topic);
     let differ = differ();
     let (r, d) = consumer.recv().await.expect("record");
     let mut rows = differ.diff(&r).len();
     d.ack();
-    let started = Instant::now();
+    let clock = Clock::start();
     for _ in 1..n {
         let (r, d) = consumer.recv().await.expect("record");
         rows += tokio::task::block_in_place(|| differ.diff(&r)).len();
         d.ack();
     }
+    let rate = clock.stop(n as u64 - 1);
     assert_eq!(rows, n);
-    (n - 1) as f64 / started.elapsed().as_secs_f64()
+    rate
 }
 
 /// Results per second through the Kafka transport (the one runner: feeder, differ pool,
 /// writer), from a topic filled beforehand.
-async fn kafka_round(brokers: &str, topic: &str, n: usize, workers: usize) -> f64 {
+async fn kafka_round(brokers: &str, topic: &str, n: usize, workers: usize) -> Rate {
     let consumer = consumer(brokers, topic);
     let rows = Arc::new(AtomicU64::new(0));
     let stats = Arc::new(PipelineStats::default());
@@ -284,16 +351,23 @@ async fn kafka_round(brokers: &str, topic: &str, n: usize, workers: usize) -> f6
     let input = KafkaInput::new(consumer, ByteBudget::new(256 << 20), result_bytes, stop);
     // The clock starts at the first diff: joining the group is not the stage's throughput;
     // it stops at the last diff: the writer's linger is latency, not throughput.
-    let feeding = tokio::spawn(DiffWorkers::feed(input, tx));
+    // The feed runs on a thread of its own, as it runs on the main thread of `shadowdiff diff`:
+    // when records are always ready it never yields, and on this runtime's only worker it
+    // would keep the timer of the clock below from firing.
+    let feeding = shadowdiff_pipeline::stages::spawn_on_own_thread(
+        "bench-feed",
+        DiffWorkers::feed(input, tx),
+    )
+    .expect("feed thread");
     wait_rows(&stats.compared, 1).await;
-    let started = Instant::now();
+    let clock = Clock::start();
     let first = stats.compared.load(Ordering::Relaxed);
     wait_rows(&stats.compared, n as u64).await;
-    let elapsed = started.elapsed();
+    let rate = clock.stop(n as u64 - first);
     let _ = stop_tx.send(true);
     let _ = feeding.await;
     pool.join().await;
-    (n as u64 - first) as f64 / elapsed.as_secs_f64()
+    rate
 }
 
 fn main() {
@@ -332,7 +406,8 @@ fn main() {
         let topic = runtime.block_on(fill_topic(&brokers, &results));
         // The three readers of the topic take turns going first: the broker may serve a topic
         // read before faster or slower than one read for the first time.
-        let (mut ceiling, mut inline, mut kafka) = (0.0, 0.0, 0.0);
+        let (mut ceiling, mut inline, mut kafka) =
+            (Rate::default(), Rate::default(), Rate::default());
         for k in 0..3 {
             let which = (k + round) % 3;
             let name = ["consume", "inline", "pool"][which];
@@ -349,14 +424,12 @@ fn main() {
             }
         }
         println!(
-            "round {round}: memory pool {memory:.0}/s | kafka: consume only {ceiling:.0}/s, \
-             inline diff (old shape) {inline:.0}/s, pool {kafka:.0}/s | pool/inline {:.2}, \
-             pool/consume-only {:.2}, pool/memory {:.2}",
-            kafka / inline,
-            kafka / ceiling,
-            kafka / memory
+            "round {round}: memory pool {memory}\n  kafka: consume only {ceiling}; inline diff (old shape) {inline}; pool {kafka}\n  pool/inline {:.2}, pool/consume-only {:.2}, pool/memory {:.2}",
+            kafka.per_second / inline.per_second,
+            kafka.per_second / ceiling.per_second,
+            kafka.per_second / memory.per_second
         );
-        ratios.push(kafka / inline);
+        ratios.push(kafka.per_second / inline.per_second);
     }
     ratios.sort_by(f64::total_cmp);
     println!(

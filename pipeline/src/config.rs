@@ -307,6 +307,11 @@ pub struct KafkaSection {
     /// A consumer that misses heartbeats this long leaves its group, in milliseconds
     /// (librdkafka `session.timeout.ms`).
     pub session_timeout_ms: u64,
+    /// Longest a consumer's fetch waits at the broker, in milliseconds (librdkafka
+    /// `fetch.wait.max.ms`; on Kafka only an idle consumer waits).
+    pub fetch_wait_max_ms: u64,
+    /// Most bytes one fetch returns per partition (librdkafka `max.partition.fetch.bytes`).
+    pub max_partition_fetch_bytes: u64,
     /// Extra librdkafka options for every client, e.g. `"security.protocol" = "ssl"`.
     pub options: std::collections::BTreeMap<String, String>,
 }
@@ -328,6 +333,8 @@ impl Default for KafkaSection {
             message_max_bytes: producer.message_max_bytes,
             linger_ms: producer.linger_ms.into(),
             session_timeout_ms: consumer.session_timeout_ms.into(),
+            fetch_wait_max_ms: consumer.fetch_wait_max_ms.into(),
+            max_partition_fetch_bytes: consumer.max_partition_fetch_bytes.into(),
             options: Default::default(),
         }
     }
@@ -819,6 +826,10 @@ pub struct KafkaSettings {
     pub linger: Duration,
     /// A consumer that misses heartbeats this long leaves its group.
     pub session_timeout: Duration,
+    /// Longest a consumer's fetch waits at the broker.
+    pub fetch_wait_max: Duration,
+    /// Most bytes one fetch returns per partition.
+    pub max_partition_fetch_bytes: u32,
     /// Extra librdkafka options for every client.
     pub options: std::collections::BTreeMap<String, String>,
     /// This replica's static member name, if any (`kafka.instance_id`).
@@ -909,6 +920,17 @@ fn at_most(key: &str, v: usize, max: usize) -> Result<usize, ConfigError> {
         ))
     } else {
         Ok(v)
+    }
+}
+
+fn within(key: &str, v: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(invalid(
+            key,
+            format!("must be between {} and {}", range.start(), range.end()),
+        ))
     }
 }
 
@@ -1302,6 +1324,16 @@ impl Config {
                 positive("kafka.session_timeout_ms", k.session_timeout_ms)?
                     .clamp(1, u32::MAX as u64),
             ),
+            fetch_wait_max: Duration::from_millis(within(
+                "kafka.fetch_wait_max_ms",
+                k.fetch_wait_max_ms,
+                1..=300_000,
+            )?),
+            max_partition_fetch_bytes: within(
+                "kafka.max_partition_fetch_bytes",
+                k.max_partition_fetch_bytes,
+                1024..=1_000_000_000,
+            )? as u32,
             options: k.options.clone(),
             instance_id: match k.instance_id.as_deref().map(str::trim) {
                 Some("") => {
@@ -1489,6 +1521,8 @@ impl KafkaSettings {
             c = c.with_default_dead_letter_topic();
         }
         c.session_timeout_ms = self.session_timeout.as_millis().min(u32::MAX as u128) as u32;
+        c.fetch_wait_max_ms = self.fetch_wait_max.as_millis().min(u32::MAX as u128) as u32;
+        c.max_partition_fetch_bytes = self.max_partition_fetch_bytes;
         c.group_instance_id = self.instance_id.clone();
         c.librdkafka_options = self.options.clone();
         c
@@ -2031,6 +2065,14 @@ mod tests {
                 "kafka.instance_id",
             ),
             (
+                kafka_err(&|c| c.kafka.fetch_wait_max_ms = 0),
+                "kafka.fetch_wait_max_ms: must be between 1 and 300000",
+            ),
+            (
+                kafka_err(&|c| c.kafka.max_partition_fetch_bytes = 10),
+                "kafka.max_partition_fetch_bytes",
+            ),
+            (
                 kafka_err(&|c| {
                     c.kafka.options.insert("bad key".into(), "1".into());
                 }),
@@ -2072,10 +2114,14 @@ mod tests {
         let mut c = base();
         c.kafka.linger_ms = 20;
         c.kafka.session_timeout_ms = 30_000;
+        c.kafka.fetch_wait_max_ms = 100;
+        c.kafka.max_partition_fetch_bytes = 1 << 20;
         c.clickhouse.insert_timeout_ms = 5_000;
         let kafka = c.kafka().unwrap();
         assert_eq!(kafka.producer("t").linger_ms, 20);
         assert_eq!(kafka.consumer("t", "g").session_timeout_ms, 30_000);
+        assert_eq!(kafka.consumer("t", "g").fetch_wait_max_ms, 100);
+        assert_eq!(kafka.consumer("t", "g").max_partition_fetch_bytes, 1 << 20);
         assert_eq!(kafka.consumer("t", "g").group_instance_id, None);
         c.kafka.instance_id = Some("replay-0".into());
         assert_eq!(
