@@ -273,6 +273,7 @@ pub async fn run_capture(
     )
     .await?;
     if !topics_ready(&kafka, &shutdown).await? {
+        log_capture_ledger(&stats, 0, 0, 0);
         return Ok(stats);
     }
     let sink = Arc::new(KafkaExchangeSink {
@@ -311,7 +312,26 @@ pub async fn run_capture(
     if let Err(error) = flushed {
         tracing::error!(%error, "Producer flush did not finish; unacknowledged exchanges may be lost.");
     }
+    let (delivered, delivery_failed) = sink.producer.delivery_counts();
+    let unflushed = u64::try_from(sink.producer.in_flight()).unwrap_or(0);
+    log_capture_ledger(&stats, delivered, delivery_failed, unflushed);
     Ok(stats)
+}
+
+/// Where every exchange the tap offered went, logged once at stop for operators and for the
+/// fault-injection checker (cli/tests/faults.rs): offered = accepted + dropped, and accepted =
+/// delivered + delivery_failed + unflushed (still queued when the flush gave up).
+fn log_capture_ledger(stats: &PipelineStats, delivered: u64, delivery_failed: u64, unflushed: u64) {
+    let g = PipelineStats::get;
+    tracing::info!(
+        accepted = g(&stats.captured),
+        dropped_queue_full = g(&stats.dropped_queue_full),
+        dropped_other = g(&stats.dropped_other),
+        delivered,
+        delivery_failed,
+        unflushed,
+        "Capture ledger."
+    );
 }
 
 /// `shadowdiff replay --kafka`: consumes exchanges, replays them, publishes results: the same

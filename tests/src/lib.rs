@@ -410,3 +410,89 @@ impl Drop for OwnClickHouse {
         self.kill();
     }
 }
+
+/// A Kafka-protocol broker of a test's own (tansu, durable sqlite storage in its own directory),
+/// on a free loopback port, that the test can kill and start again on the same port and data.
+pub struct OwnBroker {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+/// Where `scripts/services.sh deps` installs tansu (`cargo install`), or `tansu` on the PATH.
+fn tansu_binary() -> std::path::PathBuf {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")));
+    match cargo_home.map(|h| h.join("bin/tansu")) {
+        Some(path) if path.exists() => path,
+        _ => std::path::PathBuf::from("tansu"),
+    }
+}
+
+impl OwnBroker {
+    /// Starts a broker on a free port and waits until it accepts connections.
+    pub fn start() -> Self {
+        let mut broker = Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            port: free_port(),
+            child: None,
+        };
+        broker.spawn();
+        broker
+    }
+
+    /// `127.0.0.1:port`, for `--kafka`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker (again, on the same port and data) and waits until it listens.
+    pub fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.log"))
+            .expect("broker log");
+        let child = std::process::Command::new(tansu_binary())
+            .current_dir(self.dir.path())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tansu runs (scripts/services.sh deps installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tansu did not start in 60 s; log: {}",
+                self.dir.path().join("tansu.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

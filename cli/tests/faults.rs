@@ -1,0 +1,664 @@
+//! Fault injection on the running distributed deployment: steady traffic through `capture`
+//! while, at seeded random moments, the broker, ClickHouse, a `replay` and a `diff` process are
+//! killed with SIGKILL and started again, and `capture` is stopped with SIGTERM and started
+//! again, one at a time and overlapping. Then a checker reconciles the history exactly: every
+//! request the tap answered was offered to the broker or dropped with a counted reason; every
+//! exchange the broker acknowledged is in ClickHouse's report once; nothing is there twice;
+//! the candidate saw no request nobody sent and no write.
+//!
+//! The test starts its own broker (tansu, sqlite storage) and ClickHouse, since it kills them;
+//! it needs the binaries `scripts/services.sh deps` installs. Its length and seed come from the
+//! environment (`scripts/fault-run.sh` runs a long one):
+//!
+//! - `SHADOWDIFF_FAULT_SECS`: seconds of traffic (default 40);
+//! - `SHADOWDIFF_FAULTS`: faults to inject (default 6; at least one of each kind when ≥ 5);
+//! - `SHADOWDIFF_FAULT_SEED`: the schedule's seed (default: random; printed, to replay a run).
+#![allow(clippy::unwrap_used)]
+
+use shadowdiff_tests::{OwnBroker, OwnClickHouse, Reply, TestServer};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The redaction key every capture and replay process of the deployment shares.
+const REDACTION_KEY: &str = "fault-test-key";
+
+struct Settings {
+    secs: u64,
+    faults: usize,
+    seed: u64,
+}
+
+fn settings() -> Settings {
+    let number = |name: &str| {
+        std::env::var(name).ok().map(|v| {
+            v.parse::<u64>()
+                .unwrap_or_else(|_| panic!("{name} must be a whole number, not {v:?}"))
+        })
+    };
+    Settings {
+        secs: number("SHADOWDIFF_FAULT_SECS").unwrap_or(40).max(20),
+        faults: number("SHADOWDIFF_FAULTS").unwrap_or(6) as usize,
+        seed: number("SHADOWDIFF_FAULT_SEED").unwrap_or_else(|| {
+            u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap())
+        }),
+    }
+}
+
+/// splitmix64: enough randomness for a schedule, and the same schedule for the same seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..hi`.
+    fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo).max(1)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Broker,
+    ClickHouse,
+    Replay,
+    Diff,
+    Capture,
+}
+
+const TARGETS: [Target; 5] = [
+    Target::Broker,
+    Target::ClickHouse,
+    Target::Replay,
+    Target::Diff,
+    Target::Capture,
+];
+
+/// One fault: `target` goes down at `at` (SIGKILL; SIGTERM for capture) and is started again
+/// `down` later.
+#[derive(Debug, Clone, Copy)]
+struct Fault {
+    at: Duration,
+    target: Target,
+    down: Duration,
+}
+
+/// Faults spread over the traffic's middle, each kind once before any repeats, overlapping
+/// where their times fall so; two faults of one target never overlap.
+fn schedule(rng: &mut Rng, traffic: Duration, count: usize) -> Vec<Fault> {
+    let (first, last) = (3_000, traffic.as_millis() as u64 - 8_000);
+    // Each kind once, in a random order, then random kinds.
+    let mut order = TARGETS;
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.between(0, i as u64 + 1) as usize);
+    }
+    let mut faults: Vec<Fault> = (0..count)
+        .map(|i| {
+            let target = match order.get(i) {
+                Some(&t) => t,
+                None => TARGETS[rng.between(0, TARGETS.len() as u64) as usize],
+            };
+            Fault {
+                at: Duration::from_millis(rng.between(first, last)),
+                target,
+                down: Duration::from_millis(rng.between(500, 5_000)),
+            }
+        })
+        .collect();
+    faults.sort_by_key(|f| f.at);
+    // A target's next fault starts a second after it is back.
+    for i in 0..faults.len() {
+        for j in 0..i {
+            if faults[j].target == faults[i].target {
+                let free_at = faults[j].at + faults[j].down + Duration::from_secs(1);
+                if faults[i].at < free_at {
+                    faults[i].at = free_at;
+                }
+            }
+        }
+    }
+    faults.sort_by_key(|f| f.at);
+    faults
+}
+
+/// A `shadowdiff` stage process; every start is a new incarnation with its own log file.
+struct Stage {
+    name: &'static str,
+    args: Vec<String>,
+    logs: PathBuf,
+    incarnation: u32,
+    child: Option<Child>,
+}
+
+impl Stage {
+    fn new(name: &'static str, args: Vec<String>, logs: &Path) -> Self {
+        Self {
+            name,
+            args,
+            logs: logs.to_path_buf(),
+            incarnation: 0,
+            child: None,
+        }
+    }
+
+    fn spawn(&mut self) {
+        self.incarnation += 1;
+        let log = std::fs::File::create(
+            self.logs
+                .join(format!("{}-{}.log", self.name, self.incarnation)),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .env("SHADOWDIFF_LOG_FORMAT", "json")
+            .env("SHADOWDIFF_REDACTION_KEY", REDACTION_KEY)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM; the exit code within 60 s (the drain may wait out a broker that is down).
+    fn stop(&mut self) -> i32 {
+        match self.child.take() {
+            Some(child) => terminate(child, self.name),
+            None => 0,
+        }
+    }
+
+    /// SIGTERM on a thread of its own, so that other faults keep their times while this
+    /// process drains; `join` the handle for the exit code.
+    fn stop_in_background(&mut self) -> Option<std::thread::JoinHandle<i32>> {
+        let child = self.child.take()?;
+        let name = self.name;
+        Some(std::thread::spawn(move || terminate(child, name)))
+    }
+}
+
+fn terminate(mut child: Child, name: &str) -> i32 {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{name} did not stop within 60 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What the fault thread owns: every server and process it may take down.
+struct Deployment {
+    broker: OwnBroker,
+    clickhouse: OwnClickHouse,
+    capture: Stage,
+    replay: Stage,
+    diff: Stage,
+    capture_exits: Vec<i32>,
+    capture_stopping: Option<std::thread::JoinHandle<i32>>,
+}
+
+impl Deployment {
+    fn down(&mut self, target: Target) {
+        match target {
+            Target::Broker => self.broker.kill(),
+            Target::ClickHouse => self.clickhouse.kill(),
+            Target::Replay => self.replay.kill(),
+            Target::Diff => self.diff.kill(),
+            Target::Capture => self.capture_stopping = self.capture.stop_in_background(),
+        }
+    }
+
+    /// Waits for a capture that is draining, and notes its exit code.
+    fn capture_stopped(&mut self) {
+        if let Some(stopping) = self.capture_stopping.take() {
+            let code = stopping.join().unwrap_or(-1);
+            self.capture_exits.push(code);
+        }
+    }
+
+    fn up(&mut self, target: Target) {
+        match target {
+            Target::Broker => self.broker.spawn(),
+            Target::ClickHouse => self.clickhouse.spawn(),
+            Target::Replay => self.replay.spawn(),
+            Target::Diff => self.diff.spawn(),
+            Target::Capture => {
+                // The same port: the old tap must have let go of it.
+                self.capture_stopped();
+                self.capture.spawn();
+            }
+        }
+    }
+
+    /// Runs `faults` from `start`, printing each step; returns when the last is back up.
+    fn inject(&mut self, start: Instant, faults: &[Fault]) {
+        let mut steps: Vec<(Duration, bool, Target)> = faults
+            .iter()
+            .flat_map(|f| [(f.at, false, f.target), (f.at + f.down, true, f.target)])
+            .collect();
+        steps.sort_by_key(|s| s.0);
+        for (at, up, target) in steps {
+            if let Some(wait) = at.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            eprintln!(
+                "[faults] {:>6.1} s {} {target:?}",
+                start.elapsed().as_secs_f64(),
+                if up { "start" } else { "stop " }
+            );
+            if up {
+                self.up(target);
+            } else {
+                self.down(target);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Traffic {
+    sent: AtomicU64,
+    answered: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// One request every 15 ms through the tap until `until`, each bounded by a timeout; counts
+/// what the client got.
+async fn send_traffic(tap: String, until: Instant, traffic: Arc<Traffic>) {
+    let client = shadowdiff_tests::client();
+    let mut tick = tokio::time::interval(Duration::from_millis(15));
+    let mut seq = 0u64;
+    while Instant::now() < until {
+        tick.tick().await;
+        seq += 1;
+        let (method, path) = if seq.is_multiple_of(7) {
+            ("POST", "/orders".to_string())
+        } else {
+            ("GET", format!("/items/{seq}"))
+        };
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("{tap}{path}"))
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+            .unwrap();
+        traffic.sent.fetch_add(1, Ordering::Relaxed);
+        let answer = tokio::time::timeout(Duration::from_secs(10), async {
+            let resp = client.request(req).await.ok()?;
+            let ok = resp.status().is_success();
+            http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .ok()?;
+            ok.then_some(())
+        })
+        .await;
+        if matches!(answer, Ok(Some(()))) {
+            traffic.answered.fetch_add(1, Ordering::Relaxed);
+        } else {
+            traffic.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sums capture's "Capture ledger." lines (one per incarnation that stopped cleanly).
+#[derive(Debug, Default)]
+struct Ledger {
+    incarnations: u64,
+    accepted: u64,
+    dropped_queue_full: u64,
+    dropped_other: u64,
+    delivered: u64,
+    delivery_failed: u64,
+    unflushed: u64,
+}
+
+fn capture_ledger(logs: &Path) -> Ledger {
+    let mut ledger = Ledger::default();
+    for entry in std::fs::read_dir(logs).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("capture-") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let fields = &v["fields"];
+            if fields["message"] != "Capture ledger." {
+                continue;
+            }
+            let n = |k: &str| fields[k].as_u64().unwrap_or(0);
+            ledger.incarnations += 1;
+            ledger.accepted += n("accepted");
+            ledger.dropped_queue_full += n("dropped_queue_full");
+            ledger.dropped_other += n("dropped_other");
+            ledger.delivered += n("delivered");
+            ledger.delivery_failed += n("delivery_failed");
+            ledger.unflushed += n("unflushed");
+        }
+    }
+    ledger
+}
+
+/// One number from ClickHouse, or `None` while it cannot answer.
+fn clickhouse_number(url: &str, sql: &str) -> Option<u64> {
+    let out = Command::new("curl")
+        .args(["-fsS", "--max-time", "10", "--data-binary", sql, url])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+fn report(url: &str, database: &str) -> Option<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+        .args(["report", "--clickhouse", url, "--database", database])
+        .args(["--format", "json"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() {
+    let settings = settings();
+    let mut rng = Rng(settings.seed);
+    let traffic_for = Duration::from_secs(settings.secs);
+    let faults = schedule(&mut rng, traffic_for, settings.faults);
+    eprintln!(
+        "[faults] seed {} ({} s of traffic, {} faults; SHADOWDIFF_FAULT_SEED={} replays this schedule)",
+        settings.seed, settings.secs, settings.faults, settings.seed
+    );
+    for f in &faults {
+        eprintln!(
+            "[faults]   at {:>6.1} s {:?} down for {:.1} s",
+            f.at.as_secs_f64(),
+            f.target,
+            f.down.as_secs_f64()
+        );
+    }
+
+    let control = TestServer::start(|seen| {
+        let id: u64 = seen
+            .path
+            .rsplit('/')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Reply::json(serde_json::json!({"id": id, "price": 10, "name": "item"}))
+    })
+    .await;
+    // Every fourth item changed: mismatches, so the rows carry differences, not only matches.
+    let candidate = TestServer::start(|seen| {
+        let id: u64 = seen
+            .path
+            .rsplit('/')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let price = if id.is_multiple_of(4) { 11 } else { 10 };
+        Reply::json(serde_json::json!({"id": id, "price": price, "name": "item"}))
+    })
+    .await;
+
+    // Logs stay under target/ when the test fails (printed), and go when it passes.
+    let logs = tempfile::Builder::new()
+        .prefix(&format!("faults-{}-", settings.seed))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    eprintln!("[faults] logs: {}", logs.path().display());
+    let logs_kept = scopeguard_keep(&logs);
+    let broker = tokio::task::spawn_blocking(OwnBroker::start).await.unwrap();
+    let clickhouse = tokio::task::spawn_blocking(OwnClickHouse::start)
+        .await
+        .unwrap();
+    let (kafka, ch_url) = (broker.address(), clickhouse.url());
+    let database = "faults";
+    let tap_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let args = |v: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        all.extend([
+            "--kafka".into(),
+            kafka.clone(),
+            "--admin".into(),
+            String::new(),
+        ]);
+        all
+    };
+    let mut deployment = Deployment {
+        capture: Stage::new(
+            "capture",
+            args(&[
+                "capture",
+                "--listen",
+                &format!("127.0.0.1:{tap_port}"),
+                "--control",
+                &control.url(),
+                "--experiment",
+                "faults",
+            ]),
+            logs.path(),
+        ),
+        // Static membership for replay (a restarted replay takes its partitions back at once),
+        // dynamic for diff (the group waits out the dead member's session): both must recover.
+        replay: Stage::new(
+            "replay",
+            args(&[
+                "replay",
+                "--candidate",
+                &format!("v2={}", candidate.url()),
+                "--instance-id",
+                "replay-0",
+            ]),
+            logs.path(),
+        ),
+        diff: Stage::new(
+            "diff",
+            args(&["diff", "--clickhouse", &ch_url, "--database", database]),
+            logs.path(),
+        ),
+        broker,
+        clickhouse,
+        capture_exits: Vec::new(),
+        capture_stopping: None,
+    };
+    deployment.diff.spawn();
+    deployment.replay.spawn();
+    deployment.capture.spawn();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::net::TcpStream::connect(("127.0.0.1", tap_port)).is_err() {
+        assert!(Instant::now() < deadline, "the tap did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Traffic and faults run side by side from the same start.
+    let start = Instant::now();
+    let traffic = Arc::new(Traffic::default());
+    let sender = tokio::spawn(send_traffic(
+        format!("http://127.0.0.1:{tap_port}"),
+        start + traffic_for,
+        traffic.clone(),
+    ));
+    let injected = faults.clone();
+    let injector = tokio::task::spawn_blocking(move || {
+        deployment.inject(start, &injected);
+        deployment
+    });
+    sender.await.unwrap();
+    let mut deployment = injector.await.unwrap();
+
+    // The tap stops last among the writers of exchanges: its ledger closes the history.
+    let capture_exit = deployment.capture.stop();
+    deployment.capture_exits.push(capture_exit);
+    let ledger = capture_ledger(logs.path());
+
+    // Every exchange the broker acknowledged must reach ClickHouse, once per candidate.
+    let distinct_sql = format!(
+        "SELECT uniqExact(exchange_id) FROM {database}.diff_records WHERE role = 'candidate'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut distinct = None;
+    let mut last_said = Instant::now();
+    while Instant::now() < deadline {
+        distinct = clickhouse_number(&ch_url, &distinct_sql);
+        if distinct.is_some_and(|d| d >= ledger.delivered) {
+            break;
+        }
+        if last_said.elapsed() > Duration::from_secs(10) {
+            eprintln!(
+                "[faults] waiting: {distinct:?} of {} delivered exchanges in ClickHouse",
+                ledger.delivered
+            );
+            last_said = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // A little longer, so that a late extra row (counted twice) would show.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let distinct = clickhouse_number(&ch_url, &distinct_sql)
+        .or(distinct)
+        .unwrap_or(0);
+    let rows = clickhouse_number(
+        &ch_url,
+        &format!("SELECT count() FROM {database}.diff_records WHERE role = 'candidate'"),
+    )
+    .unwrap_or(0);
+    let report = report(&ch_url, database).expect("the report reads ClickHouse");
+    let reported = report["totals"]["exchanges"].as_u64().unwrap_or(0);
+    let replay_exit = deployment.replay.stop();
+    let diff_exit = deployment.diff.stop();
+
+    let sent = traffic.sent.load(Ordering::Relaxed);
+    let answered = traffic.answered.load(Ordering::Relaxed);
+    let failed = traffic.failed.load(Ordering::Relaxed);
+    let offered = ledger.accepted + ledger.dropped_queue_full + ledger.dropped_other;
+    let lost = ledger.delivered.saturating_sub(distinct);
+    let table = format!(
+        "| seed | {} |\n| traffic, faults | {} s, {} |\n| sent | {sent} |\n| answered by the tap | {answered} |\n\
+         | not answered (tap down or restarting) | {failed} |\n| offered to the broker's queue | {offered} |\n\
+         | dropped: queue full | {} |\n| dropped: other | {} |\n| accepted | {} |\n| delivered (acknowledged by the broker) | {} |\n\
+         | delivery failed | {} |\n| unflushed at a stop | {} |\n| in ClickHouse, distinct exchanges | {distinct} |\n\
+         | in ClickHouse, rows (redeliveries included) | {rows} |\n| in the report | {reported} |\n| lost | {lost} |\n\
+         | capture incarnations (ledgers) | {} |",
+        settings.seed,
+        settings.secs,
+        faults.len(),
+        ledger.dropped_queue_full,
+        ledger.dropped_other,
+        ledger.accepted,
+        ledger.delivered,
+        ledger.delivery_failed,
+        ledger.unflushed,
+        ledger.incarnations,
+    );
+    eprintln!("[faults] reconciliation:\n{table}");
+
+    let seen = candidate.seen();
+    assert!(
+        seen.iter().all(|s| s.method == "GET"),
+        "a write reached the candidate"
+    );
+    assert!(
+        seen.iter().all(|s| s
+            .path
+            .strip_prefix("/items/")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= 1 && n <= sent && !n.is_multiple_of(7))),
+        "the candidate saw a request nobody sent"
+    );
+    assert!(
+        deployment.capture_exits.iter().all(|&c| c == 0),
+        "capture exits: {:?}",
+        deployment.capture_exits
+    );
+    assert_eq!((replay_exit, diff_exit), (0, 0), "replay and diff exits");
+    assert_eq!(
+        ledger.incarnations, deployment.capture.incarnation as u64,
+        "every capture incarnation wrote its ledger"
+    );
+    assert_eq!(
+        answered, offered,
+        "every answered request was offered to the broker or dropped with a reason"
+    );
+    assert_eq!(
+        ledger.accepted,
+        ledger.delivered + ledger.delivery_failed + ledger.unflushed,
+        "every accepted exchange was delivered or counted as failed"
+    );
+    assert_eq!(
+        distinct, ledger.delivered,
+        "every delivered exchange is in ClickHouse, and nothing else"
+    );
+    assert_eq!(reported, distinct, "the report counts each exchange once");
+    assert!(answered > 0 && distinct > 0, "traffic flowed");
+    logs_kept.passed();
+}
+
+/// Keeps the logs directory when dropped during a panic (a failed check), so the run can be
+/// read afterwards; `passed` lets it be removed.
+struct KeepOnPanic(PathBuf, bool);
+
+fn scopeguard_keep(dir: &tempfile::TempDir) -> KeepOnPanic {
+    KeepOnPanic(dir.path().to_path_buf(), true)
+}
+
+impl KeepOnPanic {
+    fn passed(mut self) {
+        self.1 = false;
+    }
+}
+
+impl Drop for KeepOnPanic {
+    fn drop(&mut self) {
+        if self.1 && std::thread::panicking() {
+            // Copy the logs out of the temporary directory before it is removed.
+            let kept = self.0.with_extension("kept");
+            let _ = std::fs::create_dir_all(&kept);
+            if let Ok(entries) = std::fs::read_dir(&self.0) {
+                for e in entries.flatten() {
+                    let _ = std::fs::copy(e.path(), kept.join(e.file_name()));
+                }
+            }
+            eprintln!("[faults] logs kept in {}", kept.display());
+        }
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The fault-injection run on the distributed deployment (cli/tests/faults.rs), long form:
+#
+#   scripts/fault-run.sh [--secs N] [--faults N] [--seed N]
+#
+# Defaults: 600 s of traffic and 30 faults (the short form, 40 s and 6 faults, runs in
+# scripts/test.sh). The test starts its own broker and ClickHouse (it kills them), so only
+# their binaries are needed: scripts/services.sh deps. It prints the schedule, every fault as
+# it happens and the reconciliation table (docs/reliability.md), and fails if anything was
+# lost or counted twice. The seed of a run replays its schedule.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+secs=600 faults=30 seed=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --secs) secs="$2"; shift 2 ;;
+        --faults) faults="$2"; shift 2 ;;
+        --seed) seed="$2"; shift 2 ;;
+        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+export SHADOWDIFF_FAULT_SECS="$secs" SHADOWDIFF_FAULTS="$faults"
+[ -n "$seed" ] && export SHADOWDIFF_FAULT_SEED="$seed"
+# Traffic, then up to 4 minutes for the pipeline to settle, plus servers' start-up.
+timeout --kill-after=30 "$((secs + 600))" \
+    cargo test --locked -p shadowdiff-cli --test faults -- --nocapture
