@@ -113,6 +113,7 @@ pub(crate) fn parse_kind(s: &str) -> DiffKind {
         "status" => DiffKind::Status,
         "header" => DiffKind::Header,
         "text" => DiffKind::Text,
+        "format" => DiffKind::Format,
         _ => DiffKind::Value,
     }
 }

@@ -1,7 +1,7 @@
 //! From a replay result to diff records: compare each target with the control, mask noise.
 
 use crate::compare::compare_responses;
-use crate::detect::volatile_reason;
+use crate::detect::{format_change, volatile_reason};
 use crate::rules::Rules;
 use shadowdiff_model::{
     fingerprint, DiffRecord, Difference, HttpResponse, NoiseDifference, Outcome, ReplayResult,
@@ -179,6 +179,9 @@ fn classify_with(
     let mut real = Vec::with_capacity(differences.len());
     let mut noise = Vec::new();
     for d in differences {
+        // A volatile value in another format is a `format` difference: the secondary masks it
+        // only if its own value changed format there too, and no detector calls it noise.
+        let d = format_change(d);
         let reason = if mask.is_some_and(|m| m.contains(&(d.path.clone(), d.kind))) {
             Some("secondary")
         } else if rules.detectors {
@@ -240,6 +243,64 @@ mod tests {
             candidates: vec!["v2".into()],
             side_effects: vec![],
         }
+    }
+
+    #[test]
+    fn a_format_change_is_not_masked_by_a_secondary_that_only_changed_the_value() {
+        let differ = Differ::default();
+        let control = r#"{"at": "2026-11-22T10:00:00.123Z", "n": 1}"#;
+        let secondary = r#"{"at": "2026-11-22T10:00:01.456Z", "n": 1}"#;
+        let with_secondary = |candidate: &str| {
+            let mut r = result("/things/1", control, candidate);
+            r.outcomes.push(TargetOutcome {
+                target: "secondary".into(),
+                role: TargetRole::Secondary,
+                result: Ok(response(secondary)),
+            });
+            differ.diff(&r)
+        };
+        // Same format, another time: the secondary (and the detector) call it noise.
+        let records = with_secondary(r#"{"at": "2026-11-22T10:00:02.789Z", "n": 1}"#);
+        let candidate = records
+            .iter()
+            .find(|r| r.role == TargetRole::Candidate)
+            .unwrap();
+        assert_eq!(candidate.outcome, Outcome::Match);
+        assert_eq!(candidate.noise[0].reason, "secondary");
+        // Epoch milliseconds instead: a format difference, whatever the secondary did.
+        let records = with_secondary(r#"{"at": 1763805602789, "n": 1}"#);
+        let candidate = records
+            .iter()
+            .find(|r| r.role == TargetRole::Candidate)
+            .unwrap();
+        assert_eq!(candidate.outcome, Outcome::Mismatch);
+        assert_eq!(candidate.differences[0].path, "body.at");
+        // A string became a number: that is a type change, reported as such.
+        assert_eq!(
+            candidate.differences[0].kind,
+            shadowdiff_model::DiffKind::Type
+        );
+        let records = with_secondary(r#"{"at": "2026-11-22 10:00:02", "n": 1}"#);
+        let candidate = records
+            .iter()
+            .find(|r| r.role == TargetRole::Candidate)
+            .unwrap();
+        assert_eq!(candidate.outcome, Outcome::Mismatch);
+        assert_eq!(
+            candidate.differences[0].kind,
+            shadowdiff_model::DiffKind::Format
+        );
+        // Without a secondary the detector does not call a format change noise either.
+        let alone = differ.diff(&result(
+            "/things/1",
+            control,
+            r#"{"at": "2026-11-22T10:00:02Z", "n": 1}"#,
+        ));
+        assert_eq!(alone[0].outcome, Outcome::Mismatch);
+        assert_eq!(
+            alone[0].differences[0].kind,
+            shadowdiff_model::DiffKind::Format
+        );
     }
 
     #[test]

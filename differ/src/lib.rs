@@ -25,7 +25,10 @@ mod text;
 
 pub use compare::{compare_responses, Comparison};
 pub use decode::{body_format, decode_content, BodyFormat, DecodeError};
-pub use detect::{is_random_token, is_timestamp, volatile_reason};
+pub use detect::{
+    format_change, format_class, is_random_token, is_timestamp, volatile_reason, FormatClass,
+    VolatileKind,
+};
 pub use engine::Differ;
 pub use glob::PathGlob;
 pub use json::{diff_json, excerpt, hash_value};

@@ -511,3 +511,73 @@ fn regression_route_of_absolute_uri_is_idempotent() {
     let template = routes.route("http://h/a://b/c");
     assert_eq!(routes.route(&template), template);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Format classes: two values made by one formatter are one format; two formatters, two formats
+// ---------------------------------------------------------------------------------------------
+
+/// The date-time formats services emit, each a function of (seconds since 2001, nanoseconds).
+fn formatted(format: usize, secs: u64, nanos: u32) -> String {
+    let days = secs / 86_400;
+    let (y, m, d) = (2001 + days / 372, 1 + (days / 31) % 12, 1 + days % 28);
+    let (hh, mm, ss) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let date = format!("{y:04}-{m:02}-{d:02}");
+    let time = format!("{hh:02}:{mm:02}:{ss:02}");
+    match format {
+        0 => format!("{date}T{time}Z"),
+        1 => format!("{date}T{time}.{:03}Z", nanos / 1_000_000),
+        2 => format!("{date}T{time}.{:06}+02:00", nanos / 1_000),
+        3 => format!("{date} {time}"),
+        4 => format!("{}", 978_307_200 + secs),
+        5 => format!(
+            "{}",
+            (978_307_200 + secs) * 1000 + u64::from(nanos / 1_000_000)
+        ),
+        _ => format!("{date}T{time}.{nanos:09}-0500"),
+    }
+}
+
+fn value_difference(a: &str, b: &str) -> Difference {
+    Difference {
+        path: "body.at".into(),
+        kind: DiffKind::Value,
+        control: Some(format!("\"{a}\"")),
+        candidate: Some(format!("\"{b}\"")),
+    }
+}
+
+proptest! {
+    #[test]
+    fn one_formatter_is_noise_two_formatters_are_a_format_change(
+        f in 0usize..7, g in 0usize..7,
+        s1 in 0u64..3_000_000_000, s2 in 0u64..3_000_000_000,
+        n1 in 0u32..1_000_000_000, n2 in 0u32..1_000_000_000,
+    ) {
+        let (a, b) = (formatted(f, s1, n1), formatted(g, s2, n2));
+        prop_assume!(a != b);
+        let d = shadowdiff_differ::format_change(value_difference(&a, &b));
+        if f == g {
+            prop_assert_eq!(d.kind, DiffKind::Value, "{} / {}", a, b);
+            prop_assert!(shadowdiff_differ::volatile_reason(&d).is_some(), "{} / {}", a, b);
+        } else {
+            prop_assert_eq!(d.kind, DiffKind::Format, "{} / {}", a, b);
+        }
+    }
+
+    #[test]
+    fn random_tokens_of_one_generator_are_one_format(
+        a in "[A-Z][a-z][0-9]{3}[A-Za-z0-9_-]{17}", b in "[A-Z][a-z][0-9]{3}[A-Za-z0-9_-]{17}",
+    ) {
+        // Mixed-case tokens with a fair share of letters and digits, as the detector wants.
+        prop_assume!(shadowdiff_differ::is_random_token(&a) && shadowdiff_differ::is_random_token(&b));
+        prop_assume!(a != b);
+        let d = shadowdiff_differ::format_change(value_difference(&a, &b));
+        prop_assert_eq!(d.kind, DiffKind::Value);
+    }
+
+    #[test]
+    fn format_class_takes_any_text(s in "\\PC{0,40}") {
+        let _ = shadowdiff_differ::format_class(&s);
+        let _ = shadowdiff_differ::format_change(value_difference(&s, "2026-11-22T10:00:00Z"));
+    }
+}

@@ -197,6 +197,10 @@ pub enum DiffKind {
     Header,
     /// Non-JSON bodies that differ.
     Text,
+    /// Both values are of a recognised volatile kind (a timestamp, a UUID, a random token) but
+    /// of different formats: a separator, a precision, a zone designator, epoch seconds against
+    /// milliseconds, a case or a length changed. Never noise by detector: clients parse formats.
+    Format,
 }
 
 impl DiffKind {
@@ -212,6 +216,7 @@ impl DiffKind {
             Self::Status => "status",
             Self::Header => "header",
             Self::Text => "text",
+            Self::Format => "format",
         }
     }
 }
