@@ -23,6 +23,7 @@ while [ $# -gt 0 ]; do
 done
 export SHADOWDIFF_FAULT_SECS="$secs" SHADOWDIFF_FAULTS="$faults"
 [ -n "$seed" ] && export SHADOWDIFF_FAULT_SEED="$seed"
-# Traffic, then up to 4 minutes for the pipeline to settle, plus servers' start-up.
-timeout --kill-after=30 "$((secs + 600))" \
+# Traffic, then up to 20 minutes for the pipeline to settle (it stops waiting after 90 s
+# without progress), plus servers' start-up.
+timeout --kill-after=30 "$((secs + 1500))" \
     cargo test --locked -p shadowdiff-cli --test faults -- --nocapture

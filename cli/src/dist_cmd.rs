@@ -215,9 +215,16 @@ pub(crate) struct GateArgs {
     /// Compared exchanges an endpoint needs before it can pass or fail.
     #[arg(long, default_value_t = 100)]
     pub min_compared: u64,
-    /// Largest acceptable errors/(compared+errors) per endpoint; unchecked when absent.
+    /// Largest acceptable failure rate per endpoint (transport errors and 5xx the control did
+    /// not answer, per request replayed); unchecked when absent. An error-rate regression (the
+    /// candidate fails significantly more than the control) fails the gate anyway.
     #[arg(long)]
     pub max_error_rate: Option<f64>,
+    /// Largest acceptable candidate p50 or p99 latency over its baseline's (the secondary's,
+    /// else the control's), counted when the candidate is significantly slower; unchecked when
+    /// absent. E.g. 1.5.
+    #[arg(long)]
+    pub max_latency_ratio: Option<f64>,
     /// Only endpoints whose `METHOD /route` contains this text.
     #[arg(long)]
     pub endpoint: Option<String>,
@@ -243,6 +250,11 @@ pub(crate) fn gate_cmd(args: GateArgs) -> anyhow::Result<ExitCode> {
             args.max_mismatch_rate
         );
     }
+    if let Some(ratio) = args.max_latency_ratio {
+        if !(ratio.is_finite() && ratio >= 1.0) {
+            anyhow::bail!("--max-latency-ratio {ratio} must be 1 or more (1.5 = 50% slower)");
+        }
+    }
     let query = ReportQuery {
         experiment: args.experiment.clone(),
         since_ms: args
@@ -261,6 +273,7 @@ pub(crate) fn gate_cmd(args: GateArgs) -> anyhow::Result<ExitCode> {
         endpoint: args.endpoint.clone(),
         candidate: args.candidate.clone(),
         max_error_rate: args.max_error_rate,
+        max_latency_ratio: args.max_latency_ratio,
     };
     match gate(&report, &config) {
         GateOutcome::Pass => {

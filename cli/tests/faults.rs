@@ -225,6 +225,21 @@ struct Deployment {
     diff: Stage,
     capture_exits: Vec<i32>,
     capture_stopping: Option<std::thread::JoinHandle<i32>>,
+    /// Targets taken down by a fault and not yet started again.
+    down_now: Vec<Target>,
+    /// Broker panics already seen and acted on.
+    broker_panics: usize,
+    /// What the supervisor did on its own (a process that died unplanned, a broker that
+    /// panicked), as a supervisor such as Kubernetes would.
+    unplanned: Vec<String>,
+}
+
+/// What the test asks of the fault thread once the traffic is over.
+enum Order {
+    /// Stop capture (SIGTERM) and answer with its exit code.
+    StopCapture(std::sync::mpsc::Sender<i32>),
+    /// Stop supervising and hand the deployment back.
+    Finish,
 }
 
 impl Deployment {
@@ -260,16 +275,80 @@ impl Deployment {
         }
     }
 
-    /// Runs `faults` from `start`, printing each step; returns when the last is back up.
-    fn inject(&mut self, start: Instant, faults: &[Fault]) {
+    /// Restarts what died without a fault, as a supervisor would: a stage process that
+    /// exited, a server that exited, a broker whose log shows a new panic.
+    fn supervise(&mut self, start: Instant) {
+        let restart = |what: String, this: &mut Self| {
+            eprintln!("[faults] {:>6.1} s {what}", start.elapsed().as_secs_f64());
+            this.unplanned.push(what);
+        };
+        for target in TARGETS {
+            if self.down_now.contains(&target) {
+                continue;
+            }
+            match target {
+                Target::Broker => {
+                    let panics = self.broker.panics();
+                    if self.broker.exited() || panics > self.broker_panics {
+                        self.broker_panics = panics;
+                        restart(
+                            format!(
+                                "broker exited or panicked (see {}); restarted",
+                                self.broker.log_path().display()
+                            ),
+                            self,
+                        );
+                        self.broker.kill();
+                        self.broker.spawn();
+                    }
+                }
+                Target::ClickHouse => {
+                    if self.clickhouse.exited() {
+                        restart("ClickHouse exited; restarted".into(), self);
+                        self.clickhouse.spawn();
+                    }
+                }
+                Target::Replay | Target::Diff | Target::Capture => {
+                    let stage = match target {
+                        Target::Replay => &mut self.replay,
+                        Target::Diff => &mut self.diff,
+                        _ => &mut self.capture,
+                    };
+                    let exited = stage
+                        .child
+                        .as_mut()
+                        .and_then(|c| c.try_wait().ok().flatten());
+                    if let Some(status) = exited {
+                        let (name, incarnation) = (stage.name, stage.incarnation);
+                        stage.child = None;
+                        restart(
+                            format!("{name}-{incarnation} exited on its own ({status}); restarted"),
+                            self,
+                        );
+                        self.up(target);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `faults` from `start`, printing each step and supervising in between; then keeps
+    /// supervising and carries out `orders` until told to finish.
+    fn inject(
+        &mut self,
+        start: Instant,
+        faults: &[Fault],
+        orders: std::sync::mpsc::Receiver<Order>,
+    ) {
         let mut steps: Vec<(Duration, bool, Target)> = faults
             .iter()
             .flat_map(|f| [(f.at, false, f.target), (f.at + f.down, true, f.target)])
             .collect();
         steps.sort_by_key(|s| s.0);
         for (at, up, target) in steps {
-            if let Some(wait) = at.checked_sub(start.elapsed()) {
-                std::thread::sleep(wait);
+            while let Some(wait) = at.checked_sub(start.elapsed()) {
+                self.supervise(start);
+                std::thread::sleep(wait.min(Duration::from_millis(250)));
             }
             eprintln!(
                 "[faults] {:>6.1} s {} {target:?}",
@@ -277,9 +356,22 @@ impl Deployment {
                 if up { "start" } else { "stop " }
             );
             if up {
+                self.down_now.retain(|t| *t != target);
                 self.up(target);
             } else {
+                self.down_now.push(target);
                 self.down(target);
+            }
+        }
+        loop {
+            match orders.recv_timeout(Duration::from_millis(250)) {
+                Ok(Order::StopCapture(answer)) => {
+                    // Stopped for good: not restarted by the supervisor.
+                    self.down_now.push(Target::Capture);
+                    let _ = answer.send(self.capture.stop());
+                }
+                Ok(Order::Finish) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => self.supervise(start),
             }
         }
     }
@@ -500,6 +592,9 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
         clickhouse,
         capture_exits: Vec::new(),
         capture_stopping: None,
+        down_now: Vec::new(),
+        broker_panics: 0,
+        unplanned: Vec::new(),
     };
     deployment.diff.spawn();
     deployment.replay.spawn();
@@ -519,29 +614,40 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
         traffic.clone(),
     ));
     let injected = faults.clone();
+    let (orders, received) = std::sync::mpsc::channel();
     let injector = tokio::task::spawn_blocking(move || {
-        deployment.inject(start, &injected);
+        deployment.inject(start, &injected, received);
         deployment
     });
     sender.await.unwrap();
-    let mut deployment = injector.await.unwrap();
 
     // The tap stops last among the writers of exchanges: its ledger closes the history.
-    let capture_exit = deployment.capture.stop();
-    deployment.capture_exits.push(capture_exit);
+    let (answer, capture_exit) = std::sync::mpsc::channel();
+    orders.send(Order::StopCapture(answer)).unwrap();
+    let capture_exit = tokio::task::spawn_blocking(move || capture_exit.recv())
+        .await
+        .unwrap()
+        .expect("the fault thread stopped capture");
     let ledger = capture_ledger(logs.path());
 
     // Every exchange the broker acknowledged must reach ClickHouse, once per candidate.
     let distinct_sql = format!(
         "SELECT uniqExact(exchange_id) FROM {database}.diff_records WHERE role = 'candidate'"
     );
-    let deadline = Instant::now() + Duration::from_secs(240);
+    // Waits while the pipeline makes progress: a backlog after many faults can take minutes
+    // on 2 cores, a stall shows as no progress for 90 s; 20 minutes at most.
+    let traffic_ended = Instant::now();
+    let deadline = traffic_ended + Duration::from_secs(1200);
     let mut distinct = None;
     let mut last_said = Instant::now();
-    while Instant::now() < deadline {
+    let (mut best, mut progressed) = (0u64, Instant::now());
+    while Instant::now() < deadline && progressed.elapsed() < Duration::from_secs(90) {
         distinct = clickhouse_number(&ch_url, &distinct_sql);
         if distinct.is_some_and(|d| d >= ledger.delivered) {
             break;
+        }
+        if let Some(d) = distinct.filter(|&d| d > best) {
+            (best, progressed) = (d, Instant::now());
         }
         if last_said.elapsed() > Duration::from_secs(10) {
             eprintln!(
@@ -552,8 +658,12 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let caught_up = traffic_ended.elapsed().as_secs_f64();
     // A little longer, so that a late extra row (counted twice) would show.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    orders.send(Order::Finish).unwrap();
+    let mut deployment = injector.await.unwrap();
+    deployment.capture_exits.push(capture_exit);
     let distinct = clickhouse_number(&ch_url, &distinct_sql)
         .or(distinct)
         .unwrap_or(0);
@@ -578,7 +688,8 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
          | dropped: queue full | {} |\n| dropped: other | {} |\n| accepted | {} |\n| delivered (acknowledged by the broker) | {} |\n\
          | delivery failed | {} |\n| unflushed at a stop | {} |\n| in ClickHouse, distinct exchanges | {distinct} |\n\
          | in ClickHouse, rows (redeliveries included) | {rows} |\n| in the report | {reported} |\n| lost | {lost} |\n\
-         | capture incarnations (ledgers) | {} |",
+         | capture stops (ledgers) | {} |\n| caught up after the traffic | {caught_up:.0} s |\n\
+         | unplanned restarts by the supervisor | {} |",
         settings.seed,
         settings.secs,
         faults.len(),
@@ -589,6 +700,11 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
         ledger.delivery_failed,
         ledger.unflushed,
         ledger.incarnations,
+        if deployment.unplanned.is_empty() {
+            "none".to_string()
+        } else {
+            deployment.unplanned.join("; ")
+        },
     );
     eprintln!("[faults] reconciliation:\n{table}");
 
@@ -612,8 +728,9 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
     );
     assert_eq!((replay_exit, diff_exit), (0, 0), "replay and diff exits");
     assert_eq!(
-        ledger.incarnations, deployment.capture.incarnation as u64,
-        "every capture incarnation wrote its ledger"
+        ledger.incarnations,
+        deployment.capture_exits.len() as u64,
+        "every capture stopped by SIGTERM wrote its ledger"
     );
     assert_eq!(
         answered, offered,

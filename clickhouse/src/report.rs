@@ -18,6 +18,7 @@ use shadowdiff_store::report::{
     Signature, StatusPair, Totals, Window,
 };
 use shadowdiff_store::stats::FieldEvidence;
+use shadowdiff_store::verdicts::{self, LatencyHistogram};
 use std::collections::{BTreeMap, HashMap};
 
 /// Which copy of a record delivered more than once counts: `shadowdiff_store::redelivery_order`
@@ -54,6 +55,17 @@ struct EndpointRow {
     control_p99: u64,
     candidate_p50: u64,
     candidate_p99: u64,
+}
+
+/// Latencies of one side of an endpoint, counted per log-scale bucket
+/// (`shadowdiff_store::verdicts::LatencyHistogram`).
+#[derive(Row, Deserialize)]
+struct LatencyBucketRow {
+    method: String,
+    route: String,
+    target: String,
+    bucket: u32,
+    n: u64,
 }
 
 #[derive(Row, Deserialize)]
@@ -140,6 +152,8 @@ fn percentile_sql(array: &str, q: f64) -> String {
 
 #[derive(Default)]
 struct Acc {
+    control_latency: LatencyHistogram,
+    candidate_latency: LatencyHistogram,
     fields: Vec<FieldRow>,
     reasons: BTreeMap<(String, String), BTreeMap<String, u64>>,
     status: Vec<StatusPair>,
@@ -153,6 +167,7 @@ struct Acc {
 #[derive(Default)]
 struct SecondaryAcc {
     compared: u64,
+    latency: LatencyHistogram,
     /// (aggregate path, kind) → exchanges where control and secondary differed there.
     fields: HashMap<(String, String), u64>,
 }
@@ -306,6 +321,36 @@ impl ClickHouseStore {
                 ),
             )
             .await?;
+        // The same buckets the embedded report makes, summed here instead of sent row by row.
+        let latency_buckets = |column: &str, role: &str, target: &str| {
+            format!(
+                "SELECT method, route, {target} AS target, {} AS bucket, count() AS n \
+                 FROM {{source}} WHERE {role} AND {COMPARED} AND isNotNull({column}) \
+                 GROUP BY method, route, target, bucket",
+                LatencyHistogram::bucket_sql(&format!("assumeNotNull({column})"))
+            )
+        };
+        let control_latency: Vec<LatencyBucketRow> = self
+            .fetch(
+                query,
+                "report control latency",
+                &latency_buckets("control_latency_us", "role != 'secondary'", "target"),
+            )
+            .await?;
+        let candidate_latency: Vec<LatencyBucketRow> = self
+            .fetch(
+                query,
+                "report candidate latency",
+                &latency_buckets("target_latency_us", "role != 'secondary'", "target"),
+            )
+            .await?;
+        let secondary_latency: Vec<LatencyBucketRow> = self
+            .fetch(
+                query,
+                "report secondary latency",
+                &latency_buckets("target_latency_us", "role = 'secondary'", "''"),
+            )
+            .await?;
         let details: Vec<DetailRow> = self
             .fetch(
                 query,
@@ -402,7 +447,26 @@ impl ClickHouseStore {
                 .signatures
                 .push(s);
         }
+        for l in control_latency {
+            accs.entry((l.method, l.route, l.target))
+                .or_default()
+                .control_latency
+                .add_bucket(l.bucket, l.n);
+        }
+        for l in candidate_latency {
+            accs.entry((l.method, l.route, l.target))
+                .or_default()
+                .candidate_latency
+                .add_bucket(l.bucket, l.n);
+        }
         let mut secondaries: HashMap<(String, String), SecondaryAcc> = HashMap::new();
+        for l in secondary_latency {
+            secondaries
+                .entry((l.method, l.route))
+                .or_default()
+                .latency
+                .add_bucket(l.bucket, l.n);
+        }
         for s in secondary {
             secondaries.entry((s.method, s.route)).or_default().compared = s.n;
         }
@@ -526,6 +590,17 @@ fn finish_endpoint(
         })
         .collect();
     let (verdict, verdict_reason) = endpoint_verdict(&mut fields, e.compared, e.errors);
+    let latency_verdict = verdicts::latency_verdict(
+        &acc.control_latency,
+        &acc.candidate_latency,
+        secondary.map(|s| &s.latency),
+        verdicts::DEFAULT_LATENCY_RATIO,
+    );
+    let mut status = acc.status.clone();
+    status.sort_by_key(|s| (s.control, s.candidate));
+    let error_rate = verdicts::error_rate_from(&status, e.compared, e.errors);
+    let (verdict, verdict_reason) =
+        verdicts::with_endpoint_verdicts(verdict, verdict_reason, &latency_verdict, &error_rate);
 
     let mut signatures = Vec::new();
     let mut samples = Vec::new();
@@ -580,8 +655,6 @@ fn finish_endpoint(
         v.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
         v
     };
-    let mut status = acc.status;
-    status.sort_by_key(|s| (s.control, s.candidate));
 
     EndpointReport {
         method: e.method,
@@ -596,6 +669,8 @@ fn finish_endpoint(
         verdict_reason,
         fields,
         status,
+        latency_verdict,
+        error_rate,
         latency_ms: Latency {
             control_p50: ms(e.control_p50),
             control_p99: ms(e.control_p99),

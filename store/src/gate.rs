@@ -34,9 +34,16 @@ pub struct GateConfig {
     /// Only this candidate.
     #[serde(default)]
     pub candidate: Option<String>,
-    /// Largest acceptable `errors / (compared + errors)` per endpoint; unchecked when absent.
+    /// Largest acceptable failure rate per endpoint (transport errors and 5xx where the
+    /// control answered below 500, per request replayed); unchecked when absent. An error-rate
+    /// verdict of `regression` fails the gate whatever this bound.
     #[serde(default)]
     pub max_error_rate: Option<f64>,
+    /// Largest acceptable candidate p50 or p99 over its baseline's (the secondary's, else the
+    /// control's), counted only when the candidate is significantly slower (Mann–Whitney);
+    /// unchecked when absent.
+    #[serde(default)]
+    pub max_latency_ratio: Option<f64>,
 }
 
 fn default_min_compared() -> u64 {
@@ -53,6 +60,7 @@ impl GateConfig {
             endpoint: None,
             candidate: None,
             max_error_rate: None,
+            max_latency_ratio: None,
         }
     }
 
@@ -100,9 +108,10 @@ pub fn gate(report: &Report, config: &GateConfig) -> GateOutcome {
             continue;
         }
         let mismatch_rate = rate(e.mismatched, e.compared);
-        // Only what the report calls a regression can fail: mismatches whose fields the
-        // statistics classify as noise (a `noisy` endpoint) never block a rollout.
-        if e.verdict == "regression" && mismatch_rate > config.max_mismatch_rate {
+        // Only fields the report calls a regression can fail on mismatches: mismatches whose
+        // fields the statistics classify as noise never block a rollout.
+        let fields_regressed = e.fields.iter().any(|f| f.verdict == "regression");
+        if fields_regressed && mismatch_rate > config.max_mismatch_rate {
             failures.push(format!(
                 "{name}: mismatch rate {:.3}% ({} of {}) above {:.3}%; {}",
                 mismatch_rate * 100.0,
@@ -112,15 +121,30 @@ pub fn gate(report: &Report, config: &GateConfig) -> GateOutcome {
                 e.verdict_reason
             ));
         }
-        if let Some(max) = config.max_error_rate {
-            let error_rate = rate(e.errors, e.compared + e.errors);
-            if error_rate > max {
+        let errors = &e.error_rate;
+        if errors.verdict == "regression" {
+            failures.push(format!("{name}: error rate regressed: {}", errors.reason));
+        } else if let Some(max) = config.max_error_rate {
+            if errors.rate > max {
                 failures.push(format!(
                     "{name}: error rate {:.3}% ({} of {}) above {:.3}%",
-                    error_rate * 100.0,
-                    e.errors,
-                    e.compared + e.errors,
+                    errors.rate * 100.0,
+                    errors.failures,
+                    errors.requests,
                     max * 100.0
+                ));
+            }
+        }
+        if let Some(max) = config.max_latency_ratio {
+            let latency = &e.latency_verdict;
+            let ratio = latency.p50_ratio.max(latency.p99_ratio);
+            if latency.verdict != "inconclusive"
+                && latency.p_value < crate::verdicts::LATENCY_P
+                && ratio > max
+            {
+                failures.push(format!(
+                    "{name}: latency {ratio:.2}× the {}'s, above {max:.2}×: {}",
+                    latency.baseline, latency.reason
                 ));
             }
         }
@@ -162,9 +186,22 @@ mod tests {
             }
             .into(),
             verdict_reason: "r".into(),
-            fields: vec![],
+            fields: if mismatched > 0 {
+                vec![crate::report::FieldReport {
+                    path: "body.x".into(),
+                    kind: "value".into(),
+                    count: mismatched,
+                    noise_count: 0,
+                    verdict: "regression".into(),
+                    reason: "r".into(),
+                }]
+            } else {
+                vec![]
+            },
             status: vec![],
             latency_ms: Latency::default(),
+            latency_verdict: Default::default(),
+            error_rate: crate::verdicts::error_rate_from(&[], compared, errors),
             samples: vec![],
             signatures: vec![],
             error_kinds: vec![],
@@ -189,6 +226,7 @@ mod tests {
     fn noisy_endpoints_never_fail_on_mismatches() {
         let mut noisy = endpoint("/search", 100, 40, 0);
         noisy.verdict = "noisy".into();
+        noisy.fields[0].verdict = "noise".into();
         assert_eq!(
             gate(
                 &report(vec![noisy]),
@@ -231,6 +269,49 @@ mod tests {
         // A failing endpoint wins over one without enough data.
         let both = report(vec![endpoint("/a", 9, 0, 0), endpoint("/b", 100, 50, 0)]);
         assert!(matches!(gate(&both, &cfg), GateOutcome::Fail(r) if r.len() == 1));
+    }
+
+    #[test]
+    fn latency_and_error_rate_verdicts_fail_the_gate() {
+        let cfg = GateConfig {
+            min_compared: 10,
+            max_latency_ratio: Some(2.0),
+            ..GateConfig::new(0.5)
+        };
+        let mut slow = endpoint("/slow", 100, 0, 0);
+        slow.latency_verdict = crate::verdicts::LatencyVerdict {
+            verdict: "regression".into(),
+            reason: "slower".into(),
+            baseline: "control".into(),
+            p50_ratio: 3.0,
+            p99_ratio: 2.5,
+            p_value: 1e-9,
+        };
+        assert!(
+            matches!(gate(&report(vec![slow.clone()]), &cfg), GateOutcome::Fail(r) if r[0].contains("latency 3.00×"))
+        );
+        // Under the gate's ratio, or not significant: passes.
+        slow.latency_verdict.p50_ratio = 1.5;
+        slow.latency_verdict.p99_ratio = 1.5;
+        assert_eq!(gate(&report(vec![slow.clone()]), &cfg), GateOutcome::Pass);
+        // 5xx from the candidate on 5% of requests, none from the control.
+        let mut failing = endpoint("/pay", 200, 0, 0);
+        failing.status = vec![
+            crate::report::StatusPair {
+                control: 200,
+                candidate: 200,
+                count: 190,
+            },
+            crate::report::StatusPair {
+                control: 200,
+                candidate: 503,
+                count: 10,
+            },
+        ];
+        failing.error_rate = crate::verdicts::error_rate_from(&failing.status, 200, 0);
+        assert!(
+            matches!(gate(&report(vec![failing]), &cfg), GateOutcome::Fail(r) if r[0].contains("error rate regressed"))
+        );
     }
 
     #[test]

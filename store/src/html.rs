@@ -418,7 +418,28 @@ fn latency(out: &mut String, e: &EndpointReport) {
              <span class=\"num mono\">{v:.1}</span>"
         );
     }
-    out.push_str("</div></div>");
+    out.push_str("</div>");
+    let v = &e.latency_verdict;
+    if !v.verdict.is_empty() {
+        let _ = write!(
+            out,
+            "<p class=\"verdict-{}\">Latency: <b>{}</b> ({})</p>",
+            escape(&v.verdict),
+            escape(&v.verdict),
+            escape(&v.reason)
+        );
+    }
+    let r = &e.error_rate;
+    if !r.verdict.is_empty() {
+        let _ = write!(
+            out,
+            "<p class=\"verdict-{}\">Error rate: <b>{}</b> ({})</p>",
+            escape(&r.verdict),
+            escape(&r.verdict),
+            escape(&r.reason)
+        );
+    }
+    out.push_str("</div>");
 }
 
 fn counts(out: &mut String, title: &str, counts: &[Count]) {

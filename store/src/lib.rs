@@ -11,6 +11,7 @@ pub mod html;
 pub mod report;
 pub mod stats;
 pub mod text;
+pub mod verdicts;
 
 pub use embedded::{EmbeddedStore, ReadStats};
 pub use report::{build_report, redelivery_order, Report, ReportQuery};

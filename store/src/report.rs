@@ -1,6 +1,7 @@
 //! The report contract (docs/contracts.md#report), computed from diff records.
 
 use crate::stats::{judge, FieldEvidence, FieldVerdict};
+use crate::verdicts::LatencyHistogram;
 use serde::{Deserialize, Serialize};
 use shadowdiff_model::{DiffKind, DiffRecord, Outcome, TargetRole};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -91,7 +92,8 @@ pub struct EndpointReport {
     pub blocked: u64,
     /// Exchanges not compared (truncated body, no control response).
     pub skipped: u64,
-    /// `regression`, `noisy` or `clean`.
+    /// `regression`, `noisy` or `clean`: a regressed field, latency or error rate makes it a
+    /// regression.
     pub verdict: String,
     /// What made the verdict.
     pub verdict_reason: String,
@@ -101,6 +103,12 @@ pub struct EndpointReport {
     pub status: Vec<StatusPair>,
     /// Latency percentiles of the compared exchanges.
     pub latency_ms: Latency,
+    /// Whether the candidate is slower than its baseline (the secondary, else the control).
+    #[serde(default)]
+    pub latency_verdict: crate::verdicts::LatencyVerdict,
+    /// Whether the candidate fails (errors, 5xx) more often than the control.
+    #[serde(default)]
+    pub error_rate: crate::verdicts::ErrorRateVerdict,
     /// Up to `ReportQuery::samples` mismatched exchanges, each of a different signature.
     pub samples: Vec<Sample>,
     /// Most frequent mismatch signatures.
@@ -247,6 +255,7 @@ struct EndpointAcc {
 struct SecondaryAcc {
     compared: u64,
     fields: HashMap<(String, DiffKind), u64>,
+    latency: LatencyHistogram,
 }
 
 /// Which of two records for the same (exchange, target, role) counts, when an exchange was
@@ -318,6 +327,9 @@ pub fn build_report<'a>(
             if matches!(r.outcome, Outcome::Match | Outcome::Mismatch) {
                 let acc = secondaries.entry(endpoint_key).or_default();
                 acc.compared += 1;
+                if let Some(us) = r.target_latency_us {
+                    acc.latency.add(us);
+                }
                 let mut keys: HashSet<(String, DiffKind)> = HashSet::new();
                 for d in r
                     .differences
@@ -565,6 +577,33 @@ fn finish_endpoint(
         })
         .collect();
     let (verdict, verdict_reason) = endpoint_verdict(&mut fields, acc.compared, acc.errors);
+    let histogram = |latencies: &[u64]| {
+        let mut h = LatencyHistogram::default();
+        latencies.iter().for_each(|&us| h.add(us));
+        h
+    };
+    let latency_verdict = crate::verdicts::latency_verdict(
+        &histogram(&acc.control_latency),
+        &histogram(&acc.candidate_latency),
+        secondary.map(|s| &s.latency),
+        crate::verdicts::DEFAULT_LATENCY_RATIO,
+    );
+    let status: Vec<StatusPair> = acc
+        .status
+        .iter()
+        .map(|(&(control, candidate), &count)| StatusPair {
+            control,
+            candidate,
+            count,
+        })
+        .collect();
+    let error_rate = crate::verdicts::error_rate_from(&status, acc.compared, acc.errors);
+    let (verdict, verdict_reason) = crate::verdicts::with_endpoint_verdicts(
+        verdict,
+        verdict_reason,
+        &latency_verdict,
+        &error_rate,
+    );
 
     let mut signatures: Vec<Signature> = acc
         .signatures
@@ -604,15 +643,9 @@ fn finish_endpoint(
         verdict,
         verdict_reason,
         fields,
-        status: acc
-            .status
-            .into_iter()
-            .map(|((control, candidate), count)| StatusPair {
-                control,
-                candidate,
-                count,
-            })
-            .collect(),
+        status,
+        latency_verdict,
+        error_rate,
         latency_ms: Latency {
             control_p50: percentile_ms(acc.control_latency.clone(), 0.50),
             control_p99: percentile_ms(acc.control_latency, 0.99),

@@ -128,6 +128,20 @@ fn endpoint(out: &mut String, e: &EndpointReport, p: &Paint) {
             "  latency ms: control p50 {:.1} p99 {:.1} | candidate p50 {:.1} p99 {:.1}",
             l.control_p50, l.control_p99, l.candidate_p50, l.candidate_p99
         );
+        let v = &e.latency_verdict;
+        if !v.verdict.is_empty() {
+            let text = format!("latency verdict: {} ({})", v.verdict, v.reason);
+            for line in wrap(&text, WIDTH - 2, 3) {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    let r = &e.error_rate;
+    if !r.verdict.is_empty() && (r.failures > 0 || r.verdict == "regression") {
+        let text = format!("error rate: {} ({})", r.verdict, r.reason);
+        for line in wrap(&text, WIDTH - 2, 3) {
+            let _ = writeln!(out, "  {line}");
+        }
     }
     for c in &e.error_kinds {
         let _ = writeln!(out, "  candidate errors: {} ×{}", c.name, c.count);
