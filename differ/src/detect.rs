@@ -6,7 +6,8 @@ use shadowdiff_model::{is_uuid, DiffKind, Difference};
 /// kind and of one format (see [`format_class`]). A value difference between two formats is
 /// not noise; [`format_change`] makes it a `format` difference.
 pub fn volatile_reason(d: &Difference) -> Option<&'static str> {
-    if d.kind != DiffKind::Value {
+    // Header values too: a header that carries a time or an id of one format on both sides.
+    if d.kind != DiffKind::Value && d.kind != DiffKind::Header {
         return None;
     }
     let (a, b) = (d.control.as_deref()?, d.candidate.as_deref()?);
@@ -343,6 +344,28 @@ mod tests {
             format_change(value("2026-11-22T10:00:00Z", "alice")).kind,
             DiffKind::Value
         );
+    }
+
+    #[test]
+    fn header_values_of_one_volatile_format_are_noise() {
+        let header = |a: &str, b: &str| Difference {
+            path: "headers.x-edge-id".into(),
+            kind: DiffKind::Header,
+            control: Some(a.into()),
+            candidate: Some(b.into()),
+        };
+        assert_eq!(
+            volatile_reason(&header(
+                "9b2f4c1e-0d6a-4e8b-9f7a-2c3d4e5f6a7b",
+                "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+            )),
+            Some("detector:uuid")
+        );
+        assert_eq!(volatile_reason(&header("v1", "v2")), None);
+        // Present on one side only: a real difference.
+        let mut missing = header("9b2f4c1e-0d6a-4e8b-9f7a-2c3d4e5f6a7b", "");
+        missing.candidate = None;
+        assert_eq!(volatile_reason(&missing), None);
     }
 
     #[test]

@@ -4,34 +4,77 @@ use crate::glob::PathGlob;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Headers that differ between any two instances of the same build; ignored unless the user
-/// lists them under `compare_headers`.
+/// Headers that differ between any two instances of the same build, or between two responses
+/// of one: what servers, tracing systems, proxies and CDNs add per response. Ignored unless the
+/// user lists them under `compare_headers`. Header values that are timestamps, UUIDs or tokens
+/// of one format are noise by detector too (`detect::volatile_reason`).
 pub const DEFAULT_VOLATILE_HEADERS: &[&str] = &[
     "date",
     "server",
+    // Request ids.
     "x-request-id",
     "x-correlation-id",
-    "x-amzn-trace-id",
+    "request-id",
+    "x-trace-id",
+    // W3C Trace Context and Baggage, B3 (Zipkin), Jaeger, Datadog, Google Cloud.
     "traceparent",
     "tracestate",
+    "baggage",
+    "b3",
     "x-b3-traceid",
     "x-b3-spanid",
     "x-b3-parentspanid",
     "x-b3-sampled",
+    "x-b3-flags",
+    "uber-trace-id",
+    "x-datadog-trace-id",
+    "x-datadog-parent-id",
+    "x-datadog-sampling-priority",
+    "x-datadog-origin",
     "x-cloud-trace-context",
+    "x-guploader-uploadid",
+    // AWS (ALB, API Gateway, S3, CloudFront), Azure (Front Door, ARM).
+    "x-amzn-trace-id",
+    "x-amzn-requestid",
+    "x-amz-request-id",
+    "x-amz-id-2",
+    "x-amz-apigw-id",
+    "x-amz-cf-id",
+    "x-amz-cf-pop",
+    "x-ms-request-id",
+    "x-ms-correlation-request-id",
+    "x-ms-routing-request-id",
+    "x-azure-ref",
+    "x-msedge-ref",
+    // Cloudflare, Fastly, Varnish, Akamai.
     "cf-ray",
-    "via",
-    "age",
-    "expires",
-    "etag",
-    "last-modified",
-    "x-runtime",
-    "x-response-time",
-    "server-timing",
+    "cf-cache-status",
+    "cf-request-id",
+    "nel",
+    "report-to",
     "x-served-by",
     "x-cache",
     "x-cache-hits",
     "x-timer",
+    "x-fastly-request-id",
+    "fastly-debug-digest",
+    "x-varnish",
+    "akamai-grn",
+    "x-akamai-request-id",
+    // Proxies and gateways (Envoy, Kong) and timing.
+    "via",
+    "x-envoy-upstream-service-time",
+    "x-kong-upstream-latency",
+    "x-kong-proxy-latency",
+    "x-kong-request-id",
+    "x-runtime",
+    "x-response-time",
+    "server-timing",
+    // Caching metadata that changes with time, not with the build.
+    "age",
+    "expires",
+    "etag",
+    "last-modified",
     "connection",
     "keep-alive",
     "transfer-encoding",
