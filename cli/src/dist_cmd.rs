@@ -175,21 +175,56 @@ pub(crate) fn diff(args: DiffStageArgs, matches: &ArgMatches) -> anyhow::Result<
 
 #[derive(Args)]
 pub(crate) struct MigrateArgs {
-    /// ClickHouse HTTP URL, e.g. http://127.0.0.1:8123.
-    #[arg(long, env = "SHADOWDIFF_CLICKHOUSE")]
-    pub clickhouse: String,
+    /// ClickHouse HTTP URL, e.g. http://127.0.0.1:8123 (not needed with --print-sql).
+    #[arg(
+        long,
+        env = "SHADOWDIFF_CLICKHOUSE",
+        required_unless_present = "print_sql"
+    )]
+    pub clickhouse: Option<String>,
     /// ClickHouse database.
     #[arg(long, env = "SHADOWDIFF_CLICKHOUSE_DATABASE", default_value_t = flags::DEFAULTS.clickhouse.database.clone())]
     pub database: String,
+    /// Print the schema as SQL instead of applying it, for review or to apply by hand
+    /// (deploy/clickhouse/ holds both flavours for the default database).
+    #[arg(long)]
+    pub print_sql: bool,
+    /// The server the printed SQL is for: `18.16` (up to 19.8: plain String columns) or
+    /// `current` (19.9 and later: LowCardinality). `migrate` itself asks the server.
+    #[arg(long, value_enum, default_value_t = FlavorArg::Current, requires = "print_sql")]
+    pub flavor: FlavorArg,
+}
+
+/// `--flavor` of `migrate --print-sql`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum FlavorArg {
+    /// ClickHouse 18.16 up to 19.8.
+    #[value(name = "18.16")]
+    Legacy,
+    /// ClickHouse 19.9 and later.
+    Current,
 }
 
 pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let store = crate::report_cmd::clickhouse_store(&args.clickhouse, &args.database)?;
+    if args.print_sql {
+        let flavor = match args.flavor {
+            FlavorArg::Legacy => shadowdiff_clickhouse::Flavor::Legacy,
+            FlavorArg::Current => shadowdiff_clickhouse::Flavor::Modern,
+        };
+        crate::report_cmd::check_database_name(&args.database)?;
+        print!(
+            "{}",
+            shadowdiff_clickhouse::schema_sql(&args.database, flavor)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let clickhouse_url = args.clickhouse.clone().unwrap_or_default();
+    let store = crate::report_cmd::clickhouse_store(&clickhouse_url, &args.database)?;
     runtime()?.block_on(async move {
         let version = store
             .server_version()
             .await
-            .with_context(|| format!("ClickHouse at {} is not reachable", args.clickhouse))?;
+            .with_context(|| format!("ClickHouse at {clickhouse_url} is not reachable"))?;
         let applied = store.migrate().await?;
         let all = store.applied_migrations().await?;
         if applied.is_empty() {

@@ -209,6 +209,11 @@ pub(crate) fn clickhouse_store(
     )?)
 }
 
+/// Checks a database name as `[clickhouse] database` is checked, without a server.
+pub(crate) fn check_database_name(database: &str) -> anyhow::Result<()> {
+    clickhouse_store("http://127.0.0.1:8123", database).map(|_| ())
+}
+
 /// An experiment nobody stored results for is a mistake (a typo, the wrong store), not an
 /// empty report: say so and name the ones there are.
 fn check_experiment(wanted: &str, known: &[String]) -> anyhow::Result<()> {

@@ -18,7 +18,7 @@ mod sink;
 mod store;
 
 pub use config::ClickHouseConfig;
-pub use migrate::{Flavor, MIGRATIONS};
+pub use migrate::{schema_sql, Flavor, MIGRATIONS};
 pub use retry::retry_with_backoff;
 pub use row::DiffRow;
 /// The backoff of [`retry_with_backoff`] (shadowdiff's one backoff type).

@@ -1,0 +1,327 @@
+//! The files under deploy/clickhouse/: the schema files are what `shadowdiff migrate
+//! --print-sql` generates, and every dashboard query runs against the real ClickHouse
+//! (`SHADOWDIFF_TEST_CLICKHOUSE`) on known rows, its numbers checked against the report of the
+//! same data (the report is the reference).
+#![allow(clippy::unwrap_used)]
+
+use shadowdiff_clickhouse::{schema_sql, ClickHouseConfig, ClickHouseStore, Flavor};
+use shadowdiff_model::{DiffRecord, Outcome, TargetRole};
+use shadowdiff_store::report::{Report, ReportQuery};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+mod common;
+
+fn deploy_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/clickhouse")
+}
+
+#[test]
+fn schema_files_are_what_migrate_print_sql_generates() {
+    for (file, flavor) in [
+        ("schema-18.16.sql", Flavor::Legacy),
+        ("schema-current.sql", Flavor::Modern),
+    ] {
+        let on_disk = std::fs::read_to_string(deploy_dir().join(file)).unwrap();
+        assert_eq!(
+            on_disk,
+            schema_sql("shadowdiff", flavor),
+            "deploy/clickhouse/{file} is stale: regenerate it with \
+             `shadowdiff migrate --print-sql --flavor {} > deploy/clickhouse/{file}`",
+            flavor.flag_name()
+        );
+    }
+}
+
+/// Runs `sql` with the dashboards' parameters filled in as literals (ClickHouse 18.16 has no
+/// query parameters; current releases substitute the same values server-side), over HTTP.
+fn run_query(
+    url: &str,
+    database: &str,
+    sql: &str,
+    params: &[(&str, &str)],
+) -> Vec<serde_json::Value> {
+    let mut sql = sql.replace(
+        "shadowdiff.diff_records",
+        &format!("{database}.diff_records"),
+    );
+    for (name, literal) in params {
+        sql = sql.replace(name, literal);
+    }
+    assert!(
+        !sql.contains(":String}") && !sql.contains(":DateTime}") && !sql.contains(":UInt32}"),
+        "a parameter is left: {sql}"
+    );
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--data-binary"])
+        .arg(format!("{sql}\nFORMAT JSONEachRow"))
+        .arg(url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !text.contains("DB::Exception"),
+        "{text}\n{sql}"
+    );
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn query_file(name: &str) -> String {
+    std::fs::read_to_string(deploy_dir().join("queries").join(format!("{name}.sql"))).unwrap()
+}
+
+fn number(v: &serde_json::Value) -> f64 {
+    // ClickHouse writes 64-bit integers as strings in JSON.
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn key(row: &serde_json::Value) -> (String, String) {
+    (
+        row["endpoint"].as_str().unwrap().to_string(),
+        row["candidate"].as_str().unwrap().to_string(),
+    )
+}
+
+fn endpoints(
+    report: &Report,
+) -> BTreeMap<(String, String), &shadowdiff_store::report::EndpointReport> {
+    report
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                (format!("{} {}", e.method, e.route), e.candidate.clone()),
+                e,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_agrees_with_the_report() {
+    let url = std::env::var("SHADOWDIFF_TEST_CLICKHOUSE").unwrap_or_else(|_| {
+        panic!("SHADOWDIFF_TEST_CLICKHOUSE is not set: scripts/services.sh start && source .services/env")
+    });
+    let database = format!("sd_dash_{}", uuid::Uuid::new_v4().simple());
+    let store =
+        ClickHouseStore::new(&ClickHouseConfig::new(url.clone()).with_database(&database)).unwrap();
+    store.migrate().await.unwrap();
+    let records = common::records(300);
+    // Redeliveries: a tenth again, some of them with another outcome (a replay that differed).
+    let mut again: Vec<DiffRecord> = records.iter().step_by(10).cloned().collect();
+    for r in again.iter_mut().step_by(2) {
+        if r.outcome == Outcome::Match {
+            r.outcome = Outcome::Error;
+            r.detail = Some("timeout: replayed again".into());
+        }
+    }
+    store.insert_batch(&records).await.unwrap();
+    store.insert_batch(&again).await.unwrap();
+
+    let experiment = "exp-a";
+    let report = store
+        .report(&ReportQuery {
+            experiment: Some(experiment.into()),
+            samples: 5,
+            ..ReportQuery::default()
+        })
+        .await
+        .unwrap();
+    let expected = endpoints(&report);
+    let all_time = [
+        ("{experiment:String}", "'exp-a'"),
+        ("{since:DateTime}", "toDateTime(0)"),
+        ("{until:DateTime}", "toDateTime(4102444800)"),
+        ("{bucket_seconds:UInt32}", "600"),
+    ];
+    let run =
+        |name: &str, params: &[(&str, &str)]| run_query(&url, &database, &query_file(name), params);
+
+    // Mismatch rate over time: the buckets add up to the report's counts.
+    let mut sums: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+    let rows = run("mismatch_rate_over_time", &all_time);
+    assert!(rows.len() > expected.len(), "several buckets per endpoint");
+    for row in &rows {
+        let s = sums.entry(key(row)).or_default();
+        s.0 += number(&row["compared"]);
+        s.1 += number(&row["mismatched"]);
+    }
+    for (k, e) in &expected {
+        let (compared, mismatched) = sums.get(k).copied().unwrap_or_default();
+        assert_eq!(
+            (compared, mismatched),
+            (e.compared as f64, e.mismatched as f64),
+            "{k:?}"
+        );
+    }
+
+    // Candidates side by side: the report's counts, row for row.
+    let rows = run("candidates_side_by_side", &all_time);
+    assert_eq!(rows.len(), expected.len());
+    for row in &rows {
+        let e = expected[&key(row)];
+        assert_eq!(
+            [
+                number(&row["compared"]),
+                number(&row["mismatched"]),
+                number(&row["errors"]),
+                number(&row["blocked"])
+            ],
+            [
+                e.compared as f64,
+                e.mismatched as f64,
+                e.errors as f64,
+                e.blocked as f64
+            ],
+            "{row}"
+        );
+    }
+
+    // Latency: the report's nearest-rank percentiles.
+    for row in &run("latency_by_endpoint", &all_time) {
+        let l = &expected[&key(row)].latency_ms;
+        assert_eq!(
+            [
+                number(&row["control_p50_ms"]),
+                number(&row["control_p99_ms"]),
+                number(&row["candidate_p50_ms"]),
+                number(&row["candidate_p99_ms"])
+            ],
+            [
+                l.control_p50,
+                l.control_p99,
+                l.candidate_p50,
+                l.candidate_p99
+            ],
+            "{row}"
+        );
+    }
+
+    // Top signatures: the report's, in its order, with their counts.
+    let mut signatures: BTreeMap<(String, String), Vec<(String, u64)>> = BTreeMap::new();
+    for row in &run("top_signatures", &all_time) {
+        signatures.entry(key(row)).or_default().push((
+            row["signature"].as_str().unwrap().to_string(),
+            number(&row["exchanges"]) as u64,
+        ));
+        assert!(row["first_seen"].as_str().unwrap() <= row["last_seen"].as_str().unwrap());
+    }
+    for (k, e) in &expected {
+        let want: Vec<(String, u64)> = e
+            .signatures
+            .iter()
+            .map(|s| (s.fingerprint.clone(), s.count))
+            .collect();
+        assert_eq!(
+            signatures.get(k).cloned().unwrap_or_default(),
+            want,
+            "{k:?}"
+        );
+    }
+
+    // Error kinds, blocked writes and side effects: the report's counts by name.
+    let mut kinds: BTreeMap<(String, String), BTreeMap<String, u64>> = BTreeMap::new();
+    for row in &run("error_kinds", &all_time) {
+        kinds.entry(key(row)).or_default().insert(
+            row["kind"].as_str().unwrap().into(),
+            number(&row["errors"]) as u64,
+        );
+    }
+    let mut effects: BTreeMap<(String, String, String), BTreeMap<String, u64>> = BTreeMap::new();
+    for row in &run("side_effects", &all_time) {
+        let (endpoint, candidate) = key(row);
+        effects
+            .entry((endpoint, candidate, row["what"].as_str().unwrap().into()))
+            .or_default()
+            .insert(
+                row["name"].as_str().unwrap().into(),
+                number(&row["count"]) as u64,
+            );
+    }
+    let by_name = |counts: &[shadowdiff_store::report::Count]| -> BTreeMap<String, u64> {
+        counts.iter().map(|c| (c.name.clone(), c.count)).collect()
+    };
+    let mut seen_effects = false;
+    for ((endpoint, candidate), e) in &expected {
+        let k = (endpoint.clone(), candidate.clone());
+        assert_eq!(
+            kinds.get(&k).cloned().unwrap_or_default(),
+            by_name(&e.error_kinds),
+            "{k:?}"
+        );
+        let blocked = effects.get(&(endpoint.clone(), candidate.clone(), "blocked".into()));
+        assert_eq!(
+            blocked.cloned().unwrap_or_default(),
+            by_name(&e.blocked_reasons),
+            "{k:?}"
+        );
+        let side = effects.get(&(endpoint.clone(), candidate.clone(), "side_effect".into()));
+        assert_eq!(
+            side.cloned().unwrap_or_default(),
+            by_name(&e.side_effects),
+            "{k:?}"
+        );
+        seen_effects |= !e.side_effects.is_empty();
+    }
+    assert!(seen_effects, "the data has side effects to show");
+
+    // New regressing fields since a moment: exactly the (endpoint, candidate, path, kind) whose
+    // unmasked differences all fall after it, computed from the records the report counts.
+    let since_ms = 1_763_805_600_000 + 200 * 7_000;
+    let since = format!("toDateTime({})", since_ms / 1000);
+    let mut params = all_time.to_vec();
+    params[1] = ("{since:DateTime}", since.as_str());
+    let got: BTreeSet<(String, String, String, String)> = run("new_regressing_fields", &params)
+        .iter()
+        .map(|r| {
+            let (e, c) = key(r);
+            (
+                e,
+                c,
+                r["path"].as_str().unwrap().into(),
+                r["kind"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let mut chosen: HashMap<(String, String, TargetRole), &DiffRecord> = HashMap::new();
+    for r in records
+        .iter()
+        .chain(&again)
+        .filter(|r| r.experiment == experiment)
+    {
+        chosen
+            .entry((r.exchange_id.clone(), r.target.clone(), r.role))
+            .and_modify(|c| {
+                if shadowdiff_store::redelivery_order(r, c).is_lt() {
+                    *c = r;
+                }
+            })
+            .or_insert(r);
+    }
+    let (mut before, mut after): (BTreeSet<_>, BTreeSet<_>) = Default::default();
+    for r in chosen.values().filter(|r| {
+        r.role != TargetRole::Secondary && matches!(r.outcome, Outcome::Match | Outcome::Mismatch)
+    }) {
+        for d in &r.differences {
+            let k = (
+                format!("{} {}", r.method, r.route),
+                r.target.clone(),
+                d.aggregate_path(),
+                d.kind.as_str().to_string(),
+            );
+            if r.captured_at_ms < since_ms {
+                before.insert(k);
+            } else {
+                after.insert(k);
+            }
+        }
+    }
+    let want: BTreeSet<_> = after.difference(&before).cloned().collect();
+    assert_eq!(got, want);
+
+    store.drop_database().await.unwrap();
+}
