@@ -403,6 +403,13 @@ impl OwnClickHouse {
             let _ = child.wait();
         }
     }
+
+    /// Whether the server was started and has exited since.
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    }
 }
 
 impl Drop for OwnClickHouse {
@@ -488,6 +495,26 @@ impl OwnBroker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Whether the broker was started and has exited since.
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// How many panics the broker's log holds (over all its starts). tansu keeps running
+    /// after a panic in its storage task, but answers produce requests with errors.
+    pub fn panics(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("tansu.log"))
+            .map(|log| log.matches("panicked at").count())
+            .unwrap_or(0)
+    }
+
+    /// The broker's log file.
+    pub fn log_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("tansu.log")
     }
 }
 
