@@ -602,3 +602,99 @@ async fn diff_at_a_server_that_is_not_clickhouse_stops_and_says_so() {
     );
     not_clickhouse.stop().await;
 }
+
+/// `replay` and `diff` killed with SIGKILL and started again at once under the same
+/// `--instance-id` (static membership) take their partitions back and resume within seconds:
+/// the new exchanges are in ClickHouse well within twice the session timeout (10 s), instead
+/// of the restarted members sitting idle with no partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_replay_and_diff_resume_within_seconds() {
+    let kafka = server_env("SHADOWDIFF_TEST_KAFKA");
+    let clickhouse = server_env("SHADOWDIFF_TEST_CLICKHOUSE");
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let (exchanges, results, database) = (
+        format!("exk-{run}"),
+        format!("resk-{run}"),
+        format!("sdk_{run}"),
+    );
+    let control = DemoServer::start(Build::Control).await.unwrap();
+    let tap_port = free_port();
+    let common = |extra: &[String]| {
+        let mut v = vec![s("--kafka"), kafka.clone(), s("--admin"), s("")];
+        v.extend_from_slice(extra);
+        v
+    };
+    let mut capture_args = vec![s("capture")];
+    capture_args.extend(common(&[
+        s("--listen"),
+        format!("127.0.0.1:{tap_port}"),
+        s("--control"),
+        control.url(),
+        s("--exchanges-topic"),
+        exchanges.clone(),
+    ]));
+    let mut replay_args = vec![s("replay")];
+    replay_args.extend(common(&[
+        s("--exchanges-topic"),
+        exchanges.clone(),
+        s("--results-topic"),
+        results.clone(),
+        s("--candidate"),
+        format!("same={}", control.url()),
+        s("--group"),
+        format!("rk-{run}"),
+        s("--instance-id"),
+        s("replay-0"),
+    ]));
+    let mut diff_args = vec![s("diff")];
+    diff_args.extend(common(&[
+        s("--results-topic"),
+        results.clone(),
+        s("--clickhouse"),
+        clickhouse.clone(),
+        s("--database"),
+        database.clone(),
+        s("--group"),
+        format!("dk-{run}"),
+        s("--instance-id"),
+        s("diff-0"),
+    ]));
+    let diff = Proc::start("diff", &diff_args);
+    let replay = Proc::start("replay", &replay_args);
+    let capture = Proc::start("capture", &capture_args);
+    wait_for_port(tap_port).await;
+    let client = client();
+    let send_range = |from: u64, to: u64| {
+        let client = client.clone();
+        async move {
+            for i in from..to {
+                send(
+                    &client,
+                    "GET",
+                    format!("http://127.0.0.1:{tap_port}/health?n={i}"),
+                )
+                .await;
+            }
+        }
+    };
+    send_range(0, 20).await;
+    wait_for_exchanges(&clickhouse, &database, 20, "before the kill").await;
+
+    // SIGKILL (Drop) and an immediate restart under the same names.
+    drop(replay);
+    drop(diff);
+    let diff = Proc::start("diff", &diff_args);
+    let replay = Proc::start("replay", &replay_args);
+    send_range(20, 40).await;
+    let sent = Instant::now();
+    wait_for_exchanges(&clickhouse, &database, 40, "after the restart").await;
+    let resumed = sent.elapsed();
+    assert!(
+        resumed < Duration::from_secs(20),
+        "the restarted stages took {resumed:?} to store what was sent after the restart"
+    );
+
+    assert_eq!(capture.stop(), 0);
+    assert_eq!(replay.stop(), 0);
+    assert_eq!(diff.stop(), 0);
+}
