@@ -325,3 +325,173 @@ async fn every_dashboard_query_agrees_with_the_report() {
 
     store.drop_database().await.unwrap();
 }
+
+/// Expands what the Grafana ClickHouse plugin (grafana-clickhouse-datasource v4) and Grafana
+/// expand before a query reaches ClickHouse, as the plugin documents them: `$__timeFilter(c)`
+/// → `c >= toDateTime(from) AND c <= toDateTime(to)`, `$__interval_s` → seconds,
+/// `$__conditionalAll(condition, $var)` → the condition, or `1=1` when the variable is All,
+/// and `${var:singlequote}` → the selected values, quoted and comma-separated.
+fn expand_grafana(sql: &str, vars: &BTreeMap<&str, Vec<String>>, all: &BTreeSet<&str>) -> String {
+    let (from, to, interval) = (1_700_000_000u64, 1_800_000_000u64, 600u64);
+    let mut out = sql.replace("$__interval_s", &interval.to_string());
+    // $__conditionalAll(condition, $var): split at the last top-level comma.
+    while let Some(start) = out.find("$__conditionalAll(") {
+        let open = start + "$__conditionalAll".len();
+        let (mut depth, mut end, mut comma) = (0i32, open, open);
+        for (i, c) in out[open..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + i;
+                        break;
+                    }
+                }
+                ',' if depth == 1 => comma = open + i,
+                _ => {}
+            }
+        }
+        let condition = out[open + 1..comma].trim().to_string();
+        let var = out[comma + 1..end]
+            .trim()
+            .trim_start_matches('$')
+            .to_string();
+        let replacement = if all.contains(var.as_str()) {
+            "1=1".to_string()
+        } else {
+            condition
+        };
+        out.replace_range(start..=end, &replacement);
+    }
+    while let Some(start) = out.find("$__timeFilter(") {
+        let end = start + out[start..].find(')').unwrap();
+        let column = out[start + "$__timeFilter(".len()..end].to_string();
+        out.replace_range(
+            start..=end,
+            &format!("{column} >= toDateTime({from}) AND {column} <= toDateTime({to})"),
+        );
+    }
+    for (name, values) in vars {
+        let quoted: Vec<String> = values
+            .iter()
+            .map(|v| format!("'{}'", v.replace('\'', "\\'")))
+            .collect();
+        out = out.replace(&format!("${{{name}:singlequote}}"), &quoted.join(","));
+    }
+    assert!(!out.contains('$'), "a macro or variable is left: {out}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_grafana_panel_runs_with_the_plugins_macros_expanded() {
+    let url = std::env::var("SHADOWDIFF_TEST_CLICKHOUSE").unwrap_or_else(|_| {
+        panic!("SHADOWDIFF_TEST_CLICKHOUSE is not set: scripts/services.sh start && source .services/env")
+    });
+    let database = format!("sd_graf_{}", uuid::Uuid::new_v4().simple());
+    let store =
+        ClickHouseStore::new(&ClickHouseConfig::new(url.clone()).with_database(&database)).unwrap();
+    store.migrate().await.unwrap();
+    store.insert_batch(&common::records(200)).await.unwrap();
+    let report = store
+        .report(&ReportQuery {
+            experiment: Some("exp-a".into()),
+            ..ReportQuery::default()
+        })
+        .await
+        .unwrap();
+
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../deploy/grafana/shadowdiff-dashboard.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let run = |sql: &str| run_query(&url, &database, sql, &[]);
+    let candidates: Vec<String> = report
+        .endpoints
+        .iter()
+        .map(|e| e.candidate.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let endpoints_all: Vec<String> = report
+        .endpoints
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.route))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+
+    // The variables' own queries list what the data holds.
+    let mut vars: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    vars.insert("experiment", vec!["exp-a".into()]);
+    for v in dashboard["templating"]["list"].as_array().unwrap() {
+        if v["type"] != "query" {
+            continue;
+        }
+        let rows = run(&expand_grafana(
+            v["query"].as_str().unwrap(),
+            &vars,
+            &BTreeSet::new(),
+        ));
+        let values: BTreeSet<String> = rows
+            .iter()
+            .map(|r| {
+                r.as_object()
+                    .unwrap()
+                    .values()
+                    .next()
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        match v["name"].as_str().unwrap() {
+            "experiment" => assert!(
+                values.contains("exp-a") && values.contains("exp-b"),
+                "{values:?}"
+            ),
+            "candidate" => assert_eq!(values, candidates.iter().cloned().collect()),
+            "endpoint" => assert_eq!(values, endpoints_all.iter().cloned().collect()),
+            other => panic!("unexpected variable {other}"),
+        }
+    }
+
+    // Every panel, with every variable on All and with one value each.
+    vars.insert("candidate", candidates.clone());
+    vars.insert("endpoint", endpoints_all.clone());
+    let all: BTreeSet<&str> = ["candidate", "endpoint"].into();
+    let mut one = vars.clone();
+    one.insert("candidate", vec!["v2".into()]);
+    one.insert("endpoint", vec!["GET /users/{id}".into()]);
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 5);
+    for panel in panels {
+        let sql = panel["targets"][0]["rawSql"].as_str().unwrap();
+        assert_eq!(panel["datasource"]["type"], "grafana-clickhouse-datasource");
+        let every = run(&expand_grafana(sql, &vars, &all));
+        assert!(!every.is_empty(), "panel {} shows nothing", panel["title"]);
+        let filtered = run(&expand_grafana(sql, &one, &BTreeSet::new()));
+        assert!(filtered.len() <= every.len(), "panel {}", panel["title"]);
+        if panel["title"] == "Candidates side by side" {
+            // The panel's numbers are the report's.
+            let expected = endpoints(&report);
+            assert_eq!(every.len(), expected.len());
+            for row in &every {
+                let e = expected[&key(row)];
+                assert_eq!(
+                    (number(&row["compared"]), number(&row["mismatched"])),
+                    (e.compared as f64, e.mismatched as f64)
+                );
+            }
+            assert!(filtered
+                .iter()
+                .all(|r| key(r) == ("GET /users/{id}".to_string(), "v2".to_string())));
+        }
+    }
+    store.drop_database().await.unwrap();
+}
