@@ -7,6 +7,7 @@ mod process;
 mod report_cmd;
 mod run_cmd;
 mod sandbox_cmd;
+mod serve_cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -51,6 +52,9 @@ enum Command {
     /// Exit 0 when every endpoint is within the mismatch budget, 1 when one is not, 2 when
     /// undecided (too few samples, store unreachable). For CI and canary analysis.
     Gate(dist_cmd::GateArgs),
+    /// Serve the gate and the report over HTTP for canary analysis (Argo Rollouts, Flagger)
+    /// and dashboards: GET /gate, /gate/webhook, /report, /healthz, /readyz, /metrics.
+    Serve(Box<serve_cmd::ServeArgs>),
 }
 
 /// mimalloc instead of glibc's malloc: the tap allocates each exchange's copy on a serving
@@ -84,6 +88,7 @@ fn main() -> std::process::ExitCode {
         Command::Diff(args) => dist_cmd::diff(*args, &sub),
         Command::Migrate(args) => dist_cmd::migrate(args),
         Command::Gate(args) => dist_cmd::gate_cmd(args),
+        Command::Serve(args) => serve_cmd::serve(*args),
     };
     match result {
         Ok(code) => code,
