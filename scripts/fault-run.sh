@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fault-injection run on the distributed deployment (cli/tests/faults.rs), long form:
 #
-#   scripts/fault-run.sh [--secs N] [--faults N] [--seed N]
+#   scripts/fault-run.sh [--secs N] [--faults N] [--seed N] [--targets broker,clickhouse,replay,diff,capture]
 #
 # Defaults: 600 s of traffic and 30 faults (the short form, 40 s and 6 faults, runs in
 # scripts/test.sh). The test starts its own broker and ClickHouse (it kills them), so only
@@ -17,6 +17,7 @@ while [ $# -gt 0 ]; do
         --secs) secs="$2"; shift 2 ;;
         --faults) faults="$2"; shift 2 ;;
         --seed) seed="$2"; shift 2 ;;
+        --targets) export SHADOWDIFF_FAULT_TARGETS="$2"; shift 2 ;;
         -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac

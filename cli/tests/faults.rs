@@ -12,7 +12,9 @@
 //!
 //! - `SHADOWDIFF_FAULT_SECS`: seconds of traffic (default 40);
 //! - `SHADOWDIFF_FAULTS`: faults to inject (default 6; at least one of each kind when ≥ 5);
-//! - `SHADOWDIFF_FAULT_SEED`: the schedule's seed (default: random; printed, to replay a run).
+//! - `SHADOWDIFF_FAULT_SEED`: the schedule's seed (default: random; printed, to replay a run);
+//! - `SHADOWDIFF_FAULT_TARGETS`: what may be faulted, e.g. `clickhouse,replay,diff,capture`
+//!   (default: all five, the broker too).
 #![allow(clippy::unwrap_used)]
 
 use shadowdiff_tests::{OwnBroker, OwnClickHouse, Reply, TestServer};
@@ -29,6 +31,7 @@ struct Settings {
     secs: u64,
     faults: usize,
     seed: u64,
+    targets: Vec<Target>,
 }
 
 fn settings() -> Settings {
@@ -44,6 +47,22 @@ fn settings() -> Settings {
         seed: number("SHADOWDIFF_FAULT_SEED").unwrap_or_else(|| {
             u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap())
         }),
+        targets: match std::env::var("SHADOWDIFF_FAULT_TARGETS") {
+            Ok(list) => list
+                .split(',')
+                .map(|t| match t.trim() {
+                    "broker" => Target::Broker,
+                    "clickhouse" => Target::ClickHouse,
+                    "replay" => Target::Replay,
+                    "diff" => Target::Diff,
+                    "capture" => Target::Capture,
+                    other => panic!(
+                        "SHADOWDIFF_FAULT_TARGETS: unknown `{other}` (broker, clickhouse, replay, diff, capture)"
+                    ),
+                })
+                .collect(),
+            Err(_) => TARGETS.to_vec(),
+        },
     }
 }
 
@@ -93,10 +112,10 @@ struct Fault {
 
 /// Faults spread over the traffic's middle, each kind once before any repeats, overlapping
 /// where their times fall so; two faults of one target never overlap.
-fn schedule(rng: &mut Rng, traffic: Duration, count: usize) -> Vec<Fault> {
+fn schedule(rng: &mut Rng, traffic: Duration, count: usize, targets: &[Target]) -> Vec<Fault> {
     let (first, last) = (3_000, traffic.as_millis() as u64 - 8_000);
     // Each kind once, in a random order, then random kinds.
-    let mut order = TARGETS;
+    let mut order = targets.to_vec();
     for i in (1..order.len()).rev() {
         order.swap(i, rng.between(0, i as u64 + 1) as usize);
     }
@@ -104,7 +123,7 @@ fn schedule(rng: &mut Rng, traffic: Duration, count: usize) -> Vec<Fault> {
         .map(|i| {
             let target = match order.get(i) {
                 Some(&t) => t,
-                None => TARGETS[rng.between(0, TARGETS.len() as u64) as usize],
+                None => targets[rng.between(0, targets.len() as u64) as usize],
             };
             Fault {
                 at: Duration::from_millis(rng.between(first, last)),
@@ -491,7 +510,7 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
     let settings = settings();
     let mut rng = Rng(settings.seed);
     let traffic_for = Duration::from_secs(settings.secs);
-    let faults = schedule(&mut rng, traffic_for, settings.faults);
+    let faults = schedule(&mut rng, traffic_for, settings.faults, &settings.targets);
     eprintln!(
         "[faults] seed {} ({} s of traffic, {} faults; SHADOWDIFF_FAULT_SEED={} replays this schedule)",
         settings.seed, settings.secs, settings.faults, settings.seed
