@@ -299,6 +299,100 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
     assert_eq!(diff.stop(), 0);
 }
 
+/// The three stages' arguments for a test deployment whose candidate is the control itself
+/// (every exchange compares clean): topics, groups and database named by `tag` and `run`, and
+/// `members` (`--instance-id` values for replay and diff) when static membership is wanted.
+struct CleanDeployment {
+    capture: Vec<String>,
+    replay: Vec<String>,
+    diff: Vec<String>,
+    tap_port: u16,
+}
+
+fn clean_deployment(
+    kafka: &str,
+    clickhouse: &str,
+    database: &str,
+    control: &str,
+    tag: &str,
+    run: &str,
+    members: Option<(&str, &str)>,
+) -> CleanDeployment {
+    let tap_port = free_port();
+    let (exchanges, results) = (format!("ex{tag}-{run}"), format!("res{tag}-{run}"));
+    // Each stage takes only the flags it uses (any other is refused).
+    let common = |extra: Vec<String>| {
+        let mut v = vec![s("--kafka"), kafka.to_string(), s("--admin"), s("")];
+        v.extend(extra);
+        v
+    };
+    let member = |name: Option<&str>| {
+        name.map(|n| vec![s("--instance-id"), s(n)])
+            .unwrap_or_default()
+    };
+    let mut capture = vec![s("capture")];
+    capture.extend(common(vec![
+        s("--listen"),
+        format!("127.0.0.1:{tap_port}"),
+        s("--control"),
+        control.to_string(),
+        s("--exchanges-topic"),
+        exchanges.clone(),
+    ]));
+    let mut replay = vec![s("replay")];
+    replay.extend(common(
+        [
+            vec![
+                s("--exchanges-topic"),
+                exchanges,
+                s("--results-topic"),
+                results.clone(),
+                s("--candidate"),
+                format!("same={control}"),
+                s("--group"),
+                format!("r{tag}-{run}"),
+            ],
+            member(members.map(|m| m.0)),
+        ]
+        .concat(),
+    ));
+    let mut diff = vec![s("diff")];
+    diff.extend(common(
+        [
+            vec![
+                s("--results-topic"),
+                results,
+                s("--clickhouse"),
+                clickhouse.to_string(),
+                s("--database"),
+                database.to_string(),
+                s("--group"),
+                format!("d{tag}-{run}"),
+            ],
+            member(members.map(|m| m.1)),
+        ]
+        .concat(),
+    ));
+    CleanDeployment {
+        capture,
+        replay,
+        diff,
+        tap_port,
+    }
+}
+
+/// Sends `GET /health?n=…` for each n in the range through the tap.
+async fn send_range(client: &Client, tap_port: u16, range: std::ops::Range<u64>) {
+    for i in range {
+        send(
+            client,
+            "GET",
+            format!("http://127.0.0.1:{tap_port}/health?n={i}"),
+        )
+        .await;
+    }
+}
+
 /// The `diff` process keeps its results while ClickHouse is away: it retries with backoff,
 /// acknowledges nothing meanwhile, and once ClickHouse is back every exchange is there, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,73 +401,26 @@ async fn diff_process_survives_clickhouse_going_away() {
     let mut clickhouse = shadowdiff_tests::OwnClickHouse::start();
     // Unique per run (topics, groups, database), however runs overlap.
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let (exchanges, results, database) = (
-        format!("exd-{run}"),
-        format!("resd-{run}"),
-        format!("sdd_{run}"),
-    );
+    let database = format!("sdd_{run}");
     let control = DemoServer::start(Build::Control).await.unwrap();
-    let tap_port = free_port();
-    // Each stage takes only the flags it uses (any other is refused).
-    let common = |extra: &[String]| {
-        let mut v = vec![s("--kafka"), kafka.clone(), s("--admin"), s("")];
-        v.extend_from_slice(extra);
-        v
-    };
-    let mut capture_args = vec![s("capture")];
-    capture_args.extend(common(&[
-        s("--listen"),
-        format!("127.0.0.1:{tap_port}"),
-        s("--control"),
-        control.url(),
-        s("--exchanges-topic"),
-        exchanges.clone(),
-    ]));
-    // The control answers as its own candidate: every exchange compares clean.
-    let mut replay_args = vec![s("replay")];
-    replay_args.extend(common(&[
-        s("--exchanges-topic"),
-        exchanges.clone(),
-        s("--results-topic"),
-        results.clone(),
-        s("--candidate"),
-        format!("same={}", control.url()),
-        s("--group"),
-        format!("rd-{run}"),
-    ]));
-    let mut diff_args = vec![s("diff")];
-    diff_args.extend(common(&[
-        s("--results-topic"),
-        results.clone(),
-        s("--clickhouse"),
-        clickhouse.url(),
-        s("--database"),
-        database.clone(),
-        s("--group"),
-        format!("dd-{run}"),
-    ]));
-    let diff = Proc::start("diff", &diff_args);
-    let replay = Proc::start("replay", &replay_args);
-    let capture = Proc::start("capture", &capture_args);
-    wait_for_port(tap_port).await;
+    let d = clean_deployment(
+        &kafka,
+        &clickhouse.url(),
+        &database,
+        &control.url(),
+        "d",
+        &run,
+        None,
+    );
+    let diff = Proc::start("diff", &d.diff);
+    let replay = Proc::start("replay", &d.replay);
+    let capture = Proc::start("capture", &d.capture);
+    wait_for_port(d.tap_port).await;
     let client = client();
-    let send_range = |from: u64, to: u64| {
-        let client = client.clone();
-        async move {
-            for i in from..to {
-                send(
-                    &client,
-                    "GET",
-                    format!("http://127.0.0.1:{tap_port}/health?n={i}"),
-                )
-                .await;
-            }
-        }
-    };
-    send_range(0, 20).await;
+    send_range(&client, d.tap_port, 0..20).await;
     wait_for_exchanges(&clickhouse.url(), &database, 20, "before the outage").await;
     clickhouse.kill();
-    send_range(20, 40).await;
+    send_range(&client, d.tap_port, 20..40).await;
     // The differ now fails its inserts and retries; give it a few rounds of backoff.
     tokio::time::sleep(Duration::from_secs(3)).await;
     clickhouse.spawn();
@@ -612,80 +659,31 @@ async fn killed_replay_and_diff_resume_within_seconds() {
     let kafka = server_env("SHADOWDIFF_TEST_KAFKA");
     let clickhouse = server_env("SHADOWDIFF_TEST_CLICKHOUSE");
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let (exchanges, results, database) = (
-        format!("exk-{run}"),
-        format!("resk-{run}"),
-        format!("sdk_{run}"),
-    );
+    let database = format!("sdk_{run}");
     let control = DemoServer::start(Build::Control).await.unwrap();
-    let tap_port = free_port();
-    let common = |extra: &[String]| {
-        let mut v = vec![s("--kafka"), kafka.clone(), s("--admin"), s("")];
-        v.extend_from_slice(extra);
-        v
-    };
-    let mut capture_args = vec![s("capture")];
-    capture_args.extend(common(&[
-        s("--listen"),
-        format!("127.0.0.1:{tap_port}"),
-        s("--control"),
-        control.url(),
-        s("--exchanges-topic"),
-        exchanges.clone(),
-    ]));
-    let mut replay_args = vec![s("replay")];
-    replay_args.extend(common(&[
-        s("--exchanges-topic"),
-        exchanges.clone(),
-        s("--results-topic"),
-        results.clone(),
-        s("--candidate"),
-        format!("same={}", control.url()),
-        s("--group"),
-        format!("rk-{run}"),
-        s("--instance-id"),
-        s("replay-0"),
-    ]));
-    let mut diff_args = vec![s("diff")];
-    diff_args.extend(common(&[
-        s("--results-topic"),
-        results.clone(),
-        s("--clickhouse"),
-        clickhouse.clone(),
-        s("--database"),
-        database.clone(),
-        s("--group"),
-        format!("dk-{run}"),
-        s("--instance-id"),
-        s("diff-0"),
-    ]));
-    let diff = Proc::start("diff", &diff_args);
-    let replay = Proc::start("replay", &replay_args);
-    let capture = Proc::start("capture", &capture_args);
-    wait_for_port(tap_port).await;
+    let d = clean_deployment(
+        &kafka,
+        &clickhouse,
+        &database,
+        &control.url(),
+        "k",
+        &run,
+        Some(("replay-0", "diff-0")),
+    );
+    let diff = Proc::start("diff", &d.diff);
+    let replay = Proc::start("replay", &d.replay);
+    let capture = Proc::start("capture", &d.capture);
+    wait_for_port(d.tap_port).await;
     let client = client();
-    let send_range = |from: u64, to: u64| {
-        let client = client.clone();
-        async move {
-            for i in from..to {
-                send(
-                    &client,
-                    "GET",
-                    format!("http://127.0.0.1:{tap_port}/health?n={i}"),
-                )
-                .await;
-            }
-        }
-    };
-    send_range(0, 20).await;
+    send_range(&client, d.tap_port, 0..20).await;
     wait_for_exchanges(&clickhouse, &database, 20, "before the kill").await;
 
     // SIGKILL (Drop) and an immediate restart under the same names.
     drop(replay);
     drop(diff);
-    let diff = Proc::start("diff", &diff_args);
-    let replay = Proc::start("replay", &replay_args);
-    send_range(20, 40).await;
+    let diff = Proc::start("diff", &d.diff);
+    let replay = Proc::start("replay", &d.replay);
+    send_range(&client, d.tap_port, 20..40).await;
     let sent = Instant::now();
     wait_for_exchanges(&clickhouse, &database, 40, "after the restart").await;
     let resumed = sent.elapsed();
