@@ -59,6 +59,8 @@ mod settings;
 pub use async_run::{AsyncExperiment, DEFAULT_TIMEOUT};
 pub use compare::{ArmKind, Fallible, Plain, ROOT};
 pub use experiment::{Experiment, SyncExperiment};
+#[cfg(feature = "clickhouse")]
+pub use publish::ClickHousePublisher;
 pub use publish::{
     publish_failures, set_default_publisher, FanoutPublisher, MemoryPublisher, MetricsPublisher,
     NoopPublisher, PublishError, Publisher, RecordPublisher, TracingPublisher,

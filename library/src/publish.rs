@@ -373,3 +373,73 @@ impl Drop for RecordPublisher {
         }
     }
 }
+
+/// Publishes runs to ClickHouse (feature `clickhouse`), into the table the distributed `diff`
+/// writes, so `shadowdiff report --clickhouse`, `gate`, `serve` and the dashboards show
+/// in-process experiments beside HTTP endpoints (method `FN`, route = the experiment's name).
+///
+/// The same bounded, never-blocking queue as [`RecordPublisher`]: the caller's thread only
+/// enqueues; a background thread creates the schema on its first batch (as `shadowdiff migrate`
+/// does) and inserts batches, retrying a failed insert twice (0.2 s, then 1 s) before dropping
+/// the batch with a warning and counting it in [`publish_failures`]. Dropping the publisher
+/// flushes what is queued.
+#[cfg(feature = "clickhouse")]
+pub struct ClickHousePublisher {
+    records: RecordPublisher,
+}
+
+#[cfg(feature = "clickhouse")]
+impl ClickHousePublisher {
+    /// Publishes to `database` on the ClickHouse HTTP endpoint `url` (e.g.
+    /// `http://127.0.0.1:8123`); up to `capacity` records wait in memory.
+    pub fn new(url: &str, database: &str, capacity: usize) -> Result<Self, PublishError> {
+        let config = shadowdiff_clickhouse::ClickHouseConfig::new(url).with_database(database);
+        let store = shadowdiff_clickhouse::ClickHouseStore::new(&config)
+            .map_err(|e| PublishError::Other(Box::new(e)))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| PublishError::Other(Box::new(e)))?;
+        let state = std::sync::Mutex::new((runtime, store, false));
+        let records = RecordPublisher::new(capacity, move |batch| {
+            let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
+            let (runtime, store, migrated) = &mut *guard;
+            let mut delays = [200u64, 1_000].into_iter();
+            loop {
+                let attempt = runtime.block_on(async {
+                    if !*migrated {
+                        store.migrate().await?;
+                    }
+                    store.insert_batch(&batch).await
+                });
+                match attempt {
+                    Ok(()) => {
+                        *migrated = true;
+                        return;
+                    }
+                    Err(error) => match delays.next() {
+                        Some(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
+                        None => {
+                            PUBLISH_FAILURES.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(%error, records = batch.len(), "ClickHouse did not take a batch of experiment records; dropped.");
+                            return;
+                        }
+                    },
+                }
+            }
+        });
+        Ok(Self { records })
+    }
+
+    /// Records dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.records.dropped()
+    }
+}
+
+#[cfg(feature = "clickhouse")]
+impl Publisher for ClickHousePublisher {
+    fn publish(&self, run: &RunResult) -> Result<(), PublishError> {
+        self.records.publish(run)
+    }
+}
