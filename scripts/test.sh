@@ -32,6 +32,25 @@ install_deps() {
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     fi
     scripts/services.sh deps
+    install_chdb
+}
+
+# chdb-core: a current ClickHouse (26.x) in-process, for the current-release schema and the
+# dashboard queries with real query parameters (clickhouse/tests/dashboards.rs). Debian's
+# server is 18.16 and no current server package installs here.
+CHDB_VENV="${SHADOWDIFF_CHDB_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/shadowdiff/chdb-venv}"
+install_chdb() {
+    if "$CHDB_VENV/bin/python" -c 'import chdb' 2>/dev/null; then
+        return
+    fi
+    if ! python3 -c 'import ensurepip' 2>/dev/null; then
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    fi
+    log "Installing chdb-core (about 180 MB) into $CHDB_VENV."
+    mkdir -p "$(dirname "$CHDB_VENV")"
+    python3 -m venv "$CHDB_VENV"
+    "$CHDB_VENV/bin/pip" install -q "chdb-core==26.9.0"
 }
 
 # phase NAME LIMIT COMMAND…: runs one phase under its own time limit, so a hang names the phase
@@ -46,7 +65,8 @@ phase() {
     fi
     return "$status"
 }
-export -f install_deps log as_root
+export CHDB_VENV
+export -f install_deps install_chdb log as_root
 
 if [ "${SKIP_DEPS:-0}" != 1 ]; then
     phase "Installing what the tests need" 45m bash -c 'set -euo pipefail; install_deps'
@@ -56,6 +76,8 @@ phase "Starting Kafka-protocol broker and ClickHouse on loopback" 5m scripts/ser
 trap 'scripts/services.sh stop || true' EXIT
 # shellcheck disable=SC1091
 source .services/env
+
+export SHADOWDIFF_TEST_CHDB_PYTHON="$CHDB_VENV/bin/python"
 
 phase "Building" 30m cargo build --workspace --all-targets --locked
 

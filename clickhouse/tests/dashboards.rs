@@ -101,17 +101,10 @@ fn endpoints(
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_dashboard_query_agrees_with_the_report() {
-    let url = std::env::var("SHADOWDIFF_TEST_CLICKHOUSE").unwrap_or_else(|_| {
-        panic!("SHADOWDIFF_TEST_CLICKHOUSE is not set: scripts/services.sh start && source .services/env")
-    });
-    let database = format!("sd_dash_{}", uuid::Uuid::new_v4().simple());
-    let store =
-        ClickHouseStore::new(&ClickHouseConfig::new(url.clone()).with_database(&database)).unwrap();
-    store.migrate().await.unwrap();
+/// Records with redeliveries: a tenth again, some of them with another outcome (a replay
+/// that differed).
+fn records_with_redeliveries() -> (Vec<DiffRecord>, Vec<DiffRecord>) {
     let records = common::records(300);
-    // Redeliveries: a tenth again, some of them with another outcome (a replay that differed).
     let mut again: Vec<DiffRecord> = records.iter().step_by(10).cloned().collect();
     for r in again.iter_mut().step_by(2) {
         if r.outcome == Outcome::Match {
@@ -119,27 +112,37 @@ async fn every_dashboard_query_agrees_with_the_report() {
             r.detail = Some("timeout: replayed again".into());
         }
     }
-    store.insert_batch(&records).await.unwrap();
-    store.insert_batch(&again).await.unwrap();
+    (records, again)
+}
 
+/// A query parameter: its name, its value as SQL text (substituted on servers without query
+/// parameters), and its value as a query parameter.
+type Param = (&'static str, String, String);
+
+fn all_time_params() -> Vec<Param> {
+    vec![
+        ("experiment", "'exp-a'".into(), "exp-a".into()),
+        ("since", "toDateTime(0)".into(), "0".into()),
+        (
+            "until",
+            "toDateTime(4102444800)".into(),
+            "4102444800".into(),
+        ),
+        ("bucket_seconds", "600".into(), "600".into()),
+    ]
+}
+
+/// Every dashboard query, run by `run` (a file name and its parameters), agrees with `report`
+/// (experiment `exp-a` of `records` + `again`).
+fn check_dashboard_queries(
+    run: &dyn Fn(&str, &[Param]) -> Vec<serde_json::Value>,
+    report: &Report,
+    records: &[DiffRecord],
+    again: &[DiffRecord],
+) {
     let experiment = "exp-a";
-    let report = store
-        .report(&ReportQuery {
-            experiment: Some(experiment.into()),
-            samples: 5,
-            ..ReportQuery::default()
-        })
-        .await
-        .unwrap();
-    let expected = endpoints(&report);
-    let all_time = [
-        ("{experiment:String}", "'exp-a'"),
-        ("{since:DateTime}", "toDateTime(0)"),
-        ("{until:DateTime}", "toDateTime(4102444800)"),
-        ("{bucket_seconds:UInt32}", "600"),
-    ];
-    let run =
-        |name: &str, params: &[(&str, &str)]| run_query(&url, &database, &query_file(name), params);
+    let all_time = all_time_params();
+    let expected = endpoints(report);
 
     // Mismatch rate over time: the buckets add up to the report's counts.
     let mut sums: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
@@ -272,9 +275,12 @@ async fn every_dashboard_query_agrees_with_the_report() {
     // New regressing fields since a moment: exactly the (endpoint, candidate, path, kind) whose
     // unmasked differences all fall after it, computed from the records the report counts.
     let since_ms = 1_763_805_600_000 + 200 * 7_000;
-    let since = format!("toDateTime({})", since_ms / 1000);
-    let mut params = all_time.to_vec();
-    params[1] = ("{since:DateTime}", since.as_str());
+    let mut params = all_time.clone();
+    params[1] = (
+        "since",
+        format!("toDateTime({})", since_ms / 1000),
+        (since_ms / 1000).to_string(),
+    );
     let got: BTreeSet<(String, String, String, String)> = run("new_regressing_fields", &params)
         .iter()
         .map(|r| {
@@ -290,7 +296,7 @@ async fn every_dashboard_query_agrees_with_the_report() {
     let mut chosen: HashMap<(String, String, TargetRole), &DiffRecord> = HashMap::new();
     for r in records
         .iter()
-        .chain(&again)
+        .chain(again)
         .filter(|r| r.experiment == experiment)
     {
         chosen
@@ -322,8 +328,55 @@ async fn every_dashboard_query_agrees_with_the_report() {
     }
     let want: BTreeSet<_> = after.difference(&before).cloned().collect();
     assert_eq!(got, want);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_agrees_with_the_report() {
+    let url = std::env::var("SHADOWDIFF_TEST_CLICKHOUSE").unwrap_or_else(|_| {
+        panic!("SHADOWDIFF_TEST_CLICKHOUSE is not set: scripts/services.sh start && source .services/env")
+    });
+    let database = format!("sd_dash_{}", uuid::Uuid::new_v4().simple());
+    let store =
+        ClickHouseStore::new(&ClickHouseConfig::new(url.clone()).with_database(&database)).unwrap();
+    store.migrate().await.unwrap();
+    let (records, again) = records_with_redeliveries();
+    store.insert_batch(&records).await.unwrap();
+    store.insert_batch(&again).await.unwrap();
+    let report = store
+        .report(&ReportQuery {
+            experiment: Some("exp-a".into()),
+            samples: 5,
+            ..ReportQuery::default()
+        })
+        .await
+        .unwrap();
+    // ClickHouse 18.16 has no query parameters: the values go into the text.
+    let run = |name: &str, params: &[Param]| {
+        let literal: Vec<(String, &str)> = params
+            .iter()
+            .map(|(n, sql, _)| (format!("{{{n}:"), sql.as_str()))
+            .collect();
+        run_query(
+            &url,
+            &database,
+            &substitute(&query_file(name), &literal),
+            &[],
+        )
+    };
+    check_dashboard_queries(&run, &report, &records, &again);
     store.drop_database().await.unwrap();
+}
+
+/// Replaces each `{name:Type}` whose prefix `{name:` is given with its SQL text.
+fn substitute(sql: &str, values: &[(String, &str)]) -> String {
+    let mut out = sql.to_string();
+    for (prefix, value) in values {
+        while let Some(start) = out.find(prefix.as_str()) {
+            let end = start + out[start..].find('}').unwrap();
+            out.replace_range(start..=end, value);
+        }
+    }
+    out
 }
 
 /// Expands what the Grafana ClickHouse plugin (grafana-clickhouse-datasource v4) and Grafana
@@ -494,4 +547,139 @@ async fn every_grafana_panel_runs_with_the_plugins_macros_expanded() {
         }
     }
     store.drop_database().await.unwrap();
+}
+
+/// The Python with chdb (`scripts/test.sh` installs it), or a failure that says how to get it.
+fn chdb_python() -> String {
+    std::env::var("SHADOWDIFF_TEST_CHDB_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "SHADOWDIFF_TEST_CHDB_PYTHON is not set: a Python with chdb-core (scripts/test.sh \
+             installs one: python3 -m venv DIR && DIR/bin/pip install chdb-core)"
+        )
+    })
+}
+
+/// One request to scripts/chdb-sql.py: statements, then a query with server-side parameters.
+fn chdb(
+    path: &std::path::Path,
+    statements: &[String],
+    query: Option<&str>,
+    params: &[(&str, &str)],
+) -> Vec<serde_json::Value> {
+    let mut request = serde_json::json!({
+        "path": path.to_str().unwrap(),
+        "statements": statements,
+        "params": params.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+    });
+    if let Some(q) = query {
+        request["query"] = serde_json::json!(q);
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/chdb-sql.py");
+    let mut child = std::process::Command::new(chdb_python())
+        .arg(script)
+        .env("TZ", "UTC")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        request.to_string().as_bytes(),
+    )
+    .unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "chdb failed: {}\n{request}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The current-release flavour on a current ClickHouse engine (chdb 26.x): the schema as
+/// `migrate --print-sql --flavor current` prints it, the rows as the sink sends them, and every
+/// dashboard query with real query parameters, checked against the report of the same records.
+#[test]
+fn on_a_current_clickhouse_the_schema_inserts_and_every_dashboard_query_work() {
+    let dir = tempfile_dir();
+    let statements: Vec<String> = schema_sql("shadowdiff", Flavor::Modern)
+        .split(";\n")
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+    assert!(statements.len() >= 4, "{statements:?}");
+    let version = chdb(&dir, &statements, Some("SELECT version() AS v"), &[]);
+    let version = version[0]["v"].as_str().unwrap().to_string();
+    assert_eq!(Flavor::from_version(&version), Flavor::Modern, "{version}");
+    let types = chdb(
+        &dir,
+        &[],
+        Some("SELECT type FROM system.columns WHERE database = 'shadowdiff' AND table = 'diff_records' AND name = 'route'"),
+        &[],
+    );
+    assert_eq!(types[0]["type"], "LowCardinality(String)");
+
+    let (records, again) = records_with_redeliveries();
+    let insert = |batch: &[DiffRecord]| {
+        let rows: Vec<String> = batch
+            .iter()
+            .map(|r| serde_json::to_string(&shadowdiff_clickhouse::DiffRow::from(r)).unwrap())
+            .collect();
+        format!(
+            "INSERT INTO shadowdiff.diff_records FORMAT JSONEachRow\n{}",
+            rows.join("\n")
+        )
+    };
+    chdb(&dir, &[insert(&records), insert(&again)], None, &[]);
+    let all: Vec<DiffRecord> = records.iter().chain(&again).cloned().collect();
+    let report = shadowdiff_store::build_report(
+        &all,
+        &ReportQuery {
+            experiment: Some("exp-a".into()),
+            samples: 5,
+            ..ReportQuery::default()
+        },
+    );
+    let datetime = |sql_literal: &str, value: &str| -> String {
+        // The parameter as ClickHouse parses a DateTime: `YYYY-MM-DD hh:mm:ss` (UTC here).
+        if sql_literal.starts_with("toDateTime(") {
+            let secs: i64 = value.parse().unwrap();
+            chrono::DateTime::from_timestamp(secs, 0)
+                .unwrap()
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        } else {
+            value.to_string()
+        }
+    };
+    let run = |name: &str, params: &[Param]| {
+        let values: Vec<(String, String)> = params
+            .iter()
+            .map(|(n, sql, v)| (n.to_string(), datetime(sql, v)))
+            .collect();
+        let refs: Vec<(&str, &str)> = values
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        chdb(&dir, &[], Some(&query_file(name)), &refs)
+    };
+    check_dashboard_queries(&run, &report, &records, &again);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sd-chdb-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
