@@ -4,7 +4,9 @@
 #   scripts/fault-run.sh [--secs N] [--faults N] [--seed N] [--targets broker,clickhouse,replay,diff,capture]
 #
 # Defaults: 600 s of traffic and 30 faults (the short form, 40 s and 6 faults, runs in
-# scripts/test.sh). The test starts its own broker and ClickHouse (it kills them), so only
+# scripts/test.sh), on ClickHouse, replay, diff and capture; `--targets
+# broker,clickhouse,replay,diff,capture` kills the broker too (docs/reliability.md says why it
+# is not in by default). The test starts its own broker and ClickHouse (it kills them), so only
 # their binaries are needed: scripts/services.sh deps. It prints the schedule, every fault as
 # it happens and the reconciliation table (docs/reliability.md), and fails if anything was
 # lost or counted twice. The seed of a run replays its schedule.

@@ -13,8 +13,9 @@
 //! - `SHADOWDIFF_FAULT_SECS`: seconds of traffic (default 40);
 //! - `SHADOWDIFF_FAULTS`: faults to inject (default 6; at least one of each kind when ≥ 5);
 //! - `SHADOWDIFF_FAULT_SEED`: the schedule's seed (default: random; printed, to replay a run);
-//! - `SHADOWDIFF_FAULT_TARGETS`: what may be faulted, e.g. `clickhouse,replay,diff,capture`
-//!   (default: all five, the broker too).
+//! - `SHADOWDIFF_FAULT_TARGETS`: what may be faulted, from `broker,clickhouse,replay,diff,capture`
+//!   (default: all but the broker, whose test implementation breaks under kill -9; see
+//!   docs/reliability.md).
 #![allow(clippy::unwrap_used)]
 
 use shadowdiff_tests::{OwnBroker, OwnClickHouse, Reply, TestServer};
@@ -61,7 +62,16 @@ fn settings() -> Settings {
                     ),
                 })
                 .collect(),
-            Err(_) => TARGETS.to_vec(),
+            // The test broker (tansu 0.6, sqlite) panics in its idempotent-producer check
+            // after some restarts and then fails every produce (docs/reliability.md), which
+            // would make this test fail for the broker's sake: by default the broker is not
+            // killed; `broker` in the list (scripts/fault-run.sh --targets) adds it.
+            Err(_) => vec![
+                Target::ClickHouse,
+                Target::Replay,
+                Target::Diff,
+                Target::Capture,
+            ],
         },
     }
 }
