@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # The fault-injection run on the distributed deployment (cli/tests/faults.rs), long form:
 #
-#   scripts/fault-run.sh [--secs N] [--faults N] [--seed N] [--targets broker,clickhouse,replay,diff,capture]
+#   scripts/fault-run.sh [--secs N] [--faults N] [--seed N] [--targets broker,clickhouse,replay,diff,capture] [--idempotence on]
 #
 # Defaults: 600 s of traffic and 30 faults (the short form, 40 s and 6 faults, runs in
-# scripts/test.sh), on ClickHouse, replay, diff and capture; `--targets
-# broker,clickhouse,replay,diff,capture` kills the broker too (docs/reliability.md says why it
-# is not in by default). The test starts its own broker and ClickHouse (it kills them), so only
+# scripts/test.sh), on the broker, ClickHouse, replay, diff and capture (`--targets` narrows
+# it), with producers not idempotent unless `--idempotence on` (docs/reliability.md says why). The test starts its own broker and ClickHouse (it kills them), so only
 # their binaries are needed: scripts/services.sh deps. It prints the schedule, every fault as
 # it happens and the reconciliation table (docs/reliability.md), and fails if anything was
 # lost or counted twice. The seed of a run replays its schedule.
@@ -20,6 +19,7 @@ while [ $# -gt 0 ]; do
         --faults) faults="$2"; shift 2 ;;
         --seed) seed="$2"; shift 2 ;;
         --targets) export SHADOWDIFF_FAULT_TARGETS="$2"; shift 2 ;;
+        --idempotence) export SHADOWDIFF_FAULT_IDEMPOTENCE="$2"; shift 2 ;;
         -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
