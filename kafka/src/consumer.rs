@@ -284,6 +284,17 @@ impl std::fmt::Debug for Delivery {
     }
 }
 
+/// Where a consumer group stands on one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// The partition.
+    pub partition: i32,
+    /// The group's committed offset (the low watermark when it committed none).
+    pub committed: i64,
+    /// Records after the committed offset.
+    pub lag: i64,
+}
+
 /// A consumer-group member decoding records of type `T` (checked against the schema version).
 pub struct RecordConsumer<T> {
     shared: Arc<Shared>,
@@ -439,10 +450,18 @@ impl<T: DeserializeOwned> RecordConsumer<T> {
         }
     }
 
-    /// Records of this consumer's topic its group has not committed yet, over every partition
-    /// (high watermark minus the group's committed offset; a partition with no commit counts
-    /// from its low watermark). Blocking: call it off the async runtime.
+    /// Records of the topic the group has not committed yet: high watermarks minus the group's
+    /// committed offsets, summed over the partitions.
     pub fn group_lag(&self, timeout: std::time::Duration) -> Result<i64, Error> {
+        Ok(self.group_progress(timeout)?.iter().map(|p| p.lag).sum())
+    }
+
+    /// For each partition of the topic: the group's committed offset and its lag (what is
+    /// still to be committed), whoever owns the partition.
+    pub fn group_progress(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<PartitionProgress>, Error> {
         let consumer = &self.shared.consumer;
         let metadata = consumer
             .fetch_metadata(Some(&self.topic), timeout)
@@ -460,7 +479,7 @@ impl<T: DeserializeOwned> RecordConsumer<T> {
         let committed = consumer
             .committed_offsets(tpl, timeout)
             .map_err(Error::Receive)?;
-        let mut lag = 0i64;
+        let mut out = Vec::with_capacity(partitions.len());
         for p in partitions {
             let (low, high) = consumer
                 .fetch_watermarks(&self.topic, p, timeout)
@@ -469,9 +488,13 @@ impl<T: DeserializeOwned> RecordConsumer<T> {
                 Some(Offset::Offset(o)) => o,
                 _ => low,
             };
-            lag += (high - done).max(0);
+            out.push(PartitionProgress {
+                partition: p,
+                committed: done,
+                lag: (high - done).max(0),
+            });
         }
-        Ok(lag)
+        Ok(out)
     }
 
     /// Leaves the group and joins again (a member stuck with no partitions while its group has

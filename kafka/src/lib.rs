@@ -21,7 +21,7 @@ mod producer;
 
 pub use admin::ensure_topics;
 pub use config::{dead_letter_topic, AutoOffsetReset, Compression, ConsumerConfig, ProducerConfig};
-pub use consumer::{Delivery, RecordConsumer};
+pub use consumer::{Delivery, PartitionProgress, RecordConsumer};
 pub use producer::{fit_exchange, ExchangeProducer, ResultProducer};
 
 pub use rdkafka::error::KafkaError;

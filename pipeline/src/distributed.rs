@@ -129,53 +129,91 @@ async fn topics_ready(
     }
 }
 
-/// How often a consuming stage checks that it owns partitions while its group has lag.
+/// How often a consuming stage checks that no partition of its group is left behind.
 const PARTITION_WATCH: Duration = Duration::from_secs(10);
-/// Checks in a row with no partitions and lag before the stage leaves and re-joins its group.
+/// Checks in a row with stuck partitions before the stage leaves and re-joins its group.
 const REJOIN_AFTER: u32 = 3;
 
-/// A consuming stage that owns no partitions while its group has lag does nothing, silently:
-/// seen with a member restarted within the dead one's session. Every [`PARTITION_WATCH`] this
-/// checks; while that holds it warns, reports not ready (`stalled`), and after
-/// [`REJOIN_AFTER`] checks in a row leaves and re-joins the group.
+/// A group can leave partitions behind: a member restarted within the dead one's session got
+/// no partitions, or some of them, while the rest stayed with a member that no longer exists
+/// (seen in the fault-injection runs: a `diff` owning 2 of 6 partitions, the other 4 with lag and
+/// no commits for minutes). Every [`PARTITION_WATCH`] this looks at the group's committed
+/// offsets: partitions this stage does not own that have lag and no new commit since the last
+/// look are stuck, unless this stage is stuck too (then the cause is downstream, e.g. a store
+/// away, and re-joining would not help). While some are stuck it warns, reports not ready
+/// (`stalled`), and after [`REJOIN_AFTER`] checks in a row leaves and re-joins the group.
 fn watch_partitions<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
     consumer: Arc<RecordConsumer<T>>,
     stalled: Arc<std::sync::atomic::AtomicBool>,
     shutdown: watch::Receiver<bool>,
 ) {
+    use std::collections::HashMap;
     use std::sync::atomic::Ordering;
     tokio::spawn(async move {
-        let mut idle_with_lag = 0u32;
+        let mut stuck_checks = 0u32;
+        let mut previous: HashMap<i32, i64> = HashMap::new();
         loop {
             tokio::select! {
                 _ = until_true(shutdown.clone()) => return,
                 _ = tokio::time::sleep(PARTITION_WATCH) => {}
             }
-            let owns = consumer.assignment().map(|a| !a.is_empty()).unwrap_or(true);
-            let lag = if owns {
-                0
-            } else {
-                let c = consumer.clone();
-                tokio::task::spawn_blocking(move || c.group_lag(Duration::from_secs(5)))
+            let owned: Vec<i32> = consumer
+                .assignment()
+                .map(|a| a.into_iter().map(|(_, p)| p).collect())
+                .unwrap_or_default();
+            let c = consumer.clone();
+            let Some(progress) =
+                tokio::task::spawn_blocking(move || c.group_progress(Duration::from_secs(5)))
                     .await
                     .ok()
                     .and_then(Result::ok)
-                    .unwrap_or(0)
+            else {
+                continue;
             };
-            if owns || lag == 0 {
-                idle_with_lag = 0;
+            let moved = |p: &shadowdiff_kafka::PartitionProgress| {
+                previous.get(&p.partition).is_none_or(|&c| c != p.committed)
+            };
+            // Partitions nobody works on: lag, and no commit since the last look, owned by
+            // another member (or by none).
+            let stuck: Vec<i32> = progress
+                .iter()
+                .filter(|p| !owned.contains(&p.partition) && p.lag > 0 && !moved(p))
+                .map(|p| p.partition)
+                .collect();
+            // This member is not stalled itself (nothing to do, or its own partitions move):
+            // when every partition stands still the cause is downstream (a store away), and
+            // re-joining would not help.
+            let free = owned.iter().all(|o| {
+                progress
+                    .iter()
+                    .find(|p| p.partition == *o)
+                    .is_none_or(|p| p.lag == 0 || moved(p))
+            });
+            previous = progress
+                .iter()
+                .map(|p| (p.partition, p.committed))
+                .collect();
+            if stuck.is_empty() || !free {
+                stuck_checks = 0;
                 stalled.store(false, Ordering::Relaxed);
                 continue;
             }
-            idle_with_lag += 1;
+            stuck_checks += 1;
             stalled.store(true, Ordering::Relaxed);
+            let lag: i64 = progress
+                .iter()
+                .filter(|p| stuck.contains(&p.partition))
+                .map(|p| p.lag)
+                .sum();
             tracing::warn!(
                 topic = consumer.topic(),
                 lag,
-                checks = idle_with_lag,
-                "This stage owns no partitions while its group has lag."
+                ?stuck,
+                owned = owned.len(),
+                checks = stuck_checks,
+                "Partitions with lag make no progress and this stage does not own them."
             );
-            if idle_with_lag >= REJOIN_AFTER {
+            if stuck_checks >= REJOIN_AFTER {
                 tracing::warn!(
                     topic = consumer.topic(),
                     "Leaving and re-joining the group."
@@ -183,7 +221,7 @@ fn watch_partitions<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
                 if let Err(error) = consumer.rejoin() {
                     tracing::error!(%error, "Could not re-join the group.");
                 }
-                idle_with_lag = 0;
+                stuck_checks = 0;
             }
         }
     });
@@ -197,7 +235,10 @@ fn partitions_check(stalled: Arc<std::sync::atomic::AtomicBool>) -> ReadyCheck {
             let stalled = stalled.clone();
             Box::pin(async move {
                 if stalled.load(std::sync::atomic::Ordering::Relaxed) {
-                    Err("owns no partitions while its group has lag".to_string())
+                    Err(
+                        "partitions with lag make no progress and this stage does not own them"
+                            .to_string(),
+                    )
                 } else {
                     Ok(())
                 }
