@@ -15,6 +15,7 @@
 //! - `SHADOWDIFF_FAULT_SEED`: the schedule's seed (default: random; printed, to replay a run);
 //! - `SHADOWDIFF_FAULT_TARGETS`: what may be faulted, from `broker,clickhouse,replay,diff,capture`
 //!   (default: all five);
+//! - `SHADOWDIFF_FAULT_INTERVAL_MS`: one request every so many ms (default 15);
 //! - `SHADOWDIFF_FAULT_IDEMPOTENCE=on`: idempotent producers (the product's default; off here by
 //!   default because the test broker breaks with them under restarts, see docs/reliability.md).
 #![allow(clippy::unwrap_used)]
@@ -35,6 +36,7 @@ struct Settings {
     seed: u64,
     targets: Vec<Target>,
     idempotence: bool,
+    interval: Duration,
 }
 
 fn settings() -> Settings {
@@ -73,6 +75,7 @@ fn settings() -> Settings {
         // count once, and the checker verifies it. `SHADOWDIFF_FAULT_IDEMPOTENCE=on` runs the
         // product's default.
         idempotence: std::env::var("SHADOWDIFF_FAULT_IDEMPOTENCE").is_ok_and(|v| v == "on"),
+        interval: Duration::from_millis(number("SHADOWDIFF_FAULT_INTERVAL_MS").unwrap_or(15).max(1)),
     }
 }
 
@@ -421,11 +424,11 @@ struct Traffic {
     failed: AtomicU64,
 }
 
-/// One request every 15 ms through the tap until `until`, each bounded by a timeout; counts
-/// what the client got.
-async fn send_traffic(tap: String, until: Instant, traffic: Arc<Traffic>) {
+/// One request every `interval` through the tap until `until`, each bounded by a timeout;
+/// counts what the client got.
+async fn send_traffic(tap: String, until: Instant, interval: Duration, traffic: Arc<Traffic>) {
     let client = shadowdiff_tests::client();
-    let mut tick = tokio::time::interval(Duration::from_millis(15));
+    let mut tick = tokio::time::interval(interval);
     let mut seq = 0u64;
     while Instant::now() < until {
         tick.tick().await;
@@ -659,6 +662,7 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
     let sender = tokio::spawn(send_traffic(
         format!("http://127.0.0.1:{tap_port}"),
         start + traffic_for,
+        settings.interval,
         traffic.clone(),
     ));
     let injected = faults.clone();

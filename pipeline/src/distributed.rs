@@ -356,6 +356,13 @@ pub async fn run_capture(
     let (delivered, delivery_failed) = sink.producer.delivery_counts();
     let unflushed = u64::try_from(sink.producer.in_flight()).unwrap_or(0);
     log_capture_ledger(&stats, delivered, delivery_failed, unflushed);
+    // The process exits next. Destroying a librdkafka producer waits for its requests to a
+    // broker that may not answer (past a minute in the fault-injection runs, where the pod
+    // would be killed first); what could be delivered was flushed above and the rest counted,
+    // so the handle is destroyed on a thread of its own that the exit does not wait for.
+    let _ = std::thread::Builder::new()
+        .name("shadowdiff-producer-close".to_string())
+        .spawn(move || drop(sink));
     Ok(stats)
 }
 
