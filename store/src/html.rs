@@ -192,14 +192,14 @@ fn overview(out: &mut String, report: &Report) {
          hide clean endpoints</label></p>\n<table id=\"endpoints\"><thead><tr><th>verdict</th>\
          <th>endpoint</th><th>candidate</th><th class=\"num\">compared</th>\
          <th class=\"num\">mismatched</th><th class=\"num\">rate</th><th class=\"num\">errors</th>\
-         <th class=\"num\">blocked</th></tr></thead><tbody>\n",
+         <th class=\"num\">blocked</th><th>latency</th><th>error rate</th></tr></thead><tbody>\n",
     );
     for (i, e) in report.endpoints.iter().enumerate() {
         let _ = writeln!(
             out,
             "<tr class=\"endpoint-row\"><td>{}</td><td><a href=\"#ep-{i}\" class=\"mono\">{} {}</a></td>\
              <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
             badge(&e.verdict),
             escape(&e.method),
             escape(&e.route),
@@ -208,7 +208,9 @@ fn overview(out: &mut String, report: &Report) {
             e.mismatched,
             pct(e.mismatched, e.compared),
             e.errors,
-            e.blocked
+            e.blocked,
+            escape(&e.latency_verdict.verdict),
+            escape(&e.error_rate.verdict)
         );
     }
     out.push_str("</tbody></table>\n");
