@@ -108,11 +108,16 @@ async fn send(client: &Client, method: &str, url: String) {
         .uri(url)
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();
-    let resp = client.request(req).await.unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
-    http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap();
+    let timeout = shadowdiff_tests::REQUEST_TIMEOUT;
+    tokio::time::timeout(timeout, async {
+        let resp = client.request(req).await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no answer through the tap within {timeout:?}"));
 }
 
 /// The report in ClickHouse, as JSON, when it can be read.
@@ -576,7 +581,10 @@ async fn two_capture_replicas_redact_a_secret_to_the_same_hash() {
             .header("authorization", "Bearer the-same-secret")
             .body(http_body_util::Full::new(bytes::Bytes::new()))
             .unwrap();
-        let resp = client.request(req).await.unwrap();
+        let resp = tokio::time::timeout(shadowdiff_tests::REQUEST_TIMEOUT, client.request(req))
+            .await
+            .expect("the tap answers within the timeout")
+            .unwrap();
         assert!(resp.status().is_success());
     }
     for tap in taps {

@@ -297,22 +297,30 @@ pub async fn send(client: &Client, method: &str, url: &str, body: &[u8]) -> Got 
         .header("authorization", "Bearer secret")
         .body(Full::new(Bytes::copy_from_slice(body)))
         .expect("request");
-    let resp = client.request(req).await.expect("response");
-    let status = resp.status().as_u16();
-    let mut headers: Vec<(String, String)> = resp
-        .headers()
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "date" | "transfer-encoding" | "connection"))
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    headers.sort();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    Got {
-        status,
-        headers,
-        body,
-    }
+    // A hung tap or server fails the test with a message instead of stalling the suite.
+    tokio::time::timeout(REQUEST_TIMEOUT, async move {
+        let resp = client.request(req).await.expect("response");
+        let status = resp.status().as_u16();
+        let mut headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "date" | "transfer-encoding" | "connection"))
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        headers.sort();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        Got {
+            status,
+            headers,
+            body,
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{method} {url}: no complete answer within {REQUEST_TIMEOUT:?}"))
 }
+
+/// How long a test client waits for a whole answer before it fails the test.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The report's endpoint row for `METHOD route` and candidate.
 pub fn endpoint<'a>(

@@ -36,7 +36,10 @@ async fn mirror_mode_answers_202_at_once_and_diffs_against_a_control_replica() {
             .body(Full::new(Bytes::new()))
             .unwrap();
         let started = Instant::now();
-        let resp = c.request(req).await.unwrap();
+        let resp = tokio::time::timeout(shadowdiff_tests::REQUEST_TIMEOUT, c.request(req))
+            .await
+            .expect("the mirror receiver answers within the timeout")
+            .unwrap();
         assert_eq!(resp.status(), 202);
         assert!(started.elapsed() < Duration::from_secs(1));
         let body = http_body_util::BodyExt::collect(resp.into_body())
