@@ -2,43 +2,53 @@
 
 use shadowdiff_model::{is_uuid, DiffKind, Difference};
 
+/// What the detectors make of a value or header difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Volatility {
+    /// Both sides are volatile values of one kind and one format: noise, for this reason.
+    SameFormat(&'static str),
+    /// Both sides are volatile-looking values, of different formats (see [`format_class`]).
+    OtherFormat,
+    /// Anything else.
+    Neither,
+}
+
+/// Classifies a `value` or `header` difference once: both sides' [`format_class`]es, compared.
+pub fn volatility(d: &Difference) -> Volatility {
+    // Header values too: a header that carries a time or an id of one format on both sides.
+    if d.kind != DiffKind::Value && d.kind != DiffKind::Header {
+        return Volatility::Neither;
+    }
+    let (Some(a), Some(b)) = (d.control.as_deref(), d.candidate.as_deref()) else {
+        return Volatility::Neither;
+    };
+    match (format_class(unquote(a)), format_class(unquote(b))) {
+        (Some(x), Some(y)) if x == y => Volatility::SameFormat(match x.kind {
+            VolatileKind::Timestamp => "detector:timestamp",
+            VolatileKind::Uuid => "detector:uuid",
+            VolatileKind::Token => "detector:random_id",
+        }),
+        (Some(_), Some(_)) => Volatility::OtherFormat,
+        _ => Volatility::Neither,
+    }
+}
+
 /// The detector that classifies a difference as volatile, if any: both values of one volatile
 /// kind and of one format (see [`format_class`]). A value difference between two formats is
 /// not noise; [`format_change`] makes it a `format` difference.
 pub fn volatile_reason(d: &Difference) -> Option<&'static str> {
-    // Header values too: a header that carries a time or an id of one format on both sides.
-    if d.kind != DiffKind::Value && d.kind != DiffKind::Header {
-        return None;
+    match volatility(d) {
+        Volatility::SameFormat(reason) => Some(reason),
+        _ => None,
     }
-    let (a, b) = (d.control.as_deref()?, d.candidate.as_deref()?);
-    let (a, b) = (unquote(a), unquote(b));
-    let (class_a, class_b) = (format_class(a)?, format_class(b)?);
-    if class_a != class_b {
-        return None;
-    }
-    Some(match class_a.kind {
-        VolatileKind::Timestamp => "detector:timestamp",
-        VolatileKind::Uuid => "detector:uuid",
-        VolatileKind::Token => "detector:random_id",
-    })
 }
 
 /// A value difference whose two sides are volatile-looking values of different formats (a
-/// timestamp's separator, precision, zone or unit; a UUID's case; a token's length, alphabet or
-/// prefix), as a `format` difference; anything else unchanged. A JSON type change (a string
+/// timestamp's separator, precision, zone or unit; a UUID's case; a token's length or
+/// alphabet), as a `format` difference; anything else unchanged. A JSON type change (a string
 /// timestamp becoming a number) stays a `type` difference.
 pub fn format_change(mut d: Difference) -> Difference {
-    if d.kind != DiffKind::Value {
-        return d;
-    }
-    let changed = match (d.control.as_deref(), d.candidate.as_deref()) {
-        (Some(a), Some(b)) => match (format_class(unquote(a)), format_class(unquote(b))) {
-            (Some(x), Some(y)) => x != y,
-            _ => false,
-        },
-        _ => false,
-    };
-    if changed {
+    if d.kind == DiffKind::Value && volatility(&d) == Volatility::OtherFormat {
         d.kind = DiffKind::Format;
     }
     d

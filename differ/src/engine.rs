@@ -1,11 +1,11 @@
 //! From a replay result to diff records: compare each target with the control, mask noise.
 
 use crate::compare::compare_responses;
-use crate::detect::{format_change, volatile_reason};
+use crate::detect::{volatility, Volatility};
 use crate::rules::Rules;
 use shadowdiff_model::{
-    fingerprint, DiffRecord, Difference, HttpResponse, NoiseDifference, Outcome, ReplayResult,
-    RouteInferrer, TargetOutcome, TargetRole, SCHEMA_VERSION,
+    fingerprint, DiffKind, DiffRecord, Difference, HttpResponse, NoiseDifference, Outcome,
+    ReplayResult, RouteInferrer, TargetOutcome, TargetRole, SCHEMA_VERSION,
 };
 use std::collections::HashSet;
 
@@ -178,14 +178,18 @@ fn classify_with(
 ) -> (Vec<Difference>, Vec<NoiseDifference>) {
     let mut real = Vec::with_capacity(differences.len());
     let mut noise = Vec::new();
-    for d in differences {
-        // A volatile value in another format is a `format` difference: the secondary masks it
-        // only if its own value changed format there too, and no detector calls it noise.
-        let d = format_change(d);
+    for mut d in differences {
+        // The detectors' view of the pair, once. A volatile value in another format is a
+        // `format` difference: the secondary masks it only if its own value changed format
+        // there too, and no detector calls it noise.
+        let volatile = volatility(&d);
+        if d.kind == DiffKind::Value && volatile == Volatility::OtherFormat {
+            d.kind = DiffKind::Format;
+        }
         let reason = if mask.is_some_and(|m| m.contains(&(d.path.clone(), d.kind))) {
             Some("secondary")
-        } else if rules.detectors {
-            volatile_reason(&d)
+        } else if let (true, Volatility::SameFormat(reason)) = (rules.detectors, volatile) {
+            Some(reason)
         } else {
             None
         };

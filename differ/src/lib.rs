@@ -26,8 +26,8 @@ mod text;
 pub use compare::{compare_responses, Comparison};
 pub use decode::{body_format, decode_content, BodyFormat, DecodeError};
 pub use detect::{
-    format_change, format_class, is_random_token, is_timestamp, volatile_reason, FormatClass,
-    VolatileKind,
+    format_change, format_class, is_random_token, is_timestamp, volatile_reason, volatility,
+    FormatClass, VolatileKind, Volatility,
 };
 pub use engine::Differ;
 pub use glob::PathGlob;
