@@ -318,36 +318,25 @@ impl Deployment {
     /// Restarts what died without a fault, as a supervisor would: a stage process that
     /// exited, a server that exited, a broker whose log shows a new panic.
     fn supervise(&mut self, start: Instant) {
-        let restart = |what: String, this: &mut Self| {
-            eprintln!("[faults] {:>6.1} s {what}", start.elapsed().as_secs_f64());
-            this.unplanned.push(what);
-        };
         for target in TARGETS {
             if self.down_now.contains(&target) {
                 continue;
             }
-            match target {
+            let died = match target {
                 Target::Broker => {
                     let panics = self.broker.panics();
-                    if self.broker.exited() || panics > self.broker_panics {
+                    (self.broker.exited() || panics > self.broker_panics).then(|| {
                         self.broker_panics = panics;
-                        restart(
-                            format!(
-                                "broker exited or panicked (see {}); restarted",
-                                self.broker.log_path().display()
-                            ),
-                            self,
-                        );
-                        self.broker.kill();
-                        self.broker.spawn();
-                    }
+                        format!(
+                            "broker exited or panicked (see {})",
+                            self.broker.log_path().display()
+                        )
+                    })
                 }
-                Target::ClickHouse => {
-                    if self.clickhouse.exited() {
-                        restart("ClickHouse exited; restarted".into(), self);
-                        self.clickhouse.spawn();
-                    }
-                }
+                Target::ClickHouse => self
+                    .clickhouse
+                    .exited()
+                    .then(|| "ClickHouse exited".to_string()),
                 Target::Replay | Target::Diff | Target::Capture => {
                     let stage = match target {
                         Target::Replay => &mut self.replay,
@@ -358,16 +347,22 @@ impl Deployment {
                         .child
                         .as_mut()
                         .and_then(|c| c.try_wait().ok().flatten());
-                    if let Some(status) = exited {
-                        let (name, incarnation) = (stage.name, stage.incarnation);
+                    // Not a planned stop: its exit code is not one of capture's clean stops.
+                    exited.map(|status| {
                         stage.child = None;
-                        restart(
-                            format!("{name}-{incarnation} exited on its own ({status}); restarted"),
-                            self,
-                        );
-                        self.up(target);
-                    }
+                        format!(
+                            "{}-{} exited on its own ({status})",
+                            stage.name, stage.incarnation
+                        )
+                    })
                 }
+            };
+            if let Some(what) = died {
+                let what = format!("{what}; restarted");
+                eprintln!("[faults] {:>6.1} s {what}", start.elapsed().as_secs_f64());
+                self.unplanned.push(what);
+                self.down(target);
+                self.up(target);
             }
         }
     }
@@ -568,11 +563,12 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
     })
     .await;
 
-    // Logs stay under target/ when the test fails (printed), and go when it passes.
-    let logs = tempfile::Builder::new()
+    // Logs stay under target/ when a check fails (the path is printed) and go when it passes.
+    let mut logs = tempfile::Builder::new()
         .prefix(&format!("faults-{}-", settings.seed))
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
+    logs.disable_cleanup(true);
     eprintln!("[faults] logs: {}", logs.path().display());
     if !settings.idempotence {
         std::fs::write(
@@ -585,7 +581,6 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
         "[faults] idempotent producers: {}",
         if settings.idempotence { "on" } else { "off" }
     );
-    let logs_kept = scopeguard_keep(&logs);
     let broker = tokio::task::spawn_blocking(OwnBroker::start).await.unwrap();
     let clickhouse = tokio::task::spawn_blocking(OwnClickHouse::start)
         .await
@@ -621,17 +616,14 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
             ]),
             logs.path(),
         ),
-        // Static membership for replay (a restarted replay takes its partitions back at once),
-        // dynamic for diff (the group waits out the dead member's session): both must recover.
+        // Dynamic membership for both stages: the group waits out a dead member's session and
+        // the stages' partition watch re-joins when partitions are left behind. (A static
+        // member that tansu leaves without partitions cannot be helped by re-joining: static
+        // members do not leave on unsubscribe; killed_replay_and_diff_resume_within_seconds in
+        // distributed.rs covers static membership.)
         replay: Stage::new(
             "replay",
-            args(&[
-                "replay",
-                "--candidate",
-                &format!("v2={}", candidate.url()),
-                "--instance-id",
-                "replay-0",
-            ]),
+            args(&["replay", "--candidate", &format!("v2={}", candidate.url())]),
             logs.path(),
         ),
         diff: Stage::new(
@@ -800,35 +792,5 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
     );
     assert_eq!(reported, distinct, "the report counts each exchange once");
     assert!(answered > 0 && distinct > 0, "traffic flowed");
-    logs_kept.passed();
-}
-
-/// Keeps the logs directory when dropped during a panic (a failed check), so the run can be
-/// read afterwards; `passed` lets it be removed.
-struct KeepOnPanic(PathBuf, bool);
-
-fn scopeguard_keep(dir: &tempfile::TempDir) -> KeepOnPanic {
-    KeepOnPanic(dir.path().to_path_buf(), true)
-}
-
-impl KeepOnPanic {
-    fn passed(mut self) {
-        self.1 = false;
-    }
-}
-
-impl Drop for KeepOnPanic {
-    fn drop(&mut self) {
-        if self.1 && std::thread::panicking() {
-            // Copy the logs out of the temporary directory before it is removed.
-            let kept = self.0.with_extension("kept");
-            let _ = std::fs::create_dir_all(&kept);
-            if let Ok(entries) = std::fs::read_dir(&self.0) {
-                for e in entries.flatten() {
-                    let _ = std::fs::copy(e.path(), kept.join(e.file_name()));
-                }
-            }
-            eprintln!("[faults] logs kept in {}", kept.display());
-        }
-    }
+    let _ = std::fs::remove_dir_all(logs.path());
 }

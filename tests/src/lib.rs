@@ -336,6 +336,46 @@ pub fn endpoint<'a>(
         .unwrap_or_else(|| panic!("no endpoint {method} {route} for {candidate} in {report:#?}"))
 }
 
+/// A server process a test starts, kills with SIGKILL and starts again: the child of the
+/// current start, if any. Killed when dropped.
+#[derive(Default)]
+struct ServerChild(Option<std::process::Child>);
+
+impl ServerChild {
+    /// Holds `child` and waits until something accepts connections on `port`, or fails the
+    /// test after 60 s naming `what`.
+    fn started(&mut self, child: std::process::Child, port: u16, what: &str) {
+        self.0 = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} did not start in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn exited(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A ClickHouse server of a test's own (Debian's `clickhouse-server`), on free loopback ports
 /// with its own data directory, that the test can kill and start again.
 pub struct OwnClickHouse {
@@ -343,7 +383,7 @@ pub struct OwnClickHouse {
     http: u16,
     tcp: u16,
     inter: u16,
-    child: Option<std::process::Child>,
+    child: ServerChild,
 }
 
 fn free_port() -> u16 {
@@ -361,7 +401,7 @@ impl OwnClickHouse {
             http: free_port(),
             tcp: free_port(),
             inter: free_port(),
-            child: None,
+            child: ServerChild::default(),
         };
         ch.spawn();
         ch
@@ -393,36 +433,17 @@ impl OwnClickHouse {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("clickhouse-server runs (scripts/services.sh deps installs it)");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", self.http)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "ClickHouse did not start in 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.child.started(child, self.http, "ClickHouse");
     }
 
     /// kill -9.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.kill();
     }
 
     /// Whether the server was started and has exited since.
     pub fn exited(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
-    }
-}
-
-impl Drop for OwnClickHouse {
-    fn drop(&mut self) {
-        self.kill();
+        self.child.exited()
     }
 }
 
@@ -431,7 +452,7 @@ impl Drop for OwnClickHouse {
 pub struct OwnBroker {
     dir: tempfile::TempDir,
     port: u16,
-    child: Option<std::process::Child>,
+    child: ServerChild,
 }
 
 /// Where `scripts/services.sh deps` installs tansu (`cargo install`), or `tansu` on the PATH.
@@ -451,7 +472,7 @@ impl OwnBroker {
         let mut broker = Self {
             dir: tempfile::tempdir().expect("temp dir"),
             port: free_port(),
-            child: None,
+            child: ServerChild::default(),
         };
         broker.spawn();
         broker
@@ -468,7 +489,7 @@ impl OwnBroker {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("tansu.log"))
+            .open(self.log_path())
             .expect("broker log");
         let child = std::process::Command::new(tansu_binary())
             .current_dir(self.dir.path())
@@ -485,37 +506,24 @@ impl OwnBroker {
             .stderr(log)
             .spawn()
             .expect("tansu runs (scripts/services.sh deps installs it)");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "tansu did not start in 60 s; log: {}",
-                self.dir.path().join("tansu.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let what = format!("tansu (log: {})", self.log_path().display());
+        self.child.started(child, self.port, &what);
     }
 
     /// kill -9.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.kill();
     }
 
     /// Whether the broker was started and has exited since.
     pub fn exited(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+        self.child.exited()
     }
 
     /// How many panics the broker's log holds (over all its starts). tansu keeps running
     /// after a panic in its storage task, but answers produce requests with errors.
     pub fn panics(&self) -> usize {
-        std::fs::read_to_string(self.dir.path().join("tansu.log"))
+        std::fs::read_to_string(self.log_path())
             .map(|log| log.matches("panicked at").count())
             .unwrap_or(0)
     }
@@ -523,11 +531,5 @@ impl OwnBroker {
     /// The broker's log file.
     pub fn log_path(&self) -> std::path::PathBuf {
         self.dir.path().join("tansu.log")
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
