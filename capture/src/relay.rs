@@ -898,6 +898,14 @@ fn parse_response(
     }
     let headers = &*response.headers;
     let fields = scan_fields(headers).map_err(ResponseError::Malformed)?;
+    // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing (it was
+    // likely forwarded by something that did not decode it); reading it as chunked would let a
+    // control's bytes frame the next answer. Found by the relay_differential fuzz target.
+    if version == 0 && fields.chunked {
+        return Err(ResponseError::Malformed(
+            "Transfer-Encoding in an HTTP/1.0 response",
+        ));
+    }
     let framing = if request_is_head || status == 204 || status == 304 {
         Framing::Empty
     } else if fields.chunked {

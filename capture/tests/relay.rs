@@ -1303,6 +1303,23 @@ async fn a_status_code_outside_100_to_599_is_answered_502_and_not_copied() {
 }
 
 #[tokio::test]
+async fn an_http_1_0_response_with_transfer_encoding_is_answered_502_and_not_copied() {
+    // RFC 9112 §6.1: its framing is faulty. Read as chunked, a control's `0;d` chunk ended the
+    // first answer early and the rest of its bytes sat in front of the next one (found by the
+    // relay_differential fuzz target).
+    let reply = b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let control = control(move |_| Reply::Send(reply.to_vec())).await;
+    let tap = tap(config(control.addr)).await;
+    let mut client = Wire::connect(tap.addr).await;
+    client.send(&get("/old-framing")).await;
+    let answer = client.answer(false).await;
+    assert_eq!(answer.head.status(), 502);
+    assert!(!String::from_utf8_lossy(&answer.body).contains("hello"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(tap.sink.all().is_empty(), "nothing is copied");
+}
+
+#[tokio::test]
 async fn a_malformed_chunked_request_body_is_answered_400_without_a_copy() {
     let control = path_control().await;
     let tap = tap(config(control.addr)).await;
