@@ -256,6 +256,17 @@ impl TeeProxy {
     pub async fn handle(&self, req: Request<Incoming>) -> Result<Response<TapBody>, Infallible> {
         let inner = &self.inner;
         let (mut parts, body) = req.into_parts();
+        // A request-target without a path (hyper reads `GET 9!a` as authority-form) would be
+        // forwarded as `/`, a request the client did not send; refuse it (found by the
+        // relay_differential fuzz target).
+        if parts.uri.path_and_query().is_none() {
+            self.metrics
+                .refused(Refusal::MalformedHead, "request-target without a path");
+            return Ok(error_response(
+                StatusCode::BAD_REQUEST,
+                "bad request-target",
+            ));
+        }
         // Sampling and filters look at the head only, so sampled-out bodies are never copied.
         let copy = match &inner.sampler {
             Some(s) => s.keep(&parts.method, &parts.uri, &parts.headers),

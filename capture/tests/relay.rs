@@ -1320,6 +1320,31 @@ async fn an_http_1_0_response_with_transfer_encoding_is_answered_502_and_not_cop
 }
 
 #[tokio::test]
+async fn a_request_target_without_a_path_is_answered_400_and_never_forwarded() {
+    // `GET 9!a` reaches the hyper path, which reads it as authority-form; forwarded as `/` it
+    // was a request nobody sent (found by the relay_differential fuzz target).
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = asked.clone();
+    let control = control(move |_| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Reply::Send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec())
+    })
+    .await;
+    let tap = tap(config(control.addr)).await;
+    let mut client = Wire::connect(tap.addr).await;
+    client.send(b"GET 9!a HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let answer = client.answer(false).await;
+    assert_eq!(answer.head.status(), 400);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the control saw nothing"
+    );
+    assert!(tap.sink.all().is_empty(), "nothing is copied");
+}
+
+#[tokio::test]
 async fn a_malformed_chunked_request_body_is_answered_400_without_a_copy() {
     let control = path_control().await;
     let tap = tap(config(control.addr)).await;
