@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use shadowdiff_pipeline::demo::{Build, DemoServer};
+use shadowdiff_testkit::ports;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,28 +18,42 @@ fn server_env(name: &str) -> String {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(Child, &'static str);
+/// A `shadowdiff` process of the deployment, and its log (stderr), printed if the test fails
+/// while it runs.
+struct Proc(Child, &'static str, tempfile::NamedTempFile);
 
 impl Proc {
     fn start(name: &'static str, args: &[String]) -> Self {
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
             .args(args)
             .env("RUST_LOG", "warn")
             // Every capture and replay process must share one redaction key.
             .env("SHADOWDIFF_REDACTION_KEY", REDACTION_KEY)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
-        Proc(child, name)
+        Proc(child, name, log)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.2.path()).unwrap_or_default()
+    }
+
+    /// Starts `capture` with `args` and `--listen` on a free port (another one when the tap
+    /// finds its port taken), and waits until the tap listens there.
+    fn start_capture(args: &[String]) -> (u16, Self) {
+        ports::start_on_free_port("capture", |port| {
+            let mut all = args.to_vec();
+            all.extend([s("--listen"), format!("127.0.0.1:{port}")]);
+            let mut capture = Proc::start("capture", &all);
+            let log = capture.2.path().to_path_buf();
+            ports::wait_listening(&mut capture.0, &[port], Duration::from_secs(60), || {
+                std::fs::read_to_string(&log).unwrap_or_default()
+            })?;
+            Ok(capture)
+        })
     }
 
     /// SIGTERM, then the exit code within 30 s.
@@ -64,6 +79,10 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
+        let _ = self.0.wait();
+        if std::thread::panicking() {
+            eprintln!("--- {} log ---\n{}", self.1, self.log());
+        }
     }
 }
 
@@ -81,15 +100,6 @@ fn shadowdiff(args: &[String]) -> (i32, String) {
 
 fn s(v: &str) -> String {
     v.to_string()
-}
-
-/// Waits until something listens on `port` (a process just started).
-async fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 type Client = hyper_util::client::legacy::Client<
@@ -170,7 +180,6 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
 
     let control = DemoServer::start(Build::Control).await.unwrap();
     let candidate = DemoServer::start(Build::Candidate).await.unwrap();
-    let tap_port = free_port();
     // Each stage takes only the flags it uses (any other is refused).
     let common = |extra: &[String]| {
         let mut v = vec![s("--kafka"), kafka.clone(), s("--admin"), s("")];
@@ -179,8 +188,6 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
     };
     let mut capture_args = vec![s("capture")];
     capture_args.extend(common(&[
-        s("--listen"),
-        format!("127.0.0.1:{tap_port}"),
         s("--control"),
         control.url(),
         s("--exchanges-topic"),
@@ -212,10 +219,8 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
     ]));
     let diff = Proc::start("diff", &diff_args);
     let replay = Proc::start("replay", &replay_args);
-    let capture = Proc::start("capture", &capture_args);
-
-    // Wait for the tap, then send bounded traffic through it.
-    wait_for_port(tap_port).await;
+    // The tap listens once this returns; then bounded traffic goes through it.
+    let (tap_port, capture) = Proc::start_capture(&capture_args);
     let client = client();
     let mut sent = 0u64;
     for i in 1..=120u64 {
@@ -307,11 +312,11 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
 /// The three stages' arguments for a test deployment whose candidate is the control itself
 /// (every exchange compares clean): topics, groups and database named by `tag` and `run`, and
 /// `members` (`--instance-id` values for replay and diff) when static membership is wanted.
+/// Capture's `--listen` is added by [`Proc::start_capture`].
 struct CleanDeployment {
     capture: Vec<String>,
     replay: Vec<String>,
     diff: Vec<String>,
-    tap_port: u16,
 }
 
 fn clean_deployment(
@@ -323,7 +328,6 @@ fn clean_deployment(
     run: &str,
     members: Option<(&str, &str)>,
 ) -> CleanDeployment {
-    let tap_port = free_port();
     let (exchanges, results) = (format!("ex{tag}-{run}"), format!("res{tag}-{run}"));
     // Each stage takes only the flags it uses (any other is refused).
     let common = |extra: Vec<String>| {
@@ -337,8 +341,6 @@ fn clean_deployment(
     };
     let mut capture = vec![s("capture")];
     capture.extend(common(vec![
-        s("--listen"),
-        format!("127.0.0.1:{tap_port}"),
         s("--control"),
         control.to_string(),
         s("--exchanges-topic"),
@@ -382,7 +384,6 @@ fn clean_deployment(
         capture,
         replay,
         diff,
-        tap_port,
     }
 }
 
@@ -419,13 +420,12 @@ async fn diff_process_survives_clickhouse_going_away() {
     );
     let diff = Proc::start("diff", &d.diff);
     let replay = Proc::start("replay", &d.replay);
-    let capture = Proc::start("capture", &d.capture);
-    wait_for_port(d.tap_port).await;
+    let (tap_port, capture) = Proc::start_capture(&d.capture);
     let client = client();
-    send_range(&client, d.tap_port, 0..20).await;
+    send_range(&client, tap_port, 0..20).await;
     wait_for_exchanges(&clickhouse.url(), &database, 20, "before the outage").await;
     clickhouse.kill();
-    send_range(&client, d.tap_port, 20..40).await;
+    send_range(&client, tap_port, 20..40).await;
     // The differ now fails its inserts and retries; give it a few rounds of backoff.
     tokio::time::sleep(Duration::from_secs(3)).await;
     clickhouse.spawn();
@@ -548,32 +548,19 @@ async fn two_capture_replicas_redact_a_secret_to_the_same_hash() {
     let control = DemoServer::start(Build::Control).await.unwrap();
     let run = uuid::Uuid::new_v4().simple().to_string();
     let topic = format!("ex-redact-{run}");
-    let s = |v: &str| v.to_string();
-    let ports = [free_port(), free_port()];
-    let taps: Vec<Proc> = ports
-        .iter()
-        .map(|port| {
-            Proc::start(
-                "capture",
-                &[
-                    s("capture"),
-                    s("--kafka"),
-                    kafka.clone(),
-                    s("--exchanges-topic"),
-                    topic.clone(),
-                    s("--admin"),
-                    s(""),
-                    s("--listen"),
-                    format!("127.0.0.1:{port}"),
-                    s("--control"),
-                    control.url(),
-                ],
-            )
-        })
-        .collect();
-    for port in ports {
-        wait_for_port(port).await;
-    }
+    let args = [
+        s("capture"),
+        s("--kafka"),
+        kafka.clone(),
+        s("--exchanges-topic"),
+        topic.clone(),
+        s("--admin"),
+        s(""),
+        s("--control"),
+        control.url(),
+    ];
+    // Two taps, each on a port of its own.
+    let (ports, taps): (Vec<u16>, Vec<Proc>) = (0..2).map(|_| Proc::start_capture(&args)).unzip();
     let client = client();
     for port in ports {
         let req = http::Request::builder()
@@ -680,10 +667,9 @@ async fn killed_replay_and_diff_resume_within_seconds() {
     );
     let diff = Proc::start("diff", &d.diff);
     let replay = Proc::start("replay", &d.replay);
-    let capture = Proc::start("capture", &d.capture);
-    wait_for_port(d.tap_port).await;
+    let (tap_port, capture) = Proc::start_capture(&d.capture);
     let client = client();
-    send_range(&client, d.tap_port, 0..20).await;
+    send_range(&client, tap_port, 0..20).await;
     wait_for_exchanges(&clickhouse, &database, 20, "before the kill").await;
 
     // SIGKILL (Drop) and an immediate restart under the same names.
@@ -691,7 +677,7 @@ async fn killed_replay_and_diff_resume_within_seconds() {
     drop(diff);
     let diff = Proc::start("diff", &d.diff);
     let replay = Proc::start("replay", &d.replay);
-    send_range(&client, d.tap_port, 20..40).await;
+    send_range(&client, tap_port, 20..40).await;
     let sent = Instant::now();
     wait_for_exchanges(&clickhouse, &database, 40, "after the restart").await;
     let resumed = sent.elapsed();

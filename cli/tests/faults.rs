@@ -20,6 +20,7 @@
 //!   default because the test broker breaks with them under restarts, see docs/reliability.md).
 #![allow(clippy::unwrap_used)]
 
+use shadowdiff_testkit::ports;
 use shadowdiff_tests::{OwnBroker, OwnClickHouse, Reply, TestServer};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -185,13 +186,15 @@ impl Stage {
         }
     }
 
+    /// The log of the current incarnation.
+    fn log_path(&self) -> PathBuf {
+        self.logs
+            .join(format!("{}-{}.log", self.name, self.incarnation))
+    }
+
     fn spawn(&mut self) {
         self.incarnation += 1;
-        let log = std::fs::File::create(
-            self.logs
-                .join(format!("{}-{}.log", self.name, self.incarnation)),
-        )
-        .unwrap();
+        let log = std::fs::File::create(self.log_path()).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_shadowdiff"));
         if let Some(config) = &self.config {
             command.env("SHADOWDIFF_CONFIG", config);
@@ -587,11 +590,6 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
         .unwrap();
     let (kafka, ch_url) = (broker.address(), clickhouse.url());
     let database = "faults";
-    let tap_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let args = |v: &[&str]| -> Vec<String> {
         let mut all: Vec<String> = v.iter().map(|s| s.to_string()).collect();
         all.extend([
@@ -602,35 +600,52 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
         ]);
         all
     };
-    let mut deployment = Deployment {
-        capture: Stage::new(
+    // Dynamic membership for both stages: the group waits out a dead member's session and
+    // the stages' partition watch re-joins when partitions are left behind. (A static
+    // member that tansu leaves without partitions cannot be helped by re-joining: static
+    // members do not leave on unsubscribe; killed_replay_and_diff_resume_within_seconds in
+    // distributed.rs covers static membership.)
+    let mut replay = Stage::new(
+        "replay",
+        args(&["replay", "--candidate", &format!("v2={}", candidate.url())]),
+        logs.path(),
+    );
+    let mut diff = Stage::new(
+        "diff",
+        args(&["diff", "--clickhouse", &ch_url, "--database", database]),
+        logs.path(),
+    );
+    diff.spawn();
+    replay.spawn();
+    // The tap on a free port, another one when capture finds it taken; its restarts after a
+    // SIGTERM keep the port (the traffic names it): one that cannot bind it exits and the
+    // supervisor starts it again.
+    let (tap_port, capture) = ports::start_on_free_port("capture", |port| {
+        let mut capture = Stage::new(
             "capture",
             args(&[
                 "capture",
                 "--listen",
-                &format!("127.0.0.1:{tap_port}"),
+                &format!("127.0.0.1:{port}"),
                 "--control",
                 &control.url(),
                 "--experiment",
                 "faults",
             ]),
             logs.path(),
-        ),
-        // Dynamic membership for both stages: the group waits out a dead member's session and
-        // the stages' partition watch re-joins when partitions are left behind. (A static
-        // member that tansu leaves without partitions cannot be helped by re-joining: static
-        // members do not leave on unsubscribe; killed_replay_and_diff_resume_within_seconds in
-        // distributed.rs covers static membership.)
-        replay: Stage::new(
-            "replay",
-            args(&["replay", "--candidate", &format!("v2={}", candidate.url())]),
-            logs.path(),
-        ),
-        diff: Stage::new(
-            "diff",
-            args(&["diff", "--clickhouse", &ch_url, "--database", database]),
-            logs.path(),
-        ),
+        );
+        capture.spawn();
+        let log = capture.log_path();
+        let child = capture.child.as_mut().unwrap();
+        ports::wait_listening(child, &[port], Duration::from_secs(120), || {
+            std::fs::read_to_string(&log).unwrap_or_default()
+        })?;
+        Ok(capture)
+    });
+    let mut deployment = Deployment {
+        capture,
+        replay,
+        diff,
         broker,
         clickhouse,
         capture_exits: Vec::new(),
@@ -639,14 +654,6 @@ async fn nothing_is_lost_or_counted_twice_while_servers_and_stages_are_killed() 
         broker_panics: 0,
         unplanned: Vec::new(),
     };
-    deployment.diff.spawn();
-    deployment.replay.spawn();
-    deployment.capture.spawn();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(("127.0.0.1", tap_port)).is_err() {
-        assert!(Instant::now() < deadline, "the tap did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     // Traffic and faults run side by side from the same start.
     let start = Instant::now();

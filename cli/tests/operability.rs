@@ -2,6 +2,7 @@
 //! graceful drain on SIGTERM, and an immediate exit on a second signal.
 #![allow(clippy::unwrap_used)]
 
+use shadowdiff_testkit::ports::{self, StartFailure};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -115,12 +116,13 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// 127.0.0.1 and a port no other call handed out (see `shadowdiff_testkit::ports`).
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], ports::free_port()))
 }
+
+/// How long a `shadowdiff` process may take to listen on its ports.
+const START: Duration = Duration::from_secs(20);
 
 /// Sum of every sample of `name` (all label sets) in a Prometheus text page.
 fn metric(page: &str, name: &str) -> f64 {
@@ -143,20 +145,26 @@ struct Run {
 }
 
 impl Run {
+    /// Starts `shadowdiff run` on free tap and admin ports (new ones when either turns out
+    /// taken) and waits until it listens on both.
     fn start(data: &Path, control: &str, candidate: &str, extra: &[&str]) -> Self {
-        // A free port can be taken by another process (an outgoing connection's ephemeral
-        // port, say) between choosing it and the child binding it: then choose again.
-        for _ in 0..5 {
-            if let Some(run) = Self::try_start(data, control, candidate, extra) {
-                return run;
-            }
-        }
-        panic!("shadowdiff run found its ports taken five times");
+        ports::start_on_free_ports("shadowdiff run", 2, |ports| {
+            Self::try_start(data, control, candidate, extra, ports)
+        })
+        .1
     }
 
-    /// `None` when the chosen ports turned out to be taken.
-    fn try_start(data: &Path, control: &str, candidate: &str, extra: &[&str]) -> Option<Self> {
-        let (tap, admin) = (free_addr(), free_addr());
+    fn try_start(
+        data: &Path,
+        control: &str,
+        candidate: &str,
+        extra: &[&str],
+        ports: &[u16],
+    ) -> Result<Self, StartFailure> {
+        let (tap, admin) = (
+            SocketAddr::from(([127, 0, 0, 1], ports[0])),
+            SocketAddr::from(([127, 0, 0, 1], ports[1])),
+        );
         let stderr = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
             .args(["run", "--experiment", "ops"])
@@ -183,21 +191,11 @@ impl Run {
             admin,
             stderr,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(run.admin).is_err() || TcpStream::connect(run.tap).is_err() {
-            if matches!(run.child.try_wait(), Ok(Some(_)))
-                && run.log().contains("Address already in use")
-            {
-                return None;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "shadowdiff run did not come up:\n{}",
-                run.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(run)
+        let log = run.stderr.path().to_path_buf();
+        ports::wait_listening(&mut run.child, ports, START, || {
+            std::fs::read_to_string(&log).unwrap_or_default()
+        })?;
+        Ok(run)
     }
 
     fn log(&self) -> String {
@@ -439,34 +437,32 @@ fn capture_waiting_for_an_absent_broker_says_so_serves_health_and_stops_at_once_
     let control = Server::start(r#"{"a":1}"#, Duration::ZERO);
     // Nothing listens on the broker's address.
     let broker = free_addr();
-    let admin = free_addr();
     let stderr = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
-        .args(["capture", "--listen", "127.0.0.1:0"])
-        .arg("--admin")
-        .arg(admin.to_string())
-        .arg("--control")
-        .arg(control.url())
-        .arg("--kafka")
-        .arg(broker.to_string())
-        .env("RUST_LOG", "info")
-        .env("SHADOWDIFF_REDACTION_KEY", "operability-test-key")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr.reopen().unwrap())
-        .spawn()
-        .unwrap();
     let log = || std::fs::read_to_string(stderr.path()).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(admin).is_err() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "capture exited:\n{}",
-            log()
-        );
-        assert!(Instant::now() < deadline, "no admin endpoint:\n{}", log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The admin endpoint on a free port (another one when it turns out taken); the tap on
+    // port 0, since the test does not use it.
+    let (admin, mut child) = ports::start_on_free_port("capture", |admin| {
+        // The log of this attempt only.
+        stderr.as_file().set_len(0).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+            .args(["capture", "--listen", "127.0.0.1:0"])
+            .arg("--admin")
+            .arg(format!("127.0.0.1:{admin}"))
+            .arg("--control")
+            .arg(control.url())
+            .arg("--kafka")
+            .arg(broker.to_string())
+            .env("RUST_LOG", "info")
+            .env("SHADOWDIFF_REDACTION_KEY", "operability-test-key")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        ports::wait_listening(&mut child, &[admin], START, log)?;
+        Ok(child)
+    });
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin));
     // Alive, not ready, and the log names the broker it waits for.
     assert_eq!(http(admin, "GET", "/healthz").0, 200);
     let (status, body) = http(admin, "GET", "/readyz");

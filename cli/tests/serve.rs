@@ -3,9 +3,10 @@
 //! JSON fields the Argo Rollouts and Flagger manifests under deploy/ read.
 #![allow(clippy::unwrap_used)]
 
+use shadowdiff_testkit::ports;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Served(Child, u16);
 
@@ -16,34 +17,29 @@ impl Drop for Served {
     }
 }
 
+/// `shadowdiff serve` on a free port (another one when it turns out taken), listening.
 fn serve(store: &[&str]) -> Served {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--min-compared",
-            "10",
-        ])
-        .args(store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut served = Served(child, port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(served.0.try_wait().unwrap().is_none(), "serve exited");
-        assert!(Instant::now() < deadline, "serve did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    served.1 = port;
-    served
+    let (port, child) = ports::start_on_free_port("shadowdiff serve", |port| {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shadowdiff"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--min-compared",
+                "10",
+            ])
+            .args(store)
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        ports::wait_listening(&mut child, &[port], Duration::from_secs(30), || {
+            std::fs::read_to_string(log.path()).unwrap_or_default()
+        })?;
+        Ok(child)
+    });
+    Served(child, port)
 }
 
 /// One HTTP/1.1 request with a timeout; the status and the JSON body.

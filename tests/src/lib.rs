@@ -7,6 +7,7 @@ use hyper::body::{Frame, Incoming};
 use shadowdiff_pipeline::config::{CandidateConfig, Config};
 use shadowdiff_pipeline::embedded::EmbeddedPipeline;
 use shadowdiff_store::{build_report, EmbeddedStore, Report, ReportQuery};
+use shadowdiff_testkit::ports::{self, StartFailure};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -336,24 +337,28 @@ pub fn endpoint<'a>(
         .unwrap_or_else(|| panic!("no endpoint {method} {route} for {candidate} in {report:#?}"))
 }
 
+/// How long a server process may take to listen on its ports after a start.
+const SERVER_START: Duration = Duration::from_secs(60);
+
 /// A server process a test starts, kills with SIGKILL and starts again: the child of the
 /// current start, if any. Killed when dropped.
 #[derive(Default)]
 struct ServerChild(Option<std::process::Child>);
 
 impl ServerChild {
-    /// Holds `child` and waits until something accepts connections on `port`, or fails the
-    /// test after 60 s naming `what`.
-    fn started(&mut self, child: std::process::Child, port: u16, what: &str) {
+    /// Waits until `child` itself listens on every one of `ports` (within [`SERVER_START`],
+    /// while it runs) and holds it; when it exits first or does not listen, the failure says
+    /// why (a port taken, recognised in `log`, is retried by the caller), and the child is
+    /// gone.
+    fn started(
+        &mut self,
+        mut child: std::process::Child,
+        ports: &[u16],
+        log: impl Fn() -> String,
+    ) -> Result<(), StartFailure> {
+        ports::wait_listening(&mut child, ports, SERVER_START, log)?;
         self.0 = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what} did not start in 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        Ok(())
     }
 
     fn kill(&mut self) {
@@ -386,25 +391,21 @@ pub struct OwnClickHouse {
     child: ServerChild,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 impl OwnClickHouse {
-    /// Starts a server on free ports and waits until it answers.
+    /// Starts a server on free ports and waits until it listens on them; on new ports (and a
+    /// new data directory) when one was taken.
     pub fn start() -> Self {
-        let mut ch = Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-            http: free_port(),
-            tcp: free_port(),
-            inter: free_port(),
-            child: ServerChild::default(),
-        };
-        ch.spawn();
-        ch
+        ports::start_on_free_ports("ClickHouse", 3, |ports| {
+            let mut ch = Self {
+                dir: tempfile::tempdir().expect("temp dir"),
+                http: ports[0],
+                tcp: ports[1],
+                inter: ports[2],
+                child: ServerChild::default(),
+            };
+            ch.try_spawn().map(|()| ch)
+        })
+        .1
     }
 
     /// Its HTTP endpoint.
@@ -412,9 +413,18 @@ impl OwnClickHouse {
         format!("http://127.0.0.1:{}", self.http)
     }
 
-    /// Starts the server (again, on the same ports and data) and waits until it answers.
+    /// Starts the server again on the same ports and data and waits until it listens; while
+    /// a port is still held (the killed server's), waits for it and tries again, for at most
+    /// [`SERVER_START`].
     pub fn spawn(&mut self) {
+        let ports = [self.http, self.tcp, self.inter];
+        ports::restart_on_ports("ClickHouse", &ports, SERVER_START, |_| self.try_spawn());
+    }
+
+    fn try_spawn(&mut self) -> Result<(), StartFailure> {
         let d = self.dir.path().display().to_string();
+        let errors = self.dir.path().join("ch.err");
+        let logged = ports::length(&errors);
         let child = std::process::Command::new("clickhouse-server")
             .arg("--config-file=/etc/clickhouse-server/config.xml")
             .arg("--")
@@ -432,8 +442,15 @@ impl OwnClickHouse {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("clickhouse-server runs (scripts/services.sh deps installs it)");
-        self.child.started(child, self.http, "ClickHouse");
+            .map_err(|e| {
+                StartFailure::Failed(format!(
+                    "clickhouse-server does not run ({e}); scripts/services.sh deps installs it"
+                ))
+            })?;
+        self.child
+            .started(child, &[self.http, self.tcp, self.inter], || {
+                ports::read_from(&errors, logged)
+            })
     }
 
     /// kill -9.
@@ -453,6 +470,9 @@ pub struct OwnBroker {
     dir: tempfile::TempDir,
     port: u16,
     child: ServerChild,
+    /// Panics in the log from starts that failed (tansu panics when its port is taken), which
+    /// [`OwnBroker::panics`] does not count.
+    failed_start_panics: usize,
 }
 
 /// Where `scripts/services.sh deps` installs tansu (`cargo install`), or `tansu` on the PATH.
@@ -467,15 +487,19 @@ fn tansu_binary() -> std::path::PathBuf {
 }
 
 impl OwnBroker {
-    /// Starts a broker on a free port and waits until it accepts connections.
+    /// Starts a broker on a free port and waits until it listens; on a new port (and a new
+    /// data directory) when the port was taken.
     pub fn start() -> Self {
-        let mut broker = Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-            port: free_port(),
-            child: ServerChild::default(),
-        };
-        broker.spawn();
-        broker
+        ports::start_on_free_port("tansu", |port| {
+            let mut broker = Self {
+                dir: tempfile::tempdir().expect("temp dir"),
+                port,
+                child: ServerChild::default(),
+                failed_start_panics: 0,
+            };
+            broker.try_spawn().map(|()| broker)
+        })
+        .1
     }
 
     /// `127.0.0.1:port`, for `--kafka`.
@@ -483,13 +507,22 @@ impl OwnBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Starts the broker (again, on the same port and data) and waits until it listens.
+    /// Starts the broker again on the same port and data and waits until it listens; while
+    /// the port is still held (the killed broker's), waits for it and tries again, for at
+    /// most [`SERVER_START`].
     pub fn spawn(&mut self) {
+        let port = self.port;
+        ports::restart_on_ports("tansu", &[port], SERVER_START, |_| self.try_spawn());
+    }
+
+    fn try_spawn(&mut self) -> Result<(), StartFailure> {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log_path = self.log_path();
+        let logged = ports::length(&log_path);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_path())
+            .open(&log_path)
             .expect("broker log");
         let child = std::process::Command::new(tansu_binary())
             .current_dir(self.dir.path())
@@ -505,9 +538,17 @@ impl OwnBroker {
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("tansu runs (scripts/services.sh deps installs it)");
-        let what = format!("tansu (log: {})", self.log_path().display());
-        self.child.started(child, self.port, &what);
+            .map_err(|e| {
+                StartFailure::Failed(format!(
+                    "tansu does not run ({e}); scripts/services.sh deps installs it"
+                ))
+            })?;
+        let this_start = || ports::read_from(&log_path, logged);
+        let started = self.child.started(child, &[self.port], this_start);
+        if started.is_err() {
+            self.failed_start_panics += this_start().matches("panicked at").count();
+        }
+        started.map_err(|failure| failure.noted(format!("(log: {})", log_path.display())))
     }
 
     /// kill -9.
@@ -520,12 +561,14 @@ impl OwnBroker {
         self.child.exited()
     }
 
-    /// How many panics the broker's log holds (over all its starts). tansu keeps running
-    /// after a panic in its storage task, but answers produce requests with errors.
+    /// How many panics the broker's log holds (over all its starts, but for starts that
+    /// failed). tansu keeps running after a panic in its storage task, but answers produce
+    /// requests with errors.
     pub fn panics(&self) -> usize {
         std::fs::read_to_string(self.log_path())
             .map(|log| log.matches("panicked at").count())
             .unwrap_or(0)
+            .saturating_sub(self.failed_start_panics)
     }
 
     /// The broker's log file.

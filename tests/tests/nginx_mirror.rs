@@ -6,6 +6,7 @@
 
 use serde_json::json;
 use shadowdiff_pipeline::config::CaptureMode;
+use shadowdiff_testkit::ports::{self, StartFailure};
 use shadowdiff_tests::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,8 +20,9 @@ fn nginx_binary() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// Kills the nginx master we started (by its pid) when the test ends, also on panic.
-struct Nginx(Child);
+/// The nginx master we started, and its directory (configuration, logs); killed by its pid
+/// when the test ends, also on panic.
+struct Nginx(Child, tempfile::TempDir);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
@@ -29,9 +31,46 @@ impl Drop for Nginx {
     }
 }
 
-async fn free_port() -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().port()
+/// Starts nginx mirroring to `shadowdiff`, on a free port (another one when nginx finds it
+/// taken), and waits until it listens; the port and the running nginx.
+fn start_nginx(nginx: &Path, production: &str, shadowdiff: &str) -> (u16, Nginx) {
+    ports::start_on_free_port("nginx", |port| {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = write_config(
+            dir.path(),
+            &format!("127.0.0.1:{port}"),
+            production,
+            shadowdiff,
+        );
+        let check = Command::new(nginx)
+            .args(["-t", "-q", "-p"])
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .output()
+            .unwrap();
+        if !check.status.success() {
+            return Err(StartFailure::Failed(format!(
+                "nginx -t: {}",
+                String::from_utf8_lossy(&check.stderr)
+            )));
+        }
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut nginx = Nginx(child, dir);
+        let errors = nginx.1.path().join("error.log");
+        ports::wait_listening(&mut nginx.0, &[port], Duration::from_secs(20), || {
+            std::fs::read_to_string(&errors).unwrap_or_default()
+        })?;
+        Ok(nginx)
+    })
 }
 
 fn write_config(dir: &Path, listen: &str, production: &str, shadowdiff: &str) -> PathBuf {
@@ -96,52 +135,10 @@ async fn nginx_mirror_feeds_the_mirror_receiver_and_clients_get_production() {
     })
     .await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port().await;
-    let conf = write_config(
-        dir.path(),
-        &format!("127.0.0.1:{port}"),
+    let (port, _nginx) = start_nginx(
+        &nginx,
         &production.addr.to_string(),
         &h.pipeline.addr.to_string(),
-    );
-    let check = Command::new(&nginx)
-        .args(["-t", "-q", "-p"])
-        .arg(dir.path())
-        .arg("-c")
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "nginx -t: {}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let _nginx = Nginx(
-        Command::new(&nginx)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        up,
-        "nginx did not listen: {}",
-        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
     );
 
     let c = client();

@@ -2,10 +2,10 @@
 #![allow(dead_code)]
 
 use shadowdiff_model::{Body, Exchange, HttpRequest, HttpResponse, ReplayResult, SCHEMA_VERSION};
-use std::net::{TcpListener, TcpStream};
+use shadowdiff_testkit::ports::{self, StartFailure};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The broker the tests use; they fail (not skip) without one.
 pub(crate) fn brokers() -> String {
@@ -57,13 +57,6 @@ pub(crate) fn result(id: &str) -> ReplayResult {
     }
 }
 
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn tansu_binary() -> PathBuf {
     if let Ok(p) = std::env::var("SHADOWDIFF_TANSU") {
         return PathBuf::from(p);
@@ -78,6 +71,9 @@ fn tansu_binary() -> PathBuf {
     }
 }
 
+/// How long tansu may take to listen after a start.
+const BROKER_START: Duration = Duration::from_secs(30);
+
 /// A tansu broker this test owns: sqlite storage in its own directory, a fixed port, and
 /// `kill -9` / restart on the same port and database.
 pub(crate) struct Broker {
@@ -87,28 +83,36 @@ pub(crate) struct Broker {
 }
 
 impl Broker {
+    /// Starts a broker on a free port and waits until it listens; on a new port (and a new
+    /// directory) when tansu finds its port taken.
     pub(crate) fn start() -> Self {
-        let mut b = Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-            port: free_port(),
-            child: None,
-        };
-        b.spawn();
-        b
+        ports::start_on_free_port("tansu", |port| {
+            let mut b = Self {
+                dir: tempfile::tempdir().expect("temp dir"),
+                port,
+                child: None,
+            };
+            b.spawn().map(|()| b)
+        })
+        .1
     }
 
     pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn spawn(&mut self) {
+    /// Runs tansu on `self.port` and waits until it listens there itself (not something else
+    /// on the port), while it runs.
+    fn spawn(&mut self) -> Result<(), StartFailure> {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log_path = self.dir.path().join("tansu.log");
+        let logged = ports::length(&log_path);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("tansu.log"))
+            .open(&log_path)
             .expect("log file");
-        let child = Command::new(tansu_binary())
+        let mut child = Command::new(tansu_binary())
             .current_dir(self.dir.path())
             .args([
                 "broker",
@@ -123,18 +127,17 @@ impl Broker {
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run tansu ({e}); install it with scripts/services.sh deps")
-            });
+            .map_err(|e| {
+                StartFailure::Failed(format!(
+                    "cannot run tansu ({e}); install it with scripts/services.sh deps"
+                ))
+            })?;
+        ports::wait_listening(&mut child, &[self.port], BROKER_START, || {
+            ports::read_from(&log_path, logged)
+        })
+        .map_err(|failure| failure.noted(format!("(log: {})", log_path.display())))?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        Ok(())
     }
 
     /// SIGKILL: no shutdown, no flush.
@@ -145,9 +148,15 @@ impl Broker {
         }
     }
 
+    /// kill -9, then tansu again on the same port and database. The port must stay the same
+    /// (the clients and the stored metadata name it), so this does not move to another one:
+    /// it was ours until the kill, and while it is still held (by a socket of the killed
+    /// broker not yet closed, or, unlikely, another process) the start is tried again once it
+    /// can be bound, for at most `BROKER_START`.
     pub(crate) fn restart(&mut self) {
         self.kill9();
-        self.spawn();
+        let port = self.port;
+        ports::restart_on_ports("tansu", &[port], BROKER_START, |_| self.spawn());
     }
 }
 
