@@ -1,7 +1,8 @@
 //! Comparing two HTTP responses: status, headers, body.
 
 use crate::decode::{body_format, decode_content, form_to_json, BodyFormat};
-use crate::json::{diff_json_into, Collector};
+use crate::html::parse_tree;
+use crate::json::{diff_json_into, diff_markup_into, Collector};
 use crate::node::{with_arena, Node};
 use crate::rules::Rules;
 use crate::text::diff_text;
@@ -115,7 +116,16 @@ fn diff_bodies(
                 )
             })
         }
-        BodyFormat::Html | BodyFormat::Text | BodyFormat::Binary => text_or_binary(a, b, c),
+        BodyFormat::Html => {
+            with_arena(|arena| match (parse_tree(a, arena), parse_tree(b, arena)) {
+                (Ok(x), Ok(y)) => diff_markup_into(&x, &y, "body", c),
+                (Err(e), _) | (_, Err(e)) => {
+                    notes.push(format!("{e}; compared as text"));
+                    text_or_binary(a, b, c);
+                }
+            })
+        }
+        BodyFormat::Text | BodyFormat::Binary => text_or_binary(a, b, c),
     }
 }
 

@@ -15,7 +15,7 @@ pub enum BodyFormat {
     Form,
     /// Text (including XML): line diff.
     Text,
-    /// HTML: line diff, like text.
+    /// HTML: parsed into a tree of elements, text and attributes and diffed structurally.
     Html,
     /// Bytes that are not text: a difference shows only the two sizes.
     Binary,

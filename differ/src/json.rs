@@ -1,5 +1,6 @@
 //! Structural JSON diff with typed differences at dotted paths.
 
+use crate::html::{HtmlTree, Sources};
 use crate::node::{with_arena, Node, Num};
 use crate::rules::{ArrayMode, Rules};
 use serde_json::Value;
@@ -79,6 +80,23 @@ pub(crate) fn diff_json_into<'t>(
     diff_value(control, candidate, &mut path, 0, c);
 }
 
+/// [`diff_json_into`] for the trees of HTML documents (`crate::html`): keys are written into
+/// paths as the tree builder made them (`.tag`, `.tag[id=x]`, `@attr`, `""` for the element's
+/// own text), and an element that is alone on one side and repeated on the other is compared as
+/// an array of one.
+///
+/// Elements whose source text is the same on both sides are equal without a walk.
+pub(crate) fn diff_markup_into<'t>(
+    control: &'t HtmlTree<'_>,
+    candidate: &'t HtmlTree<'_>,
+    root: &'t str,
+    c: &mut Collector<'_>,
+) {
+    let mut path = PathStack::new(root);
+    path.markup = Some((&control.sources, &candidate.sources));
+    diff_value(&control.root, &candidate.root, &mut path, 0, c);
+}
+
 type Entries<'n, 'a> = &'n [(&'a str, Node<'a>)];
 
 fn diff_value<'t>(
@@ -100,7 +118,16 @@ fn diff_value<'t>(
         return;
     }
     match (a, b) {
-        (Node::Object(x), Node::Object(y)) => diff_objects(x, y, path, depth, c),
+        (Node::Object(x), Node::Object(y)) => {
+            if let Some((sa, sb)) = path.markup {
+                if let (Some(p), Some(q)) = (sa.of(x), sb.of(y)) {
+                    if p == q {
+                        return;
+                    }
+                }
+            }
+            diff_objects(x, y, path, depth, c)
+        }
         (Node::Array(x), Node::Array(y)) => diff_arrays(x, y, path, depth, c),
         (Node::Number(x), Node::Number(y)) => {
             if !numbers_equal(*x, *y, c.rules) {
@@ -142,6 +169,13 @@ fn diff_value<'t>(
                     Some(excerpt_node(b)),
                 );
             }
+        }
+        // One `<li>` against several: the one is an array of one.
+        (Node::Object(_), Node::Array(y)) if path.markup.is_some() => {
+            diff_arrays(std::slice::from_ref(a), y, path, depth, c)
+        }
+        (Node::Array(x), Node::Object(_)) if path.markup.is_some() => {
+            diff_arrays(x, std::slice::from_ref(b), path, depth, c)
         }
         _ => c.push(
             &path.render(),
@@ -217,6 +251,9 @@ enum Seg<'t> {
 pub(crate) struct PathStack<'t> {
     root: &'t str,
     segs: Vec<Seg<'t>>,
+    /// For HTML trees, the two documents' element sources: keys are written as they are and
+    /// equal sources are equal elements (see [`diff_markup_into`]).
+    markup: Option<(&'t Sources<'t>, &'t Sources<'t>)>,
 }
 
 impl<'t> PathStack<'t> {
@@ -224,6 +261,7 @@ impl<'t> PathStack<'t> {
         Self {
             root,
             segs: Vec::with_capacity(16),
+            markup: None,
         }
     }
 
@@ -241,6 +279,7 @@ impl<'t> PathStack<'t> {
         out.push_str(self.root);
         for seg in &self.segs {
             match seg {
+                Seg::Key(k) if self.markup.is_some() => write_markup_key(&mut out, k),
                 Seg::Key(k) => write_key(&mut out, k),
                 Seg::Index(i) => write_index(&mut out, *i),
             }
@@ -276,6 +315,15 @@ fn write_key(path: &mut String, key: &str) {
         }
         path.push_str("\"]");
     }
+}
+
+/// Appends an HTML tree key: `.tag` or `.tag[id=x]` for a child, `@name` for an attribute,
+/// nothing for the element's own text (the tree builder quotes what needs quoting).
+fn write_markup_key(path: &mut String, key: &str) {
+    if !key.is_empty() && !key.starts_with('@') {
+        path.push('.');
+    }
+    path.push_str(key);
 }
 
 fn write_index(path: &mut String, i: usize) {
@@ -383,7 +431,24 @@ fn diff_ordered<'t>(
 
 /// A value on one side only: `Missing` (the control has it) or `Extra` (the candidate has it).
 fn push_one_sided(c: &mut Collector<'_>, path: &PathStack<'_>, kind: DiffKind, v: &Node<'_>) {
-    let shown = Some(excerpt_node(v));
+    // An HTML element is shown as its source.
+    let source = match (path.markup, v) {
+        (Some((sa, sb)), Node::Object(entries)) => {
+            if kind == DiffKind::Missing {
+                sa.of(entries)
+            } else {
+                sb.of(entries)
+            }
+        }
+        _ => None,
+    };
+    let shown = Some(match source {
+        Some(s) => truncate_chars(
+            s.split_ascii_whitespace().collect::<Vec<_>>().join(" "),
+            EXCERPT_CHARS,
+        ),
+        None => excerpt_node(v),
+    });
     let (control, candidate) = if kind == DiffKind::Missing {
         (shown, None)
     } else {

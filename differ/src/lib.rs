@@ -1,7 +1,7 @@
 //! shadowdiff's diff engine.
 //!
 //! Pure and synchronous: no I/O, no clocks except the text-diff deadline. It decodes bodies
-//! (content encodings, JSON, form, text), applies normalization [`Rules`], produces typed
+//! (content encodings, JSON, form, HTML, text), applies normalization [`Rules`], produces typed
 //! [`Difference`](shadowdiff_model::Difference)s at dotted paths, classifies noise (A/A masking
 //! with a secondary, volatile-value detectors) and fingerprints what is left.
 //!
@@ -18,6 +18,7 @@ mod decode;
 mod detect;
 mod engine;
 mod glob;
+mod html;
 mod json;
 mod node;
 mod rules;
@@ -31,6 +32,7 @@ pub use detect::{
 };
 pub use engine::Differ;
 pub use glob::PathGlob;
+pub use html::{parse_html, HtmlError, MAX_HTML_BYTES, MAX_HTML_DEPTH, MAX_HTML_NODES};
 pub use json::{diff_json, excerpt, hash_value};
 pub use node::{Arena, Node, Num};
 pub use rules::{
