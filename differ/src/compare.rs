@@ -1,7 +1,7 @@
 //! Comparing two HTTP responses: status, headers, body.
 
 use crate::decode::{body_format, decode_content, form_to_json, BodyFormat};
-use crate::html::parse_tree;
+use crate::html::{parse_tree, parse_tree_like};
 use crate::json::{diff_json_into, diff_markup_into, Collector};
 use crate::node::{with_arena, Node};
 use crate::rules::Rules;
@@ -116,15 +116,18 @@ fn diff_bodies(
                 )
             })
         }
-        BodyFormat::Html => {
-            with_arena(|arena| match (parse_tree(a, arena), parse_tree(b, arena)) {
+        BodyFormat::Html => with_arena(|arena| {
+            let x = parse_tree(a, arena);
+            // The other page is mostly the control's: equal elements are taken whole.
+            let y = parse_tree_like(b, arena, x.as_ref().ok());
+            match (x, y) {
                 (Ok(x), Ok(y)) => diff_markup_into(&x, &y, "body", c),
                 (Err(e), _) | (_, Err(e)) => {
                     notes.push(format!("{e}; compared as text"));
                     text_or_binary(a, b, c);
                 }
-            })
-        }
+            }
+        }),
         BodyFormat::Text | BodyFormat::Binary => text_or_binary(a, b, c),
     }
 }

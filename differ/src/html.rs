@@ -64,11 +64,25 @@ pub(crate) struct HtmlTree<'a> {
     pub(crate) sources: Sources<'a>,
 }
 
+/// Where an element came from in its document's source.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span {
+    /// The address of the element's object entries (its identity in the tree).
+    at: usize,
+    start: usize,
+    end: usize,
+    /// Elements and attributes in its subtree, itself included.
+    nodes: usize,
+    /// Closed by its own end tag (or a void element): `start..end` is exactly the element, and
+    /// the tokenizer is back in its data state at `end`.
+    whole: bool,
+}
+
 /// The source text of each element of a tree, by the address of its object's entries.
 pub(crate) struct Sources<'a> {
     text: &'a str,
-    /// `(entries address, start, end)`, sorted by address.
-    spans: &'a [(usize, usize, usize)],
+    /// Sorted by address.
+    spans: &'a [Span],
 }
 
 impl<'a> Sources<'a> {
@@ -76,14 +90,29 @@ impl<'a> Sources<'a> {
     /// subtree was built from, so two elements at one path whose sources are equal have equal
     /// subtrees.
     pub(crate) fn of(&self, entries: &[(&str, Node<'_>)]) -> Option<&'a str> {
+        let span = self.span(entries)?;
+        self.text.get(span.start..span.end)
+    }
+
+    fn span(&self, entries: &[(&str, Node<'_>)]) -> Option<Span> {
         let at = entries.as_ptr() as usize;
-        let i = self.spans.binary_search_by_key(&at, |s| s.0).ok()?;
-        let (_, start, end) = self.spans[i];
-        self.text.get(start..end)
+        let i = self.spans.binary_search_by_key(&at, |s| s.at).ok()?;
+        self.spans.get(i).copied()
     }
 }
 
 pub(crate) fn parse_tree<'a>(bytes: &'a [u8], arena: &'a Arena) -> Result<HtmlTree<'a>, HtmlError> {
+    parse_tree_like(bytes, arena, None)
+}
+
+/// [`parse_tree`], taking whole elements from `reference` (another document's tree in the same
+/// arena) where this document has the same bytes at the same path: the tokenizer does not read
+/// them again. The tree is the one [`parse_tree`] builds.
+pub(crate) fn parse_tree_like<'a>(
+    bytes: &'a [u8],
+    arena: &'a Arena,
+    reference: Option<&HtmlTree<'a>>,
+) -> Result<HtmlTree<'a>, HtmlError> {
     if bytes.len() > MAX_HTML_BYTES {
         return Err(HtmlError::TooLarge {
             limit: MAX_HTML_BYTES,
@@ -93,22 +122,28 @@ pub(crate) fn parse_tree<'a>(bytes: &'a [u8], arena: &'a Arena) -> Result<HtmlTr
         Ok(text) => text,
         Err(_) => arena.alloc_str(&String::from_utf8_lossy(bytes)),
     };
-    let mut builder = Builder::new(arena);
-    let emitter = TreeEmitter {
-        b: &mut builder,
-        kind: TagKind::Other,
-        tag: Vec::with_capacity(16),
-        self_closing: false,
-        last_start_tag: Vec::with_capacity(16),
-        attr_bytes: Vec::with_capacity(256),
-        attrs: Vec::with_capacity(8),
-        in_attr: false,
-        signalled: false,
-    };
-    // The emitter builds as it goes; the only token is the signal that a limit was hit.
-    for token in Tokenizer::new_with_emitter(text, emitter) {
-        if token.is_ok() {
-            break;
+    let mut builder = Builder::new(arena, text, reference);
+    let mut scratch = Scratch::default();
+    let mut from = 0;
+    while let Some(rest) = text.get(from..) {
+        builder.pos = from;
+        let emitter = TreeEmitter {
+            b: &mut builder,
+            s: &mut scratch,
+            kind: TagKind::Other,
+            self_closing: false,
+            in_attr: false,
+        };
+        // The emitter builds as it goes; its only token says: stop (a limit was hit, or an
+        // element was taken from the reference and reading goes on after it).
+        for token in Tokenizer::new_with_emitter(rest, emitter) {
+            if token.is_ok() {
+                break;
+            }
+        }
+        match builder.resume.take() {
+            Some(next) if builder.failed.is_none() && next > from => from = next,
+            _ => break,
         }
     }
     if let Some(e) = builder.failed {
@@ -121,7 +156,7 @@ pub(crate) fn parse_tree<'a>(bytes: &'a [u8], arena: &'a Arena) -> Result<HtmlTr
     }
     let root = builder.root.unwrap_or(Node::Object(&[]));
     let mut spans = builder.spans;
-    spans.sort_unstable_by_key(|s| s.0);
+    spans.sort_unstable_by_key(|s| s.at);
     Ok(HtmlTree {
         root,
         sources: Sources {
@@ -129,6 +164,16 @@ pub(crate) fn parse_tree<'a>(bytes: &'a [u8], arena: &'a Arena) -> Result<HtmlTr
             spans: spans.into_bump_slice(),
         },
     })
+}
+
+/// The emitter's buffers, kept across the tokenizers of one parse.
+#[derive(Default)]
+struct Scratch {
+    tag: Vec<u8>,
+    last_start_tag: Vec<u8>,
+    /// Names and values of the current tag's attributes, as ranges of `attr_bytes`.
+    attr_bytes: Vec<u8>,
+    attrs: Vec<[usize; 3]>,
 }
 
 /// What the tree builder needs to know about a tag, worked out once per start tag.
@@ -215,6 +260,8 @@ fn is_text_only(tag: &[u8]) -> bool {
     naive_next_state(tag).is_some()
 }
 
+type Entries<'a> = &'a [(&'a str, Node<'a>)];
+
 /// An element still open: where its members and its text start on the builder's stacks.
 struct Frame<'a> {
     tag: &'a str,
@@ -224,12 +271,44 @@ struct Frame<'a> {
     start: usize,
     members_open: usize,
     text_open: usize,
+    nodes_open: usize,
     /// Whitespace was seen after the text so far (written as one space before more text).
     pending_space: bool,
+    /// The element at the same path in the reference document, if any.
+    reference: Option<Entries<'a>>,
+    /// The key of its last child and how many children before it had that key.
+    last_key: &'a str,
+    last_index: usize,
 }
+
+impl<'a> Frame<'a> {
+    fn root(reference: Option<Entries<'a>>) -> Self {
+        Frame {
+            tag: "",
+            class: Class::default(),
+            key: "",
+            start: 0,
+            members_open: 0,
+            text_open: 0,
+            nodes_open: 0,
+            pending_space: false,
+            reference,
+            last_key: "",
+            last_index: 0,
+        }
+    }
+}
+
+/// Siblings scanned at most to number a child whose key is not its previous sibling's (beyond,
+/// nothing is taken from the reference).
+const MAX_SIBLING_SCAN: usize = 256;
 
 struct Builder<'a> {
     arena: &'a Arena,
+    /// This document's source.
+    source: &'a str,
+    /// The reference document's source and element spans.
+    reference: Option<(&'a str, &'a [Span])>,
     frames: Vec<Frame<'a>>,
     /// Attributes and finished children of the open elements, each element's after its
     /// parent's.
@@ -244,13 +323,21 @@ struct Builder<'a> {
     /// How far the tokenizer has read, and where the tag being read began.
     pos: usize,
     tag_start: usize,
-    spans: bumpalo::collections::Vec<'a, (usize, usize, usize)>,
+    spans: bumpalo::collections::Vec<'a, Span>,
+    /// Set when an element was taken from the reference: tokenize again from here.
+    resume: Option<usize>,
 }
 
 impl<'a> Builder<'a> {
-    fn new(arena: &'a Arena) -> Self {
+    fn new(arena: &'a Arena, source: &'a str, reference: Option<&HtmlTree<'a>>) -> Self {
+        let root_reference = match reference.map(|r| r.root) {
+            Some(Node::Object(entries)) => Some(entries),
+            _ => None,
+        };
         let mut b = Self {
             arena,
+            source,
+            reference: reference.map(|r| (r.sources.text, r.sources.spans)),
             frames: Vec::with_capacity(32),
             members: Vec::with_capacity(256),
             text: Vec::with_capacity(1024),
@@ -261,16 +348,9 @@ impl<'a> Builder<'a> {
             pos: 0,
             tag_start: 0,
             spans: bumpalo::collections::Vec::with_capacity_in(512, arena),
+            resume: None,
         };
-        b.frames.push(Frame {
-            tag: "",
-            class: Class::default(),
-            key: "",
-            start: 0,
-            members_open: 0,
-            text_open: 0,
-            pending_space: false,
-        });
+        b.frames.push(Frame::root(root_reference));
         b
     }
 
@@ -336,6 +416,14 @@ impl<'a> Builder<'a> {
             )
         };
         let key = self.child_key(tag_str, (0..attrs.len()).map(attr));
+        let start = self.tag_start.saturating_sub(1);
+        let reference = self.reference_child(key);
+        if let Some(entries) = reference {
+            if class.flags & VOID == 0 && self.take_from_reference(key, entries, start, attrs.len())
+            {
+                return;
+            }
+        }
         let members_open = self.members.len();
         for i in 0..attrs.len() {
             let (name, value) = attr(i);
@@ -353,12 +441,12 @@ impl<'a> Builder<'a> {
             let value = Node::String(self.str_of(value));
             self.members.push((key, value));
         }
-        let start = self.tag_start.saturating_sub(1);
         if class.flags & VOID != 0 || (self_closing && !is_text_only(tag)) {
             // A leaf: its object now, no frame.
-            let node = self.object(members_open, "", start);
+            let node = self.object(members_open, "");
+            self.span(node, start, 1 + attrs.len(), true);
             self.members.truncate(members_open);
-            self.members.push((key, node));
+            self.push_child(key, node);
             return;
         }
         if self.frames.len() > MAX_HTML_DEPTH {
@@ -374,8 +462,118 @@ impl<'a> Builder<'a> {
             start,
             members_open,
             text_open: self.text.len(),
+            nodes_open: self.nodes - 1 - attrs.len(),
             pending_space: false,
+            reference,
+            last_key: "",
+            last_index: 0,
         });
+    }
+
+    /// The reference document's element at the path a child `key` of the innermost open
+    /// element would have.
+    fn reference_child(&self, key: &str) -> Option<Entries<'a>> {
+        let frame = self.frames.last()?;
+        let parent = frame.reference?;
+        let index = if frame.last_key == key {
+            frame.last_index + 1
+        } else {
+            let members = self.members.get(frame.members_open..)?;
+            if members.len() > MAX_SIBLING_SCAN {
+                return None;
+            }
+            members.iter().filter(|(k, _)| *k == key).count()
+        };
+        let index = index.min(usize::MAX / 2);
+        let i = parent.binary_search_by(|(k, _)| (*k).cmp(key)).ok()?;
+        match (parent.get(i).map(|e| e.1), index) {
+            (Some(Node::Object(entries)), 0) => Some(entries),
+            (Some(Node::Array(items)), _) => match items.get(index) {
+                Some(Node::Object(entries)) => Some(entries),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Takes the reference's element `entries` as the child `key` starting at `start`, if it
+    /// is whole and its source is the bytes here: its subtree is the one these bytes build
+    /// (same bytes, same open elements above), and tokenizing resumes after it.
+    fn take_from_reference(
+        &mut self,
+        key: &'a str,
+        entries: Entries<'a>,
+        start: usize,
+        attrs: usize,
+    ) -> bool {
+        let Some((text, spans)) = self.reference else {
+            return false;
+        };
+        let at = entries.as_ptr() as usize;
+        let Some(span) = spans
+            .binary_search_by_key(&at, |s| s.at)
+            .ok()
+            .and_then(|i| spans.get(i))
+        else {
+            return false;
+        };
+        let len = span.end.saturating_sub(span.start);
+        let (Some(theirs), Some(ours)) = (
+            text.get(span.start..span.end),
+            self.source.get(start..start + len),
+        ) else {
+            return false;
+        };
+        if !span.whole || len == 0 || theirs != ours || !ours.starts_with('<') {
+            return false;
+        }
+        // The start tag and its attributes were counted already.
+        if !self.count(span.nodes.saturating_sub(1 + attrs)) {
+            return true;
+        }
+        self.spans.push(Span {
+            at,
+            start,
+            end: start + len,
+            nodes: span.nodes,
+            whole: true,
+        });
+        self.push_child(key, Node::Object(entries));
+        self.resume = Some(start + len);
+        true
+    }
+
+    /// Adds a finished child to the innermost open element.
+    fn push_child(&mut self, key: &'a str, node: Node<'a>) {
+        if let Some(frame) = self.frames.last_mut() {
+            if frame.last_key == key {
+                frame.last_index += 1;
+            } else {
+                frame.last_key = key;
+                frame.last_index = 0;
+                // Numbered from the siblings already there (too many to count: never found in
+                // the reference).
+                frame.last_index = match self.members.get(frame.members_open..) {
+                    Some(m) if m.len() <= MAX_SIBLING_SCAN => {
+                        m.iter().filter(|(k, _)| *k == key).count()
+                    }
+                    _ => usize::MAX / 2,
+                };
+            }
+        }
+        self.members.push((key, node));
+    }
+
+    fn span(&mut self, node: Node<'a>, start: usize, nodes: usize, whole: bool) {
+        if let Node::Object(entries) = node {
+            self.spans.push(Span {
+                at: entries.as_ptr() as usize,
+                start,
+                end: self.pos.max(start),
+                nodes,
+                whole,
+            });
+        }
     }
 
     fn end_tag(&mut self, tag: &[u8]) {
@@ -391,9 +589,10 @@ impl<'a> Builder<'a> {
             .skip(1)
             .rposition(|f| f.tag.as_bytes() == tag);
         if let Some(at) = open {
-            while self.frames.len() > at + 1 {
-                self.close();
+            while self.frames.len() > at + 2 {
+                self.close(false);
             }
+            self.close(true);
         }
     }
 
@@ -407,14 +606,14 @@ impl<'a> Builder<'a> {
             }
             if at > 1 && self.frames[at - 1].class.flags & IS_P != 0 {
                 while self.frames.len() >= at {
-                    self.close();
+                    self.close(false);
                 }
             }
         }
         if class.flags & HEADING != 0 {
             if let Some(top) = self.frames.last() {
                 if top.class.flags & HEADING != 0 {
-                    self.close();
+                    self.close(false);
                 }
             }
         }
@@ -432,14 +631,15 @@ impl<'a> Builder<'a> {
             }
             if let Some(at) = found {
                 while self.frames.len() > at {
-                    self.close();
+                    self.close(false);
                 }
             }
         }
     }
 
     /// Closes the innermost open element into its parent's members.
-    fn close(&mut self) {
+    /// `whole`: by its own end tag.
+    fn close(&mut self, whole: bool) {
         if self.frames.len() <= 1 {
             return;
         }
@@ -447,9 +647,10 @@ impl<'a> Builder<'a> {
             return;
         };
         let text = self.str_of_text(frame.text_open);
-        let node = self.object(frame.members_open, text, frame.start);
+        let node = self.object(frame.members_open, text);
+        self.span(node, frame.start, self.nodes - frame.nodes_open, whole);
         self.members.truncate(frame.members_open);
-        self.members.push((frame.key, node));
+        self.push_child(frame.key, node);
     }
 
     fn finish(&mut self) {
@@ -457,13 +658,11 @@ impl<'a> Builder<'a> {
             return;
         }
         while self.frames.len() > 1 {
-            self.close();
+            self.close(false);
         }
         let text = self.str_of_text(0);
-        let root = self.object(0, text, 0);
         // The root is not an element: no source of its own.
-        self.spans.pop();
-        self.root = Some(root);
+        self.root = Some(self.object(0, text));
         self.members.clear();
     }
 
@@ -529,7 +728,7 @@ impl<'a> Builder<'a> {
 
     /// The object of an element whose attributes and children are `members[open..]`: sorted by
     /// key, repeated keys grouped into arrays in document order, its text at `""`.
-    fn object(&mut self, open: usize, text: &'a str, start: usize) -> Node<'a> {
+    fn object(&mut self, open: usize, text: &'a str) -> Node<'a> {
         let members = &mut self.members[open..];
         // Stable: repeated keys keep document order.
         members.sort_by(|x, y| x.0.cmp(y.0));
@@ -556,10 +755,7 @@ impl<'a> Builder<'a> {
             }
             i = j;
         }
-        let entries = out.into_bump_slice();
-        self.spans
-            .push((entries.as_ptr() as usize, start, self.pos.max(start)));
-        Node::Object(entries)
+        Node::Object(out.into_bump_slice())
     }
 }
 
@@ -603,26 +799,26 @@ enum TagKind {
 /// Receives the tokenizer's pieces and hands whole tags and text to the [`Builder`].
 struct TreeEmitter<'b, 'a> {
     b: &'b mut Builder<'a>,
+    s: &'b mut Scratch,
     kind: TagKind,
-    tag: Vec<u8>,
     self_closing: bool,
-    last_start_tag: Vec<u8>,
-    /// Names and values of the current tag's attributes, as ranges of `attr_bytes`.
-    attr_bytes: Vec<u8>,
-    attrs: Vec<[usize; 3]>,
     in_attr: bool,
-    signalled: bool,
 }
 
 impl TreeEmitter<'_, '_> {
     /// Ends the attribute being read (its value is the bytes since its name ended).
     fn end_attr(&mut self) {
         if self.in_attr {
-            if let Some(last) = self.attrs.last_mut() {
-                last[2] = self.attr_bytes.len();
+            if let Some(last) = self.s.attrs.last_mut() {
+                last[2] = self.s.attr_bytes.len();
             }
             self.in_attr = false;
         }
+    }
+
+    /// The builder is done with this tokenizer (a limit, or an element taken whole).
+    fn stopped(&self) -> bool {
+        self.b.failed.is_some() || self.b.resume.is_some()
     }
 }
 
@@ -630,8 +826,9 @@ impl Emitter for TreeEmitter<'_, '_> {
     type Token = ();
 
     fn set_last_start_tag(&mut self, last_start_tag: Option<&[u8]>) {
-        self.last_start_tag.clear();
-        self.last_start_tag
+        self.s.last_start_tag.clear();
+        self.s
+            .last_start_tag
             .extend_from_slice(last_start_tag.unwrap_or_default());
     }
 
@@ -643,7 +840,9 @@ impl Emitter for TreeEmitter<'_, '_> {
     }
 
     fn start_open_tag(&mut self) {
-        self.b.tag_start = self.b.pos;
+        if !self.stopped() {
+            self.b.tag_start = self.b.pos;
+        }
     }
 
     fn emit_error(&mut self, _error: TokenError) {}
@@ -654,34 +853,30 @@ impl Emitter for TreeEmitter<'_, '_> {
     }
 
     fn pop_token(&mut self) -> Option<()> {
-        if self.b.failed.is_some() && !self.signalled {
-            self.signalled = true;
-            return Some(());
-        }
-        None
+        self.stopped().then_some(())
     }
 
     fn emit_string(&mut self, c: &[u8]) {
-        if self.b.failed.is_none() {
+        if !self.stopped() {
             self.b.push_text(c);
         }
     }
 
     fn init_start_tag(&mut self) {
         self.kind = TagKind::Start;
-        self.tag.clear();
+        self.s.tag.clear();
         self.self_closing = false;
-        self.attr_bytes.clear();
-        self.attrs.clear();
+        self.s.attr_bytes.clear();
+        self.s.attrs.clear();
         self.in_attr = false;
     }
 
     fn init_end_tag(&mut self) {
         self.kind = TagKind::End;
-        self.tag.clear();
+        self.s.tag.clear();
         self.self_closing = false;
-        self.attr_bytes.clear();
-        self.attrs.clear();
+        self.s.attr_bytes.clear();
+        self.s.attrs.clear();
         self.in_attr = false;
     }
 
@@ -691,18 +886,25 @@ impl Emitter for TreeEmitter<'_, '_> {
 
     fn emit_current_tag(&mut self) -> Option<State> {
         self.end_attr();
+        if self.stopped() {
+            return None;
+        }
         match self.kind {
             TagKind::Start => {
-                self.b
-                    .start_tag(&self.tag, &self.attr_bytes, &self.attrs, self.self_closing);
-                self.last_start_tag.clear();
-                self.last_start_tag.extend_from_slice(&self.tag);
+                self.b.start_tag(
+                    &self.s.tag,
+                    &self.s.attr_bytes,
+                    &self.s.attrs,
+                    self.self_closing,
+                );
+                self.s.last_start_tag.clear();
+                self.s.last_start_tag.extend_from_slice(&self.s.tag);
                 self.kind = TagKind::Other;
-                naive_next_state(&self.tag)
+                naive_next_state(&self.s.tag)
             }
             TagKind::End => {
-                self.b.end_tag(&self.tag);
-                self.last_start_tag.clear();
+                self.b.end_tag(&self.s.tag);
+                self.s.last_start_tag.clear();
                 self.kind = TagKind::Other;
                 None
             }
@@ -723,7 +925,7 @@ impl Emitter for TreeEmitter<'_, '_> {
     fn set_force_quirks(&mut self) {}
 
     fn push_tag_name(&mut self, s: &[u8]) {
-        self.tag.extend_from_slice(s);
+        self.s.tag.extend_from_slice(s);
     }
 
     fn push_comment(&mut self, _s: &[u8]) {}
@@ -737,8 +939,8 @@ impl Emitter for TreeEmitter<'_, '_> {
     fn init_attribute(&mut self) {
         self.end_attr();
         if self.kind == TagKind::Start {
-            let at = self.attr_bytes.len();
-            self.attrs.push([at, at, at]);
+            let at = self.s.attr_bytes.len();
+            self.s.attrs.push([at, at, at]);
             self.in_attr = true;
         }
     }
@@ -747,9 +949,9 @@ impl Emitter for TreeEmitter<'_, '_> {
         if !self.in_attr {
             return;
         }
-        self.attr_bytes.extend_from_slice(s);
-        let end = self.attr_bytes.len();
-        if let Some(last) = self.attrs.last_mut() {
+        self.s.attr_bytes.extend_from_slice(s);
+        let end = self.s.attr_bytes.len();
+        if let Some(last) = self.s.attrs.last_mut() {
             last[0] = end;
             last[1] = end;
             last[2] = end;
@@ -760,9 +962,9 @@ impl Emitter for TreeEmitter<'_, '_> {
         if !self.in_attr {
             return;
         }
-        self.attr_bytes.extend_from_slice(s);
-        if let Some(last) = self.attrs.last_mut() {
-            last[2] = self.attr_bytes.len();
+        self.s.attr_bytes.extend_from_slice(s);
+        if let Some(last) = self.s.attrs.last_mut() {
+            last[2] = self.s.attr_bytes.len();
         }
     }
 
@@ -776,8 +978,8 @@ impl Emitter for TreeEmitter<'_, '_> {
 
     fn current_is_appropriate_end_tag_token(&mut self) -> bool {
         self.kind == TagKind::End
-            && !self.last_start_tag.is_empty()
-            && self.tag == self.last_start_tag
+            && !self.s.last_start_tag.is_empty()
+            && self.s.tag == self.s.last_start_tag
     }
 }
 
@@ -916,6 +1118,38 @@ mod tests {
             vec![
                 ("body.table.tr[id=r3].td".to_string(), DiffKind::Value),
                 ("body.table.tr[id=r9]".to_string(), DiffKind::Extra)
+            ]
+        );
+    }
+
+    #[test]
+    fn equal_elements_are_taken_whole_from_the_other_page() {
+        let other = DOC
+            .replace("Orders", "Commandes")
+            .replace("value=\"abc\"", "value=\"x\"");
+        let arena = Arena::new();
+        let control = parse_tree(DOC.as_bytes(), &arena).expect("tree");
+        let fresh = parse_tree(other.as_bytes(), &arena).expect("tree");
+        let like = parse_tree_like(other.as_bytes(), &arena, Some(&control)).expect("tree");
+        assert_eq!(like.root, fresh.root);
+        let nav = |t: &HtmlTree<'_>| match t.root.get("html").and_then(|h| h.get("body")) {
+            Some(Node::Object(body)) => match body.iter().find(|(k, _)| *k == "ul") {
+                Some((_, Node::Object(ul))) => ul.as_ptr() as usize,
+                _ => panic!("no ul"),
+            },
+            _ => panic!("no body"),
+        };
+        // The unchanged list is the control's own subtree; the fresh parse built its own.
+        assert_eq!(nav(&like), nav(&control));
+        assert_ne!(nav(&fresh), nav(&control));
+        assert_eq!(
+            diffs(DOC, &other),
+            vec![
+                (
+                    "body.html.body.form.input[name=csrf]@value".to_string(),
+                    DiffKind::Value
+                ),
+                ("body.html.head.title".to_string(), DiffKind::Value)
             ]
         );
     }
@@ -1218,6 +1452,12 @@ mod properties {
             wa.sources.spans = &[];
             wb.sources.spans = &[];
             prop_assert_eq!(skipping, diff(&wa, &wb), "{}", edited);
+            // Taking the equal elements whole from the other document builds the same tree.
+            let like = parse_tree_like(edited.as_bytes(), &arena, Some(&a)).expect("tree");
+            prop_assert_eq!(like.root, b.root, "{}", edited);
+            let back = parse_tree_like(base.as_bytes(), &arena, Some(&b)).expect("tree");
+            prop_assert_eq!(back.root, a.root, "{}", base);
+            prop_assert_eq!(diff(&a, &like), diff(&wa, &wb), "{}", edited);
         }
     }
 }

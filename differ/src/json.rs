@@ -120,6 +120,10 @@ fn diff_value<'t>(
     match (a, b) {
         (Node::Object(x), Node::Object(y)) => {
             if let Some((sa, sb)) = path.markup {
+                // One element taken whole into both trees, or two of the same source.
+                if std::ptr::eq(*x, *y) {
+                    return;
+                }
                 if let (Some(p), Some(q)) = (sa.of(x), sb.of(y)) {
                     if p == q {
                         return;
