@@ -173,7 +173,10 @@ struct Scratch {
     last_start_tag: Vec<u8>,
     /// Names and values of the current tag's attributes, as ranges of `attr_bytes`.
     attr_bytes: Vec<u8>,
-    attrs: Vec<[usize; 3]>,
+    /// `[name end, value start, value end, where the value is in the source]`; the last is
+    /// `NOT_IN_SOURCE` unless the value came as one piece of the source (then it is borrowed,
+    /// not copied).
+    attrs: Vec<[usize; 4]>,
 }
 
 /// What the tree builder needs to know about a tag, worked out once per start tag.
@@ -299,6 +302,9 @@ impl<'a> Frame<'a> {
     }
 }
 
+/// No place in the source (see [`Scratch::attrs`]).
+const NOT_IN_SOURCE: usize = usize::MAX;
+
 /// Siblings scanned at most to number a child whose key is not its previous sibling's (beyond,
 /// nothing is taken from the reference).
 const MAX_SIBLING_SCAN: usize = 256;
@@ -398,7 +404,7 @@ impl<'a> Builder<'a> {
         &mut self,
         tag: &[u8],
         attr_bytes: &[u8],
-        attrs: &[[usize; 3]],
+        attrs: &[[usize; 4]],
         self_closing: bool,
     ) {
         if self.failed.is_some() || !self.count(1 + attrs.len()) {
@@ -409,7 +415,7 @@ impl<'a> Builder<'a> {
         let tag_str = self.str_of(tag);
         let attr = |i: usize| -> (&[u8], &[u8]) {
             let start = if i == 0 { 0 } else { attrs[i - 1][2] };
-            let [name_end, value_start, value_end] = attrs[i];
+            let [name_end, value_start, value_end, _] = attrs[i];
             (
                 attr_bytes.get(start..name_end).unwrap_or_default(),
                 attr_bytes.get(value_start..value_end).unwrap_or_default(),
@@ -425,7 +431,7 @@ impl<'a> Builder<'a> {
             }
         }
         let members_open = self.members.len();
-        for i in 0..attrs.len() {
+        for (i, &[.., in_source]) in attrs.iter().enumerate() {
             let (name, value) = attr(i);
             // The first of repeated names counts (WHATWG drops the others).
             if i > 0 && (0..i).any(|j| attr(j).0 == name) {
@@ -438,8 +444,14 @@ impl<'a> Builder<'a> {
                 Err(_) => push_name(&mut self.key, &String::from_utf8_lossy(name)),
             }
             let key = self.arena.alloc_str(&self.key);
-            let value = Node::String(self.str_of(value));
-            self.members.push((key, value));
+            let value = match self
+                .source
+                .get(in_source..in_source.saturating_add(value.len()))
+            {
+                Some(borrowed) if in_source != NOT_IN_SOURCE => borrowed,
+                _ => self.str_of(value),
+            };
+            self.members.push((key, Node::String(value)));
         }
         if class.flags & VOID != 0 || (self_closing && !is_text_only(tag)) {
             // A leaf: its object now, no frame.
@@ -940,7 +952,7 @@ impl Emitter for TreeEmitter<'_, '_> {
         self.end_attr();
         if self.kind == TagKind::Start {
             let at = self.s.attr_bytes.len();
-            self.s.attrs.push([at, at, at]);
+            self.s.attrs.push([at, at, at, NOT_IN_SOURCE]);
             self.in_attr = true;
         }
     }
@@ -962,8 +974,17 @@ impl Emitter for TreeEmitter<'_, '_> {
         if !self.in_attr {
             return;
         }
+        // A value read in one piece straight from the source is borrowed from it.
+        let (source, at) = (self.b.source.as_bytes(), s.as_ptr() as usize);
+        let offset = at.wrapping_sub(source.as_ptr() as usize);
+        let in_source = offset <= source.len() && s.len() <= source.len() - offset;
         self.s.attr_bytes.extend_from_slice(s);
         if let Some(last) = self.s.attrs.last_mut() {
+            last[3] = if last[2] == last[1] && in_source {
+                offset
+            } else {
+                NOT_IN_SOURCE
+            };
             last[2] = self.s.attr_bytes.len();
         }
     }
@@ -1175,6 +1196,18 @@ mod tests {
         assert_eq!(
             diffs("<p>Hello world</p>", "<p>Helloworld</p>"),
             one("body.p", DiffKind::Value)
+        );
+        // Line ends in values are normalised by the tokenizer, as in text; NUL is replaced.
+        assert_eq!(
+            diffs(
+                "<p title=\"a\r\nb\rc\">x\r\ny</p>",
+                "<p title=\"a\nb\nc\">x\ny</p>"
+            ),
+            vec![]
+        );
+        assert_eq!(
+            diffs("<p title=\"a\0b\">x</p>", "<p title=\"a\u{fffd}b\">x</p>"),
+            vec![]
         );
         // Entities are decoded; a repeated attribute keeps its first value.
         assert_eq!(
