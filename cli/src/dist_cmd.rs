@@ -193,6 +193,33 @@ pub(crate) struct MigrateArgs {
     /// `current` (19.9 and later: LowCardinality). `migrate` itself asks the server.
     #[arg(long, value_enum, default_value_t = FlavorArg::Current, requires = "print_sql")]
     pub flavor: FlavorArg,
+    /// Partition of the tables migrate creates: one per day or per month. Tables that exist keep
+    /// theirs.
+    #[arg(long, value_enum, default_value_t = PartitionArg::Day)]
+    pub partition: PartitionArg,
+    /// Keep result rows this many days (ClickHouse TTL; 19.6 and later); forever when absent.
+    /// Applied on every migrate, so a new value replaces the old.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "print_sql")]
+    pub ttl_days: Option<u32>,
+    /// Keep the per-minute aggregates (diff_minutes) this many days; forever when absent.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "print_sql")]
+    pub minutes_ttl_days: Option<u32>,
+}
+
+/// `--partition` of `migrate`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum PartitionArg {
+    Day,
+    Month,
+}
+
+impl From<PartitionArg> for shadowdiff_clickhouse::Partition {
+    fn from(p: PartitionArg) -> Self {
+        match p {
+            PartitionArg::Day => Self::Day,
+            PartitionArg::Month => Self::Month,
+        }
+    }
 }
 
 /// `--flavor` of `migrate --print-sql`.
@@ -212,14 +239,25 @@ pub(crate) fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             FlavorArg::Current => shadowdiff_clickhouse::Flavor::Modern,
         };
         crate::report_cmd::check_database_name(&args.database)?;
+        let options = shadowdiff_clickhouse::SchemaOptions {
+            flavor,
+            partition: args.partition.into(),
+        };
         print!(
             "{}",
-            shadowdiff_clickhouse::schema_sql(&args.database, flavor)
+            shadowdiff_clickhouse::schema_sql(&args.database, &options)
         );
         return Ok(ExitCode::SUCCESS);
     }
     let clickhouse_url = args.clickhouse.clone().unwrap_or_default();
-    let store = crate::report_cmd::clickhouse_store(&clickhouse_url, &args.database)?;
+    let mut file = shadowdiff_pipeline::config::Config::default();
+    file.clickhouse.url = Some(clickhouse_url.clone());
+    file.clickhouse.database = args.database.clone();
+    file.clickhouse.partition = args.partition.into();
+    file.clickhouse.ttl_days = args.ttl_days;
+    file.clickhouse.minutes_ttl_days = args.minutes_ttl_days;
+    let settings = file.clickhouse().context("invalid configuration")?;
+    let store = shadowdiff_clickhouse::ClickHouseStore::new(&settings.config)?;
     runtime()?.block_on(async move {
         let version = store
             .server_version()

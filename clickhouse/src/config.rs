@@ -18,6 +18,15 @@ pub struct ClickHouseConfig {
     /// Upper bound on one insert (sending and committing), in milliseconds.
     #[serde(default = "default_insert_timeout_ms")]
     pub insert_timeout_ms: u64,
+    /// Partition of the tables `migrate` creates (`day` or `month`); existing tables keep theirs.
+    #[serde(default)]
+    pub partition: crate::migrate::Partition,
+    /// Days `diff_records` rows are kept (ClickHouse TTL, 19.6 and later); forever when absent.
+    #[serde(default)]
+    pub ttl_days: Option<u32>,
+    /// Days the per-minute aggregates (`diff_minutes`) are kept; forever when absent.
+    #[serde(default)]
+    pub minutes_ttl_days: Option<u32>,
 }
 
 fn default_database() -> String {
@@ -37,6 +46,9 @@ impl ClickHouseConfig {
             user: None,
             password: None,
             insert_timeout_ms: default_insert_timeout_ms(),
+            partition: crate::migrate::Partition::default(),
+            ttl_days: None,
+            minutes_ttl_days: None,
         }
     }
 
@@ -54,6 +66,16 @@ impl ClickHouseConfig {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !self.database.starts_with(|c: char| c.is_ascii_digit());
+        for (key, days) in [
+            ("ttl_days", self.ttl_days),
+            ("minutes_ttl_days", self.minutes_ttl_days),
+        ] {
+            if days == Some(0) {
+                return Err(crate::Error::Config(format!(
+                    "{key} must be at least 1 (leave it out to keep rows forever)"
+                )));
+            }
+        }
         if ok {
             Ok(())
         } else {

@@ -18,7 +18,9 @@ mod sink;
 mod store;
 
 pub use config::ClickHouseConfig;
-pub use migrate::{schema_sql, Flavor, MIGRATIONS};
+pub use migrate::{
+    retention_sql, schema_sql, Flavor, Migration, Partition, SchemaOptions, Step, MIGRATIONS,
+};
 pub use retry::retry_with_backoff;
 pub use row::DiffRow;
 /// The backoff of [`retry_with_backoff`] (shadowdiff's one backoff type).

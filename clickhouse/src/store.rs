@@ -1,5 +1,5 @@
 use crate::config::ClickHouseConfig;
-use crate::migrate::{bootstrap, Flavor, MIGRATIONS};
+use crate::migrate::{bootstrap, Flavor, SchemaOptions, MIGRATIONS};
 use crate::row::DiffRow;
 use crate::Error;
 use clickhouse::Client;
@@ -13,7 +13,15 @@ pub struct ClickHouseStore {
     pub(crate) client: Client,
     pub(crate) database: String,
     insert_timeout: Duration,
+    partition: crate::migrate::Partition,
+    ttl_days: Option<u32>,
+    minutes_ttl_days: Option<u32>,
 }
+
+/// A migration lock older than this was left by a migrator that died; it is taken over.
+const STALE_LOCK_SECS: u32 = 300;
+/// How long `migrate` waits for another process's migration before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(360);
 
 impl std::fmt::Debug for ClickHouseStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,6 +49,9 @@ impl ClickHouseStore {
             client,
             database: config.database.clone(),
             insert_timeout: Duration::from_millis(config.insert_timeout_ms),
+            partition: config.partition,
+            ttl_days: config.ttl_days,
+            minutes_ttl_days: config.minutes_ttl_days,
         })
     }
 
@@ -58,37 +69,78 @@ impl ClickHouseStore {
             .map_err(Error::query("version query"))
     }
 
-    /// Creates the database and tables, or upgrades them; returns the versions applied now.
-    /// Safe to run on every start.
+    /// Creates the database and tables, or upgrades them, and applies the configured retention;
+    /// returns the versions applied now. Safe to run on every start and from several processes
+    /// at once: pending migrations run under a lock table (`schema_lock`), one process at a time.
     pub async fn migrate(&self) -> Result<Vec<u32>, Error> {
         let version = self.server_version().await?;
         let flavor = Flavor::from_version(&version);
+        if flavor == Flavor::Legacy && (self.ttl_days.is_some() || self.minutes_ttl_days.is_some())
+        {
+            return Err(Error::Config(format!(
+                "ttl_days and minutes_ttl_days need ClickHouse 19.6 or later (TTL); the server is {version}"
+            )));
+        }
+        let options = SchemaOptions {
+            flavor,
+            partition: self.partition,
+        };
         let db = &self.database;
         for statement in bootstrap(db) {
-            self.client
-                .query(&statement)
-                .execute()
-                .await
-                .map_err(Error::query("migration bootstrap"))?;
+            self.execute(&statement, "migration bootstrap").await?;
         }
-        let applied: BTreeSet<u32> = self
-            .client
-            .query(&format!(
-                "SELECT DISTINCT version FROM {db}.schema_migrations"
-            ))
-            .fetch_all::<u32>()
-            .await
-            .map_err(Error::query("reading schema_migrations"))?
-            .into_iter()
-            .collect();
         let mut now = Vec::new();
-        for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-            for statement in (m.statements)(db, flavor) {
-                self.client
-                    .query(&statement)
-                    .execute()
-                    .await
-                    .map_err(Error::query("migration"))?;
+        if !self.pending_migrations().await?.is_empty() {
+            self.lock_migrations().await?;
+            let applied = self.apply_pending(&options, &version).await;
+            let unlocked = self.unlock_migrations().await;
+            now = applied?;
+            unlocked?;
+        }
+        self.apply_retention().await?;
+        Ok(now)
+    }
+
+    async fn execute(&self, sql: &str, what: &'static str) -> Result<(), Error> {
+        self.client
+            .query(sql)
+            .execute()
+            .await
+            .map_err(Error::query(what))
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<u32>, Error> {
+        let applied: BTreeSet<u32> = self.applied_migrations().await?.into_iter().collect();
+        Ok(MIGRATIONS
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+
+    async fn apply_pending(
+        &self,
+        options: &SchemaOptions,
+        server: &str,
+    ) -> Result<Vec<u32>, Error> {
+        let db = &self.database;
+        // Read again under the lock: another process may have applied them meanwhile.
+        let pending = self.pending_migrations().await?;
+        let mut now = Vec::new();
+        for m in MIGRATIONS.iter().filter(|m| pending.contains(&m.version)) {
+            for step in (m.steps)(db, options) {
+                if let Some(condition) = &step.only_if {
+                    let count = self
+                        .client
+                        .query(condition)
+                        .fetch_one::<u64>()
+                        .await
+                        .map_err(Error::query("migration condition"))?;
+                    if count == 0 {
+                        continue;
+                    }
+                }
+                self.execute(&step.sql, "migration").await?;
             }
             self.client
                 .query(&format!(
@@ -99,10 +151,71 @@ impl ClickHouseStore {
                 .execute()
                 .await
                 .map_err(Error::query("recording a migration"))?;
-            tracing::info!(database = %db, version = m.version, name = m.name, server = %version, "Applied ClickHouse migration.");
+            tracing::info!(database = %db, version = m.version, name = m.name, server = %server, "Applied ClickHouse migration.");
             now.push(m.version);
         }
         Ok(now)
+    }
+
+    /// Takes the migration lock: creating a table fails when it exists, so only one process
+    /// holds it. A lock older than [`STALE_LOCK_SECS`] (its holder died) is dropped and retaken.
+    async fn lock_migrations(&self) -> Result<(), Error> {
+        let db = &self.database;
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        loop {
+            let created = self
+                .client
+                .query(&format!(
+                    "CREATE TABLE {db}.schema_lock (holder String) ENGINE = Memory"
+                ))
+                .execute()
+                .await;
+            match created {
+                Ok(()) => return Ok(()),
+                Err(e) if crate::is_unavailable(&e) => return Err(Error::Unavailable(e)),
+                Err(_) => {}
+            }
+            let age = self
+                .client
+                .query(&format!(
+                    "SELECT toUInt32(greatest(0, toInt64(now()) - toInt64(metadata_modification_time))) \
+                     FROM system.tables WHERE database = '{db}' AND name = 'schema_lock'"
+                ))
+                .fetch_all::<u32>()
+                .await
+                .map_err(Error::query("reading the migration lock"))?;
+            if age.first().is_some_and(|age| *age > STALE_LOCK_SECS) {
+                tracing::warn!(database = %db, "Taking over a stale ClickHouse migration lock.");
+                self.unlock_migrations().await?;
+                continue;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Config(format!(
+                    "another process has been migrating {db} for over {} s (table {db}.schema_lock); \
+                     if none runs, drop that table",
+                    LOCK_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn unlock_migrations(&self) -> Result<(), Error> {
+        self.execute(
+            &format!("DROP TABLE IF EXISTS {}.schema_lock", self.database),
+            "releasing the migration lock",
+        )
+        .await
+    }
+
+    /// `ALTER … MODIFY TTL` on every start (idempotent), so changing `ttl_days` takes effect.
+    async fn apply_retention(&self) -> Result<(), Error> {
+        let statements =
+            crate::migrate::retention_sql(&self.database, self.ttl_days, self.minutes_ttl_days);
+        for statement in statements {
+            self.execute(&statement, "setting the retention").await?;
+        }
+        Ok(())
     }
 
     /// Versions recorded in `schema_migrations`.

@@ -49,15 +49,214 @@ async fn migrate_is_idempotent_and_records_its_version() {
     let version = store.server_version().await.expect("server answers");
     assert_eq!(
         store.migrate().await.expect("first migrate"),
-        vec![1],
+        vec![1, 2, 3],
         "on {version}"
     );
     assert_eq!(
         store.migrate().await.expect("second migrate"),
         Vec::<u32>::new()
     );
-    assert_eq!(store.applied_migrations().await.expect("versions"), vec![1]);
+    assert_eq!(
+        store.applied_migrations().await.expect("versions"),
+        vec![1, 2, 3]
+    );
     store.drop_database().await.expect("cleanup");
+}
+
+/// Runs one SQL statement over HTTP and returns the output (for schema checks).
+fn sql(query: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "--max-time",
+            "60",
+            "--data-binary",
+        ])
+        .arg(query)
+        .arg(clickhouse_url())
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{query}: {text}");
+    text
+}
+
+/// Redeliveries of `originals` replayed with other results (slower; a timeout every other).
+fn differing_copies(originals: &[DiffRecord]) -> Vec<DiffRecord> {
+    originals
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 0)
+        .map(|(i, r)| {
+            let mut c = r.clone();
+            c.target_latency_us = Some(c.target_latency_us.unwrap_or(0) + 1_000);
+            if i % 2 == 0 {
+                c.outcome = Outcome::Error;
+                c.target_status = None;
+                c.differences.clear();
+                c.noise.clear();
+                c.fingerprint = 0;
+                c.detail = Some("timeout: after 2s".into());
+            }
+            c
+        })
+        .collect()
+}
+
+/// A database at schema version 1 (the ReplacingMergeTree) with rows, differing redeliveries
+/// among them, is upgraded in place: every row kept, the report unchanged, the per-minute
+/// aggregates filled from the rows already there, and merging the parts (what made the old
+/// table keep the last inserted copy) no longer changes the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_database_is_rebuilt_without_losing_a_row_and_merges_no_longer_change_the_report(
+) {
+    let store = store_for_test().await;
+    let db = store.database().to_string();
+    let options = shadowdiff_clickhouse::SchemaOptions::new(shadowdiff_clickhouse::Flavor::Legacy);
+    sql(&format!("CREATE DATABASE {db}"));
+    sql(&format!(
+        "CREATE TABLE {db}.schema_migrations (version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
+    ));
+    for step in (shadowdiff_clickhouse::MIGRATIONS[0].steps)(&db, &options) {
+        sql(&step.sql);
+    }
+    sql(&format!(
+        "INSERT INTO {db}.schema_migrations (version, name) VALUES (1, 'diff_records')"
+    ));
+    assert!(sql(&format!(
+        "SELECT engine FROM system.tables WHERE database = '{db}' AND name = 'diff_records'"
+    ))
+    .starts_with("Replacing"));
+    let originals = records(300);
+    let copies = differing_copies(&originals);
+    store.insert_batch(&originals).await.expect("insert");
+    store.insert_batch(&copies).await.expect("insert copies");
+    let rows = originals.len() + copies.len();
+    let query = ReportQuery::default();
+    let before = store.report(&query).await.expect("report before");
+
+    assert_eq!(store.migrate().await.expect("upgrade"), vec![2, 3]);
+    assert_eq!(
+        sql(&format!(
+            "SELECT engine FROM system.tables WHERE database = '{db}' AND name = 'diff_records'"
+        ))
+        .trim(),
+        "MergeTree"
+    );
+    assert_eq!(
+        sql(&format!("SELECT count() FROM system.tables WHERE database = '{db}' AND name IN ('diff_records_replacing', 'diff_records_next', 'schema_lock')")).trim(),
+        "0",
+        "no table of the rebuild or the lock is left"
+    );
+    assert_eq!(store.raw_row_count().await.expect("count"), rows as u64);
+    assert_eq!(
+        sql(&format!(
+            "SELECT countMerge(records) FROM {db}.diff_minutes"
+        ))
+        .trim(),
+        rows.to_string(),
+        "the aggregates hold every row already there"
+    );
+    let after = store.report(&query).await.expect("report after");
+    assert_eq!(comparable(after.clone()), comparable(before));
+    // What the old table's merges did: keep one copy per key. Now every copy stays.
+    sql(&format!("OPTIMIZE TABLE {db}.diff_records FINAL"));
+    assert_eq!(store.raw_row_count().await.expect("count"), rows as u64);
+    let merged = store.report(&query).await.expect("report after merge");
+    assert_eq!(comparable(merged), comparable(after.clone()));
+    let expected = build_report(
+        &originals.iter().chain(&copies).cloned().collect::<Vec<_>>(),
+        &query,
+    );
+    assert_eq!(comparable(after), comparable(expected));
+
+    // New rows reach the aggregates through the view.
+    store.insert_batch(&records(10)).await.expect("insert more");
+    assert_eq!(
+        sql(&format!(
+            "SELECT countMerge(records) FROM {db}.diff_minutes"
+        ))
+        .trim(),
+        (rows + records(10).len()).to_string()
+    );
+    store.drop_database().await.expect("cleanup");
+}
+
+/// Several `diff` processes start at once and each runs `migrate`: the lock lets one apply the
+/// migrations, the others wait and find nothing left to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_apply_each_version_once() {
+    let config = ClickHouseConfig::new(clickhouse_url()).with_database(unique_db());
+    let stores: Vec<ClickHouseStore> = (0..4)
+        .map(|_| ClickHouseStore::new(&config).expect("store"))
+        .collect();
+    let runs: Vec<_> = stores
+        .iter()
+        .cloned()
+        .map(|s| tokio::spawn(async move { s.migrate().await }))
+        .collect();
+    let mut applied: Vec<u32> = Vec::new();
+    for run in runs {
+        applied.extend(run.await.expect("joined").expect("every migrate succeeds"));
+    }
+    applied.sort_unstable();
+    assert_eq!(
+        applied,
+        vec![1, 2, 3],
+        "each version applied by exactly one process"
+    );
+    let db = &config.database;
+    assert_eq!(
+        sql(&format!("SELECT count() FROM {db}.schema_migrations")).trim(),
+        "3"
+    );
+    assert_eq!(
+        sql(&format!(
+            "SELECT count() FROM system.tables WHERE database = '{db}' AND name = 'schema_lock'"
+        ))
+        .trim(),
+        "0"
+    );
+    stores[0].drop_database().await.expect("cleanup");
+}
+
+/// `ttl_days` on a server without TTL (18.16) is refused with the reason, not ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_needs_a_server_with_ttl_and_says_so() {
+    let mut config = ClickHouseConfig::new(clickhouse_url()).with_database(unique_db());
+    config.ttl_days = Some(30);
+    let store = ClickHouseStore::new(&config).expect("store");
+    let version = store.server_version().await.expect("version");
+    if shadowdiff_clickhouse::Flavor::from_version(&version)
+        == shadowdiff_clickhouse::Flavor::Legacy
+    {
+        let error = store
+            .migrate()
+            .await
+            .expect_err("TTL refused on this server")
+            .to_string();
+        assert!(
+            error.contains("ttl_days") && error.contains("19.6") && error.contains(&version),
+            "{error}"
+        );
+    } else {
+        store.migrate().await.expect("migrate with TTL");
+        let create = sql(&format!(
+            "SHOW CREATE TABLE {}.diff_records",
+            config.database
+        ));
+        assert!(
+            create.contains("TTL captured_at + toIntervalDay(30)"),
+            "{create}"
+        );
+    }
+    store.drop_database().await.ok();
+    config.ttl_days = Some(0);
+    let error = ClickHouseStore::new(&config)
+        .expect_err("0 days refused")
+        .to_string();
+    assert!(error.contains("ttl_days must be at least 1"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

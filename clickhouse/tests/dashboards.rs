@@ -4,7 +4,7 @@
 //! same data (the report is the reference).
 #![allow(clippy::unwrap_used)]
 
-use shadowdiff_clickhouse::{schema_sql, ClickHouseConfig, ClickHouseStore, Flavor};
+use shadowdiff_clickhouse::{schema_sql, ClickHouseConfig, ClickHouseStore, Flavor, SchemaOptions};
 use shadowdiff_model::{DiffRecord, Outcome, TargetRole};
 use shadowdiff_store::report::{Report, ReportQuery};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,7 +25,7 @@ fn schema_files_are_what_migrate_print_sql_generates() {
         let on_disk = std::fs::read_to_string(deploy_dir().join(file)).unwrap();
         assert_eq!(
             on_disk,
-            schema_sql("shadowdiff", flavor),
+            schema_sql("shadowdiff", &SchemaOptions::new(flavor)),
             "deploy/clickhouse/{file} is stale: regenerate it with \
              `shadowdiff migrate --print-sql --flavor {} > deploy/clickhouse/{file}`",
             flavor.flag_name()
@@ -36,10 +36,15 @@ fn schema_files_are_what_migrate_print_sql_generates() {
 /// Runs `sql`, its parameters already filled in as literals (ClickHouse 18.16 has no query
 /// parameters), against the test database over HTTP.
 fn run_query(url: &str, database: &str, sql: &str) -> Vec<serde_json::Value> {
-    let sql = sql.replace(
-        "shadowdiff.diff_records",
-        &format!("{database}.diff_records"),
-    );
+    let sql = sql
+        .replace(
+            "shadowdiff.diff_records",
+            &format!("{database}.diff_records"),
+        )
+        .replace(
+            "shadowdiff.diff_minutes",
+            &format!("{database}.diff_minutes"),
+        );
     assert!(
         !sql.contains(":String}") && !sql.contains(":DateTime}") && !sql.contains(":UInt32}"),
         "a parameter is left: {sql}"
@@ -139,7 +144,12 @@ fn check_dashboard_queries(
     // Mismatch rate over time: the buckets add up to the report's counts.
     let mut sums: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
     let rows = run("mismatch_rate_over_time", &all_time);
-    assert!(rows.len() > expected.len(), "several buckets per endpoint");
+    assert!(
+        rows.len() > expected.len(),
+        "several buckets per endpoint: {} rows for {} endpoints: {rows:?}",
+        rows.len(),
+        expected.len()
+    );
     for row in &rows {
         let s = sums.entry(key(row)).or_default();
         s.0 += number(&row["compared"]);
@@ -322,6 +332,228 @@ fn check_dashboard_queries(
     assert_eq!(got, want);
 }
 
+/// Nearest-rank percentile of `values` in ms, as the report computes it.
+fn nearest_rank_ms(values: &mut [u64], q: f64) -> f64 {
+    values.sort_unstable();
+    if values.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values[rank - 1] as f64 / 1000.0
+}
+
+/// The per-minute queries (`queries/minutes/`) over the aggregates the view built from the same
+/// inserts: every delivered copy counts, so the expectations come from all copies (`records` and
+/// the redelivered `again`), computed here independently of SQL.
+fn check_minute_queries(
+    run: &dyn Fn(&str, &[Param]) -> Vec<serde_json::Value>,
+    records: &[DiffRecord],
+    again: &[DiffRecord],
+) {
+    let all_time = all_time_params();
+    let copies: Vec<&DiffRecord> = records
+        .iter()
+        .chain(again)
+        .filter(|r| r.experiment == "exp-a" && r.role != TargetRole::Secondary)
+        .collect();
+    let key_of = |r: &DiffRecord| (format!("{} {}", r.method, r.route), r.target.clone());
+    #[derive(Default)]
+    struct Want {
+        compared: u64,
+        mismatched: u64,
+        errors: u64,
+        blocked: u64,
+        error_kinds: BTreeMap<String, u64>,
+        blocked_names: BTreeMap<String, u64>,
+        side_effects: BTreeMap<String, u64>,
+        signatures: BTreeMap<String, u64>,
+        control_latency: Vec<u64>,
+        target_latency: Vec<u64>,
+    }
+    let mut want: BTreeMap<(String, String), Want> = BTreeMap::new();
+    for r in &copies {
+        let w = want.entry(key_of(r)).or_default();
+        match r.outcome {
+            Outcome::Match | Outcome::Mismatch => {
+                w.compared += 1;
+                w.control_latency.extend(r.control_latency_us);
+                w.target_latency.extend(r.target_latency_us);
+                if r.outcome == Outcome::Mismatch {
+                    w.mismatched += 1;
+                    *w.signatures
+                        .entry(format!("{:016x}", r.fingerprint))
+                        .or_default() += 1;
+                }
+            }
+            Outcome::Error => {
+                w.errors += 1;
+                let detail = r.detail.clone().unwrap_or_else(|| "error".into());
+                let kind = detail.split(':').next().unwrap_or_default().to_string();
+                *w.error_kinds.entry(kind).or_default() += 1;
+            }
+            Outcome::Blocked => {
+                w.blocked += 1;
+                let name = r.detail.clone().unwrap_or_else(|| "blocked".into());
+                *w.blocked_names.entry(name).or_default() += 1;
+            }
+            Outcome::Skipped => {}
+        }
+        for effect in &r.side_effects {
+            *w.side_effects.entry(effect.clone()).or_default() += 1;
+        }
+    }
+    assert!(want.values().any(|w| !w.side_effects.is_empty()));
+    assert!(want.values().any(|w| w.errors > 0 && w.blocked > 0));
+
+    let mut sums: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for row in &run("minutes/mismatch_rate_over_time", &all_time) {
+        let s = sums.entry(key(row)).or_default();
+        s.0 += number(&row["compared"]) as u64;
+        s.1 += number(&row["mismatched"]) as u64;
+    }
+    let side = run("minutes/candidates_side_by_side", &all_time);
+    assert_eq!(side.len(), want.len());
+    for row in &side {
+        let w = &want[&key(row)];
+        assert_eq!(sums[&key(row)], (w.compared, w.mismatched), "{row}");
+        assert_eq!(
+            [
+                number(&row["compared"]) as u64,
+                number(&row["mismatched"]) as u64,
+                number(&row["errors"]) as u64,
+                number(&row["blocked"]) as u64
+            ],
+            [w.compared, w.mismatched, w.errors, w.blocked],
+            "{row}"
+        );
+    }
+
+    // Latency: t-digest estimates, within 10% (or 1 ms) of the exact nearest rank.
+    let close = |got: f64, exact: f64| (got - exact).abs() <= (exact * 0.1).max(1.0);
+    for row in &run("minutes/latency_by_endpoint", &all_time) {
+        let w = want.get_mut(&key(row)).unwrap();
+        let (control, target) = (&mut w.control_latency, &mut w.target_latency);
+        for (column, exact) in [
+            ("control_p50_ms", nearest_rank_ms(control, 0.5)),
+            ("control_p99_ms", nearest_rank_ms(control, 0.99)),
+            ("candidate_p50_ms", nearest_rank_ms(target, 0.5)),
+            ("candidate_p99_ms", nearest_rank_ms(target, 0.99)),
+        ] {
+            assert!(
+                close(number(&row[column]), exact),
+                "{column}: {row} vs {exact}"
+            );
+        }
+    }
+
+    let mut signatures: BTreeMap<(String, String), Vec<(String, u64)>> = BTreeMap::new();
+    for row in &run("minutes/top_signatures", &all_time) {
+        signatures.entry(key(row)).or_default().push((
+            row["signature"].as_str().unwrap().to_string(),
+            number(&row["exchanges"]) as u64,
+        ));
+        assert!(row["sample_exchange_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("ex-")));
+    }
+    for (k, w) in &want {
+        let mut top: Vec<(String, u64)> =
+            w.signatures.iter().map(|(s, n)| (s.clone(), *n)).collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(5);
+        assert_eq!(signatures.get(k).cloned().unwrap_or_default(), top, "{k:?}");
+    }
+
+    let mut kinds: BTreeMap<(String, String), BTreeMap<String, u64>> = BTreeMap::new();
+    for row in &run("minutes/error_kinds", &all_time) {
+        kinds.entry(key(row)).or_default().insert(
+            row["kind"].as_str().unwrap().into(),
+            number(&row["errors"]) as u64,
+        );
+    }
+    let mut effects: BTreeMap<(String, String, String), BTreeMap<String, u64>> = BTreeMap::new();
+    for row in &run("minutes/side_effects", &all_time) {
+        let (endpoint, candidate) = key(row);
+        effects
+            .entry((endpoint, candidate, row["what"].as_str().unwrap().into()))
+            .or_default()
+            .insert(
+                row["name"].as_str().unwrap().into(),
+                number(&row["count"]) as u64,
+            );
+    }
+    for ((endpoint, candidate), w) in &want {
+        let k = (endpoint.clone(), candidate.clone());
+        assert_eq!(
+            kinds.get(&k).cloned().unwrap_or_default(),
+            w.error_kinds,
+            "{k:?}"
+        );
+        let of = |what: &str| {
+            effects
+                .get(&(endpoint.clone(), candidate.clone(), what.to_string()))
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert_eq!(of("blocked"), w.blocked_names, "{k:?}");
+        assert_eq!(of("side_effect"), w.side_effects, "{k:?}");
+    }
+
+    // New regressing fields since a whole minute, from every copy: the first minute after
+    // which some field appears that never appeared before it.
+    let fields_split = |since_ms: u64| {
+        let (mut before, mut after): (BTreeSet<_>, BTreeSet<_>) = Default::default();
+        for r in copies
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Match | Outcome::Mismatch))
+        {
+            for d in &r.differences {
+                let (e, c) = key_of(r);
+                let k = (e, c, d.aggregate_path(), d.kind.as_str().to_string());
+                if r.captured_at_ms < since_ms {
+                    before.insert(k);
+                } else {
+                    after.insert(k);
+                }
+            }
+        }
+        (before, after)
+    };
+    let since_ms: u64 = (1..35)
+        .map(|minute| 1_763_805_600_000 + minute * 60_000)
+        .find(|since| {
+            let (before, after) = fields_split(*since);
+            !before.is_empty() && after.difference(&before).next().is_some()
+        })
+        .expect("the data has fields that start regressing at some minute");
+    let (before, after) = fields_split(since_ms);
+    let mut params = all_time.clone();
+    params[1] = (
+        "since",
+        format!("toDateTime({})", since_ms / 1000),
+        (since_ms / 1000).to_string(),
+    );
+    let got: BTreeSet<(String, String, String, String)> =
+        run("minutes/new_regressing_fields", &params)
+            .iter()
+            .map(|r| {
+                let (e, c) = key(r);
+                (
+                    e,
+                    c,
+                    r["path"].as_str().unwrap().into(),
+                    r["kind"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+    let want_fields: BTreeSet<_> = after.difference(&before).cloned().collect();
+    assert!(
+        !want_fields.is_empty(),
+        "the data has fields new since then"
+    );
+    assert_eq!(got, want_fields);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_agrees_with_the_report() {
     let url = std::env::var("SHADOWDIFF_TEST_CLICKHOUSE").unwrap_or_else(|_| {
@@ -351,6 +583,7 @@ async fn every_dashboard_query_agrees_with_the_report() {
         run_query(&url, &database, &substitute(&query_file(name), &literal))
     };
     check_dashboard_queries(&run, &report, &records, &again);
+    check_minute_queries(&run, &records, &again);
     store.drop_database().await.unwrap();
 }
 
@@ -595,7 +828,7 @@ fn chdb(
 #[test]
 fn on_a_current_clickhouse_the_schema_inserts_and_every_dashboard_query_work() {
     let dir = tempfile_dir();
-    let statements: Vec<String> = schema_sql("shadowdiff", Flavor::Modern)
+    let statements: Vec<String> = schema_sql("shadowdiff", &SchemaOptions::new(Flavor::Modern))
         .split(";\n")
         .map(|s| {
             s.lines()
@@ -616,7 +849,6 @@ fn on_a_current_clickhouse_the_schema_inserts_and_every_dashboard_query_work() {
         &[],
     );
     assert_eq!(types[0]["type"], "LowCardinality(String)");
-
     let (records, again) = records_with_redeliveries();
     let insert = |batch: &[DiffRecord]| {
         let rows: Vec<String> = batch
@@ -662,6 +894,34 @@ fn on_a_current_clickhouse_the_schema_inserts_and_every_dashboard_query_work() {
         chdb(&dir, &[], Some(&query_file(name)), &refs)
     };
     check_dashboard_queries(&run, &report, &records, &again);
+    check_minute_queries(&run, &records, &again);
+    // Retention as migrate sets it on current releases (last: it drops these old rows).
+    chdb(
+        &dir,
+        &shadowdiff_clickhouse::retention_sql("shadowdiff", Some(30), Some(400)),
+        None,
+        &[],
+    );
+    for (table, ttl) in [
+        ("diff_records", "TTL captured_at + toIntervalDay(30)"),
+        ("diff_minutes", "TTL minute + toIntervalDay(400)"),
+    ] {
+        let create = chdb(
+            &dir,
+            &[],
+            Some(&format!(
+                "SELECT create_table_query AS q FROM system.tables WHERE database = 'shadowdiff' AND name = '{table}'"
+            )),
+            &[],
+        );
+        let q = create[0]["q"].as_str().unwrap();
+        assert!(q.contains(ttl), "{q}");
+        assert!(
+            table != "diff_records" || q.contains("PARTITION BY toYYYYMMDD(captured_at)"),
+            "{q}"
+        );
+    }
+
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -49,3 +49,126 @@ CREATE TABLE IF NOT EXISTS shadowdiff.diff_records (
         PARTITION BY toYYYYMM(captured_at)
         ORDER BY (experiment, method, route, target, role, exchange_id);
 INSERT INTO shadowdiff.schema_migrations (version, name) VALUES (1, 'diff_records');
+
+-- Migration 2: diff_records_merge_tree
+-- only when (SELECT count() FROM system.tables WHERE database = 'shadowdiff' AND name = 'diff_records' AND engine LIKE 'Replacing%') > 0:
+CREATE TABLE IF NOT EXISTS shadowdiff.diff_records_next (
+            exchange_id String,
+            captured_at DateTime,
+            captured_at_ms UInt64,
+            experiment LowCardinality(String),
+            method LowCardinality(String),
+            route LowCardinality(String),
+            target LowCardinality(String),
+            role LowCardinality(String),
+            outcome LowCardinality(String),
+            control_status Nullable(UInt16),
+            target_status Nullable(UInt16),
+            control_latency_us Nullable(UInt64),
+            target_latency_us Nullable(UInt64),
+            fingerprint UInt64,
+            detail Nullable(String),
+            notes Array(String),
+            side_effects Array(String),
+            diff_path Array(String),
+            diff_kind Array(LowCardinality(String)),
+            diff_control Array(Nullable(String)),
+            diff_candidate Array(Nullable(String)),
+            noise_path Array(String),
+            noise_kind Array(LowCardinality(String)),
+            noise_control Array(Nullable(String)),
+            noise_candidate Array(Nullable(String)),
+            noise_reason Array(LowCardinality(String)),
+            field_path Array(String),
+            field_kind Array(LowCardinality(String)),
+            field_noise Array(UInt8),
+            field_reason Array(LowCardinality(String)),
+            schema_version UInt32,
+            inserted_at DateTime DEFAULT now()
+        ) ENGINE = MergeTree
+        PARTITION BY toYYYYMMDD(captured_at)
+        ORDER BY (experiment, method, route, target, role, exchange_id);
+-- only when (SELECT count() FROM system.tables WHERE database = 'shadowdiff' AND name = 'diff_records' AND engine LIKE 'Replacing%') > 0:
+RENAME TABLE shadowdiff.diff_records TO shadowdiff.diff_records_replacing, shadowdiff.diff_records_next TO shadowdiff.diff_records;
+-- only when (SELECT count() FROM system.tables WHERE database = 'shadowdiff' AND name = 'diff_records_replacing') > 0:
+INSERT INTO shadowdiff.diff_records SELECT * FROM shadowdiff.diff_records_replacing;
+DROP TABLE IF EXISTS shadowdiff.diff_records_replacing;
+INSERT INTO shadowdiff.schema_migrations (version, name) VALUES (2, 'diff_records_merge_tree');
+
+-- Migration 3: diff_minutes
+CREATE TABLE IF NOT EXISTS shadowdiff.diff_minutes (
+            experiment LowCardinality(String),
+            minute DateTime,
+            method LowCardinality(String),
+            route LowCardinality(String),
+            target LowCardinality(String),
+            role LowCardinality(String),
+            outcome LowCardinality(String),
+            fingerprint UInt64,
+            detail_key String,
+            side_effect_set String,
+            records AggregateFunction(count),
+            first_seen AggregateFunction(min, DateTime),
+            last_seen AggregateFunction(max, DateTime),
+            sample_exchange_id AggregateFunction(min, String),
+            sample_paths AggregateFunction(argMin, Array(String), String),
+            fields AggregateFunction(groupUniqArrayArray, Array(String)),
+            control_latency AggregateFunction(quantilesTDigestIf(0.5, 0.99), UInt64, UInt8),
+            target_latency AggregateFunction(quantilesTDigestIf(0.5, 0.99), UInt64, UInt8)
+        ) ENGINE = AggregatingMergeTree
+        PARTITION BY toYYYYMM(minute)
+        ORDER BY (experiment, method, route, target, role, minute, outcome, fingerprint, detail_key, side_effect_set);
+CREATE TABLE IF NOT EXISTS shadowdiff.diff_minutes_start (since DateTime) ENGINE = TinyLog;
+-- only when (SELECT toUInt64(count() = 0) FROM shadowdiff.diff_minutes_start) > 0:
+INSERT INTO shadowdiff.diff_minutes_start SELECT now() + 3;
+CREATE MATERIALIZED VIEW IF NOT EXISTS shadowdiff.diff_minutes_mv TO shadowdiff.diff_minutes AS
+        SELECT experiment,
+            toStartOfMinute(captured_at) AS minute,
+            method,
+            route,
+            target,
+            role,
+            outcome,
+            fingerprint,
+            multiIf(outcome = 'error', splitByChar(':', ifNull(detail, 'error'))[1],
+                    outcome = 'blocked', ifNull(detail, 'blocked'), '') AS detail_key,
+            arrayStringConcat(arraySort(side_effects), '\n') AS side_effect_set,
+            countState() AS records,
+            minState(captured_at) AS first_seen,
+            maxState(captured_at) AS last_seen,
+            minState(exchange_id) AS sample_exchange_id,
+            argMinState(diff_path, exchange_id) AS sample_paths,
+            groupUniqArrayArrayState(arrayFilter((f, n) -> n = 0,
+                arrayMap((p, k) -> concat(p, '\t', k), field_path, field_kind), field_noise)) AS fields,
+            quantilesTDigestIfState(0.5, 0.99)(ifNull(control_latency_us, 0), isNotNull(control_latency_us)) AS control_latency,
+            quantilesTDigestIfState(0.5, 0.99)(ifNull(target_latency_us, 0), isNotNull(target_latency_us)) AS target_latency
+        FROM shadowdiff.diff_records
+        WHERE inserted_at >= (SELECT min(since) FROM shadowdiff.diff_minutes_start)
+        GROUP BY experiment, minute, method, route, target, role, outcome, fingerprint, detail_key, side_effect_set;
+SELECT sleep(3);
+SELECT sleep(3);
+INSERT INTO shadowdiff.diff_minutes
+        SELECT experiment,
+            toStartOfMinute(captured_at) AS minute,
+            method,
+            route,
+            target,
+            role,
+            outcome,
+            fingerprint,
+            multiIf(outcome = 'error', splitByChar(':', ifNull(detail, 'error'))[1],
+                    outcome = 'blocked', ifNull(detail, 'blocked'), '') AS detail_key,
+            arrayStringConcat(arraySort(side_effects), '\n') AS side_effect_set,
+            countState() AS records,
+            minState(captured_at) AS first_seen,
+            maxState(captured_at) AS last_seen,
+            minState(exchange_id) AS sample_exchange_id,
+            argMinState(diff_path, exchange_id) AS sample_paths,
+            groupUniqArrayArrayState(arrayFilter((f, n) -> n = 0,
+                arrayMap((p, k) -> concat(p, '\t', k), field_path, field_kind), field_noise)) AS fields,
+            quantilesTDigestIfState(0.5, 0.99)(ifNull(control_latency_us, 0), isNotNull(control_latency_us)) AS control_latency,
+            quantilesTDigestIfState(0.5, 0.99)(ifNull(target_latency_us, 0), isNotNull(target_latency_us)) AS target_latency
+        FROM shadowdiff.diff_records
+        WHERE inserted_at < (SELECT min(since) FROM shadowdiff.diff_minutes_start)
+        GROUP BY experiment, minute, method, route, target, role, outcome, fingerprint, detail_key, side_effect_set;
+INSERT INTO shadowdiff.schema_migrations (version, name) VALUES (3, 'diff_minutes');

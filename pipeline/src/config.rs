@@ -358,6 +358,12 @@ pub struct ClickHouseSection {
     pub batch_linger_ms: u64,
     /// Upper bound on one insert (sending and committing), in milliseconds.
     pub insert_timeout_ms: u64,
+    /// Partition of the tables `migrate` creates: `day` or `month` (existing tables keep theirs).
+    pub partition: shadowdiff_clickhouse::Partition,
+    /// Days result rows are kept (ClickHouse 19.6 and later); forever when absent.
+    pub ttl_days: Option<u32>,
+    /// Days the per-minute aggregates are kept; forever when absent.
+    pub minutes_ttl_days: Option<u32>,
 }
 
 impl Default for ClickHouseSection {
@@ -368,6 +374,9 @@ impl Default for ClickHouseSection {
             url: None,
             database: crate_defaults.database,
             insert_timeout_ms: crate_defaults.insert_timeout_ms,
+            partition: crate_defaults.partition,
+            ttl_days: crate_defaults.ttl_days,
+            minutes_ttl_days: crate_defaults.minutes_ttl_days,
             user: None,
             password: None,
             batch_rows: 5_000,
@@ -1382,6 +1391,17 @@ impl Config {
         config.user = c.user.clone();
         config.password = c.password.clone();
         config.insert_timeout_ms = positive("clickhouse.insert_timeout_ms", c.insert_timeout_ms)?;
+        config.partition = c.partition;
+        for (key, days) in [
+            ("clickhouse.ttl_days", c.ttl_days),
+            ("clickhouse.minutes_ttl_days", c.minutes_ttl_days),
+        ] {
+            if let Some(days) = days {
+                positive(key, u64::from(days))?;
+            }
+        }
+        config.ttl_days = c.ttl_days;
+        config.minutes_ttl_days = c.minutes_ttl_days;
         Ok(ClickHouseSettings {
             config,
             batch: BatchSettings {
@@ -2106,6 +2126,14 @@ mod tests {
                 clickhouse_err(&|c| c.clickhouse.insert_timeout_ms = 0),
                 "clickhouse.insert_timeout_ms",
             ),
+            (
+                clickhouse_err(&|c| c.clickhouse.ttl_days = Some(0)),
+                "clickhouse.ttl_days",
+            ),
+            (
+                clickhouse_err(&|c| c.clickhouse.minutes_ttl_days = Some(0)),
+                "clickhouse.minutes_ttl_days",
+            ),
         ];
         for (error, expect) in cases {
             assert!(error.contains(expect), "{error:?} lacks {expect:?}");
@@ -2117,6 +2145,17 @@ mod tests {
         c.kafka.fetch_wait_max_ms = 100;
         c.kafka.max_partition_fetch_bytes = 1 << 20;
         c.clickhouse.insert_timeout_ms = 5_000;
+        c.clickhouse.partition = shadowdiff_clickhouse::Partition::Month;
+        c.clickhouse.ttl_days = Some(90);
+        let clickhouse = c.clickhouse().unwrap().config;
+        assert_eq!(
+            (
+                clickhouse.partition,
+                clickhouse.ttl_days,
+                clickhouse.minutes_ttl_days
+            ),
+            (shadowdiff_clickhouse::Partition::Month, Some(90), None)
+        );
         let kafka = c.kafka().unwrap();
         assert_eq!(kafka.producer("t").linger_ms, 20);
         assert_eq!(kafka.consumer("t", "g").session_timeout_ms, 30_000);
