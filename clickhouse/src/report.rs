@@ -51,6 +51,7 @@ struct EndpointRow {
     errors: u64,
     blocked: u64,
     skipped: u64,
+    saturated: u64,
     control_p50: u64,
     control_p99: u64,
     candidate_p50: u64,
@@ -248,11 +249,12 @@ impl ClickHouseStore {
                 "report endpoints",
                 &format!(
                     "SELECT method, route, target, compared, mismatched, errors, blocked, skipped, \
-                     {} AS control_p50, {} AS control_p99, {} AS candidate_p50, {} AS candidate_p99 \
+                     saturated, {} AS control_p50, {} AS control_p99, {} AS candidate_p50, {} AS candidate_p99 \
                      FROM (SELECT method, route, target, \
                        countIf({COMPARED}) AS compared, countIf(outcome = 'mismatch') AS mismatched, \
                        countIf(outcome = 'error') AS errors, countIf(outcome = 'blocked') AS blocked, \
                        countIf(outcome = 'skipped') AS skipped, \
+                       countIf(has(notes, '{saturated_note}')) AS saturated, \
                        arraySort(groupArrayIf(assumeNotNull(control_latency_us), {COMPARED} AND isNotNull(control_latency_us))) AS cl, \
                        arraySort(groupArrayIf(assumeNotNull(target_latency_us), {COMPARED} AND isNotNull(target_latency_us))) AS tl \
                      FROM {{source}} WHERE role != 'secondary' GROUP BY method, route, target)",
@@ -260,6 +262,7 @@ impl ClickHouseStore {
                     percentile_sql("cl", 0.99),
                     percentile_sql("tl", 0.5),
                     percentile_sql("tl", 0.99),
+                    saturated_note = shadowdiff_model::SATURATED_NOTE,
                 ),
             )
             .await?;
@@ -665,6 +668,7 @@ fn finish_endpoint(
         errors: e.errors,
         blocked: e.blocked,
         skipped: e.skipped,
+        saturated: e.saturated,
         verdict,
         verdict_reason,
         fields,

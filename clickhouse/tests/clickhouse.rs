@@ -280,6 +280,13 @@ async fn sql_report_matches_build_report_and_counts_duplicates_once() {
     assert_eq!(store.experiments().await.expect("experiments"), expected);
 
     let all_deliveries: Vec<DiffRecord> = first.iter().chain(&again).cloned().collect();
+    assert!(
+        build_report(&all_deliveries, &ReportQuery::default())
+            .endpoints
+            .iter()
+            .any(|e| e.saturated > 0),
+        "the records have saturated replays for the reports to count"
+    );
     let queries = [
         ReportQuery::default(),
         ReportQuery {

@@ -112,6 +112,13 @@ impl Differ {
         {
             records.push(self.compare_target(&base, control, outcome, secondary_mask.as_ref()));
         }
+        if result.saturated {
+            for record in &mut records {
+                record
+                    .notes
+                    .push(shadowdiff_model::SATURATED_NOTE.to_string());
+            }
+        }
         records
     }
 
@@ -219,6 +226,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_saturated_replay_marks_every_record_and_others_none() {
+        let mut r = result("/x", "{\"a\":1}", "{\"a\":2}");
+        r.saturated = true;
+        let records = Differ::default().diff(&r);
+        assert!(!records.is_empty());
+        for record in &records {
+            assert!(record
+                .notes
+                .iter()
+                .any(|n| n == shadowdiff_model::SATURATED_NOTE));
+        }
+        r.saturated = false;
+        for record in Differ::default().diff(&r) {
+            assert!(record
+                .notes
+                .iter()
+                .all(|n| n != shadowdiff_model::SATURATED_NOTE));
+        }
+        // Absent on the wire (results written before the field existed): not saturated.
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("saturated"));
+        let back: ReplayResult = serde_json::from_str(&json).unwrap();
+        assert!(!back.saturated);
+    }
+
     fn result(uri: &str, control: &str, candidate: &str) -> ReplayResult {
         ReplayResult {
             schema_version: SCHEMA_VERSION,
@@ -246,6 +279,7 @@ mod tests {
             }],
             candidates: vec!["v2".into()],
             side_effects: vec![],
+            saturated: false,
         }
     }
 

@@ -1348,6 +1348,7 @@ mod tests {
             ],
             candidates: vec!["v2".into()],
             side_effects: vec![],
+            saturated: false,
         }
     }
 

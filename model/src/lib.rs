@@ -173,7 +173,16 @@ pub struct ReplayResult {
     /// Side effects the egress sandbox blocked for this exchange (`METHOD host/path`).
     #[serde(default)]
     pub side_effects: Vec<String>,
+    /// Every replay slot was busy when this exchange was due, so it waited: the targets answer
+    /// slower than requests arrive, and latencies were measured under the replay's own load.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub saturated: bool,
 }
+
+/// The note a diff record carries when its replay was [`ReplayResult::saturated`]; reports count
+/// records with it.
+pub const SATURATED_NOTE: &str =
+    "replay saturated: every replay slot was busy when this exchange was due";
 
 /// Kinds of difference (the diff record contract, docs/contracts.md#diff-record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -130,15 +130,21 @@ impl Pacer {
         due
     }
 
-    /// Waits until an exchange captured at `captured_at_ms` is due.
-    pub async fn wait(&mut self, captured_at_ms: u64) {
+    /// Waits until an exchange captured at `captured_at_ms` is due; true when it had to wait
+    /// (it came early, so it was not held back by busy replay slots).
+    pub async fn wait(&mut self, captured_at_ms: u64) -> bool {
         let now = tokio::time::Instant::now();
         let due = self.due(captured_at_ms, now);
         if due >= now + Self::MIN_SLEEP {
             tokio::time::sleep_until(due).await;
+            return true;
         }
+        false
     }
 }
+
+/// An input that hands over its next exchange within this was holding it already.
+const SATURATION_READY: Duration = Duration::from_millis(1);
 
 /// Replays what `input` yields with at most `concurrency` in flight and hands each result to
 /// `output`, on either transport. Returns once the input has ended and every replay has handed
@@ -160,9 +166,11 @@ where
     let mut ended = Ok(());
     loop {
         // A replay slot first: an item is taken from its input only when it can start.
+        let all_busy = permits.available_permits() == 0;
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
+        let asked = tokio::time::Instant::now();
         let envelope = match input.next().await {
             Ok(Some(envelope)) => envelope,
             Ok(None) => break,
@@ -171,7 +179,15 @@ where
                 break;
             }
         };
-        pacer.wait(envelope.item.captured_at_ms).await;
+        // Saturated: every slot was busy and the exchange was already waiting for one (its
+        // input answered at once, and the schedule did not hold it back).
+        let was_waiting = asked.elapsed() < SATURATION_READY;
+        let early = pacer.wait(envelope.item.captured_at_ms).await;
+        let saturated = all_busy && was_waiting && !early;
+        if saturated {
+            stats.saturated.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(crate::telemetry::REPLAY_SATURATED).increment(1);
+        }
         let (replayer, output, stats) = (replayer.clone(), output.clone(), stats.clone());
         // Debug level: an info span per exchange cost 2-3% of the process's CPU (the fmt
         // layer formats its fields eagerly); with RUST_LOG=debug lines still carry the id.
@@ -183,7 +199,8 @@ where
                     ack,
                     mut bytes,
                 } = envelope;
-                let result = replayer.replay(exchange).await;
+                let mut result = replayer.replay(exchange).await;
+                result.saturated = saturated;
                 // The targets' answers are held until the differ is done too.
                 bytes.grow(outcome_bytes(&result));
                 let counter = if result.blocked.is_some() {

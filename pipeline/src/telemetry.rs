@@ -15,6 +15,9 @@ pub struct PipelineStats {
     pub replayed: AtomicU64,
     /// Exchanges the side-effect guard did not replay.
     pub blocked: AtomicU64,
+    /// Exchanges that waited because every replay slot was busy (the targets answer slower than
+    /// requests arrive).
+    pub saturated: AtomicU64,
     /// Candidate pairs compared.
     pub compared: AtomicU64,
     /// Compared candidate pairs with a difference that is not noise.
@@ -58,6 +61,8 @@ pub const TARGET_ERRORS: &str = "shadowdiff_diff_target_errors_total";
 pub(crate) const SKIPPED: &str = "shadowdiff_diff_skipped_total";
 /// Histogram: time to diff one replay result.
 pub(crate) const DIFF_SECONDS: &str = "shadowdiff_diff_duration_seconds";
+/// Counter: exchanges that waited because every replay slot was busy.
+pub(crate) const REPLAY_SATURATED: &str = "shadowdiff_replay_saturated_total";
 /// Counter: diff records written to the store.
 pub const STORE_ROWS: &str = "shadowdiff_store_rows_total";
 /// Counter: store writes that failed (and were retried).
@@ -69,6 +74,10 @@ pub const STORE_FAILURES: &str = "shadowdiff_store_failures_total";
 pub(crate) fn describe() {
     metrics::describe_gauge!(QUEUE_DEPTH, "Items waiting in a pipeline queue, by queue.");
     metrics::describe_counter!(COMPARED, "Exchange × candidate pairs compared.");
+    metrics::describe_counter!(
+        REPLAY_SATURATED,
+        "Exchanges that waited because every replay slot was busy (targets slower than traffic)."
+    );
     metrics::describe_counter!(
         MISMATCHED,
         "Compared pairs with a difference that is not noise."

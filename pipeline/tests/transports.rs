@@ -58,6 +58,7 @@ fn result(id: &str) -> ReplayResult {
         outcomes: vec![],
         candidates: vec!["v2".into()],
         side_effects: vec![],
+        saturated: false,
     }
 }
 

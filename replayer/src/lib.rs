@@ -247,6 +247,7 @@ impl Replayer {
                 outcomes: Vec::new(),
                 candidates: self.candidates.clone(),
                 side_effects: Vec::new(),
+                saturated: false,
             };
         }
         // A control replica is asked only when the tap saw no control response (mirror mode).
@@ -278,6 +279,7 @@ impl Replayer {
             outcomes,
             candidates: self.candidates.clone(),
             side_effects,
+            saturated: false,
         }
     }
 

@@ -179,6 +179,7 @@ mod tests {
             errors,
             blocked: 0,
             skipped: 0,
+            saturated: 0,
             verdict: if mismatched > 0 {
                 "regression"
             } else {

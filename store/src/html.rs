@@ -239,6 +239,9 @@ fn endpoint(out: &mut String, i: usize, e: &EndpointReport) {
         e.blocked,
         e.skipped
     );
+    if let Some(warning) = e.saturation_warning() {
+        let _ = writeln!(out, "<p class=\"warn\">{}</p>", escape(&warning));
+    }
     if !e.fields.is_empty() {
         fields(out, &e.fields);
     }

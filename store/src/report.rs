@@ -92,6 +92,11 @@ pub struct EndpointReport {
     pub blocked: u64,
     /// Exchanges not compared (truncated body, no control response).
     pub skipped: u64,
+    /// Replays that waited because every replay slot was busy: the candidate (or the secondary)
+    /// answered slower than requests arrived, so its latency was measured under the replay's
+    /// own load. Raise `replay.concurrency`, lower `replay.max_rate`, or give the target more room.
+    #[serde(default)]
+    pub saturated: u64,
     /// `regression`, `noisy` or `clean`: a regressed field, latency or error rate makes it a
     /// regression.
     pub verdict: String,
@@ -119,6 +124,23 @@ pub struct EndpointReport {
     pub blocked_reasons: Vec<Count>,
     /// Writes the egress sandbox blocked for this endpoint's candidate.
     pub side_effects: Vec<Count>,
+}
+
+impl EndpointReport {
+    /// The sentence a report prints when replays of this endpoint waited for a replay slot.
+    pub fn saturation_warning(&self) -> Option<String> {
+        let replays = self.compared + self.errors + self.skipped;
+        (self.saturated > 0).then(|| {
+            format!(
+                "replay saturated: {} of {} replays waited because every replay slot was busy; \
+                 the candidate answered slower than requests arrived, so its latency was measured \
+                 under the replay's own load (raise replay.concurrency, lower replay.max_rate, or \
+                 give the target more room)",
+                self.saturated,
+                replays.max(self.saturated)
+            )
+        })
+    }
 }
 
 /// One field (aggregate path × difference kind) of an endpoint.
@@ -240,6 +262,7 @@ struct EndpointAcc {
     errors: u64,
     blocked: u64,
     skipped: u64,
+    saturated: u64,
     fields: BTreeMap<(String, DiffKind), FieldAcc>,
     status: BTreeMap<(u16, u16), u64>,
     control_latency: Vec<u64>,
@@ -386,6 +409,12 @@ pub fn build_report<'a>(
         }
         for effect in &r.side_effects {
             *acc.side_effects.entry(effect.clone()).or_default() += 1;
+        }
+        if r.notes
+            .iter()
+            .any(|n| n == shadowdiff_model::SATURATED_NOTE)
+        {
+            acc.saturated += 1;
         }
     }
     totals.exchanges = exchanges.len() as u64;
@@ -639,6 +668,7 @@ fn finish_endpoint(
         mismatched: acc.mismatched,
         errors: acc.errors,
         blocked: acc.blocked,
+        saturated: acc.saturated,
         skipped: acc.skipped,
         verdict,
         verdict_reason,

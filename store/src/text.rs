@@ -92,6 +92,11 @@ fn endpoint(out: &mut String, e: &EndpointReport, p: &Paint) {
     for line in wrap(&e.verdict_reason, WIDTH - 2, 3) {
         let _ = writeln!(out, "  {}", p.dim(&line));
     }
+    if let Some(warning) = e.saturation_warning() {
+        for line in wrap(&warning, WIDTH - 2, 4) {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     if !e.fields.is_empty() {
         let _ = writeln!(out, "  fields:");
         for f in e.fields.iter().take(12) {

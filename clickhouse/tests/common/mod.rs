@@ -142,6 +142,9 @@ pub(crate) fn records(n: usize) -> Vec<DiffRecord> {
                 detail: detail.map(String::from),
                 notes: if rng.below(30) == 0 {
                     vec!["compared as text".into()]
+                } else if i % 11 == 4 {
+                    // Replays that waited for a slot: both stores count them per endpoint.
+                    vec![shadowdiff_model::SATURATED_NOTE.into()]
                 } else {
                     vec![]
                 },

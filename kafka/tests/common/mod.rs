@@ -54,6 +54,7 @@ pub(crate) fn result(id: &str) -> ReplayResult {
         outcomes: vec![],
         candidates: vec!["v2".into()],
         side_effects: vec![],
+        saturated: false,
     }
 }
 
