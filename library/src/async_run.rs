@@ -9,7 +9,6 @@ use crate::publish::{default_publisher, shed_guarded, Publisher};
 use crate::result::{CandidateObservation, MismatchError, RunResult};
 use futures_util::future::{join, join_all, BoxFuture};
 use futures_util::FutureExt;
-use serde::Serialize;
 use shadowdiff_differ::Rules;
 use std::fmt::Debug;
 use std::future::Future;
@@ -74,6 +73,34 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
         self
     }
 
+    /// A candidate doing blocking (synchronous) work: it runs on tokio's blocking pool
+    /// (`spawn_blocking`), so the timeout holds and the caller is not held while it works. At
+    /// the timeout it counts as a timeout; the blocking call itself cannot be stopped and
+    /// finishes in the background. Needs a tokio runtime (without one it counts as a panic).
+    /// A blocking candidate given to [`candidate`](Self::candidate) instead blocks the task that
+    /// awaits the run, control included; it is reported as a timeout when it took longer than
+    /// the timeout, but it cannot be cut short.
+    pub fn candidate_blocking(
+        self,
+        name: &'static str,
+        candidate: impl FnOnce() -> R + Send + 'static,
+    ) -> Self
+    where
+        R: Send + 'static,
+    {
+        self.candidate(name, move || async move {
+            let joined =
+                tokio::task::spawn_blocking(move || crate::contain::as_candidate(candidate)).await;
+            match joined {
+                Ok(v) => v,
+                Err(e) => match e.try_into_panic() {
+                    Ok(payload) => std::panic::resume_unwind(payload),
+                    Err(e) => panic!("blocking candidate `{name}` did not finish: {e}"),
+                },
+            }
+        })
+    }
+
     /// How long each candidate may run; then its future is dropped and it counts as a timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -87,6 +114,7 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
             return (self.control.await, None);
         };
         self.gate.settings.count_run();
+        crate::contain::install_panic_hook();
         x.before();
         let started_at_ms = now_ms();
         let candidates = std::mem::take(&mut x.candidates);
@@ -127,7 +155,12 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
         if self.extras.is_none() {
             return self.control.await;
         }
-        Box::pin(self.run_inner(diff)).await.0
+        let raise = self.extras.as_ref().and_then(|x| x.raise);
+        let (value, run) = Box::pin(self.run_inner(diff)).await;
+        if let Some(run) = &run {
+            crate::contain::raise_if_failed(run, raise);
+        }
+        value
     }
 
     async fn strict(self, diff: DiffFn<R>) -> Result<R, MismatchError<R>> {
@@ -148,19 +181,28 @@ async fn run_candidate<'a, R>(
     timeout: Duration,
 ) -> (&'static str, Ran<R>, Duration) {
     let t = Instant::now();
-    // Building the future is part of the candidate: a panic there is caught too.
-    let fut = AssertUnwindSafe(async move { arm().await }).catch_unwind();
+    // Building the future is part of the candidate: a panic there is caught too (and, like
+    // every candidate panic, does not print).
+    let fut = AssertUnwindSafe(async move {
+        crate::contain::CandidateFuture(crate::contain::as_candidate(arm)).await
+    })
+    .catch_unwind();
     let result = if tokio::runtime::Handle::try_current().is_ok() {
         tokio::time::timeout(timeout, fut).await.ok()
     } else {
         Some(fut.await)
     };
+    let elapsed = t.elapsed();
     let ran = match result {
+        // A candidate that blocked its thread past the timeout could not be cancelled (and held
+        // the caller meanwhile): its late value is a timeout all the same. Use
+        // `candidate_blocking` for blocking work.
+        Some(Ok(_)) if elapsed > timeout => Ran::Timeout,
         Some(Ok(v)) => Ran::Value(v),
         Some(Err(p)) => Ran::Panic(panic_message(p.as_ref())),
         None => Ran::Timeout,
     };
-    (name, ran, t.elapsed())
+    (name, ran, elapsed)
 }
 
 fn judge<R, K: ArmKind<R>, A>(
@@ -242,6 +284,7 @@ where
             return self.control.await;
         };
         settings.count_run();
+        crate::contain::install_panic_hook();
         x.before();
         let started_at_ms = now_ms();
         let timeout = self.timeout;
@@ -278,20 +321,29 @@ where
     }
 }
 
-impl<'a, R: Serialize + Send + 'a, F: Future<Output = R>> AsyncExperiment<'a, R, F, Plain> {
+impl<'a, R: Send + 'a, F: Future<Output = R>> AsyncExperiment<'a, R, F, Plain> {
     /// Awaits the control and the candidates together; returns the control's value.
-    pub async fn run(self) -> R {
+    pub async fn run(self) -> R
+    where
+        R: crate::Diffable,
+    {
         self.run_value(serde_diff::<R>).await
     }
 
     /// Like [`run`](Self::run) but a mismatch, candidate error, panic or timeout is an `Err`
     /// (for tests).
-    pub async fn run_strict(self) -> Result<R, MismatchError<R>> {
+    pub async fn run_strict(self) -> Result<R, MismatchError<R>>
+    where
+        R: crate::Diffable,
+    {
         self.strict(serde_diff::<R>).await
     }
 
     /// Runs and also returns the run (when sampled in).
-    pub async fn run_observed(self) -> (R, Option<RunResult>) {
+    pub async fn run_observed(self) -> (R, Option<RunResult>)
+    where
+        R: crate::Diffable,
+    {
         self.run_inner(serde_diff::<R>).await
     }
 }
@@ -320,7 +372,7 @@ impl<'a, R: Send + 'a, F: Future<Output = R>> AsyncExperiment<'a, R, F, Plain> {
 
 impl<R, F> AsyncExperiment<'static, R, F, Plain>
 where
-    R: Serialize + Clone + Send + Sync + 'static,
+    R: crate::Diffable + Clone + Send + Sync + 'static,
     F: Future<Output = R>,
 {
     /// Returns the control's value as soon as the control is done; candidates finish in the
@@ -362,23 +414,32 @@ impl<'a, V: Send + 'a, E: Debug + Send + 'a, F: Future<Output = Result<V, E>>>
     }
 }
 
-impl<'a, V: Serialize + Send + 'a, E: Debug + Send + 'a, F: Future<Output = Result<V, E>>>
+impl<'a, V: Send + 'a, E: Debug + Send + 'a, F: Future<Output = Result<V, E>>>
     AsyncExperiment<'a, Result<V, E>, F, Fallible>
 {
     /// Awaits the control and the candidates together; returns the control's `Result`
     /// unchanged.
-    pub async fn run(self) -> Result<V, E> {
+    pub async fn run(self) -> Result<V, E>
+    where
+        V: crate::Diffable,
+    {
         self.run_value(serde_diff_ok::<V, E>).await
     }
 
     /// Like [`run`](Self::run) but a candidate failure is an `Err` holding the control's
     /// `Result` (for tests).
-    pub async fn run_strict(self) -> Result<Result<V, E>, MismatchError<Result<V, E>>> {
+    pub async fn run_strict(self) -> Result<Result<V, E>, MismatchError<Result<V, E>>>
+    where
+        V: crate::Diffable,
+    {
         self.strict(serde_diff_ok::<V, E>).await
     }
 
     /// Runs and also returns the run (when sampled in).
-    pub async fn run_observed(self) -> (Result<V, E>, Option<RunResult>) {
+    pub async fn run_observed(self) -> (Result<V, E>, Option<RunResult>)
+    where
+        V: crate::Diffable,
+    {
         self.run_inner(serde_diff_ok::<V, E>).await
     }
 }
@@ -398,7 +459,7 @@ impl<
 
 impl<V, E, F> AsyncExperiment<'static, Result<V, E>, F, Fallible>
 where
-    V: Serialize + Clone + Send + Sync + 'static,
+    V: crate::Diffable + Clone + Send + Sync + 'static,
     E: Debug + Clone + Send + Sync + 'static,
     F: Future<Output = Result<V, E>>,
 {

@@ -32,6 +32,17 @@ pub(crate) fn on_err<'a, V, E>(
     )
 }
 
+/// A result `run` can diff: anything `serde::Serialize` (derive it). Results that are not can
+/// still be compared with `PartialEq`: `run_eq()`, or `eq` in the attribute.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be diffed: it does not implement `serde::Serialize`",
+    label = "`run` serializes results to diff them",
+    note = "derive `serde::Serialize` for `{Self}`, or compare with `PartialEq` instead: `.run_eq()` (or `eq` in `#[shadowdiff::experiment(..)]`)"
+)]
+pub trait Diffable: Serialize {}
+
+impl<T: Serialize + ?Sized> Diffable for T {}
+
 /// How an experiment's results split into values and errors.
 pub trait ArmKind<R>: sealed::Sealed {
     /// `Some(message)` when the result is an error.

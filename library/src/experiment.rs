@@ -9,7 +9,6 @@ use crate::result::{
     CandidateObservation, ControlObservation, ControlOutcome, MismatchError, RunResult,
 };
 use crate::settings::{self, percent_to_threshold, ExperimentSettings, FULL};
-use serde::Serialize;
 use shadowdiff_differ::Rules;
 use std::fmt::Debug;
 use std::marker::PhantomData;
@@ -176,6 +175,8 @@ pub(crate) struct Extras<'a, R, A> {
     pub(crate) ignore: Vec<Check<'a, R>>,
     pub(crate) clean: Option<Clean<'a, R>>,
     pub(crate) rules: Option<Arc<Rules>>,
+    /// This experiment's own `raise_on_mismatches`, over the thread's and the process's.
+    pub(crate) raise: Option<bool>,
     /// Measure each sync arm's thread CPU time (two system calls per arm; off by default).
     pub(crate) cpu_time: bool,
 }
@@ -193,6 +194,7 @@ impl<R, A> Extras<'_, R, A> {
             ignore: Vec::new(),
             clean: None,
             rules: None,
+            raise: None,
             cpu_time: false,
         }
     }
@@ -240,6 +242,17 @@ pub(crate) fn now_ms() -> u64 {
 /// Defines the configuration methods shared by the sync and async experiments.
 macro_rules! shared_methods {
     () => {
+        /// Whether a failing run (mismatch, candidate error, panic or timeout) of this
+        /// experiment panics on the caller's path after publishing, whatever
+        /// [`set_raise_on_mismatches`](crate::set_raise_on_mismatches) says: `true` in tests
+        /// that must fail on a mismatch. Applies to `run`/`run_eq` (not detached runs).
+        pub fn raise_on_mismatches(mut self, on: bool) -> Self {
+            if let Some(x) = &mut self.extras {
+                x.raise = Some(on);
+            }
+            self
+        }
+
         /// Key/value pairs published with the run (Scientist's `context`).
         pub fn context(mut self, key: &'static str, value: impl ToString) -> Self {
             if let Some(x) = &mut self.extras {
@@ -373,7 +386,14 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
     fn run_value(self, diff: DiffFn<R>) -> R {
         match self.extras {
             None => (self.control)(),
-            Some(x) => Self::run_sampled(self.gate, self.control, x, diff).0,
+            Some(x) => {
+                let raise = x.raise;
+                let (value, run) = Self::run_sampled(self.gate, self.control, x, diff);
+                if let Some(run) = &run {
+                    crate::contain::raise_if_failed(run, raise);
+                }
+                value
+            }
         }
     }
 
@@ -385,6 +405,7 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         diff: DiffFn<R>,
     ) -> (R, Option<RunResult>) {
         gate.settings.count_run();
+        crate::contain::install_panic_hook();
         x.before();
         let started_at_ms = now_ms();
 
@@ -401,7 +422,7 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
             if i == control_at {
                 run_control(&mut control, &mut control_result, &mut control_timing, cpu);
             }
-            let (result, wall, cpu) = timed(arm, cpu);
+            let (result, wall, cpu) = timed(|| crate::contain::as_candidate(arm), cpu);
             let result = match result {
                 Ok(v) => Ran::Value(v),
                 Err(p) => Ran::Panic(panic_message(p.as_ref())),
@@ -519,20 +540,29 @@ fn timed<R>(
     (r, wall, cpu)
 }
 
-impl<'a, R: Serialize, C: FnOnce() -> R> SyncExperiment<'a, R, C, Plain> {
+impl<'a, R, C: FnOnce() -> R> SyncExperiment<'a, R, C, Plain> {
     /// Runs and returns the control's value; results are diffed with the differ's engine.
     #[inline]
-    pub fn run(self) -> R {
+    pub fn run(self) -> R
+    where
+        R: crate::Diffable,
+    {
         self.run_value(serde_diff::<R>)
     }
 
     /// Like [`run`](Self::run) but a mismatch, candidate error or panic is an `Err` (for tests).
-    pub fn run_strict(self) -> Result<R, MismatchError<R>> {
+    pub fn run_strict(self) -> Result<R, MismatchError<R>>
+    where
+        R: crate::Diffable,
+    {
         self.strict(serde_diff::<R>)
     }
 
     /// Runs and also returns the run (when sampled in).
-    pub fn run_observed(self) -> (R, Option<RunResult>) {
+    pub fn run_observed(self) -> (R, Option<RunResult>)
+    where
+        R: crate::Diffable,
+    {
         self.run_inner(serde_diff::<R>)
     }
 }
@@ -578,23 +608,30 @@ impl<'a, V, E: Debug, C: FnOnce() -> Result<V, E>> SyncExperiment<'a, Result<V, 
     }
 }
 
-impl<'a, V: Serialize, E: Debug, C: FnOnce() -> Result<V, E>>
-    SyncExperiment<'a, Result<V, E>, C, Fallible>
-{
+impl<'a, V, E: Debug, C: FnOnce() -> Result<V, E>> SyncExperiment<'a, Result<V, E>, C, Fallible> {
     /// Runs and returns the control's `Result` unchanged.
     #[inline]
-    pub fn run(self) -> Result<V, E> {
+    pub fn run(self) -> Result<V, E>
+    where
+        V: crate::Diffable,
+    {
         self.run_value(serde_diff_ok::<V, E>)
     }
 
     /// Like [`run`](Self::run) but a candidate failure is an `Err` holding the control's
     /// `Result` (for tests).
-    pub fn run_strict(self) -> Result<Result<V, E>, MismatchError<Result<V, E>>> {
+    pub fn run_strict(self) -> Result<Result<V, E>, MismatchError<Result<V, E>>>
+    where
+        V: crate::Diffable,
+    {
         self.strict(serde_diff_ok::<V, E>)
     }
 
     /// Runs and also returns the run (when sampled in).
-    pub fn run_observed(self) -> (Result<V, E>, Option<RunResult>) {
+    pub fn run_observed(self) -> (Result<V, E>, Option<RunResult>)
+    where
+        V: crate::Diffable,
+    {
         self.run_inner(serde_diff_ok::<V, E>)
     }
 }

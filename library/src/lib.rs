@@ -31,7 +31,15 @@
 //!   `SHADOWDIFF_EXPERIMENTS_DISABLED=a,b` environment variable.
 //! - Publishers: [`TracingPublisher`] (default), [`MemoryPublisher`], [`MetricsPublisher`],
 //!   [`RecordPublisher`] (→ `DiffRecord`s for the store).
-//! - `#[shadowdiff::experiment(candidate = new_impl, percent = 1.0)]` on a sync or async fn.
+//! - `#[shadowdiff::experiment(candidate = new_impl, percent = 1.0)]` on a sync or async fn,
+//!   with per-call `publisher = f`, `compare = f`, `compare_errors = f`, `context(k = expr)`,
+//!   `strict`, `eq`, `timeout_ms`, `name`.
+//! - Tests: [`RaiseOnMismatches`] / [`set_raise_on_mismatches`] (or `SHADOWDIFF_RAISE_ON_MISMATCHES=1`)
+//!   make every failing run panic with its differences and context.
+//! - Candidate panics never print: a panic hook chained in front of yours keeps them off stderr
+//!   (they are published as `panic`; [`silenced_candidate_panics`] counts them). Blocking work in
+//!   an async experiment goes to [`AsyncExperiment::candidate_blocking`], so its timeout holds; a
+//!   candidate that blocked past its timeout is reported `timeout`, never `matched`.
 //!
 //! ```
 //! fn sum_v2(xs: Vec<u32>) -> u32 {
@@ -51,13 +59,17 @@
 //! disabled check is one atomic load.
 mod async_run;
 mod compare;
+mod contain;
 mod experiment;
 mod publish;
 mod result;
 mod settings;
 
 pub use async_run::{AsyncExperiment, DEFAULT_TIMEOUT};
-pub use compare::{ArmKind, Fallible, Plain, ROOT};
+pub use compare::{ArmKind, Diffable, Fallible, Plain, ROOT};
+pub use contain::{
+    set_raise_on_mismatches, silenced_candidate_panics, RaiseOnMismatches, RAISE_ENV,
+};
 pub use experiment::{Experiment, SyncExperiment};
 #[cfg(feature = "clickhouse")]
 pub use publish::ClickHousePublisher;
@@ -69,9 +81,14 @@ pub use result::{
     CandidateObservation, CandidateOutcome, ControlObservation, ControlOutcome, MismatchError,
     RunResult,
 };
+/// What [`.clean()`](SyncExperiment::clean) returns.
+pub use serde_json::{self, Value};
 pub use settings::{
     experiments, settings, ExperimentSettings, DEFAULT_MAX_IN_FLIGHT, DISABLED_ENV,
 };
+/// The rules [`.rules()`](SyncExperiment::rules) takes (ignored paths, tolerances, array
+/// modes), re-exported so that no other shadowdiff crate is needed.
+pub use shadowdiff_differ::{ArrayMode, Rules, RulesConfig, RulesError, Tolerance};
 pub use shadowdiff_macros::experiment;
 pub use shadowdiff_model::{DiffKind, Difference};
 

@@ -131,3 +131,117 @@ fn trybuild_ui() {
     t.pass("tests/ui/pass/*.rs");
     t.compile_fail("tests/ui/fail/*.rs");
 }
+
+// Per-call settings of the attribute: publisher, compare, compare_errors, context, strict.
+
+fn local_publisher() -> Arc<MemoryPublisher> {
+    static MEM: OnceLock<Arc<MemoryPublisher>> = OnceLock::new();
+    MEM.get_or_init(MemoryPublisher::new).clone()
+}
+
+fn local_runs(name: &str) -> Vec<shadowdiff::RunResult> {
+    local_publisher()
+        .runs()
+        .into_iter()
+        .filter(|r| r.experiment == name)
+        .collect()
+}
+
+fn price_v2(cents: u64, user: String) -> f64 {
+    let _ = user;
+    cents as f64 / 100.0 + 0.001
+}
+
+/// Prices within a tenth of a cent are the same price.
+fn same_price(a: &f64, b: &f64) -> bool {
+    (a - b).abs() < 0.005
+}
+
+#[experiment(
+    candidate = price_v2,
+    name = "price-attr",
+    publisher = local_publisher,
+    compare = same_price,
+    context(user = user, cents = cents * 2)
+)]
+fn price(cents: u64, user: String) -> f64 {
+    let _ = user;
+    cents as f64 / 100.0
+}
+
+#[test]
+fn the_attribute_takes_a_publisher_a_compare_and_context() {
+    assert_eq!(price(1250, "ada".into()), 12.5);
+    let runs = local_runs("price-attr");
+    assert_eq!(runs.len(), 1, "published to the given publisher");
+    let run = &runs[0];
+    assert_eq!(
+        run.candidates[0].outcome,
+        CandidateOutcome::Matched,
+        "compare decides"
+    );
+    assert_eq!(
+        run.context,
+        vec![("user", "ada".to_string()), ("cents", "2500".to_string())]
+    );
+    assert!(memory().runs().iter().all(|r| r.experiment != "price-attr"));
+}
+
+#[derive(Debug)]
+struct LookupError(#[allow(dead_code)] &'static str);
+
+fn lookup_v2(id: u32) -> Result<u32, LookupError> {
+    if id == 0 {
+        Err(LookupError("no such user (v2 wording)"))
+    } else {
+        Ok(id)
+    }
+}
+
+/// Both "not found" errors are the same error, whatever the wording.
+fn both_not_found(_: &LookupError, _: &LookupError) -> bool {
+    true
+}
+
+#[experiment(
+    candidate = lookup_v2,
+    name = "lookup-attr",
+    publisher = local_publisher,
+    compare_errors = both_not_found,
+    eq
+)]
+fn lookup(id: u32) -> Result<u32, LookupError> {
+    if id == 0 {
+        Err(LookupError("user not found"))
+    } else {
+        Ok(id)
+    }
+}
+
+#[test]
+fn the_attribute_takes_compare_errors_for_result_functions() {
+    assert!(lookup(0).is_err());
+    let runs = local_runs("lookup-attr");
+    assert_eq!(runs[0].candidates[0].outcome, CandidateOutcome::Matched);
+}
+
+fn score_v2(x: u32) -> u32 {
+    x + 1
+}
+
+#[experiment(candidate = score_v2, name = "score-strict", publisher = local_publisher, strict)]
+fn score(x: u32) -> u32 {
+    x
+}
+
+#[test]
+fn strict_makes_a_mismatch_fail_the_caller_with_the_differences() {
+    let r = std::panic::catch_unwind(|| score(3));
+    let message = *r.unwrap_err().downcast::<String>().unwrap();
+    assert!(
+        message.contains("experiment `score-strict` mismatched"),
+        "{message}"
+    );
+    assert!(message.contains("control 3 / candidate 4"), "{message}");
+    assert_eq!(local_runs("score-strict").len(), 1, "published first");
+}

@@ -18,9 +18,16 @@ use syn::{Expr, FnArg, ItemFn, Meta, Pat, ReturnType, Token, Type};
 /// `PartialEq` instead of serializing).
 #[proc_macro_attribute]
 pub fn experiment(args: TokenStream, item: TokenStream) -> TokenStream {
+    let original: proc_macro2::TokenStream = item.clone().into();
     match expand(args.into(), item.into()) {
         Ok(t) => t.into(),
-        Err(e) => e.to_compile_error().into(),
+        Err(e) => {
+            // The function itself stays, so its callers see this one error, not a second
+            // "cannot find function" for each call.
+            let mut out = e.to_compile_error();
+            out.extend(original);
+            out.into()
+        }
     }
 }
 
@@ -30,12 +37,34 @@ struct Args {
     name: Option<syn::LitStr>,
     timeout_ms: Option<Expr>,
     eq: bool,
+    /// `publisher = path`: a function returning the `Arc<dyn Publisher>` to publish to.
+    publisher: Option<syn::Path>,
+    /// `compare = path`: `fn(&T, &T) -> bool` on the values (the `Ok` values for `Result`).
+    compare: Option<syn::Path>,
+    /// `compare_errors = path`: `fn(&E, &E) -> bool` on the errors (`Result` only).
+    compare_errors: Option<syn::Path>,
+    /// `context(key = expr, …)`: published with the run; the expressions see the arguments.
+    context: Vec<(syn::Ident, Expr)>,
+    /// `strict`: a failing run panics on the caller's path (for tests).
+    strict: bool,
+}
+
+fn path_value(nv: &syn::MetaNameValue, what: &str) -> syn::Result<syn::Path> {
+    match &nv.value {
+        Expr::Path(p) => Ok(p.path.clone()),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{what}` must name a function (a path), e.g. `{what} = my_{what}`"),
+        )),
+    }
 }
 
 fn parse_args(args: proc_macro2::TokenStream) -> syn::Result<Args> {
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
     let (mut candidate, mut percent, mut name, mut timeout_ms, mut eq) =
         (None, None, None, None, false);
+    let (mut publisher, mut compare, mut compare_errors, mut context, mut strict) =
+        (None, None, None, Vec::new(), false);
     for meta in metas {
         let key = meta
             .path()
@@ -67,11 +96,31 @@ fn parse_args(args: proc_macro2::TokenStream) -> syn::Result<Args> {
                 }
             },
             ("eq", Meta::Path(_)) => eq = true,
+            ("strict", Meta::Path(_)) => strict = true,
+            ("publisher", Meta::NameValue(nv)) => publisher = Some(path_value(nv, "publisher")?),
+            ("compare", Meta::NameValue(nv)) => compare = Some(path_value(nv, "compare")?),
+            ("compare_errors", Meta::NameValue(nv)) => {
+                compare_errors = Some(path_value(nv, "compare_errors")?)
+            }
+            ("context", Meta::List(list)) => {
+                let pairs = Punctuated::<syn::MetaNameValue, Token![,]>::parse_terminated
+                    .parse2(list.tokens.clone())?;
+                for pair in pairs {
+                    let key = pair.path.get_ident().cloned().ok_or_else(|| {
+                        syn::Error::new_spanned(
+                            &pair.path,
+                            "context keys are plain names: `context(user = user_id)`",
+                        )
+                    })?;
+                    context.push((key, pair.value));
+                }
+            }
             _ => {
                 return Err(syn::Error::new_spanned(
                     meta,
                     "unknown argument; expected `candidate = <fn>`, `percent = <0..100>`, \
-                     `name = \"...\"`, `timeout_ms = <ms>` or `eq`",
+                     `name = \"...\"`, `timeout_ms = <ms>`, `eq`, `strict`, `publisher = <fn>`, \
+                     `compare = <fn>`, `compare_errors = <fn>` or `context(key = <expr>, ...)`",
                 ))
             }
         }
@@ -89,6 +138,11 @@ fn parse_args(args: proc_macro2::TokenStream) -> syn::Result<Args> {
         name,
         timeout_ms,
         eq,
+        publisher,
+        compare,
+        compare_errors,
+        context,
+        strict,
     })
 }
 
@@ -190,6 +244,28 @@ fn expand(
             quote!(.#run()),
         )
     };
+    if let (Some(f), false) = (&args.compare_errors, fallible) {
+        return Err(syn::Error::new_spanned(
+            f,
+            "`compare_errors` applies to functions returning `Result` only",
+        ));
+    }
+    let publisher = args
+        .publisher
+        .as_ref()
+        .map(|p| quote_spanned!(p.span()=> .publisher(#p())));
+    let compare = args
+        .compare
+        .as_ref()
+        .map(|p| quote_spanned!(p.span()=> .compare(#p)));
+    let compare_errors = args
+        .compare_errors
+        .as_ref()
+        .map(|p| quote_spanned!(p.span()=> .compare_errors(#p)));
+    let strict = args.strict.then(|| quote!(.raise_on_mismatches(true)));
+    let context_keys: Vec<String> = args.context.iter().map(|(k, _)| k.to_string()).collect();
+    let context_values = args.context.iter().map(|(_, v)| v);
+    let context_indexes = (0..args.context.len()).map(syn::Index::from);
     let clones = idents
         .iter()
         .map(|i| quote_spanned!(i.span()=> ::core::clone::Clone::clone(&#i)));
@@ -199,12 +275,24 @@ fn expand(
             let mut __sd_experiment =
                 ::shadowdiff::Experiment::with_settings(::shadowdiff::settings!(#name)) #percent;
             // Arguments are cloned for the candidate only when this call is sampled in.
-            let __sd_args = if __sd_experiment.sampled() {
+            let __sd_sampled = __sd_experiment.sampled();
+            let __sd_args = if __sd_sampled {
                 ::core::option::Option::Some((#(#clones,)*))
             } else {
                 ::core::option::Option::None
             };
-            let __sd_experiment = __sd_experiment.#control(#control_arm);
+            // Context values are taken before the body moves the arguments.
+            let __sd_context = if __sd_sampled {
+                ::core::option::Option::Some((#(::std::string::ToString::to_string(&(#context_values)),)*))
+            } else {
+                ::core::option::Option::None
+            };
+            let mut __sd_experiment = __sd_experiment.#control(#control_arm)
+                #publisher #compare #compare_errors #strict;
+            if let ::core::option::Option::Some(__sd_context) = __sd_context {
+                #( __sd_experiment = __sd_experiment.context(#context_keys, __sd_context.#context_indexes); )*
+                let _ = __sd_context;
+            }
             let __sd_experiment = match __sd_args {
                 ::core::option::Option::Some((#(#idents,)*)) => {
                     __sd_experiment.candidate(#candidate_name, #candidate_call)
