@@ -4,7 +4,7 @@ use crate::compare::{
     eq_diff, eq_diff_ok, panic_message, serde_diff, serde_diff_ok, ArmKind, DiffFn, Fallible,
     Plain, Ran,
 };
-use crate::experiment::{now_ms, observe_control, shared_methods, Experiment, Extras, Gate};
+use crate::experiment::{observe_control, shared_methods, Experiment, Extras, Gate};
 use crate::publish::{default_publisher, shed_guarded, Publisher};
 use crate::result::{CandidateObservation, MismatchError, RunResult};
 use futures_util::future::{join, join_all, BoxFuture};
@@ -116,23 +116,33 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
         self.gate.settings.count_run();
         crate::contain::install_panic_hook();
         x.before();
-        let started_at_ms = now_ms();
-        let candidates = std::mem::take(&mut x.candidates);
+        // The arms start together: one clock reading is the start of all of them (and the
+        // run's timestamp, and the candidates' deadline); each arm reads the clock once more
+        // when it ends.
+        let start = Instant::now();
+        let started_at_ms = crate::experiment::epoch_ms_at(start);
+        let mut candidates = std::mem::take(&mut x.candidates);
         let control = async {
-            let t = Instant::now();
             let r = AssertUnwindSafe(self.control).catch_unwind().await;
-            (r, t.elapsed())
+            (r, start.elapsed())
         };
         let timeout = self.timeout;
-        let ((control, wall), ran) = join(
-            control,
-            join_all(
-                candidates
-                    .into_iter()
-                    .map(|(name, arm)| run_candidate(name, arm, timeout)),
-            ),
-        )
-        .await;
+        let ((control, wall), ran) = if candidates.len() == 1 {
+            // The common case without join_all's allocations.
+            let (name, arm) = candidates.remove(0);
+            let (control, one) = join(control, run_candidate(name, arm, timeout, start)).await;
+            (control, vec![one])
+        } else {
+            join(
+                control,
+                join_all(
+                    candidates
+                        .into_iter()
+                        .map(|(name, arm)| run_candidate(name, arm, timeout, start)),
+                ),
+            )
+            .await
+        };
         let run = judge::<R, K, _>(
             &mut x,
             self.gate.name,
@@ -179,8 +189,8 @@ async fn run_candidate<'a, R>(
     name: &'static str,
     arm: AsyncArm<'a, R>,
     timeout: Duration,
+    start: Instant,
 ) -> (&'static str, Ran<R>, Duration) {
-    let t = Instant::now();
     // Building the future is part of the candidate: a panic there is caught too (and, like
     // every candidate panic, does not print).
     let fut = AssertUnwindSafe(async move {
@@ -188,11 +198,13 @@ async fn run_candidate<'a, R>(
     })
     .catch_unwind();
     let result = if tokio::runtime::Handle::try_current().is_ok() {
-        tokio::time::timeout(timeout, fut).await.ok()
+        tokio::time::timeout_at(tokio::time::Instant::from_std(start + timeout), fut)
+            .await
+            .ok()
     } else {
         Some(fut.await)
     };
-    let elapsed = t.elapsed();
+    let elapsed = start.elapsed();
     let ran = match result {
         // A candidate that blocked its thread past the timeout could not be cancelled (and held
         // the caller meanwhile): its late value is a timeout all the same. Use
@@ -286,7 +298,8 @@ where
         settings.count_run();
         crate::contain::install_panic_hook();
         x.before();
-        let started_at_ms = now_ms();
+        let start = Instant::now();
+        let started_at_ms = crate::experiment::epoch_ms_at(start);
         let timeout = self.timeout;
         let (tx, rx) = tokio::sync::oneshot::channel::<ControlRun<R>>();
         let candidates = std::mem::take(&mut x.candidates);
@@ -295,7 +308,7 @@ where
             let ran = join_all(
                 candidates
                     .into_iter()
-                    .map(|(name, arm)| run_candidate(name, arm, timeout)),
+                    .map(|(name, arm)| run_candidate(name, arm, timeout, start)),
             )
             .await;
             // A dropped sender means the caller was cancelled before the control finished.

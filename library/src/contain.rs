@@ -130,10 +130,17 @@ fn raising() -> bool {
 
 /// Panics with a readable message when raising is on (for this experiment: `this`, else the
 /// thread's guard, else the process setting) and `run` failed.
+#[inline]
 pub(crate) fn raise_if_failed(run: &RunResult, this: Option<bool>) {
     if run.has_failures() && this.unwrap_or_else(raising) {
-        panic!("{}", failure_message(run));
+        raise(run);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn raise(run: &RunResult) -> ! {
+    panic!("{}", failure_message(run));
 }
 
 /// What a raised mismatch says: the experiment, its context, each failing candidate with its

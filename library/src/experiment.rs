@@ -233,10 +233,21 @@ impl<R, A> Extras<'_, R, A> {
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// Milliseconds since the Unix epoch at `t`, from one wall-clock reading per process: a run
+/// stamps its start from the monotonic reading it takes anyway (a clock read was the largest
+/// cost of a sampled-in run).
+pub(crate) fn epoch_ms_at(t: Instant) -> u64 {
+    static BASE: std::sync::OnceLock<(Instant, u64)> = std::sync::OnceLock::new();
+    let (base_instant, base_ms) = *BASE.get_or_init(|| {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        (Instant::now(), ms)
+    });
+    match t.checked_duration_since(base_instant) {
+        Some(d) => base_ms + d.as_millis() as u64,
+        None => base_ms.saturating_sub(base_instant.duration_since(t).as_millis() as u64),
+    }
 }
 
 /// Defines the configuration methods shared by the sync and async experiments.
@@ -407,7 +418,9 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         gate.settings.count_run();
         crate::contain::install_panic_hook();
         x.before();
-        let started_at_ms = now_ms();
+        // One clock reading ends an arm and starts the next.
+        let mut clock = Instant::now();
+        let started_at_ms = epoch_ms_at(clock);
 
         let mut candidates = std::mem::take(&mut x.candidates);
         crate::settings::shuffle(&mut candidates);
@@ -420,16 +433,28 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         let cpu = x.cpu_time;
         for (i, (name, arm)) in candidates.into_iter().enumerate() {
             if i == control_at {
-                run_control(&mut control, &mut control_result, &mut control_timing, cpu);
+                run_control(
+                    &mut control,
+                    &mut control_result,
+                    &mut control_timing,
+                    cpu,
+                    &mut clock,
+                );
             }
-            let (result, wall, cpu) = timed(|| crate::contain::as_candidate(arm), cpu);
+            let (result, wall, cpu) = timed(|| crate::contain::as_candidate(arm), cpu, &mut clock);
             let result = match result {
                 Ok(v) => Ran::Value(v),
                 Err(p) => Ran::Panic(panic_message(p.as_ref())),
             };
             ran.push((name, result, wall, cpu));
         }
-        run_control(&mut control, &mut control_result, &mut control_timing, cpu);
+        run_control(
+            &mut control,
+            &mut control_result,
+            &mut control_timing,
+            cpu,
+            &mut clock,
+        );
         let Some(control_result) = control_result else {
             unreachable!("the control runs exactly once")
         };
@@ -494,9 +519,10 @@ fn run_control<R, C: FnOnce() -> R>(
     result: &mut Option<std::thread::Result<R>>,
     timing: &mut (Duration, Option<Duration>),
     cpu_time: bool,
+    clock: &mut Instant,
 ) {
     if let Some(c) = control.take() {
-        let (r, wall, cpu) = timed(c, cpu_time);
+        let (r, wall, cpu) = timed(c, cpu_time, clock);
         *result = Some(r);
         *timing = (wall, cpu);
     }
@@ -523,19 +549,22 @@ pub(crate) fn observe_control<R, K: ArmKind<R>, A>(
     }
 }
 
-/// Runs one arm, catching its panic, with wall and (when asked) thread CPU time.
+/// Runs one arm, catching its panic, with wall and (when asked) thread CPU time. `clock` is the
+/// reading the arm starts from; it is moved to the arm's end, where the next arm starts.
 fn timed<R>(
     f: impl FnOnce() -> R,
     cpu_time: bool,
+    clock: &mut Instant,
 ) -> (std::thread::Result<R>, Duration, Option<Duration>) {
     let cpu = if cpu_time {
         cpu_time::ThreadTime::try_now().ok()
     } else {
         None
     };
-    let wall = Instant::now();
+    let start = *clock;
     let r = catch_unwind(AssertUnwindSafe(f));
-    let wall = wall.elapsed();
+    *clock = Instant::now();
+    let wall = clock.saturating_duration_since(start);
     let cpu = cpu.and_then(|c| c.try_elapsed().ok());
     (r, wall, cpu)
 }
