@@ -12,7 +12,7 @@ use crate::Error;
 use clickhouse::query::Query;
 use clickhouse::Row;
 use serde::Deserialize;
-use shadowdiff_store::report::{endpoint_verdict, field_report};
+use shadowdiff_store::report::{endpoint_verdict, field_report, severity};
 use shadowdiff_store::report::{
     render_diff, Count, EndpointReport, FieldReport, Latency, Report, ReportQuery, Sample,
     Signature, StatusPair, Totals, Window,
@@ -29,6 +29,8 @@ const REDELIVERY_ORDER: &str = "multiIf(outcome = 'mismatch', 0, outcome = 'erro
     ifNull(target_latency_us, 0)";
 
 const COMPARED: &str = "outcome IN ('match', 'mismatch')";
+/// Records of candidates: not the A/A ones (secondary, repeat).
+const CANDIDATES: &str = "role NOT IN ('secondary', 'repeat')";
 
 type EndpointKey = (String, String, String);
 
@@ -164,7 +166,7 @@ struct Acc {
     signatures: Vec<SignatureRow>,
 }
 
-/// Control-vs-secondary (A/A) counts of one endpoint.
+/// Control-vs-secondary (or control-vs-itself on repeats) A/A counts of one endpoint.
 #[derive(Default)]
 struct SecondaryAcc {
     compared: u64,
@@ -207,7 +209,10 @@ impl ClickHouseStore {
 
     fn filtered(&self, query: &ReportQuery, sql: &str) -> Query {
         let (source, params) = self.source(query);
-        let mut q = self.client.query(&sql.replace("{source}", &source));
+        let mut q = self.client.query(
+            &sql.replace("{source}", &source)
+                .replace("{CANDIDATES}", CANDIDATES),
+        );
         for p in params {
             q = match p {
                 Param::Text(t) => q.bind(t),
@@ -257,7 +262,7 @@ impl ClickHouseStore {
                        countIf(has(notes, '{saturated_note}')) AS saturated, \
                        arraySort(groupArrayIf(assumeNotNull(control_latency_us), {COMPARED} AND isNotNull(control_latency_us))) AS cl, \
                        arraySort(groupArrayIf(assumeNotNull(target_latency_us), {COMPARED} AND isNotNull(target_latency_us))) AS tl \
-                     FROM {{source}} WHERE role != 'secondary' GROUP BY method, route, target)",
+                     FROM {{source}} WHERE {CANDIDATES} GROUP BY method, route, target)",
                     percentile_sql("cl", 0.5),
                     percentile_sql("cl", 0.99),
                     percentile_sql("tl", 0.5),
@@ -273,7 +278,7 @@ impl ClickHouseStore {
                 &format!(
                     "SELECT method, route, target, assumeNotNull(control_status) AS control, \
                      assumeNotNull(target_status) AS candidate, count() AS n FROM {{source}} \
-                     WHERE role != 'secondary' AND {COMPARED} AND isNotNull(control_status) \
+                     WHERE {CANDIDATES} AND {COMPARED} AND isNotNull(control_status) \
                      AND isNotNull(target_status) GROUP BY method, route, target, control, candidate"
                 ),
             )
@@ -286,7 +291,7 @@ impl ClickHouseStore {
                     "SELECT method, route, target, fp AS path, fk AS kind, count() AS raw, \
                      countIf(fnz = 0) AS unmasked FROM {{source}} \
                      ARRAY JOIN field_path AS fp, field_kind AS fk, field_noise AS fnz \
-                     WHERE role != 'secondary' AND {COMPARED} GROUP BY method, route, target, path, kind"
+                     WHERE {CANDIDATES} AND {COMPARED} GROUP BY method, route, target, path, kind"
                 ),
             )
             .await?;
@@ -298,7 +303,7 @@ impl ClickHouseStore {
                     "SELECT method, route, target, fp AS path, fk AS kind, fr AS reason, count() AS n \
                      FROM {{source}} ARRAY JOIN field_path AS fp, field_kind AS fk, \
                      field_noise AS fnz, field_reason AS fr \
-                     WHERE role != 'secondary' AND {COMPARED} AND fnz = 1 \
+                     WHERE {CANDIDATES} AND {COMPARED} AND fnz = 1 \
                      GROUP BY method, route, target, path, kind, reason"
                 ),
             )
@@ -324,6 +329,28 @@ impl ClickHouseStore {
                 ),
             )
             .await?;
+        // The control against its own earlier answers to identical requests (A/A from repeats).
+        let repeat: Vec<SecondaryRow> = self
+            .fetch(
+                query,
+                "report repeats",
+                &format!(
+                    "SELECT method, route, count() AS n FROM {{source}} \
+                     WHERE role = 'repeat' AND {COMPARED} GROUP BY method, route"
+                ),
+            )
+            .await?;
+        let repeat_fields: Vec<SecondaryFieldRow> = self
+            .fetch(
+                query,
+                "report repeat fields",
+                &format!(
+                    "SELECT method, route, fp AS path, fk AS kind, count() AS n FROM {{source}} \
+                     ARRAY JOIN field_path AS fp, field_kind AS fk \
+                     WHERE role = 'repeat' AND {COMPARED} GROUP BY method, route, path, kind"
+                ),
+            )
+            .await?;
         // The same buckets the embedded report makes, summed here instead of sent row by row.
         let latency_buckets = |column: &str, role: &str, target: &str| {
             format!(
@@ -337,14 +364,14 @@ impl ClickHouseStore {
             .fetch(
                 query,
                 "report control latency",
-                &latency_buckets("control_latency_us", "role != 'secondary'", "target"),
+                &latency_buckets("control_latency_us", "{CANDIDATES}", "target"),
             )
             .await?;
         let candidate_latency: Vec<LatencyBucketRow> = self
             .fetch(
                 query,
                 "report candidate latency",
-                &latency_buckets("target_latency_us", "role != 'secondary'", "target"),
+                &latency_buckets("target_latency_us", "{CANDIDATES}", "target"),
             )
             .await?;
         let secondary_latency: Vec<LatencyBucketRow> = self
@@ -359,7 +386,7 @@ impl ClickHouseStore {
                 query,
                 "report errors",
                 "SELECT method, route, target, outcome, detail, count() AS n FROM {source} \
-                 WHERE role != 'secondary' AND outcome IN ('error', 'blocked') \
+                 WHERE {CANDIDATES} AND outcome IN ('error', 'blocked') \
                  GROUP BY method, route, target, outcome, detail",
             )
             .await?;
@@ -368,7 +395,7 @@ impl ClickHouseStore {
                 query,
                 "report side effects",
                 "SELECT method, route, target, se AS name, count() AS n FROM {source} \
-                 ARRAY JOIN side_effects AS se WHERE role != 'secondary' \
+                 ARRAY JOIN side_effects AS se WHERE {CANDIDATES} \
                  GROUP BY method, route, target, name",
             )
             .await?;
@@ -377,7 +404,7 @@ impl ClickHouseStore {
                 query,
                 "report signatures",
                 "SELECT method, route, target, fingerprint, count() AS n, min(exchange_id) AS sample_id \
-                 FROM {source} WHERE role != 'secondary' AND outcome = 'mismatch' \
+                 FROM {source} WHERE {CANDIDATES} AND outcome = 'mismatch' \
                  GROUP BY method, route, target, fingerprint \
                  ORDER BY n DESC, fingerprint ASC LIMIT 5 BY method, route, target",
             )
@@ -388,7 +415,7 @@ impl ClickHouseStore {
         } else {
             self.filtered(
                 query,
-                "SELECT ?fields FROM {source} WHERE role != 'secondary' AND has(?, exchange_id)",
+                "SELECT ?fields FROM {source} WHERE {CANDIDATES} AND has(?, exchange_id)",
             )
             .bind(sample_ids)
             .fetch_all::<DiffRow>()
@@ -480,6 +507,17 @@ impl ClickHouseStore {
                 .fields
                 .insert((f.path, f.kind), f.n);
         }
+        let mut repeats: HashMap<(String, String), SecondaryAcc> = HashMap::new();
+        for r in repeat {
+            repeats.entry((r.method, r.route)).or_default().compared = r.n;
+        }
+        for f in repeat_fields {
+            repeats
+                .entry((f.method, f.route))
+                .or_default()
+                .fields
+                .insert((f.path, f.kind), f.n);
+        }
 
         let max_samples = if query.samples == 0 { 3 } else { query.samples };
         let mut totals = Totals::default();
@@ -493,10 +531,12 @@ impl ClickHouseStore {
             let key = (e.method.clone(), e.route.clone(), e.target.clone());
             let acc = accs.remove(&key).unwrap_or_default();
             let secondary = secondaries.get(&(e.method.clone(), e.route.clone()));
+            let repeat = repeats.get(&(e.method.clone(), e.route.clone()));
             out.push(finish_endpoint(
                 e,
                 acc,
                 secondary,
+                repeat,
                 &sample_rows,
                 max_samples,
             ));
@@ -542,14 +582,6 @@ enum Param {
     Number(u64),
 }
 
-fn severity(verdict: &str) -> u8 {
-    match verdict {
-        "regression" => 0,
-        "noisy" => 1,
-        _ => 2,
-    }
-}
-
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -558,6 +590,7 @@ fn finish_endpoint(
     e: EndpointRow,
     acc: Acc,
     secondary: Option<&SecondaryAcc>,
+    repeat: Option<&SecondaryAcc>,
     sample_rows: &[DiffRow],
     max_samples: usize,
 ) -> EndpointReport {
@@ -587,6 +620,8 @@ fn finish_endpoint(
                     compared: e.compared,
                     noise: aa,
                     noise_compared: secondary.map_or(0, |s| s.compared),
+                    repeat: repeat.map_or(0, |s| s.fields.get(&field_key).copied().unwrap_or(0)),
+                    repeat_compared: repeat.map_or(0, |s| s.compared),
                 },
                 top_reason,
             )

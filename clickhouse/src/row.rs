@@ -82,6 +82,7 @@ pub(crate) fn role_str(role: TargetRole) -> &'static str {
         TargetRole::Candidate => "candidate",
         TargetRole::Secondary => "secondary",
         TargetRole::Control => "control",
+        TargetRole::Repeat => "repeat",
     }
 }
 
@@ -89,6 +90,7 @@ fn parse_role(s: &str) -> TargetRole {
     match s {
         "secondary" => TargetRole::Secondary,
         "control" => TargetRole::Control,
+        "repeat" => TargetRole::Repeat,
         _ => TargetRole::Candidate,
     }
 }

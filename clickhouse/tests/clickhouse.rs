@@ -345,6 +345,86 @@ async fn sql_report_matches_build_report_and_counts_duplicates_once() {
     store.drop_database().await.expect("cleanup");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_report_matches_build_report_with_repeat_records() {
+    let store = store_for_test().await;
+    store.migrate().await.expect("migrate");
+    // Repeats learned without a secondary, beside the secondary's records of other endpoints.
+    let mut all = records(150);
+    all.extend(common::repeat_records(240));
+    store.insert_batch(&all).await.expect("insert");
+    // A redelivered repeat record counts once.
+    let again: Vec<DiffRecord> = all
+        .iter()
+        .filter(|r| r.role == shadowdiff_model::TargetRole::Repeat)
+        .step_by(7)
+        .cloned()
+        .collect();
+    store.insert_batch(&again).await.expect("insert again");
+    let deliveries: Vec<DiffRecord> = all.iter().chain(&again).cloned().collect();
+    for query in [
+        ReportQuery::default(),
+        ReportQuery {
+            experiment: Some("exp-r".into()),
+            ..ReportQuery::default()
+        },
+    ] {
+        let expected = build_report(&deliveries, &query);
+        let got = store.report(&query).await.expect("sql report");
+        assert_eq!(got.totals, expected.totals, "totals for {query:?}");
+        assert_eq!(
+            comparable(got),
+            comparable(expected),
+            "report for {query:?}"
+        );
+    }
+    let report = store
+        .report(&ReportQuery {
+            experiment: Some("exp-r".into()),
+            ..ReportQuery::default()
+        })
+        .await
+        .expect("report");
+    let endpoint = |route: &str| {
+        report
+            .endpoints
+            .iter()
+            .find(|e| e.route == route)
+            .unwrap_or_else(|| panic!("{route} in {report:#?}"))
+    };
+    // Repeat records are A/A evidence, never an endpoint of their own.
+    assert!(report
+        .endpoints
+        .iter()
+        .all(|e| e.candidate != shadowdiff_model::REPEAT_TARGET));
+    let accounts = endpoint("/accounts/{id}/summary");
+    assert_eq!(
+        accounts.verdict, "regression",
+        "{}",
+        accounts.verdict_reason
+    );
+    for f in &accounts.fields {
+        let expected = if f.path == "body.limits.daily" {
+            "regression"
+        } else {
+            "noise"
+        };
+        assert_eq!(
+            (f.verdict.as_str(), f.evidence.as_str()),
+            (expected, "repeated_requests"),
+            "{f:#?}"
+        );
+    }
+    assert_eq!(endpoint("/catalog/{id}").verdict, "noisy");
+    let never = endpoint("/never-repeated/{id}");
+    assert_eq!(never.verdict, "inconclusive");
+    assert!(never
+        .fields
+        .iter()
+        .all(|f| f.verdict == "inconclusive" && f.evidence == "none"));
+    store.drop_database().await.expect("cleanup");
+}
+
 // --- A ClickHouse of our own, to take down and bring back. ---
 
 use shadowdiff_tests::OwnClickHouse;

@@ -2,6 +2,7 @@
 
 use crate::compare::compare_responses;
 use crate::detect::{volatility, Volatility};
+use crate::repeat::RepeatTracker;
 use crate::rules::Rules;
 use shadowdiff_model::{
     fingerprint, DiffKind, DiffRecord, Difference, HttpResponse, NoiseDifference, Outcome,
@@ -9,18 +10,52 @@ use shadowdiff_model::{
 };
 use std::collections::HashSet;
 
-/// The stateless differ: any number of them can run side by side.
+/// The differ: [`Differ::diff`] is stateless, any number of them can run side by side. A
+/// differ may carry a [`RepeatTracker`] (shared by the threads of one diff stage), which
+/// [`Differ::diff_tracked`] feeds.
 #[derive(Debug, Clone, Default)]
 pub struct Differ {
     rules: Rules,
     routes: RouteInferrer,
+    repeats: Option<std::sync::Arc<RepeatTracker>>,
 }
 
 impl Differ {
     /// A differ that compares under `rules` and names routes with `routes` (endpoint rules are
     /// looked up by the inferred route).
     pub fn new(rules: Rules, routes: RouteInferrer) -> Self {
-        Self { rules, routes }
+        Self {
+            rules,
+            routes,
+            repeats: None,
+        }
+    }
+
+    /// This differ, learning the control's noise from repeated requests in `tracker`.
+    pub fn with_repeats(mut self, tracker: std::sync::Arc<RepeatTracker>) -> Self {
+        self.repeats = Some(tracker);
+        self
+    }
+
+    /// The repeat tracker, when there is one.
+    pub fn repeats(&self) -> Option<&RepeatTracker> {
+        self.repeats.as_deref()
+    }
+
+    /// [`Differ::diff`], plus the control-vs-itself record ([`TargetRole::Repeat`]) when the
+    /// tracker has seen an identical request before.
+    pub fn diff_tracked(&self, result: &ReplayResult) -> Vec<DiffRecord> {
+        let mut records = self.diff(result);
+        if let Some(tracker) = &self.repeats {
+            let route = match records.first() {
+                Some(r) => r.route.clone(),
+                None => self.routes.route(&result.exchange.request.uri),
+            };
+            if let Some(record) = tracker.observe(result, &route, &self.rules) {
+                records.push(record);
+            }
+        }
+        records
     }
 
     /// The rules this differ compares under.

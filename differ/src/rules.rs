@@ -171,6 +171,9 @@ pub struct RulesConfig {
     pub max_decoded_bytes: usize,
     /// Rules for one endpoint, on top of these: `[[diff.endpoints]] route = "/users/{id}"`.
     pub endpoints: Vec<EndpointRulesConfig>,
+    /// Learning the control's own noise from identical requests repeated over time
+    /// (`[diff.repeats]`, see `RepeatTracker`).
+    pub repeats: crate::repeat::RepeatConfig,
 }
 
 /// `[[diff.endpoints]]`: list settings extend the defaults above; the others replace them.
@@ -217,6 +220,7 @@ impl Default for RulesConfig {
             max_differences: 100,
             max_decoded_bytes: 16 * 1024 * 1024,
             endpoints: Vec::new(),
+            repeats: crate::repeat::RepeatConfig::default(),
         }
     }
 }
@@ -272,6 +276,14 @@ pub enum RulesError {
     /// A tolerance bound (named: `absolute` or `relative`) that is negative, NaN or infinite.
     #[error("diff.tolerance: {0} must be a finite number >= 0")]
     BadTolerance(&'static str),
+    /// `[diff.repeats]` bounds out of range.
+    #[error("diff.repeats.{key} must be between 1 and {max} (it bounds the memory of the repeat tracker)")]
+    BadRepeats {
+        /// `requests` or `fields`.
+        key: &'static str,
+        /// The largest value allowed.
+        max: usize,
+    },
     /// `max_differences = 0`: every difference would be dropped.
     #[error("diff.max_differences must be at least 1")]
     NoDifferencesKept,
@@ -414,6 +426,19 @@ impl Rules {
         }
         if config.max_differences == 0 {
             return Err(RulesError::NoDifferencesKept);
+        }
+        let repeats = &config.repeats;
+        if !(1..=crate::repeat::MAX_REPEAT_REQUESTS).contains(&repeats.requests) {
+            return Err(RulesError::BadRepeats {
+                key: "requests",
+                max: crate::repeat::MAX_REPEAT_REQUESTS,
+            });
+        }
+        if !(1..=crate::repeat::MAX_REPEAT_FIELDS).contains(&repeats.fields) {
+            return Err(RulesError::BadRepeats {
+                key: "fields",
+                max: crate::repeat::MAX_REPEAT_FIELDS,
+            });
         }
 
         Ok(Self {

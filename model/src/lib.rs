@@ -107,7 +107,14 @@ pub enum TargetRole {
     Secondary,
     /// A control replica, asked in mirror mode where the tap saw no response.
     Control,
+    /// The control compared with its own earlier answer to an identical request (an A/A
+    /// comparison learned from repeated traffic; target `control (repeat)`). Only the differ
+    /// makes these records; they carry aggregate paths and no values.
+    Repeat,
 }
+
+/// The target name of [`TargetRole::Repeat`] records.
+pub const REPEAT_TARGET: &str = "control (repeat)";
 
 /// Why a target gave no response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -810,6 +810,8 @@ pub struct DiffSettings {
     pub result_queue: usize,
     /// Bytes a Kafka-fed diff stage holds at most (`capture.queue_max_bytes`).
     pub queue_max_bytes: u64,
+    /// Learning the control's noise from repeated identical requests (`[diff.repeats]`).
+    pub repeats: shadowdiff_differ::RepeatConfig,
 }
 
 /// `[kafka]` validated: the transport of the distributed deployment.
@@ -1230,6 +1232,7 @@ impl Config {
             result_queue: positive("pipeline.result_queue", self.pipeline.result_queue as u64)?
                 as usize,
             queue_max_bytes: positive("capture.queue_max_bytes", self.capture.queue_max_bytes)?,
+            repeats: self.diff.repeats.clone(),
         })
     }
 
@@ -1508,9 +1511,18 @@ impl TapSettings {
 }
 
 impl DiffSettings {
-    /// The differ of these rules and routes.
+    /// The differ of these rules and routes, with a repeat tracker of its own (one per diff
+    /// stage: the embedded pipeline's, or one per `shadowdiff diff` process) unless
+    /// `diff.repeats.enabled = false`.
     pub fn build(&self) -> shadowdiff_differ::Differ {
-        shadowdiff_differ::Differ::new(self.rules.clone(), self.routes.clone())
+        let differ = shadowdiff_differ::Differ::new(self.rules.clone(), self.routes.clone());
+        if self.repeats.enabled {
+            differ.with_repeats(std::sync::Arc::new(shadowdiff_differ::RepeatTracker::new(
+                self.repeats.clone(),
+            )))
+        } else {
+            differ
+        }
     }
 }
 

@@ -283,7 +283,7 @@ fn spawn_differ_pool<A: Acknowledge>(
                         let _span =
                             tracing::debug_span!("exchange", id = %item.exchange.id).entered();
                         let started = Instant::now();
-                        let out = differ.diff(&item);
+                        let out = differ.diff_tracked(&item);
                         let elapsed = started.elapsed().as_secs_f64();
                         // The exchange and its answers are freed here: their bytes go back.
                         drop(item);

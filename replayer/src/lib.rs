@@ -95,6 +95,7 @@ fn role_name(role: TargetRole) -> &'static str {
         TargetRole::Candidate => "candidate",
         TargetRole::Secondary => "secondary",
         TargetRole::Control => "control replica",
+        TargetRole::Repeat => "repeat",
     }
 }
 

@@ -11,6 +11,12 @@
 //!   above the bound.
 //! - An endpoint with fewer than `min_compared` compared exchanges cannot fail or pass: it makes
 //!   the outcome undecided (unless another endpoint fails).
+//! - **Inconclusive fields** (they differ, and nothing compared the control with itself there:
+//!   no secondary, no repeated identical request, see `stats::judge_field`) are neither noise nor
+//!   regressions: an endpoint whose mismatch rate is above `max_mismatch_rate` and that has no
+//!   regressed field but inconclusive ones makes the outcome undecided, not pass (its verdict
+//!   is `inconclusive`). Below the bound it passes: even if every inconclusive difference were
+//!   a regression, the bound holds.
 //! - No endpoint selected at all is undecided.
 //!
 //! Failures win over undecided, undecided wins over pass. The CLI maps pass / fail / undecided
@@ -111,6 +117,23 @@ pub fn gate(report: &Report, config: &GateConfig) -> GateOutcome {
         // Only fields the report calls a regression can fail on mismatches: mismatches whose
         // fields the statistics classify as noise never block a rollout.
         let fields_regressed = e.fields.iter().any(|f| f.verdict == "regression");
+        let inconclusive = e
+            .fields
+            .iter()
+            .filter(|f| f.verdict == "inconclusive")
+            .count();
+        if !fields_regressed && inconclusive > 0 && mismatch_rate > config.max_mismatch_rate {
+            undecided.push(format!(
+                "{name}: mismatch rate {:.3}% ({} of {}) above {:.3}%, but {inconclusive} \
+                 field(s) are inconclusive: the control was never compared with itself there \
+                 (run a secondary, --secondary self, or let identical requests repeat); {}",
+                mismatch_rate * 100.0,
+                e.mismatched,
+                e.compared,
+                config.max_mismatch_rate * 100.0,
+                e.verdict_reason
+            ));
+        }
         if fields_regressed && mismatch_rate > config.max_mismatch_rate {
             failures.push(format!(
                 "{name}: mismatch rate {:.3}% ({} of {}) above {:.3}%; {}",
@@ -195,6 +218,7 @@ mod tests {
                     noise_count: 0,
                     verdict: "regression".into(),
                     reason: "r".into(),
+                    evidence: "secondary".into(),
                 }]
             } else {
                 vec![]
@@ -313,6 +337,24 @@ mod tests {
         assert!(
             matches!(gate(&report(vec![failing]), &cfg), GateOutcome::Fail(r) if r[0].contains("error rate regressed"))
         );
+    }
+
+    #[test]
+    fn an_inconclusive_endpoint_above_the_bound_is_undecided_not_pass() {
+        let cfg = GateConfig {
+            min_compared: 10,
+            ..GateConfig::new(0.05)
+        };
+        let mut e = endpoint("/a", 100, 40, 0);
+        e.verdict = "inconclusive".into();
+        e.fields[0].verdict = "inconclusive".into();
+        e.fields[0].evidence = "none".into();
+        assert!(
+            matches!(gate(&report(vec![e.clone()]), &cfg), GateOutcome::Undecided(r) if r[0].contains("inconclusive"))
+        );
+        // Within the bound whatever those fields are: passes.
+        e.mismatched = 3;
+        assert_eq!(gate(&report(vec![e]), &cfg), GateOutcome::Pass);
     }
 
     #[test]

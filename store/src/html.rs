@@ -32,6 +32,8 @@ letter-spacing:.03em;text-transform:uppercase;white-space:nowrap}
 .b-regression{background:var(--red);color:#fff}.b-noisy{background:var(--amber-bg);color:var(--amber);
 border:1px solid #f0c36d}.b-noise{background:var(--grey-bg);color:var(--grey);border:1px dashed #b7bec9}
 .b-clean{background:var(--green-bg);color:var(--green)}
+.b-inconclusive{background:#f3e8fd;color:#6b21a8;border:1px dashed #c4a5e8}
+tr.f-inconclusive td.path{font-style:italic;color:#6b21a8}
 .endpoint{background:var(--card);border:1px solid var(--line);border-left:5px solid var(--green);
 border-radius:8px;padding:4px 16px 16px;margin:16px 0}
 .endpoint.v-regression{border-left-color:var(--red)}.endpoint.v-noisy{border-left-color:#e0a100}
@@ -292,20 +294,21 @@ fn endpoint(out: &mut String, i: usize, e: &EndpointReport) {
 fn fields(out: &mut String, fields: &[FieldReport]) {
     out.push_str(
         "<h3>Differing fields</h3>\n<table class=\"fields\"><thead><tr><th>verdict</th><th>path</th>\
-         <th>kind</th><th class=\"num\">count</th><th class=\"num\">noise</th><th>reason</th></tr>\
+         <th>kind</th><th class=\"num\">count</th><th class=\"num\">noise</th><th>evidence</th><th>reason</th></tr>\
          </thead><tbody>\n",
     );
     for f in fields {
         let _ = writeln!(
             out,
             "<tr class=\"f-{}\"><td>{}</td><td class=\"path mono\">{}</td><td>{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
             class_token(&f.verdict),
             badge(&f.verdict),
             escape(&f.path),
             escape(&f.kind),
             f.count,
             f.noise_count,
+            escape(&f.evidence.replace('_', " ")),
             escape(&f.reason)
         );
     }
@@ -477,6 +480,7 @@ fn class_token(verdict: &str) -> &'static str {
         "regression" => "regression",
         "noisy" => "noisy",
         "noise" => "noise",
+        "inconclusive" => "inconclusive",
         _ => "clean",
     }
 }

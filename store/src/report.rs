@@ -1,6 +1,6 @@
 //! The report contract (docs/contracts.md#report), computed from diff records.
 
-use crate::stats::{judge, FieldEvidence, FieldVerdict};
+use crate::stats::{judge_field, FieldEvidence, FieldVerdict};
 use crate::verdicts::LatencyHistogram;
 use serde::{Deserialize, Serialize};
 use shadowdiff_model::{DiffKind, DiffRecord, Outcome, TargetRole};
@@ -97,8 +97,9 @@ pub struct EndpointReport {
     /// own load. Raise `replay.concurrency`, lower `replay.max_rate`, or give the target more room.
     #[serde(default)]
     pub saturated: u64,
-    /// `regression`, `noisy` or `clean`: a regressed field, latency or error rate makes it a
-    /// regression.
+    /// `regression`, `inconclusive`, `noisy` or `clean`: a regressed field, latency or error
+    /// rate makes it a regression; otherwise a field without A/A evidence (`inconclusive`)
+    /// makes it inconclusive.
     pub verdict: String,
     /// What made the verdict.
     pub verdict_reason: String,
@@ -152,12 +153,19 @@ pub struct FieldReport {
     pub kind: String,
     /// Exchanges where the field differed between control and candidate.
     pub count: u64,
-    /// Exchanges where it differed between control and secondary, or was classified noise.
+    /// Exchanges where it differed between control and secondary (or, without a secondary,
+    /// repeated identical requests whose control answers differed there), or was classified
+    /// noise.
     pub noise_count: u64,
-    /// `regression` or `noise` ([`FieldVerdict`]).
+    /// `regression`, `noise` or `inconclusive` ([`FieldVerdict`]).
     pub verdict: String,
     /// Why, with the counts behind it.
     pub reason: String,
+    /// What the verdict stands on ([`crate::stats::Evidence`]): `secondary`,
+    /// `repeated_requests`, `detector`, `rule` or `none`. Empty in reports written before it
+    /// existed.
+    #[serde(default)]
+    pub evidence: String,
 }
 
 /// How often the control answered one status and the candidate another (or the same).
@@ -331,6 +339,7 @@ pub fn build_report<'a>(
     let mut experiments: BTreeMap<&str, ()> = BTreeMap::new();
     let mut endpoints: BTreeMap<(String, String, String), EndpointAcc> = BTreeMap::new();
     let mut secondaries: HashMap<(String, String), SecondaryAcc> = HashMap::new();
+    let mut repeats: HashMap<(String, String), SecondaryAcc> = HashMap::new();
     let (mut from, mut to) = (u64::MAX, 0u64);
     let mut totals = Totals::default();
     let max_samples = if query.samples == 0 { 3 } else { query.samples };
@@ -346,9 +355,15 @@ pub fn build_report<'a>(
         to = to.max(r.captured_at_ms);
         let endpoint_key = (r.method.clone(), r.route.clone());
 
-        if r.role == TargetRole::Secondary {
+        if matches!(r.role, TargetRole::Secondary | TargetRole::Repeat) {
             if matches!(r.outcome, Outcome::Match | Outcome::Mismatch) {
-                let acc = secondaries.entry(endpoint_key).or_default();
+                // The control against the secondary, or against its own earlier answer to an
+                // identical request: both are A/A, counted apart.
+                let acc = if r.role == TargetRole::Secondary {
+                    secondaries.entry(endpoint_key).or_default()
+                } else {
+                    repeats.entry(endpoint_key).or_default()
+                };
                 acc.compared += 1;
                 if let Some(us) = r.target_latency_us {
                     acc.latency.add(us);
@@ -423,7 +438,8 @@ pub fn build_report<'a>(
         .into_iter()
         .map(|((method, route, candidate), acc)| {
             let secondary = secondaries.get(&(method.clone(), route.clone()));
-            finish_endpoint(method, route, candidate, acc, secondary)
+            let repeat = repeats.get(&(method.clone(), route.clone()));
+            finish_endpoint(method, route, candidate, acc, secondary, repeat)
         })
         .collect();
     out.sort_by(|a, b| {
@@ -453,10 +469,21 @@ pub fn build_report<'a>(
     }
 }
 
-fn severity(verdict: &str) -> u8 {
+/// How reports order endpoint verdicts: regression, inconclusive, noisy, then clean. Every
+/// store sorts with it.
+pub fn severity(verdict: &str) -> u8 {
     match verdict {
         "regression" => 0,
-        "noisy" => 1,
+        "inconclusive" => 1,
+        "noisy" => 2,
+        _ => 3,
+    }
+}
+
+fn field_rank(verdict: &str) -> u8 {
+    match verdict {
+        "regression" => 0,
+        "inconclusive" => 1,
         _ => 2,
     }
 }
@@ -512,27 +539,38 @@ pub fn field_report(
     evidence: FieldEvidence,
     top_noise_reason: Option<&str>,
 ) -> FieldReport {
-    let (verdict, reason) = judge(evidence, top_noise_reason);
+    let (verdict, basis, reason) = judge_field(evidence, top_noise_reason);
+    // The A/A count the verdict was judged against: the secondary's, else the repeats'.
+    let aa = if evidence.noise_compared > 0 {
+        evidence.noise
+    } else {
+        evidence.repeat
+    };
     FieldReport {
         path: path.to_string(),
         kind: kind.as_str().to_string(),
         count: evidence.raw,
-        noise_count: evidence.noise.max(evidence.raw - evidence.unmasked),
+        noise_count: aa.max(evidence.raw - evidence.unmasked),
         verdict: verdict.as_str().to_string(),
         reason,
+        evidence: basis.as_str().to_string(),
     }
 }
 
-/// Orders an endpoint's fields (regressions first, then by count) and decides its verdict and
-/// the reason for it. Shared by every store.
+/// Orders an endpoint's fields (regressions first, then inconclusive ones, then by count) and
+/// decides its verdict and the reason for it. Shared by every store.
+///
+/// Any regressed field ⇒ `regression`; else any inconclusive field (it differs and nothing
+/// compared the control with itself there) ⇒ `inconclusive`; else any field ⇒ `noisy`; else
+/// `clean`.
 pub fn endpoint_verdict(
     fields: &mut [FieldReport],
     compared: u64,
     errors: u64,
 ) -> (String, String) {
     fields.sort_by(|a, b| {
-        (a.verdict != "regression")
-            .cmp(&(b.verdict != "regression"))
+        field_rank(&a.verdict)
+            .cmp(&field_rank(&b.verdict))
             .then(b.count.cmp(&a.count))
             .then(a.path.cmp(&b.path))
     });
@@ -540,12 +578,28 @@ pub fn endpoint_verdict(
         .iter()
         .filter(|f| f.verdict == FieldVerdict::Regression.as_str())
         .collect();
+    let inconclusive: Vec<&FieldReport> = fields
+        .iter()
+        .filter(|f| f.verdict == FieldVerdict::Inconclusive.as_str())
+        .collect();
     let (verdict, reason) = if let Some(first) = regressions.first() {
         (
             "regression",
             format!(
                 "{} field(s) regressed, e.g. {} [{}]: {}",
                 regressions.len(),
+                first.path,
+                first.kind,
+                first.reason
+            ),
+        )
+    } else if let Some(first) = inconclusive.first() {
+        (
+            "inconclusive",
+            format!(
+                "{} field(s) differ without A/A evidence (no secondary, and no repeated \
+                 identical request showed the control stable there), e.g. {} [{}]: {}",
+                inconclusive.len(),
                 first.path,
                 first.kind,
                 first.reason
@@ -578,6 +632,7 @@ fn finish_endpoint(
     candidate: String,
     acc: EndpointAcc,
     secondary: Option<&SecondaryAcc>,
+    repeat: Option<&SecondaryAcc>,
 ) -> EndpointReport {
     let mut fields: Vec<FieldReport> = acc
         .fields
@@ -600,6 +655,10 @@ fn finish_endpoint(
                     compared: acc.compared,
                     noise: aa,
                     noise_compared: secondary.map_or(0, |s| s.compared),
+                    repeat: repeat.map_or(0, |s| {
+                        s.fields.get(&(path.clone(), *kind)).copied().unwrap_or(0)
+                    }),
+                    repeat_compared: repeat.map_or(0, |s| s.compared),
                 },
                 top_reason,
             )
@@ -776,11 +835,35 @@ mod tests {
             &["body.ts"],
         );
         let r3 = rec("3", "v2", TargetRole::Candidate, &[], &["body.ts"]);
-        let records = vec![r1.clone(), r1, r2, r3];
+        let r4 = rec(
+            "4",
+            "v2",
+            TargetRole::Candidate,
+            &[("body.items[1].price", DiffKind::Value)],
+            &["body.ts"],
+        );
+        let mut records = vec![r1.clone(), r1, r2, r3, r4];
+        let without_repeat = build_report(&records, &ReportQuery::default());
+        let e = &without_repeat.endpoints[0];
+        assert_eq!(e.verdict, "inconclusive", "{}", e.verdict_reason);
+        assert_eq!(
+            (e.fields[0].verdict.as_str(), e.fields[0].evidence.as_str()),
+            ("inconclusive", "none")
+        );
+        // The control answered identical requests the same way before: the price is stable.
+        for id in ["1", "2", "3", "4"] {
+            records.push(rec(
+                id,
+                shadowdiff_model::REPEAT_TARGET,
+                TargetRole::Repeat,
+                &[],
+                &[],
+            ));
+        }
         let report = build_report(&records, &ReportQuery::default());
-        assert_eq!(report.totals.exchanges, 3);
-        assert_eq!(report.totals.compared, 3);
-        assert_eq!(report.totals.mismatched, 2);
+        assert_eq!(report.totals.exchanges, 4);
+        assert_eq!(report.totals.compared, 4);
+        assert_eq!(report.totals.mismatched, 3);
         let e = &report.endpoints[0];
         assert_eq!(e.verdict, "regression");
         let price = e
@@ -788,13 +871,21 @@ mod tests {
             .iter()
             .find(|f| f.path == "body.items[*].price")
             .unwrap();
-        assert_eq!((price.count, price.verdict.as_str()), (2, "regression"));
+        assert_eq!(
+            (price.count, price.verdict.as_str(), price.evidence.as_str()),
+            (3, "regression", "repeated_requests")
+        );
         let ts = e.fields.iter().find(|f| f.path == "body.ts").unwrap();
         assert_eq!(
-            (ts.count, ts.noise_count, ts.verdict.as_str()),
-            (3, 3, "noise")
+            (
+                ts.count,
+                ts.noise_count,
+                ts.verdict.as_str(),
+                ts.evidence.as_str()
+            ),
+            (4, 4, "noise", "secondary")
         );
-        assert_eq!(e.signatures[0].count, 2);
+        assert_eq!(e.signatures[0].count, 3);
         assert_eq!(e.latency_ms.candidate_p99, 3.0);
     }
 
@@ -810,6 +901,49 @@ mod tests {
             build_report(&records, &ReportQuery::default()).endpoints[0].verdict,
             "clean"
         );
+    }
+
+    #[test]
+    fn repeats_the_control_changed_make_a_field_noise_and_are_not_candidates() {
+        let mut records = Vec::new();
+        for i in 0..25 {
+            let id = i.to_string();
+            records.push(rec(
+                &id,
+                "v2",
+                TargetRole::Candidate,
+                &[
+                    ("body.host", DiffKind::Value),
+                    ("body.total", DiffKind::Value),
+                ],
+                &[],
+            ));
+            // The control changes the host between identical requests, never the total.
+            records.push(rec(
+                &id,
+                shadowdiff_model::REPEAT_TARGET,
+                TargetRole::Repeat,
+                &[("body.host", DiffKind::Value)],
+                &[],
+            ));
+        }
+        let report = build_report(&records, &ReportQuery::default());
+        assert_eq!(report.endpoints.len(), 1, "repeat records are no candidate");
+        assert_eq!(report.totals.compared, 25);
+        let e = &report.endpoints[0];
+        let field = |p: &str| e.fields.iter().find(|f| f.path == p).unwrap();
+        assert_eq!(
+            (
+                field("body.host").verdict.as_str(),
+                field("body.host").noise_count
+            ),
+            ("noise", 25)
+        );
+        assert_eq!(field("body.host").evidence, "repeated_requests");
+        assert_eq!(field("body.total").verdict, "regression");
+        assert_eq!(e.verdict, "regression");
+        // The latency baseline is not the repeats (they carry no latency).
+        assert_eq!(e.latency_verdict.baseline, "control");
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub struct FieldEvidence {
     pub noise: u64,
     /// Exchanges compared between control and secondary.
     pub noise_compared: u64,
+    /// Repeated identical requests whose two control answers differed at this field.
+    pub repeat: u64,
+    /// Repeated identical requests compared (control against its own earlier answer).
+    pub repeat_compared: u64,
 }
 
 /// What [`judge`] decides about a field.
@@ -28,14 +32,58 @@ pub enum FieldVerdict {
     Regression,
     /// The differences are noise, or too few exchanges to tell them from noise.
     Noise,
+    /// The candidate differs there, but the control's own value was never compared with
+    /// itself (no secondary, no repeated identical request), or too few repeats kept it the
+    /// same to call it stable: nothing says whether the control changes it too.
+    Inconclusive,
 }
 
 impl FieldVerdict {
-    /// The name reports use: `regression` or `noise`.
+    /// The name reports use: `regression`, `noise` or `inconclusive`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Regression => "regression",
             Self::Noise => "noise",
+            Self::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// What a field's verdict stands on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// Control against the secondary (A/A), per request and in rate.
+    Secondary,
+    /// Control against its own earlier answers to identical requests (A/A learned from
+    /// repeated traffic).
+    RepeatedRequests,
+    /// Every difference was a volatile value of one format (timestamp, UUID, token).
+    Detector,
+    /// Every difference was noise by a configured rule.
+    Rule,
+    /// Nothing compared the control with itself.
+    None,
+}
+
+impl Evidence {
+    /// The name reports use: `secondary`, `repeated_requests`, `detector`, `rule`, `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Secondary => "secondary",
+            Self::RepeatedRequests => "repeated_requests",
+            Self::Detector => "detector",
+            Self::Rule => "rule",
+            Self::None => "none",
+        }
+    }
+
+    /// The evidence of a field whose every difference was noise for `reason` (the most
+    /// frequent per-request noise reason: `secondary`, `detector:…`, anything else a rule).
+    pub fn of_noise_reason(reason: Option<&str>) -> Self {
+        match reason {
+            Some("secondary") => Self::Secondary,
+            Some(r) if r.starts_with("detector") => Self::Detector,
+            _ => Self::Rule,
         }
     }
 }
@@ -44,25 +92,123 @@ impl FieldVerdict {
 pub const MIN_SAMPLES: u64 = 20;
 /// One-sided z for p < 0.005.
 pub const Z_CRITICAL: f64 = 2.576;
+/// A field the control kept the same in every repeat is stable when a control that changed it
+/// as often as the candidate differs there would have kept it the same in that many repeats
+/// with a probability below this.
+pub const STABLE_P: f64 = 0.01;
 
 /// Verdict and the reason a person can read.
 pub fn judge(e: FieldEvidence, noise_reason: Option<&str>) -> (FieldVerdict, String) {
+    let (verdict, _, reason) = judge_field(e, noise_reason);
+    (verdict, reason)
+}
+
+/// Verdict, the evidence it stands on and the reason a person can read.
+///
+/// 1. Every difference noise per request ⇒ `noise`, evidence from the noise reason
+///    (`secondary`, `detector`, `rule`).
+/// 2. A secondary compared this endpoint ⇒ judged against the secondary (evidence
+///    `secondary`): never different there ⇒ `regression`; else a z-test of the rates.
+/// 3. Else repeated identical requests compared the control with itself ⇒ judged against them
+///    (evidence `repeated_requests`): never different in `n` repeats ⇒ `regression` when a
+///    control changing it at the candidate's rate `p` would have stayed the same that long
+///    with probability `(1 - p)^n` < [`STABLE_P`], else `inconclusive`; different in some ⇒ the
+///    same z-test as against a secondary.
+/// 4. Else ⇒ `inconclusive` (evidence `none`).
+pub fn judge_field(
+    e: FieldEvidence,
+    noise_reason: Option<&str>,
+) -> (FieldVerdict, Evidence, String) {
     if e.unmasked == 0 {
         let why = noise_reason.unwrap_or("classified as noise");
         return (
             FieldVerdict::Noise,
+            Evidence::of_noise_reason(noise_reason),
             format!("every difference was noise ({why})"),
         );
     }
-    if e.noise_compared == 0 {
+    if e.noise_compared > 0 {
+        let (v, why) = judge_against_secondary(e);
+        return (v, Evidence::Secondary, why);
+    }
+    if e.repeat_compared > 0 {
+        let (v, why) = judge_against_repeats(e);
+        return (v, Evidence::RepeatedRequests, why);
+    }
+    (
+        FieldVerdict::Inconclusive,
+        Evidence::None,
+        format!(
+            "differs in {} of {} exchanges; the control was never compared with itself \
+             (no secondary, no repeated identical request), so nothing says it is stable",
+            e.unmasked, e.compared
+        ),
+    )
+}
+
+fn judge_against_repeats(e: FieldEvidence) -> (FieldVerdict, String) {
+    let (raw, n) = (e.raw, e.repeat_compared);
+    if e.repeat == 0 {
+        let p = rate(raw, e.compared).min(1.0);
+        let chance = (1.0 - p).powf(n as f64);
+        if chance < STABLE_P {
+            return (
+                FieldVerdict::Regression,
+                format!(
+                    "differs in {raw} of {}; the control never changed it in {n} repeated \
+                     identical requests",
+                    e.compared
+                ),
+            );
+        }
         return (
-            FieldVerdict::Regression,
+            FieldVerdict::Inconclusive,
             format!(
-                "differs in {} of {} exchanges; no secondary measured noise",
-                e.unmasked, e.compared
+                "differs in {raw} of {}; the control kept it in {n} repeated identical \
+                 requests, too few to call it stable (a control changing it {:.0}% of the \
+                 time would do that with probability {:.0}%)",
+                e.compared,
+                p * 100.0,
+                chance * 100.0
             ),
         );
     }
+    if e.compared < MIN_SAMPLES || n < MIN_SAMPLES {
+        return (
+            FieldVerdict::Noise,
+            format!(
+                "inconclusive: the control changes it between identical requests ({} of {n}) \
+                 and fewer than {MIN_SAMPLES} exchanges were compared",
+                e.repeat
+            ),
+        );
+    }
+    let z = z_score(raw, e.compared, e.repeat, n);
+    let (p1, p2) = (rate(raw, e.compared), rate(e.repeat, n));
+    if z > Z_CRITICAL {
+        (
+            FieldVerdict::Regression,
+            format!(
+                "raw rate {:.2}% above the control's own rate {:.2}% between identical \
+                 requests (z = {z:.1})",
+                p1 * 100.0,
+                p2 * 100.0
+            ),
+        )
+    } else {
+        (
+            FieldVerdict::Noise,
+            format!(
+                "raw rate {:.2}% not distinguishable from the control's own rate {:.2}% \
+                 between identical requests (z = {z:.1})",
+                p1 * 100.0,
+                p2 * 100.0
+            ),
+        )
+    }
+}
+
+fn judge_against_secondary(e: FieldEvidence) -> (FieldVerdict, String) {
     if e.noise == 0 {
         return (
             FieldVerdict::Regression,
@@ -146,6 +292,7 @@ mod tests {
             compared,
             noise,
             noise_compared,
+            ..FieldEvidence::default()
         }
     }
 
@@ -192,9 +339,89 @@ mod tests {
             compared: 10,
             noise: 10,
             noise_compared: 10,
+            ..FieldEvidence::default()
         };
         let (v, why) = judge(e, Some("secondary"));
         assert_eq!(v, FieldVerdict::Noise);
         assert!(why.contains("secondary"));
+    }
+
+    fn repeats(raw: u64, compared: u64, repeat: u64, repeat_compared: u64) -> FieldEvidence {
+        FieldEvidence {
+            raw,
+            unmasked: raw,
+            compared,
+            repeat,
+            repeat_compared,
+            ..FieldEvidence::default()
+        }
+    }
+
+    #[test]
+    fn without_any_aa_comparison_a_difference_is_inconclusive() {
+        let (v, evidence, why) = judge_field(ev(10, 10, 0, 0), None);
+        assert_eq!((v, evidence), (FieldVerdict::Inconclusive, Evidence::None));
+        assert!(why.contains("never compared with itself"), "{why}");
+    }
+
+    #[test]
+    fn a_field_the_control_kept_in_repeats_is_a_regression_when_the_repeats_are_enough() {
+        // Differs every time; one repeat without a change already makes that unlikely noise.
+        assert_eq!(
+            judge_field(repeats(10, 10, 0, 1), None),
+            (
+                FieldVerdict::Regression,
+                Evidence::RepeatedRequests,
+                judge_field(repeats(10, 10, 0, 1), None).2
+            )
+        );
+        // Differs in half: two quiet repeats prove nothing (25%), seven do (0.8%).
+        assert_eq!(
+            judge_field(repeats(5, 10, 0, 2), None).0,
+            FieldVerdict::Inconclusive
+        );
+        assert_eq!(
+            judge_field(repeats(5, 10, 0, 7), None).0,
+            FieldVerdict::Regression
+        );
+    }
+
+    #[test]
+    fn a_field_the_control_changes_between_repeats_at_the_same_rate_is_noise() {
+        let (v, evidence, _) = judge_field(repeats(40, 40, 19, 20), None);
+        assert_eq!(
+            (v, evidence),
+            (FieldVerdict::Noise, Evidence::RepeatedRequests)
+        );
+        // Far more often than the control changes it: a regression.
+        assert_eq!(
+            judge_field(repeats(400, 400, 2, 200), None).0,
+            FieldVerdict::Regression
+        );
+        // The secondary, when there is one, is the baseline.
+        let both = FieldEvidence {
+            noise: 0,
+            noise_compared: 40,
+            ..repeats(40, 40, 40, 40)
+        };
+        assert_eq!(judge_field(both, None).1, Evidence::Secondary);
+    }
+
+    #[test]
+    fn evidence_of_masked_fields_follows_the_noise_reason() {
+        let masked = FieldEvidence {
+            raw: 3,
+            compared: 3,
+            ..FieldEvidence::default()
+        };
+        assert_eq!(
+            judge_field(masked, Some("secondary")).1,
+            Evidence::Secondary
+        );
+        assert_eq!(
+            judge_field(masked, Some("detector:uuid")).1,
+            Evidence::Detector
+        );
+        assert_eq!(judge_field(masked, Some("rule:x")).1, Evidence::Rule);
     }
 }

@@ -20,12 +20,21 @@ impl Paint {
     fn verdict(&self, v: &str) -> String {
         match v {
             "regression" => self.wrap("1;31", "REGRESSION"),
+            "inconclusive" => self.wrap("35", "INCONCLUSIVE"),
             "noisy" | "noise" => self.wrap("33", &v.to_uppercase()),
             _ => self.wrap("32", &v.to_uppercase()),
         }
     }
     fn dim(&self, s: &str) -> String {
         self.wrap("2", s)
+    }
+}
+
+/// What a field's verdict stands on, short enough for the field line.
+fn evidence_label(evidence: &str) -> &str {
+    match evidence {
+        "repeated_requests" => "repeats",
+        other => other,
     }
 }
 
@@ -56,11 +65,17 @@ pub fn render_text(report: &Report, color: bool) -> String {
         .iter()
         .filter(|e| e.verdict == "regression")
         .count();
+    let inconclusive = report
+        .endpoints
+        .iter()
+        .filter(|e| e.verdict == "inconclusive")
+        .count();
     let _ = writeln!(
         out,
-        "endpoints {}  with regressions {}",
+        "endpoints {}  with regressions {}  inconclusive {}",
         report.endpoints.len(),
-        regressions
+        regressions,
+        inconclusive
     );
     for e in &report.endpoints {
         out.push('\n');
@@ -102,12 +117,13 @@ fn endpoint(out: &mut String, e: &EndpointReport, p: &Paint) {
         for f in e.fields.iter().take(12) {
             let _ = writeln!(
                 out,
-                "    {:<10} {:<36} {:<7} {:>6} {:>6}",
+                "    {:<10} {:<30} {:<7} {:>6} {:>6} {}",
                 p.verdict(&f.verdict),
-                clip_middle(&f.path, 36),
+                clip_middle(&f.path, 30),
                 f.kind,
                 f.count,
-                f.noise_count
+                f.noise_count,
+                evidence_label(&f.evidence)
             );
         }
         if e.fields.len() > 12 {

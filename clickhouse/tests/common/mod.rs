@@ -158,3 +158,103 @@ pub(crate) fn records(n: usize) -> Vec<DiffRecord> {
     }
     out
 }
+
+/// Records without a secondary, learned from repeats instead: two endpoints whose control
+/// changes some fields between identical requests (`TargetRole::Repeat` records, aggregate paths,
+/// no values), one candidate regressing a stable field, and one endpoint never repeated (its
+/// differences are inconclusive).
+pub(crate) fn repeat_records(n: usize) -> Vec<DiffRecord> {
+    let mut rng = Lcg(7);
+    let endpoints = [
+        ("GET", "/catalog/{id}"),
+        ("GET", "/accounts/{id}/summary"),
+        ("GET", "/never-repeated/{id}"),
+    ];
+    let mut out = Vec::new();
+    for i in 0..n {
+        let (method, route) = endpoints[rng.below(3) as usize];
+        let id = format!("rp-{i:05}");
+        let captured_at_ms = 1_763_900_000_000 + i as u64 * 3_000;
+        let base = DiffRecord {
+            schema_version: SCHEMA_VERSION,
+            exchange_id: id.clone(),
+            captured_at_ms,
+            experiment: "exp-r".into(),
+            method: method.into(),
+            route: route.into(),
+            target: "v2".into(),
+            role: TargetRole::Candidate,
+            outcome: Outcome::Match,
+            control_status: Some(200),
+            target_status: Some(200),
+            control_latency_us: Some(900 + rng.below(5_000)),
+            target_latency_us: Some(1_200 + rng.below(5_000)),
+            differences: Vec::new(),
+            noise: Vec::new(),
+            fingerprint: 0,
+            detail: None,
+            notes: Vec::new(),
+            side_effects: Vec::new(),
+        };
+        let mut differences = Vec::new();
+        if rng.below(10) < 9 {
+            differences.push(diff("body.served_by", DiffKind::Value));
+        }
+        if rng.below(24) != 0 {
+            differences.push(diff("body.tags", DiffKind::Order));
+        }
+        differences.push(diff("headers.x-span", DiffKind::Header));
+        if route == "/accounts/{id}/summary" && i % 3 == 0 {
+            differences.push(diff("body.limits.daily", DiffKind::Value));
+        }
+        let candidate = DiffRecord {
+            fingerprint: fingerprint(&differences),
+            outcome: Outcome::Mismatch,
+            differences,
+            ..base.clone()
+        };
+        out.push(candidate);
+        if route == "/never-repeated/{id}" || rng.below(4) == 0 {
+            continue;
+        }
+        // The control against its own earlier answer to the same request.
+        let mut differences = Vec::new();
+        if rng.below(10) < 9 {
+            differences.push(Difference {
+                path: "body.served_by".into(),
+                kind: DiffKind::Value,
+                control: None,
+                candidate: None,
+            });
+        }
+        if rng.below(24) != 0 {
+            differences.push(Difference {
+                path: "body.tags".into(),
+                kind: DiffKind::Order,
+                control: None,
+                candidate: None,
+            });
+        }
+        differences.push(Difference {
+            path: "headers.x-span".into(),
+            kind: DiffKind::Header,
+            control: None,
+            candidate: None,
+        });
+        out.push(DiffRecord {
+            target: shadowdiff_model::REPEAT_TARGET.into(),
+            role: TargetRole::Repeat,
+            outcome: if differences.is_empty() {
+                Outcome::Match
+            } else {
+                Outcome::Mismatch
+            },
+            control_latency_us: None,
+            target_latency_us: None,
+            fingerprint: fingerprint(&differences),
+            differences,
+            ..base
+        });
+    }
+    out
+}

@@ -18,6 +18,6 @@ FROM (
         ORDER BY multiIf(outcome = 'mismatch', 0, outcome = 'error', 1, outcome = 'match', 2, outcome = 'blocked', 3, 4), fingerprint, ifNull(target_status, 0), ifNull(target_latency_us, 0)
         LIMIT 1 BY exchange_id, target, role
     )
-WHERE role != 'secondary'
+WHERE role NOT IN ('secondary', 'repeat')
 GROUP BY endpoint, candidate
 ORDER BY endpoint, candidate

@@ -14,6 +14,6 @@ FROM (
         ORDER BY multiIf(outcome = 'mismatch', 0, outcome = 'error', 1, outcome = 'match', 2, outcome = 'blocked', 3, 4), fingerprint, ifNull(target_status, 0), ifNull(target_latency_us, 0)
         LIMIT 1 BY exchange_id, target, role
     )
-WHERE role != 'secondary' AND outcome = 'error'
+WHERE role NOT IN ('secondary', 'repeat') AND outcome = 'error'
 GROUP BY endpoint, candidate, kind
 ORDER BY errors DESC, endpoint, candidate, kind

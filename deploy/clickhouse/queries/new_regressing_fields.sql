@@ -16,7 +16,7 @@ FROM (
         LIMIT 1 BY exchange_id, target, role
     )
 ARRAY JOIN field_path AS path, field_kind AS kind, field_noise AS noise
-WHERE role != 'secondary' AND outcome IN ('match', 'mismatch') AND noise = 0
+WHERE role NOT IN ('secondary', 'repeat') AND outcome IN ('match', 'mismatch') AND noise = 0
   AND captured_at < {until:DateTime}
 GROUP BY endpoint, candidate, path, kind
 HAVING countIf(captured_at < {since:DateTime}) = 0 AND exchanges_since > 0

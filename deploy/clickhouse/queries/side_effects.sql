@@ -13,7 +13,7 @@ FROM (
         ORDER BY multiIf(outcome = 'mismatch', 0, outcome = 'error', 1, outcome = 'match', 2, outcome = 'blocked', 3, 4), fingerprint, ifNull(target_status, 0), ifNull(target_latency_us, 0)
         LIMIT 1 BY exchange_id, target, role
     )
-    WHERE role != 'secondary' AND outcome = 'blocked'
+    WHERE role NOT IN ('secondary', 'repeat') AND outcome = 'blocked'
     GROUP BY endpoint, candidate, name
     UNION ALL
     SELECT concat(method, ' ', route) AS endpoint, target AS candidate,
@@ -27,7 +27,7 @@ FROM (
         LIMIT 1 BY exchange_id, target, role
     )
     ARRAY JOIN side_effects AS effect
-    WHERE role != 'secondary'
+    WHERE role NOT IN ('secondary', 'repeat')
     GROUP BY endpoint, candidate, name
 )
 ORDER BY count DESC, endpoint, candidate, what, name

@@ -18,7 +18,7 @@ FROM (
         ORDER BY multiIf(outcome = 'mismatch', 0, outcome = 'error', 1, outcome = 'match', 2, outcome = 'blocked', 3, 4), fingerprint, ifNull(target_status, 0), ifNull(target_latency_us, 0)
         LIMIT 1 BY exchange_id, target, role
     )
-WHERE role != 'secondary' AND outcome = 'mismatch'
+WHERE role NOT IN ('secondary', 'repeat') AND outcome = 'mismatch'
 GROUP BY endpoint, candidate, fingerprint
 ORDER BY exchanges DESC, signature ASC
 LIMIT 5 BY endpoint, candidate

@@ -13,7 +13,7 @@ SELECT
     countMergeIf(records, outcome = 'blocked') AS blocked,
     quantilesTDigestIfMergeIf(0.5, 0.99)(target_latency, outcome IN ('match', 'mismatch'))[1] / 1000 AS candidate_median_ms
 FROM shadowdiff.diff_minutes
-WHERE experiment = {experiment:String} AND role != 'secondary'
+WHERE experiment = {experiment:String} AND role NOT IN ('secondary', 'repeat')
   AND minute >= {since:DateTime} AND minute < {until:DateTime}
 GROUP BY endpoint, candidate
 ORDER BY endpoint, candidate

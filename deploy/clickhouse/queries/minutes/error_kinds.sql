@@ -9,7 +9,7 @@ SELECT
     detail_key AS kind,
     countMerge(records) AS errors
 FROM shadowdiff.diff_minutes
-WHERE experiment = {experiment:String} AND role != 'secondary' AND outcome = 'error'
+WHERE experiment = {experiment:String} AND role NOT IN ('secondary', 'repeat') AND outcome = 'error'
   AND minute >= {since:DateTime} AND minute < {until:DateTime}
 GROUP BY endpoint, candidate, kind
 ORDER BY errors DESC, endpoint, candidate, kind

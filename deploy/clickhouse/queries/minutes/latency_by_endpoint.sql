@@ -17,7 +17,7 @@ FROM (
         quantilesTDigestIfMerge(0.5, 0.99)(control_latency) AS cl,
         quantilesTDigestIfMerge(0.5, 0.99)(target_latency) AS tl
     FROM shadowdiff.diff_minutes
-    WHERE experiment = {experiment:String} AND role != 'secondary'
+    WHERE experiment = {experiment:String} AND role NOT IN ('secondary', 'repeat')
       AND outcome IN ('match', 'mismatch')
       AND minute >= {since:DateTime} AND minute < {until:DateTime}
     GROUP BY endpoint, candidate

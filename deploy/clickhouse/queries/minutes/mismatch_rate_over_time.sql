@@ -18,7 +18,7 @@ FROM (
         outcome,
         countMerge(records) AS n
     FROM shadowdiff.diff_minutes
-    WHERE experiment = {experiment:String} AND role != 'secondary'
+    WHERE experiment = {experiment:String} AND role NOT IN ('secondary', 'repeat')
       AND minute >= {since:DateTime} AND minute < {until:DateTime}
     GROUP BY time, endpoint, candidate, outcome
 )

@@ -21,7 +21,7 @@ FROM (
         groupUniqArrayArrayMerge(fields) AS fs
     FROM shadowdiff.diff_minutes
     -- Only mismatches carry differences that are not noise.
-    WHERE experiment = {experiment:String} AND role != 'secondary'
+    WHERE experiment = {experiment:String} AND role NOT IN ('secondary', 'repeat')
       AND outcome = 'mismatch' AND minute < {until:DateTime}
     GROUP BY endpoint, candidate, fingerprint
 )

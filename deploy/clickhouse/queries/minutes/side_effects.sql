@@ -8,7 +8,7 @@ FROM (
     SELECT concat(method, ' ', route) AS endpoint, target AS candidate,
         'blocked' AS what, detail_key AS name, countMerge(records) AS count
     FROM shadowdiff.diff_minutes
-    WHERE experiment = {experiment:String} AND role != 'secondary' AND outcome = 'blocked'
+    WHERE experiment = {experiment:String} AND role NOT IN ('secondary', 'repeat') AND outcome = 'blocked'
       AND minute >= {since:DateTime} AND minute < {until:DateTime}
     GROUP BY endpoint, candidate, name
     UNION ALL
@@ -17,7 +17,7 @@ FROM (
         SELECT concat(method, ' ', route) AS endpoint, target AS candidate,
             side_effect_set, countMerge(records) AS n
         FROM shadowdiff.diff_minutes
-        WHERE experiment = {experiment:String} AND role != 'secondary' AND side_effect_set != ''
+        WHERE experiment = {experiment:String} AND role NOT IN ('secondary', 'repeat') AND side_effect_set != ''
           AND minute >= {since:DateTime} AND minute < {until:DateTime}
         GROUP BY endpoint, candidate, side_effect_set
     )

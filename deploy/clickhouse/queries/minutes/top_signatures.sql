@@ -13,7 +13,7 @@ SELECT
     minMerge(sample_exchange_id) AS sample_exchange_id,
     argMinMerge(sample_paths) AS sample_paths
 FROM shadowdiff.diff_minutes
-WHERE experiment = {experiment:String} AND role != 'secondary' AND outcome = 'mismatch'
+WHERE experiment = {experiment:String} AND role NOT IN ('secondary', 'repeat') AND outcome = 'mismatch'
   AND minute >= {since:DateTime} AND minute < {until:DateTime}
 GROUP BY endpoint, candidate, fingerprint
 ORDER BY exchanges DESC, signature ASC
