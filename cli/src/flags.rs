@@ -225,9 +225,15 @@ pub(crate) struct ReplayArgs {
     #[arg(long = "candidate", env = "SHADOWDIFF_CANDIDATES", value_delimiter = ',', value_parser = parse_candidate)]
     pub candidates: Vec<CandidateConfig>,
     /// Second instance of the control build, to measure noise (A/A). Like --control and
-    /// --candidate, http:// or https:// (see --tls-ca-file).
+    /// --candidate, http:// or https:// (see --tls-ca-file); or `self`: the control asked a
+    /// second time, for safe requests only (GET, HEAD, OPTIONS), at most
+    /// --secondary-self-max-rate a second. `self` doubles that read load on the control's
+    /// dependencies; a write never reaches the control twice.
     #[arg(long, env = "SHADOWDIFF_SECONDARY")]
     pub secondary: Option<String>,
+    /// With --secondary self: safe requests a second asked of the control again (0 = no cap).
+    #[arg(long = "secondary-self-max-rate", env = "SHADOWDIFF_SECONDARY_SELF_MAX_RATE", default_value_t = DEFAULTS.replay.secondary_self_max_rate)]
+    pub secondary_self_max_rate: u32,
     /// Time each target has to answer, in ms.
     #[arg(long, env = "SHADOWDIFF_TIMEOUT_MS", default_value_t = DEFAULTS.replay.timeout_ms)]
     pub timeout_ms: u64,
@@ -275,6 +281,11 @@ impl Flags for ReplayArgs {
     fn layer(&self, l: &mut Layer<'_>) -> Result<(), ConfigError> {
         l.set("candidates", "replay.candidates", &self.candidates)?;
         l.set("secondary", "replay.secondary", &self.secondary)?;
+        l.set(
+            "secondary_self_max_rate",
+            "replay.secondary_self_max_rate",
+            &self.secondary_self_max_rate,
+        )?;
         l.set("timeout_ms", "replay.timeout_ms", &self.timeout_ms)?;
         l.set("concurrency", "replay.concurrency", &self.concurrency)?;
         l.set("pacing", "replay.pacing", &Pacing::from(self.pacing))?;

@@ -227,7 +227,9 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
         let (method, path) = match i % 6 {
             0 => ("POST", "/orders".to_string()),
             1 => ("GET", "/health".to_string()),
-            _ => ("GET", format!("/users/{i}")),
+            // Twenty users, each asked for several times: without a secondary, the control's
+            // answers to repeated identical requests are what measure its own noise.
+            _ => ("GET", format!("/users/{}", i % 20)),
         };
         send(
             &client,
@@ -254,10 +256,26 @@ async fn capture_replay_diff_over_kafka_into_clickhouse() {
         .filter(|f| f["verdict"] == "regression")
         .map(|f| f["path"].as_str().unwrap())
         .collect();
-    // Without a secondary the shuffled `tags` array counts too; the rename must be there.
+    // Without a secondary, the control's own noise is learned from the repeated requests: the
+    // rename is a regression.
     assert!(
         paths.contains(&"body.email") && paths.contains(&"body.email_address"),
         "{paths:?}"
+    );
+    // The shuffled `tags` array is the control's own noise, measured on the repeats.
+    let tags = users["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "body.tags")
+        .expect("the shuffled tags differ");
+    assert_eq!(
+        (&tags["verdict"], &tags["evidence"]),
+        (
+            &serde_json::json!("noise"),
+            &serde_json::json!("repeated_requests")
+        ),
+        "{tags}"
     );
 
     // The gate reads the same data.

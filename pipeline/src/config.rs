@@ -151,8 +151,15 @@ pub struct CandidateConfig {
 pub struct ReplaySection {
     /// The builds under test; at least one.
     pub candidates: Vec<CandidateConfig>,
-    /// A second instance of the control build, to measure noise (A/A).
+    /// A second instance of the control build, to measure noise (A/A); or `self`: the control
+    /// itself asked a second time, for safe requests only (GET, HEAD, OPTIONS without a body
+    /// or a method override), at most `secondary_self_max_rate` a second. `self` doubles the
+    /// read load those requests put on the control and its dependencies (databases, caches,
+    /// downstream services); a write never reaches the control twice.
     pub secondary: Option<String>,
+    /// With `secondary = "self"`: safe requests a second asked of the control again, per
+    /// replay stage (0 = no cap).
+    pub secondary_self_max_rate: u32,
     /// Time each target has for a complete answer, in milliseconds.
     pub timeout_ms: u64,
     /// Exchanges replayed at once (over all replay threads).
@@ -213,6 +220,7 @@ impl Default for ReplaySection {
         Self {
             candidates: Vec::new(),
             secondary: None,
+            secondary_self_max_rate: 10,
             timeout_ms: 5_000,
             concurrency: 64,
             threads: 1,
@@ -1147,7 +1155,18 @@ impl Config {
                     .map_err(|e| invalid(&key, e.to_string()))?,
             );
         }
-        if let Some(url) = &self.replay.secondary {
+        if self.replay.secondary.as_deref() == Some("self") {
+            // The control itself, asked again for safe requests only (see ReplaySection).
+            let control = self.control()?;
+            targets.push(
+                Target::control_as_secondary(
+                    &control.to_string(),
+                    &tls,
+                    self.replay.secondary_self_max_rate,
+                )
+                .map_err(|e| invalid("replay.secondary", e.to_string()))?,
+            );
+        } else if let Some(url) = &self.replay.secondary {
             parse_http_url("replay.secondary (--secondary)", url)?;
             targets.push(
                 Target::new("secondary", TargetRole::Secondary, url, &tls)
@@ -1799,6 +1818,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("tee") && e.contains("mirror"), "{e}");
+    }
+
+    #[test]
+    fn secondary_self_is_the_control_asked_again_and_repeats_are_bounded() {
+        let mut c = base();
+        c.replay.secondary = Some("self".into());
+        let s = c.validate().unwrap();
+        let secondary = s
+            .replay
+            .targets
+            .iter()
+            .find(|t| t.role == TargetRole::Secondary)
+            .unwrap();
+        assert!(secondary.is_self_secondary());
+        assert_eq!(secondary.base, s.tap.control);
+        assert_eq!(Config::default().replay.secondary_self_max_rate, 10);
+        let toml = "[replay]\nsecondary = \"self\"\nsecondary_self_max_rate = 3\n\
+                    [diff.repeats]\nrequests = 100\nfields = 16\n";
+        let c = Config::from_toml(toml, "t").unwrap();
+        assert_eq!(c.replay.secondary_self_max_rate, 3);
+        assert_eq!((c.diff.repeats.requests, c.diff.repeats.fields), (100, 16));
+        let mut c = base();
+        c.diff.repeats.requests = 0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("diff.repeats.requests"), "{e}");
     }
 
     #[test]

@@ -40,6 +40,50 @@ pub struct Target {
     pub base: Uri,
     /// Its keep-alive connections (shared by clones of the target).
     connections: Arc<Upstream<Full<Bytes>>>,
+    /// Set for the control asked a second time as the A/A baseline (`--secondary self`): only
+    /// requests the default side-effect guard calls safe go, at most at this rate.
+    self_secondary: Option<Arc<SelfSecondary>>,
+}
+
+/// The admission of `--secondary self`: the control is asked again only for requests the
+/// default guard (no `[[replay.allow]]`) replays — GET, HEAD, OPTIONS without a body or a
+/// method override — and at most `max_rate` a second.
+#[derive(Debug)]
+struct SelfSecondary {
+    guard: Policy,
+    /// Microseconds between two admitted requests; 0 = no cap.
+    interval_us: u64,
+    /// When the next request may go, in microseconds since `origin`.
+    next_us: std::sync::atomic::AtomicU64,
+    origin: Instant,
+}
+
+impl SelfSecondary {
+    fn admits(&self, request: &shadowdiff_model::HttpRequest, route: &str) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.guard.check_request(request, route).is_some() {
+            return false;
+        }
+        if self.interval_us == 0 {
+            return true;
+        }
+        let now = self.origin.elapsed().as_micros() as u64;
+        let mut next = self.next_us.load(Ordering::Relaxed);
+        loop {
+            if now < next {
+                return false;
+            }
+            match self.next_us.compare_exchange_weak(
+                next,
+                now + self.interval_us,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(current) => next = current,
+            }
+        }
+    }
 }
 
 /// Why a target or a [`ReplayConfig`] cannot be used.
@@ -86,7 +130,40 @@ impl Target {
             role,
             base,
             connections: Arc::new(Upstream::new(endpoint)),
+            self_secondary: None,
         })
+    }
+
+    /// The control at `url`, asked a second time as the secondary (`--secondary self`): only
+    /// safe requests (GET, HEAD, OPTIONS without a body or a method override, whatever
+    /// `[[replay.allow]]` lets candidates see), at most `max_rate` a second (0 = no cap), so
+    /// a write never reaches the control twice.
+    pub fn control_as_secondary(
+        url: &str,
+        tls: &ClientTls,
+        max_rate: u32,
+    ) -> Result<Self, ReplayConfigError> {
+        let mut target = Self::new("secondary", TargetRole::Secondary, url, tls)?;
+        let guard = Policy::new(&[]).map_err(|_| ReplayConfigError::BadUrl {
+            what: "secondary `self`".to_string(),
+            url: url.to_string(),
+        })?;
+        target.self_secondary = Some(Arc::new(SelfSecondary {
+            guard,
+            interval_us: if max_rate == 0 {
+                0
+            } else {
+                1_000_000 / u64::from(max_rate)
+            },
+            next_us: std::sync::atomic::AtomicU64::new(0),
+            origin: Instant::now(),
+        }));
+        Ok(target)
+    }
+
+    /// True for the control asked again as the secondary (`--secondary self`).
+    pub fn is_self_secondary(&self) -> bool {
+        self.self_secondary.is_some()
     }
 }
 
@@ -258,6 +335,11 @@ impl Replayer {
             .targets
             .iter()
             .filter(|t| !(has_control && t.role == TargetRole::Control))
+            .filter(|t| {
+                t.self_secondary
+                    .as_ref()
+                    .is_none_or(|s| s.admits(&exchange.request, &route))
+            })
             .map(|t| self.send(t, &exchange));
         let mut outcomes = futures_util::future::join_all(sends).await;
         if let Some(filter) = &self.response_filter {
