@@ -47,6 +47,15 @@ pub enum Error {
     /// The configuration is unusable (a database name that cannot go into SQL).
     #[error("invalid ClickHouse configuration: {0}")]
     Config(String),
+    /// The SQL runner of [`ClickHouseStore::report_with_sql_runner`] failed, or answered rows
+    /// that do not read.
+    #[error("ClickHouse {what} failed: {message}")]
+    Runner {
+        /// The query.
+        what: &'static str,
+        /// The runner's error, or the row that did not read.
+        message: String,
+    },
     /// [`ClickHouseSink::with_own_runtime`] could not build its runtime.
     #[error("cannot start the ClickHouse I/O runtime: {0}")]
     Runtime(#[source] std::io::Error),

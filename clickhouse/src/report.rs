@@ -224,6 +224,7 @@ impl ClickHouseStore {
 
     async fn fetch<T>(
         &self,
+        runner: Runner<'_>,
         query: &ReportQuery,
         what: &'static str,
         sql: &str,
@@ -231,16 +232,104 @@ impl ClickHouseStore {
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {
-        self.filtered(query, sql)
-            .fetch_all::<T>()
-            .await
-            .map_err(Error::query(what))
+        self.fetch_bound(runner, query, what, sql, None).await
+    }
+
+    /// [`fetch`](Self::fetch) with one more bound value (an array of strings) after the
+    /// filter's, and `?fields` standing for `T`'s columns.
+    async fn fetch_bound<T>(
+        &self,
+        runner: Runner<'_>,
+        query: &ReportQuery,
+        what: &'static str,
+        sql: &str,
+        extra: Option<Vec<String>>,
+    ) -> Result<Vec<T>, Error>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        match runner {
+            Runner::Http => {
+                let mut q = self.filtered(query, sql);
+                if let Some(values) = extra {
+                    q = q.bind(values);
+                }
+                q.fetch_all::<T>().await.map_err(Error::query(what))
+            }
+            Runner::JsonRows(run) => {
+                let sql = self.rendered::<T>(query, sql, extra);
+                let out = run(&sql).map_err(|message| Error::Runner { what, message })?;
+                out.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| {
+                        serde_json::from_str::<T>(l).map_err(|e| Error::Runner {
+                            what,
+                            message: format!("row {l}: {e}"),
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The SQL of `sql` for `query` with every value written in (what `filtered` binds), for a
+    /// runner without parameters.
+    fn rendered<T: clickhouse::Row>(
+        &self,
+        query: &ReportQuery,
+        sql: &str,
+        extra: Option<Vec<String>>,
+    ) -> String {
+        let (source, mut params) = self.source(query);
+        let text = sql
+            .replace("{source}", &source)
+            .replace("{CANDIDATES}", CANDIDATES)
+            .replace("?fields", &json_columns(T::COLUMN_NAMES));
+        let literal = |p: &Param| match p {
+            Param::Text(t) => format!("'{}'", t.replace('\\', "\\\\").replace('\'', "\\'")),
+            Param::Number(n) => n.to_string(),
+        };
+        let mut values: Vec<String> = params.drain(..).map(|p| literal(&p)).collect();
+        if let Some(extra) = extra {
+            let items: Vec<String> = extra
+                .into_iter()
+                .map(|t| literal(&Param::Text(t)))
+                .collect();
+            values.push(format!("[{}]", items.join(", ")));
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut values = values.into_iter();
+        for (i, part) in text.split('?').enumerate() {
+            if i > 0 {
+                out.push_str(&values.next().unwrap_or_default());
+            }
+            out.push_str(part);
+        }
+        out
     }
 
     /// The report for `query`, computed in ClickHouse.
     pub async fn report(&self, query: &ReportQuery) -> Result<Report, Error> {
+        self.report_with(Runner::Http, query).await
+    }
+
+    /// The report for `query` with its SQL run by `run`, which takes one statement (values
+    /// written in, no parameters) and answers its rows as `JSONEachRow` with 64-bit integers
+    /// unquoted (`output_format_json_quote_64bit_integers = 0`). The same queries and the same assembly as
+    /// [`report`](Self::report): how the tests run the report SQL on an embedded current
+    /// ClickHouse (chdb), which has no HTTP interface.
+    pub async fn report_with_sql_runner(
+        &self,
+        query: &ReportQuery,
+        run: &(dyn Fn(&str) -> Result<String, String> + Sync),
+    ) -> Result<Report, Error> {
+        self.report_with(Runner::JsonRows(run), query).await
+    }
+
+    async fn report_with(&self, runner: Runner<'_>, query: &ReportQuery) -> Result<Report, Error> {
         let overview: Vec<OverviewRow> = self
             .fetch(
+                runner,
                 query,
                 "report overview",
                 "SELECT count() AS rows, uniqExact(exchange_id) AS exchanges, \
@@ -250,6 +339,7 @@ impl ClickHouseStore {
             .await?;
         let endpoints: Vec<EndpointRow> = self
             .fetch(
+                runner,
                 query,
                 "report endpoints",
                 &format!(
@@ -273,6 +363,7 @@ impl ClickHouseStore {
             .await?;
         let status: Vec<StatusRow> = self
             .fetch(
+                runner,
                 query,
                 "report status pairs",
                 &format!(
@@ -285,6 +376,7 @@ impl ClickHouseStore {
             .await?;
         let fields: Vec<FieldRow> = self
             .fetch(
+                runner,
                 query,
                 "report fields",
                 &format!(
@@ -297,6 +389,7 @@ impl ClickHouseStore {
             .await?;
         let reasons: Vec<ReasonRow> = self
             .fetch(
+                runner,
                 query,
                 "report noise reasons",
                 &format!(
@@ -310,6 +403,7 @@ impl ClickHouseStore {
             .await?;
         let secondary: Vec<SecondaryRow> = self
             .fetch(
+                runner,
                 query,
                 "report secondary",
                 &format!(
@@ -320,6 +414,7 @@ impl ClickHouseStore {
             .await?;
         let secondary_fields: Vec<SecondaryFieldRow> = self
             .fetch(
+                runner,
                 query,
                 "report secondary fields",
                 &format!(
@@ -332,6 +427,7 @@ impl ClickHouseStore {
         // The control against its own earlier answers to identical requests (A/A from repeats).
         let repeat: Vec<SecondaryRow> = self
             .fetch(
+                runner,
                 query,
                 "report repeats",
                 &format!(
@@ -342,6 +438,7 @@ impl ClickHouseStore {
             .await?;
         let repeat_fields: Vec<SecondaryFieldRow> = self
             .fetch(
+                runner,
                 query,
                 "report repeat fields",
                 &format!(
@@ -362,6 +459,7 @@ impl ClickHouseStore {
         };
         let control_latency: Vec<LatencyBucketRow> = self
             .fetch(
+                runner,
                 query,
                 "report control latency",
                 &latency_buckets("control_latency_us", "{CANDIDATES}", "target"),
@@ -369,6 +467,7 @@ impl ClickHouseStore {
             .await?;
         let candidate_latency: Vec<LatencyBucketRow> = self
             .fetch(
+                runner,
                 query,
                 "report candidate latency",
                 &latency_buckets("target_latency_us", "{CANDIDATES}", "target"),
@@ -376,6 +475,7 @@ impl ClickHouseStore {
             .await?;
         let secondary_latency: Vec<LatencyBucketRow> = self
             .fetch(
+                runner,
                 query,
                 "report secondary latency",
                 &latency_buckets("target_latency_us", "role = 'secondary'", "''"),
@@ -383,6 +483,7 @@ impl ClickHouseStore {
             .await?;
         let details: Vec<DetailRow> = self
             .fetch(
+                runner,
                 query,
                 "report errors",
                 "SELECT method, route, target, outcome, detail, count() AS n FROM {source} \
@@ -392,6 +493,7 @@ impl ClickHouseStore {
             .await?;
         let side_effects: Vec<NamedCountRow> = self
             .fetch(
+                runner,
                 query,
                 "report side effects",
                 "SELECT method, route, target, se AS name, count() AS n FROM {source} \
@@ -401,6 +503,7 @@ impl ClickHouseStore {
             .await?;
         let signatures: Vec<SignatureRow> = self
             .fetch(
+                runner,
                 query,
                 "report signatures",
                 "SELECT method, route, target, fingerprint, count() AS n, min(exchange_id) AS sample_id \
@@ -413,14 +516,14 @@ impl ClickHouseStore {
         let sample_rows: Vec<DiffRow> = if sample_ids.is_empty() {
             Vec::new()
         } else {
-            self.filtered(
+            self.fetch_bound::<DiffRow>(
+                runner,
                 query,
+                "report samples",
                 "SELECT ?fields FROM {source} WHERE {CANDIDATES} AND has(?, exchange_id)",
+                Some(sample_ids),
             )
-            .bind(sample_ids)
-            .fetch_all::<DiffRow>()
-            .await
-            .map_err(Error::query("report samples"))?
+            .await?
         };
 
         let mut accs: HashMap<EndpointKey, Acc> = HashMap::new();
@@ -580,6 +683,28 @@ impl ClickHouseStore {
 enum Param {
     Text(String),
     Number(u64),
+}
+
+/// `columns` for a JSON runner: the `DateTime` column as the Unix seconds the row reads
+/// (`DiffRow::captured_at`); JSON writes it as a quoted date otherwise.
+fn json_columns(columns: &[&str]) -> String {
+    columns
+        .iter()
+        .map(|c| match *c {
+            "captured_at" => "toUInt32(captured_at) AS captured_at",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Where the report's queries run.
+#[derive(Clone, Copy)]
+enum Runner<'r> {
+    /// The server, over HTTP with bound parameters (RowBinary).
+    Http,
+    /// A function that runs SQL and answers JSONEachRow.
+    JsonRows(&'r (dyn Fn(&str) -> Result<String, String> + Sync)),
 }
 
 fn ms(us: u64) -> f64 {

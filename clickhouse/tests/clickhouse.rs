@@ -5,12 +5,12 @@ use shadowdiff_clickhouse::{
     retry_with_backoff, Backoff, ClickHouseConfig, ClickHouseSink, ClickHouseStore,
 };
 use shadowdiff_model::{DiffRecord, Outcome};
-use shadowdiff_store::report::{Report, ReportQuery};
+use shadowdiff_store::report::ReportQuery;
 use shadowdiff_store::{build_report, RecordSink, StoreError};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::records;
+use common::{comparable, records};
 
 fn clickhouse_url() -> String {
     std::env::var("SHADOWDIFF_TEST_CLICKHOUSE").unwrap_or_else(|_| {
@@ -23,19 +23,6 @@ fn clickhouse_url() -> String {
 
 fn unique_db() -> String {
     format!("sd_test_{}", uuid::Uuid::new_v4().simple())
-}
-
-/// The report without the parts that depend on record order (which sample shows a signature).
-fn comparable(mut r: Report) -> Report {
-    for e in &mut r.endpoints {
-        e.samples.clear();
-        for s in &mut e.signatures {
-            s.sample.exchange_id.clear();
-            s.sample.diff.clear();
-            s.sample.differences.clear();
-        }
-    }
-    r
 }
 
 async fn store_for_test() -> ClickHouseStore {
@@ -486,24 +473,7 @@ async fn differing_redeliveries_count_the_same_copy_in_sql_and_in_build_report()
     store.migrate().await.expect("migrate");
     let originals = records(200);
     // A redelivered exchange replayed again can differ: a slower answer, or a timeout this time.
-    let copies: Vec<DiffRecord> = originals
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % 3 == 0)
-        .map(|(i, r)| {
-            let mut c = r.clone();
-            c.target_latency_us = Some(c.target_latency_us.unwrap_or(0) + 1_000);
-            if i % 2 == 0 {
-                c.outcome = Outcome::Error;
-                c.target_status = None;
-                c.differences.clear();
-                c.noise.clear();
-                c.fingerprint = 0;
-                c.detail = Some("timeout: after 2s".into());
-            }
-            c
-        })
-        .collect();
+    let copies = differing_copies(&originals);
     // The copies arrive first here; the embedded store reads them in both orders.
     store.insert_batch(&copies).await.expect("insert copies");
     store

@@ -129,6 +129,41 @@ fn all_time_params() -> Vec<Param> {
     ]
 }
 
+type NamedCounts<K> = BTreeMap<K, BTreeMap<String, u64>>;
+/// Error kinds by (endpoint, candidate), and side effects by (endpoint, candidate, what).
+type KindsAndEffects = (
+    NamedCounts<(String, String)>,
+    NamedCounts<(String, String, String)>,
+);
+
+/// The rows of `{dir}error_kinds` by (endpoint, candidate) and of `{dir}side_effects` by
+/// (endpoint, candidate, what), each as name → count.
+fn error_kinds_and_effects(
+    run: &dyn Fn(&str, &[Param]) -> Vec<serde_json::Value>,
+    dir: &str,
+    params: &[Param],
+) -> KindsAndEffects {
+    let mut kinds: NamedCounts<(String, String)> = BTreeMap::new();
+    for row in &run(&format!("{dir}error_kinds"), params) {
+        kinds.entry(key(row)).or_default().insert(
+            row["kind"].as_str().unwrap().into(),
+            number(&row["errors"]) as u64,
+        );
+    }
+    let mut effects: NamedCounts<(String, String, String)> = BTreeMap::new();
+    for row in &run(&format!("{dir}side_effects"), params) {
+        let (endpoint, candidate) = key(row);
+        effects
+            .entry((endpoint, candidate, row["what"].as_str().unwrap().into()))
+            .or_default()
+            .insert(
+                row["name"].as_str().unwrap().into(),
+                number(&row["count"]) as u64,
+            );
+    }
+    (kinds, effects)
+}
+
 /// Every dashboard query, run by `run` (a file name and its parameters), agrees with `report`
 /// (experiment `exp-a` of `records` + `again`).
 fn check_dashboard_queries(
@@ -229,24 +264,7 @@ fn check_dashboard_queries(
     }
 
     // Error kinds, blocked writes and side effects: the report's counts by name.
-    let mut kinds: BTreeMap<(String, String), BTreeMap<String, u64>> = BTreeMap::new();
-    for row in &run("error_kinds", &all_time) {
-        kinds.entry(key(row)).or_default().insert(
-            row["kind"].as_str().unwrap().into(),
-            number(&row["errors"]) as u64,
-        );
-    }
-    let mut effects: BTreeMap<(String, String, String), BTreeMap<String, u64>> = BTreeMap::new();
-    for row in &run("side_effects", &all_time) {
-        let (endpoint, candidate) = key(row);
-        effects
-            .entry((endpoint, candidate, row["what"].as_str().unwrap().into()))
-            .or_default()
-            .insert(
-                row["name"].as_str().unwrap().into(),
-                number(&row["count"]) as u64,
-            );
-    }
+    let (kinds, effects) = error_kinds_and_effects(run, "", &all_time);
     let by_name = |counts: &[shadowdiff_store::report::Count]| -> BTreeMap<String, u64> {
         counts.iter().map(|c| (c.name.clone(), c.count)).collect()
     };
@@ -464,24 +482,7 @@ fn check_minute_queries(
         assert_eq!(signatures.get(k).cloned().unwrap_or_default(), top, "{k:?}");
     }
 
-    let mut kinds: BTreeMap<(String, String), BTreeMap<String, u64>> = BTreeMap::new();
-    for row in &run("minutes/error_kinds", &all_time) {
-        kinds.entry(key(row)).or_default().insert(
-            row["kind"].as_str().unwrap().into(),
-            number(&row["errors"]) as u64,
-        );
-    }
-    let mut effects: BTreeMap<(String, String, String), BTreeMap<String, u64>> = BTreeMap::new();
-    for row in &run("minutes/side_effects", &all_time) {
-        let (endpoint, candidate) = key(row);
-        effects
-            .entry((endpoint, candidate, row["what"].as_str().unwrap().into()))
-            .or_default()
-            .insert(
-                row["name"].as_str().unwrap().into(),
-                number(&row["count"]) as u64,
-            );
-    }
+    let (kinds, effects) = error_kinds_and_effects(run, "minutes/", &all_time);
     for ((endpoint, candidate), w) in &want {
         let k = (endpoint.clone(), candidate.clone());
         assert_eq!(
@@ -786,6 +787,21 @@ fn chdb(
     query: Option<&str>,
     params: &[(&str, &str)],
 ) -> Vec<serde_json::Value> {
+    chdb_text(path, statements, query, params)
+        .expect("chdb runs")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// [`chdb`]'s JSONEachRow output as text, or chdb's error.
+fn chdb_text(
+    path: &std::path::Path,
+    statements: &[String],
+    query: Option<&str>,
+    params: &[(&str, &str)],
+) -> Result<String, String> {
     let mut request = serde_json::json!({
         "path": path.to_str().unwrap(),
         "statements": statements,
@@ -810,16 +826,13 @@ fn chdb(
     .unwrap();
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "chdb failed: {}\n{request}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    if !out.status.success() {
+        return Err(format!(
+            "chdb failed: {}\n{request}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
 
 /// The current-release flavour on a current ClickHouse engine (chdb 26.x): the schema as
@@ -895,6 +908,37 @@ fn on_a_current_clickhouse_the_schema_inserts_and_every_dashboard_query_work() {
     };
     check_dashboard_queries(&run, &report, &records, &again);
     check_minute_queries(&run, &records, &again);
+
+    // The report's own SQL, the queries `shadowdiff report --clickhouse` runs, on the same
+    // engine: the same report as the embedded store computes from the records.
+    let store = ClickHouseStore::new(&ClickHouseConfig::new("http://127.0.0.1:9")).unwrap();
+    let settings = ["SET output_format_json_quote_64bit_integers = 0".to_string()];
+    let runner = |sql: &str| chdb_text(&dir, &settings, Some(sql), &[]);
+    for query in [
+        ReportQuery::default(),
+        ReportQuery {
+            experiment: Some("exp-a".into()),
+            samples: 5,
+            ..ReportQuery::default()
+        },
+        ReportQuery {
+            endpoint: Some("GET /users".into()),
+            since_ms: Some(1_763_805_600_000 + 50 * 7_000),
+            ..ReportQuery::default()
+        },
+    ] {
+        let sql_report = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(store.report_with_sql_runner(&query, &runner))
+            .unwrap();
+        assert!(!sql_report.endpoints.is_empty(), "{query:?}");
+        assert_eq!(
+            common::comparable(sql_report),
+            common::comparable(shadowdiff_store::build_report(&all, &query)),
+            "{query:?}"
+        );
+    }
     // Retention as migrate sets it on current releases (last: it drops these old rows).
     chdb(
         &dir,
