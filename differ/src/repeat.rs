@@ -106,6 +106,8 @@ struct Field {
 struct Fingerprint {
     /// Hash of the exchange id: a redelivered exchange is not its own repeat.
     exchange: u64,
+    /// [`raw_key`] of the answer: equal bytes need no parse.
+    raw: u64,
     status: u16,
     /// More paths than `fields`: paths that are absent may just not have been kept.
     partial: bool,
@@ -200,8 +202,15 @@ impl RepeatTracker {
         }
         let key = request_key(exchange, control)?;
         let rules = rules.for_endpoint(&exchange.request.method, route);
-        let built = fingerprint_response(control, rules, self.config.fields);
-        let differences = self.remember(key, hash_str(&exchange.id), &built, rules)?;
+        let (id, raw) = (hash_str(&exchange.id), raw_key(control, rules));
+        let (earlier_status, differences) = match self.peek(key, id, raw) {
+            Peek::Redelivered => return None,
+            Peek::Unchanged(status) => (status, Vec::new()),
+            Peek::New | Peek::Changed => {
+                let built = fingerprint_response(control, rules, self.config.fields);
+                self.remember(key, id, raw, &built, rules)?
+            }
+        };
         let differences: Vec<Difference> = differences
             .into_iter()
             .map(|(path, kind)| Difference {
@@ -225,8 +234,8 @@ impl RepeatTracker {
             } else {
                 Outcome::Mismatch
             },
-            control_status: Some(control.status),
-            target_status: Some(built.status),
+            control_status: Some(earlier_status),
+            target_status: Some(control.status),
             control_latency_us: None,
             target_latency_us: None,
             fingerprint: fingerprint(&differences),
@@ -238,28 +247,54 @@ impl RepeatTracker {
         })
     }
 
-    /// Stores `built` for `key`; returns the differences from the answer remembered before, if
-    /// any (and not the same exchange delivered again).
+    /// Where an answer stands against the one remembered for its request.
+    fn peek(&self, key: u64, exchange: u64, raw: u64) -> Peek {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let inner = &mut *inner;
+        let Some(mut previous) = inner.young.remove(&key).or_else(|| inner.old.remove(&key)) else {
+            return Peek::New;
+        };
+        let peek = if previous.exchange == exchange {
+            // Delivered again: neither a repeat nor newer.
+            Peek::Redelivered
+        } else if previous.raw == raw {
+            // The same bytes as last time: nothing to parse, nothing changed.
+            previous.exchange = exchange;
+            Peek::Unchanged(previous.status)
+        } else {
+            Peek::Changed
+        };
+        self.put(inner, key, previous);
+        peek
+    }
+
+    /// Puts a fingerprint in the young generation, which replaces the old one when full.
+    fn put(&self, inner: &mut Inner, key: u64, fingerprint: Fingerprint) {
+        if inner.young.len() >= self.config.requests / 2 && !inner.young.contains_key(&key) {
+            inner.old = std::mem::take(&mut inner.young);
+        }
+        inner.old.remove(&key);
+        inner.young.insert(key, fingerprint);
+    }
+
+    /// Stores `built` for `key`; returns the earlier answer's status and the differences from
+    /// it, if one is remembered (and is not the same exchange delivered again).
     fn remember(
         &self,
         key: u64,
         exchange: u64,
+        raw: u64,
         built: &Built,
         rules: &Rules,
-    ) -> Option<Vec<(String, DiffKind)>> {
+    ) -> Option<(u16, Vec<(String, DiffKind)>)> {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let inner = &mut *inner;
-        let previous = match inner.young.remove(&key) {
-            Some(p) => Some(p),
-            None => inner.old.remove(&key),
-        };
-        if let Some(p) = &previous {
-            if p.exchange == exchange {
-                // Redelivered: neither a repeat nor newer.
-                let p = previous.unwrap_or_else(|| unreachable!());
-                inner.young.insert(key, p);
-                return None;
-            }
+        let previous = inner.young.remove(&key).or_else(|| inner.old.remove(&key));
+        if let Some(p) = previous.as_ref().filter(|p| p.exchange == exchange) {
+            // Delivered again meanwhile (by another differ thread).
+            let p = p.clone();
+            self.put(inner, key, p);
+            return None;
         }
         for (name, field) in &built.fields {
             if inner.names.len() >= MAX_NAMES {
@@ -272,17 +307,15 @@ impl RepeatTracker {
         }
         let differences = previous
             .as_ref()
-            .map(|p| compare(p, built, &inner.names, rules));
+            .map(|p| (p.status, compare(p, built, &inner.names, rules)));
         let mut fields: Vec<Field> = built.fields.iter().map(|(_, f)| *f).collect();
         fields.sort_unstable_by_key(|f| f.path);
-        let half = self.config.requests / 2;
-        if inner.young.len() >= half {
-            inner.old = std::mem::take(&mut inner.young);
-        }
-        inner.young.insert(
+        self.put(
+            inner,
             key,
             Fingerprint {
                 exchange,
+                raw,
                 status: built.status,
                 partial: built.partial,
                 fields: fields.into_boxed_slice(),
@@ -290,6 +323,42 @@ impl RepeatTracker {
         );
         differences
     }
+}
+
+/// Where an answer stands against the one remembered for its request ([`RepeatTracker::peek`]).
+enum Peek {
+    /// No answer remembered.
+    New,
+    /// The same exchange again.
+    Redelivered,
+    /// The same status, compared headers and body bytes; the earlier status.
+    Unchanged(u16),
+    /// Something may differ: fingerprint and compare.
+    Changed,
+}
+
+/// A hash of what the differ compares of an answer, before any parsing: status, the headers it
+/// compares and the body's hash. Equal means the fingerprints would be equal.
+fn raw_key(response: &HttpResponse, rules: &Rules) -> u64 {
+    let mut h = Fnv::new();
+    h.u64(u64::from(response.status));
+    h.u64(response.body.hash);
+    h.u64(response.body.full_len);
+    let mut headers: Vec<(String, &str)> = response
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.as_str()))
+        .filter(|(n, _)| !rules.ignored_headers.contains(n))
+        .collect();
+    // Names in order, values of one name in the order they came (as the differ groups them).
+    headers.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, value) in headers {
+        h.str(&name);
+        if !rules.presence_only_headers.contains(&name) {
+            h.str(value);
+        }
+    }
+    h.0
 }
 
 /// The identity of a request: two requests with the same identity are asked the same thing.
@@ -805,11 +874,35 @@ mod tests {
         let mut c = json(r#"{"error": "x"}"#);
         c.status = 503;
         let r = t.observe(&result("3", "/y", c), "/y", &rules).unwrap();
+        assert_eq!((r.control_status, r.target_status), (Some(200), Some(503)));
         assert!(kinds(&r).contains(&("status".to_string(), DiffKind::Status)));
         assert!(
             kinds(&r).iter().all(|(p, _)| !p.starts_with("body")),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn the_same_bytes_again_match_whatever_volatile_headers_say() {
+        let t = RepeatTracker::new(RepeatConfig::default());
+        let rules = Rules::default();
+        let at = |date: &str| {
+            response(
+                &[("content-type", "application/json"), ("date", date)],
+                r#"{"a": [1, 2], "b": "x"}"#,
+            )
+        };
+        t.observe(&result("1", "/z", at("Mon")), "/z", &rules);
+        let r = t
+            .observe(&result("2", "/z", at("Tue")), "/z", &rules)
+            .unwrap();
+        assert_eq!((r.outcome, r.differences.len()), (Outcome::Match, 0));
+        // A change after an unchanged repeat is still found against the remembered paths.
+        let changed = json(r#"{"a": [1, 2], "b": "y"}"#);
+        let r = t
+            .observe(&result("3", "/z", changed), "/z", &rules)
+            .unwrap();
+        assert_eq!(kinds(&r), vec![("body.b".to_string(), DiffKind::Value)]);
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub const MISMATCHED: &str = "shadowdiff_diff_mismatched_total";
 pub const TARGET_ERRORS: &str = "shadowdiff_diff_target_errors_total";
 /// Counter: exchange × candidate pairs not compared.
 pub(crate) const SKIPPED: &str = "shadowdiff_diff_skipped_total";
+/// Counter: control answers compared with the control's earlier answer to an identical request
+/// (`repeat` records), by `outcome` (`match`: the control answered the same; `mismatch`: it
+/// changed something, its own noise).
+pub(crate) const REPEATS: &str = "shadowdiff_diff_repeats_total";
 /// Histogram: time to diff one replay result.
 pub(crate) const DIFF_SECONDS: &str = "shadowdiff_diff_duration_seconds";
 /// Counter: exchanges that waited because every replay slot was busy.
@@ -91,6 +95,10 @@ pub(crate) fn describe() {
         "Exchange × candidate pairs not compared (truncated body, no control response)."
     );
     metrics::describe_histogram!(DIFF_SECONDS, "Time to diff one replay result.");
+    metrics::describe_counter!(
+        REPEATS,
+        "Control answers compared with its earlier answer to an identical request, by outcome."
+    );
     metrics::describe_counter!(STORE_ROWS, "Diff records written to the store.");
     metrics::describe_counter!(
         STORE_FAILURES,
@@ -159,6 +167,12 @@ pub(crate) fn diffed(
             metrics::counter!(name).increment(n);
             counter.fetch_add(n, Relaxed);
         }
+    }
+    for r in records
+        .iter()
+        .filter(|r| r.role == shadowdiff_model::TargetRole::Repeat)
+    {
+        metrics::counter!(REPEATS, "outcome" => r.outcome.as_str()).increment(1);
     }
     metrics::histogram!(DIFF_SECONDS).record(seconds);
 }
