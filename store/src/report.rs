@@ -128,10 +128,11 @@ pub struct EndpointReport {
 }
 
 impl EndpointReport {
-    /// The sentence a report prints when replays of this endpoint waited for a replay slot.
+    /// The sentence a report prints when at least 1% of this endpoint's replays waited for a
+    /// replay slot (a few waits in a burst do not change what latencies say).
     pub fn saturation_warning(&self) -> Option<String> {
         let replays = self.compared + self.errors + self.skipped;
-        (self.saturated > 0).then(|| {
+        (self.saturated > 0 && self.saturated * 100 >= replays).then(|| {
             format!(
                 "replay saturated: {} of {} replays waited because every replay slot was busy; \
                  the candidate answered slower than requests arrived, so its latency was measured \
