@@ -289,7 +289,7 @@ fn v3(db: &str, options: &SchemaOptions) -> Vec<Step> {
             "CREATE TABLE IF NOT EXISTS {db}.diff_minutes_start (since DateTime) ENGINE = TinyLog"
         )),
         Step {
-            sql: format!("INSERT INTO {db}.diff_minutes_start SELECT now() + 3"),
+            sql: format!("INSERT INTO {db}.diff_minutes_start SELECT now() + 2"),
             only_if: Some(format!(
                 "SELECT toUInt64(count() = 0) FROM {db}.diff_minutes_start"
             )),
@@ -301,8 +301,7 @@ fn v3(db: &str, options: &SchemaOptions) -> Vec<Step> {
         WHERE inserted_at >= (SELECT min(since) FROM {db}.diff_minutes_start)
         {MINUTE_GROUP}"
         )),
-        // sleep() takes at most 3 s.
-        Step::always("SELECT sleep(3)".to_string()),
+        // Past the moment by a second: every row stamped before it has been inserted.
         Step::always("SELECT sleep(3)".to_string()),
         Step::always(format!(
             "INSERT INTO {db}.diff_minutes

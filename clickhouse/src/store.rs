@@ -18,8 +18,20 @@ pub struct ClickHouseStore {
     minutes_ttl_days: Option<u32>,
 }
 
-/// A migration lock older than this was left by a migrator that died; it is taken over.
-const STALE_LOCK_SECS: u32 = 300;
+/// A migration lock without a heartbeat for this long was left by a migrator that died (or was
+/// cancelled); it is taken over.
+const STALE_LOCK_SECS: u32 = 15;
+/// How often the migrator holding the lock says it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Keeps the migration lock's heartbeat going; dropping it stops the heartbeat.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 /// How long `migrate` waits for another process's migration before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(360);
 
@@ -91,8 +103,9 @@ impl ClickHouseStore {
         }
         let mut now = Vec::new();
         if !self.pending_migrations().await?.is_empty() {
-            self.lock_migrations().await?;
+            let heartbeat = self.lock_migrations().await?;
             let applied = self.apply_pending(&options, &version).await;
+            drop(heartbeat);
             let unlocked = self.unlock_migrations().await;
             now = applied?;
             unlocked?;
@@ -158,34 +171,51 @@ impl ClickHouseStore {
     }
 
     /// Takes the migration lock: creating a table fails when it exists, so only one process
-    /// holds it. A lock older than [`STALE_LOCK_SECS`] (its holder died) is dropped and retaken.
-    async fn lock_migrations(&self) -> Result<(), Error> {
+    /// holds it. The holder writes a heartbeat row every [`HEARTBEAT`] while it migrates (the
+    /// returned guard stops it when dropped, also when the migration is cancelled); a lock
+    /// without a heartbeat for [`STALE_LOCK_SECS`] was left by a holder that died, and is dropped
+    /// and retaken.
+    async fn lock_migrations(&self) -> Result<Heartbeat, Error> {
         let db = &self.database;
         let deadline = tokio::time::Instant::now() + LOCK_WAIT;
         loop {
             let created = self
                 .client
                 .query(&format!(
-                    "CREATE TABLE {db}.schema_lock (holder String) ENGINE = Memory"
+                    "CREATE TABLE {db}.schema_lock (at DateTime DEFAULT now()) ENGINE = Memory"
                 ))
                 .execute()
                 .await;
             match created {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    let beat = format!("INSERT INTO {db}.schema_lock (at) VALUES (now())");
+                    let client = self.client.clone();
+                    let task = tokio::spawn(async move {
+                        loop {
+                            let _ = client.query(&beat).execute().await;
+                            tokio::time::sleep(HEARTBEAT).await;
+                        }
+                    });
+                    return Ok(Heartbeat(task));
+                }
                 Err(e) if crate::is_unavailable(&e) => return Err(Error::Unavailable(e)),
                 Err(_) => {}
             }
+            // Seconds since the last sign of life: the last heartbeat, else the creation.
             let age = self
                 .client
                 .query(&format!(
-                    "SELECT toUInt32(greatest(0, toInt64(now()) - toInt64(metadata_modification_time))) \
+                    "SELECT toUInt32(greatest(0, toInt64(now()) - greatest( \
+                       (SELECT toInt64(max(at)) FROM {db}.schema_lock), \
+                       toInt64(metadata_modification_time)))) \
                      FROM system.tables WHERE database = '{db}' AND name = 'schema_lock'"
                 ))
                 .fetch_all::<u32>()
-                .await
-                .map_err(Error::query("reading the migration lock"))?;
+                .await;
+            // The lock may have been dropped between the two statements: try again at once.
+            let Ok(age) = age else { continue };
             if age.first().is_some_and(|age| *age > STALE_LOCK_SECS) {
-                tracing::warn!(database = %db, "Taking over a stale ClickHouse migration lock.");
+                tracing::warn!(database = %db, "Taking over a stale ClickHouse migration lock (its holder stopped).");
                 self.unlock_migrations().await?;
                 continue;
             }

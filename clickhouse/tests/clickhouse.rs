@@ -499,3 +499,27 @@ async fn differing_redeliveries_count_the_same_copy_in_sql_and_in_build_report()
     assert_eq!(comparable(got), comparable(expected));
     store.drop_database().await.expect("cleanup");
 }
+
+/// A migrator that died holding the lock (no heartbeat since) does not block the next one for
+/// long: its lock is taken over once stale (15 s without a heartbeat).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_left_by_a_dead_migrator_is_taken_over() {
+    let store = store_for_test().await;
+    let db = store.database().to_string();
+    sql(&format!("CREATE DATABASE {db}"));
+    sql(&format!(
+        "CREATE TABLE {db}.schema_lock (at DateTime DEFAULT now()) ENGINE = Memory"
+    ));
+    let started = std::time::Instant::now();
+    let applied = tokio::time::timeout(Duration::from_secs(60), store.migrate())
+        .await
+        .expect("the stale lock is taken over well within a minute")
+        .expect("migrate");
+    assert_eq!(applied, vec![1, 2, 3]);
+    assert!(
+        started.elapsed() >= Duration::from_secs(15),
+        "a fresh lock is waited for: {:?}",
+        started.elapsed()
+    );
+    store.drop_database().await.expect("cleanup");
+}

@@ -120,7 +120,7 @@ CREATE TABLE IF NOT EXISTS shadowdiff.diff_minutes (
         ORDER BY (experiment, method, route, target, role, minute, outcome, fingerprint, detail_key, side_effect_set);
 CREATE TABLE IF NOT EXISTS shadowdiff.diff_minutes_start (since DateTime) ENGINE = TinyLog;
 -- only when (SELECT toUInt64(count() = 0) FROM shadowdiff.diff_minutes_start) > 0:
-INSERT INTO shadowdiff.diff_minutes_start SELECT now() + 3;
+INSERT INTO shadowdiff.diff_minutes_start SELECT now() + 2;
 CREATE MATERIALIZED VIEW IF NOT EXISTS shadowdiff.diff_minutes_mv TO shadowdiff.diff_minutes AS
         SELECT experiment,
             toStartOfMinute(captured_at) AS minute,
@@ -145,7 +145,6 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS shadowdiff.diff_minutes_mv TO shadowdiff.
         FROM shadowdiff.diff_records
         WHERE inserted_at >= (SELECT min(since) FROM shadowdiff.diff_minutes_start)
         GROUP BY experiment, minute, method, route, target, role, outcome, fingerprint, detail_key, side_effect_set;
-SELECT sleep(3);
 SELECT sleep(3);
 INSERT INTO shadowdiff.diff_minutes
         SELECT experiment,

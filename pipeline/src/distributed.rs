@@ -468,7 +468,13 @@ pub async fn run_diff(
     // The schema is created or upgraded at start; wait for ClickHouse if it is not up yet.
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
-        match store.migrate().await {
+        // SIGTERM is honoured while migrating too (waiting for another process's lock, or a
+        // ClickHouse that is not up): the lock's heartbeat stops with the cancelled migration.
+        let migrated = tokio::select! {
+            migrated = store.migrate() => migrated,
+            _ = until_true(shutdown.clone()) => return Ok(Arc::new(PipelineStats::default())),
+        };
+        match migrated {
             Ok(applied) => {
                 if !applied.is_empty() {
                     tracing::info!(?applied, "Applied ClickHouse migrations.");
