@@ -236,6 +236,21 @@ impl<R, A> Extras<'_, R, A> {
 /// Milliseconds since the Unix epoch at `t`, from one wall-clock reading per process: a run
 /// stamps its start from the monotonic reading it takes anyway (a clock read was the largest
 /// cost of a sampled-in run).
+/// [`epoch_ms_at`] for a TSC reading (the sync runs' clock).
+pub(crate) fn epoch_ms_at_tsc(t: quanta::Instant) -> u64 {
+    static BASE: std::sync::OnceLock<(quanta::Instant, u64)> = std::sync::OnceLock::new();
+    let (base_instant, base_ms) = *BASE.get_or_init(|| {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        (quanta::Instant::now(), ms)
+    });
+    match t.checked_duration_since(base_instant) {
+        Some(d) => base_ms + d.as_millis() as u64,
+        None => base_ms.saturating_sub(base_instant.duration_since(t).as_millis() as u64),
+    }
+}
+
 pub(crate) fn epoch_ms_at(t: Instant) -> u64 {
     static BASE: std::sync::OnceLock<(Instant, u64)> = std::sync::OnceLock::new();
     let (base_instant, base_ms) = *BASE.get_or_init(|| {
@@ -418,9 +433,10 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         gate.settings.count_run();
         crate::contain::install_panic_hook();
         x.before();
-        // One clock reading ends an arm and starts the next.
-        let mut clock = Instant::now();
-        let started_at_ms = epoch_ms_at(clock);
+        // One clock reading ends an arm and starts the next (the TSC: the OS clock was a fifth
+        // of a sampled-in run).
+        let mut clock = quanta::Instant::now();
+        let started_at_ms = epoch_ms_at_tsc(clock);
 
         let mut candidates = std::mem::take(&mut x.candidates);
         crate::settings::shuffle(&mut candidates);
@@ -519,7 +535,7 @@ fn run_control<R, C: FnOnce() -> R>(
     result: &mut Option<std::thread::Result<R>>,
     timing: &mut (Duration, Option<Duration>),
     cpu_time: bool,
-    clock: &mut Instant,
+    clock: &mut quanta::Instant,
 ) {
     if let Some(c) = control.take() {
         let (r, wall, cpu) = timed(c, cpu_time, clock);
@@ -554,7 +570,7 @@ pub(crate) fn observe_control<R, K: ArmKind<R>, A>(
 fn timed<R>(
     f: impl FnOnce() -> R,
     cpu_time: bool,
-    clock: &mut Instant,
+    clock: &mut quanta::Instant,
 ) -> (std::thread::Result<R>, Duration, Option<Duration>) {
     let cpu = if cpu_time {
         cpu_time::ThreadTime::try_now().ok()
@@ -563,7 +579,7 @@ fn timed<R>(
     };
     let start = *clock;
     let r = catch_unwind(AssertUnwindSafe(f));
-    *clock = Instant::now();
+    *clock = quanta::Instant::now();
     let wall = clock.saturating_duration_since(start);
     let cpu = cpu.and_then(|c| c.try_elapsed().ok());
     (r, wall, cpu)

@@ -49,6 +49,7 @@ impl CandidateOutcome {
     }
 
     /// True when the candidate disagrees with the control in a way nobody accepted.
+    #[inline]
     pub fn is_failure(self) -> bool {
         !matches!(self, Self::Matched | Self::Ignored)
     }
@@ -106,6 +107,7 @@ pub struct RunResult {
 
 impl RunResult {
     /// True when any candidate failed (mismatch, error, panic or timeout).
+    #[inline]
     pub fn has_failures(&self) -> bool {
         self.candidates.iter().any(|c| c.outcome.is_failure())
     }
