@@ -14,7 +14,7 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where an experiment stands before its control is given: deciding whether it runs.
 ///
@@ -234,30 +234,15 @@ impl<R, A> Extras<'_, R, A> {
 }
 
 /// Milliseconds since the Unix epoch at `t`, from one wall-clock reading per process: a run
-/// stamps its start from the monotonic reading it takes anyway (a clock read was the largest
-/// cost of a sampled-in run).
-/// [`epoch_ms_at`] for a TSC reading (the sync runs' clock).
-pub(crate) fn epoch_ms_at_tsc(t: quanta::Instant) -> u64 {
+/// stamps its start from the TSC reading it takes anyway (the OS clock's readings were the
+/// largest cost of a sampled-in run).
+pub(crate) fn epoch_ms_at(t: quanta::Instant) -> u64 {
     static BASE: std::sync::OnceLock<(quanta::Instant, u64)> = std::sync::OnceLock::new();
     let (base_instant, base_ms) = *BASE.get_or_init(|| {
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         (quanta::Instant::now(), ms)
-    });
-    match t.checked_duration_since(base_instant) {
-        Some(d) => base_ms + d.as_millis() as u64,
-        None => base_ms.saturating_sub(base_instant.duration_since(t).as_millis() as u64),
-    }
-}
-
-pub(crate) fn epoch_ms_at(t: Instant) -> u64 {
-    static BASE: std::sync::OnceLock<(Instant, u64)> = std::sync::OnceLock::new();
-    let (base_instant, base_ms) = *BASE.get_or_init(|| {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        (Instant::now(), ms)
     });
     match t.checked_duration_since(base_instant) {
         Some(d) => base_ms + d.as_millis() as u64,
@@ -436,7 +421,7 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         // One clock reading ends an arm and starts the next (the TSC: the OS clock was a fifth
         // of a sampled-in run).
         let mut clock = quanta::Instant::now();
-        let started_at_ms = epoch_ms_at_tsc(clock);
+        let started_at_ms = epoch_ms_at(clock);
 
         let mut candidates = std::mem::take(&mut x.candidates);
         crate::settings::shuffle(&mut candidates);
