@@ -210,11 +210,32 @@ fn judge_against_repeats(e: FieldEvidence) -> (FieldVerdict, String) {
 
 fn judge_against_secondary(e: FieldEvidence) -> (FieldVerdict, String) {
     if e.noise == 0 {
+        // Never between control and secondary: a regression when a secondary differing as
+        // often as the candidate would have shown it by now (a rare difference against a small
+        // A/A sample proves nothing: a timestamp whose encoder drops trailing zeros changes
+        // precision once in hundreds of answers).
+        let p = rate(e.raw, e.compared).min(1.0);
+        let chance = (1.0 - p).powf(e.noise_compared as f64);
+        if chance < STABLE_P {
+            return (
+                FieldVerdict::Regression,
+                format!(
+                    "differs in {} of {}; never between control and secondary ({} compared)",
+                    e.raw, e.compared, e.noise_compared
+                ),
+            );
+        }
         return (
-            FieldVerdict::Regression,
+            FieldVerdict::Inconclusive,
             format!(
-                "differs in {} of {}; never between control and secondary ({} compared)",
-                e.raw, e.compared, e.noise_compared
+                "differs in {} of {}; never between control and secondary, but {} compared are \
+                 too few to tell (a secondary differing {:.1}% of the time would show nothing \
+                 with probability {:.0}%)",
+                e.raw,
+                e.compared,
+                e.noise_compared,
+                p * 100.0,
+                chance * 100.0
             ),
         );
     }
@@ -328,7 +349,24 @@ mod tests {
 
     #[test]
     fn a_field_never_noisy_in_aa_is_a_regression_at_once() {
-        assert_eq!(judge(ev(1, 3, 0, 3), None).0, FieldVerdict::Regression);
+        // Every exchange differs, the secondary never: a regression after three.
+        assert_eq!(judge(ev(3, 3, 0, 3), None).0, FieldVerdict::Regression);
+        assert_eq!(judge(ev(30, 100, 0, 100), None).0, FieldVerdict::Regression);
+    }
+
+    #[test]
+    fn a_rare_difference_against_a_small_aa_sample_is_inconclusive_not_a_regression() {
+        // A timestamp whose encoder drops trailing zeros changes precision now and then: 2 of
+        // 160 against a secondary that happened not to show it in 160.
+        let (v, why) = judge(ev(2, 160, 0, 160), None);
+        assert_eq!(v, FieldVerdict::Inconclusive, "{why}");
+        assert!(why.contains("too few to tell"), "{why}");
+        assert_eq!(judge(ev(1, 3, 0, 3), None).0, FieldVerdict::Inconclusive);
+        // The same rate against enough A/A comparisons is a regression.
+        assert_eq!(
+            judge(ev(20, 1600, 0, 1600), None).0,
+            FieldVerdict::Regression
+        );
     }
 
     #[test]
