@@ -301,7 +301,7 @@ fn push_index(path: &mut PathStack<'_>, i: usize) {
 }
 
 /// Appends `.key`, quoting keys that would make the path ambiguous.
-fn write_key(path: &mut String, key: &str) {
+pub(crate) fn write_key(path: &mut String, key: &str) {
     if !key.is_empty()
         && key
             .bytes()
@@ -323,7 +323,7 @@ fn write_key(path: &mut String, key: &str) {
 
 /// Appends an HTML tree key: `.tag` or `.tag[id=x]` for a child, `@name` for an attribute,
 /// nothing for the element's own text (the tree builder quotes what needs quoting).
-fn write_markup_key(path: &mut String, key: &str) {
+pub(crate) fn write_markup_key(path: &mut String, key: &str) {
     if !key.is_empty() && !key.starts_with('@') {
         path.push('.');
     }

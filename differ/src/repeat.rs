@@ -23,7 +23,7 @@
 
 use crate::decode::{body_format, decode_content, form_to_json, BodyFormat};
 use crate::html::parse_tree;
-use crate::json::hash_node;
+use crate::json::{hash_node, write_key, write_markup_key};
 use crate::node::{with_arena, Node};
 use crate::rules::Rules;
 use serde::{Deserialize, Serialize};
@@ -649,36 +649,6 @@ fn compare(
     out.sort();
     out.truncate(rules.max_differences);
     out
-}
-
-/// Appends `.key`, quoting keys that would make the path ambiguous (as the JSON diff does).
-fn write_key(path: &mut String, key: &str) {
-    if !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'$' || b == b'@')
-    {
-        path.push('.');
-        path.push_str(key);
-    } else {
-        path.push_str("[\"");
-        for ch in key.chars() {
-            if ch == '"' || ch == '\\' {
-                path.push('\\');
-            }
-            path.push(ch);
-        }
-        path.push_str("\"]");
-    }
-}
-
-/// Appends an HTML tree key (as the HTML diff does): `.tag`, `.tag[id=x]`, `@name`, or nothing
-/// for an element's own text.
-fn write_markup_key(path: &mut String, key: &str) {
-    if !key.is_empty() && !key.starts_with('@') {
-        path.push('.');
-    }
-    path.push_str(key);
 }
 
 struct Fnv(u64);
