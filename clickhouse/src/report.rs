@@ -54,6 +54,7 @@ struct EndpointRow {
     blocked: u64,
     skipped: u64,
     saturated: u64,
+    host_busy: u64,
     control_p50: u64,
     control_p99: u64,
     candidate_p50: u64,
@@ -344,12 +345,13 @@ impl ClickHouseStore {
                 "report endpoints",
                 &format!(
                     "SELECT method, route, target, compared, mismatched, errors, blocked, skipped, \
-                     saturated, {} AS control_p50, {} AS control_p99, {} AS candidate_p50, {} AS candidate_p99 \
+                     saturated, host_busy, {} AS control_p50, {} AS control_p99, {} AS candidate_p50, {} AS candidate_p99 \
                      FROM (SELECT method, route, target, \
                        countIf({COMPARED}) AS compared, countIf(outcome = 'mismatch') AS mismatched, \
                        countIf(outcome = 'error') AS errors, countIf(outcome = 'blocked') AS blocked, \
                        countIf(outcome = 'skipped') AS skipped, \
                        countIf(has(notes, '{saturated_note}')) AS saturated, \
+                       countIf(has(notes, '{host_busy_note}')) AS host_busy, \
                        arraySort(groupArrayIf(assumeNotNull(control_latency_us), {COMPARED} AND isNotNull(control_latency_us))) AS cl, \
                        arraySort(groupArrayIf(assumeNotNull(target_latency_us), {COMPARED} AND isNotNull(target_latency_us))) AS tl \
                      FROM {{source}} WHERE {CANDIDATES} GROUP BY method, route, target)",
@@ -358,6 +360,7 @@ impl ClickHouseStore {
                     percentile_sql("tl", 0.5),
                     percentile_sql("tl", 0.99),
                     saturated_note = shadowdiff_model::SATURATED_NOTE,
+                    host_busy_note = shadowdiff_model::HOST_BUSY_NOTE,
                 ),
             )
             .await?;
@@ -726,6 +729,7 @@ fn finish_endpoint(
             .cmp(&b.path)
             .then(parse_kind(&a.kind).cmp(&parse_kind(&b.kind)))
     });
+    let family = shadowdiff_store::report::tested_fields(field_rows.iter().map(|f| f.unmasked));
     let mut fields: Vec<FieldReport> = field_rows
         .into_iter()
         .map(|f| {
@@ -749,6 +753,7 @@ fn finish_endpoint(
                     repeat_compared: repeat.map_or(0, |s| s.compared),
                 },
                 top_reason,
+                family,
             )
         })
         .collect();
@@ -829,6 +834,7 @@ fn finish_endpoint(
         blocked: e.blocked,
         skipped: e.skipped,
         saturated: e.saturated,
+        host_busy: e.host_busy,
         verdict,
         verdict_reason,
         fields,

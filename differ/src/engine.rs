@@ -154,6 +154,15 @@ impl Differ {
                     .push(shadowdiff_model::SATURATED_NOTE.to_string());
             }
         }
+        if result.host_busy {
+            // What the replay timed was its own wait for a CPU: no latency beats a wrong one.
+            for record in &mut records {
+                record.target_latency_us = None;
+                record
+                    .notes
+                    .push(shadowdiff_model::HOST_BUSY_NOTE.to_string());
+            }
+        }
         records
     }
 
@@ -287,6 +296,32 @@ mod tests {
         assert!(!back.saturated);
     }
 
+    #[test]
+    fn a_replay_on_a_busy_host_keeps_its_diff_and_drops_its_latencies() {
+        let mut r = result("/x", "{\"a\":1}", "{\"a\":2}");
+        let timed = Differ::default().diff(&r);
+        assert!(timed.iter().any(|d| d.target_latency_us.is_some()));
+        r.host_busy = true;
+        let records = Differ::default().diff(&r);
+        assert_eq!(records.len(), timed.len());
+        for (busy, timed) in records.iter().zip(&timed) {
+            assert_eq!(busy.target_latency_us, None);
+            assert_eq!(busy.control_latency_us, timed.control_latency_us);
+            assert_eq!(
+                (busy.outcome, &busy.differences),
+                (timed.outcome, &timed.differences)
+            );
+            assert!(busy
+                .notes
+                .iter()
+                .any(|n| n == shadowdiff_model::HOST_BUSY_NOTE));
+        }
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"host_busy\":true"));
+        r.host_busy = false;
+        assert!(!serde_json::to_string(&r).unwrap().contains("host_busy"));
+    }
+
     fn result(uri: &str, control: &str, candidate: &str) -> ReplayResult {
         ReplayResult {
             schema_version: SCHEMA_VERSION,
@@ -315,6 +350,7 @@ mod tests {
             candidates: vec!["v2".into()],
             side_effects: vec![],
             saturated: false,
+            host_busy: false,
         }
     }
 

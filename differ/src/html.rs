@@ -1349,6 +1349,7 @@ mod tests {
             candidates: vec!["v2".into()],
             side_effects: vec![],
             saturated: false,
+            host_busy: false,
         }
     }
 

@@ -745,6 +745,7 @@ mod tests {
             candidates: vec!["v2".into()],
             side_effects: vec![],
             saturated: false,
+            host_busy: false,
         }
     }
 

@@ -184,12 +184,22 @@ pub struct ReplayResult {
     /// slower than requests arrive, and latencies were measured under the replay's own load.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub saturated: bool,
+    /// The replaying process itself was short of CPU while this exchange was in flight (its
+    /// runtime woke up late), so the targets' latencies measured that wait too and are not
+    /// used: records carry [`HOST_BUSY_NOTE`] and no target latency.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_busy: bool,
 }
 
 /// The note a diff record carries when its replay was [`ReplayResult::saturated`]; reports count
 /// records with it.
 pub const SATURATED_NOTE: &str =
     "replay saturated: every replay slot was busy when this exchange was due";
+
+/// The note a diff record carries when its replay was [`ReplayResult::host_busy`]: the target's
+/// latency was not kept. Reports count records with it.
+pub const HOST_BUSY_NOTE: &str =
+    "replay host busy: the replaying process was short of CPU, so this latency was not timed";
 
 /// Kinds of difference (the diff record contract, docs/contracts.md#diff-record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

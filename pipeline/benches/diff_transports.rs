@@ -138,6 +138,7 @@ fn results(n: usize) -> Vec<ReplayResult> {
                 candidates: vec!["v2".into()],
                 side_effects: vec![],
                 saturated: false,
+                host_busy: false,
             }
         })
         .collect()

@@ -146,6 +146,65 @@ impl Pacer {
 /// An input that hands over its next exchange within this was holding it already.
 const SATURATION_READY: Duration = Duration::from_millis(1);
 
+/// How often the busy probe wakes up, and how late a wake-up must be to say the replay's own
+/// runtime is short of CPU (tokio's timer has 1 ms steps, so a wake-up up to ~1 ms late is
+/// normal).
+const BUSY_PROBE_PERIOD: Duration = Duration::from_millis(5);
+const BUSY_LAG: Duration = Duration::from_millis(2);
+
+/// Watches how late the replaying runtime wakes up. A replay's latency is the time from its
+/// send to its whole answer as this process saw it: when the process waits for a CPU (a busy
+/// host, a noisy neighbour), that wait is in the figure and the candidate looks slower than the
+/// control, whose latency the tap measured on its own serving threads. Replays in flight while a
+/// wake-up was late are therefore marked [`ReplayResult::host_busy`] and their latencies unused.
+struct BusyProbe {
+    origin: Instant,
+    /// Wake-ups that came late, so far.
+    late: std::sync::atomic::AtomicU64,
+    /// When the next wake-up is due, in µs since `origin`.
+    due_us: std::sync::atomic::AtomicU64,
+}
+
+impl BusyProbe {
+    /// A probe ticking on the current runtime until the returned guard is dropped.
+    fn start() -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+        let probe = Arc::new(Self {
+            origin: Instant::now(),
+            late: Default::default(),
+            due_us: Default::default(),
+        });
+        let ticking = probe.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let due = Instant::now() + BUSY_PROBE_PERIOD;
+                ticking.due_us.store(ticking.micros(due), Ordering::Relaxed);
+                tokio::time::sleep_until(due.into()).await;
+                if due.elapsed() > BUSY_LAG {
+                    ticking.late.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        (probe, task)
+    }
+
+    fn micros(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_micros() as u64
+    }
+
+    /// A mark to pass to [`busy_since`](Self::busy_since) when the replay is done.
+    fn mark(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
+    }
+
+    /// True when a wake-up came late since `mark`, or the one due now is late already.
+    fn busy_since(&self, mark: u64) -> bool {
+        let overdue = self
+            .micros(Instant::now())
+            .saturating_sub(self.due_us.load(Ordering::Relaxed));
+        self.late.load(Ordering::Relaxed) != mark || overdue > BUSY_LAG.as_micros() as u64
+    }
+}
+
 /// Replays what `input` yields with at most `concurrency` in flight and hands each result to
 /// `output`, on either transport. Returns once the input has ended and every replay has handed
 /// its result on.
@@ -163,6 +222,7 @@ where
 {
     let concurrency = concurrency.max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
+    let (probe, probe_task) = BusyProbe::start();
     let mut ended = Ok(());
     loop {
         // A replay slot first: an item is taken from its input only when it can start.
@@ -189,6 +249,7 @@ where
             metrics::counter!(crate::telemetry::REPLAY_SATURATED).increment(1);
         }
         let (replayer, output, stats) = (replayer.clone(), output.clone(), stats.clone());
+        let probe = probe.clone();
         // Debug level: an info span per exchange cost 2-3% of the process's CPU (the fmt
         // layer formats its fields eagerly); with RUST_LOG=debug lines still carry the id.
         let span = tracing::debug_span!("exchange", id = %envelope.item.id);
@@ -199,8 +260,14 @@ where
                     ack,
                     mut bytes,
                 } = envelope;
+                let mark = probe.mark();
                 let mut result = replayer.replay(exchange).await;
                 result.saturated = saturated;
+                result.host_busy = probe.busy_since(mark);
+                if result.host_busy {
+                    stats.host_busy.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(crate::telemetry::REPLAY_HOST_BUSY).increment(1);
+                }
                 // The targets' answers are held until the differ is done too.
                 bytes.grow(outcome_bytes(&result));
                 let counter = if result.blocked.is_some() {
@@ -223,6 +290,7 @@ where
     }
     // Every permit back means every spawned replay has handed its result on.
     let _ = permits.acquire_many(concurrency as u32).await;
+    probe_task.abort();
     ended
 }
 
@@ -740,5 +808,32 @@ mod tests {
         writer.join().unwrap();
         assert_eq!(acked.load(Ordering::SeqCst), 0);
         assert_eq!(written.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_busy_probe_sees_a_runtime_that_could_not_run() {
+        let (probe, task) = BusyProbe::start();
+        // Let it tick once so that a wake-up is due.
+        tokio::time::sleep(Duration::from_millis(12)).await;
+        let mark = probe.mark();
+        // Block the only thread, as a host short of CPU would: the probe's wake-up comes late.
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(probe.busy_since(mark), "a 30 ms stall went unseen");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(probe.busy_since(mark), "the late wake-up was not counted");
+        // An idle runtime is not busy: on a loaded test host a quiet 20 ms is not guaranteed, so
+        // one of twenty tries suffices (a probe that always said busy fails all of them).
+        let mut quiet = false;
+        for _ in 0..20 {
+            let mark = probe.mark();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if !probe.busy_since(mark) {
+                quiet = true;
+                break;
+            }
+        }
+        assert!(quiet, "an idle runtime was always called busy");
+        task.abort();
     }
 }

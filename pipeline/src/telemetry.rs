@@ -18,6 +18,9 @@ pub struct PipelineStats {
     /// Exchanges that waited because every replay slot was busy (the targets answer slower than
     /// requests arrive).
     pub saturated: AtomicU64,
+    /// Replays in flight while the replaying runtime woke up late (short of CPU): their
+    /// latencies are not used.
+    pub host_busy: AtomicU64,
     /// Candidate pairs compared.
     pub compared: AtomicU64,
     /// Compared candidate pairs with a difference that is not noise.
@@ -67,6 +70,8 @@ pub(crate) const REPEATS: &str = "shadowdiff_diff_repeats_total";
 pub(crate) const DIFF_SECONDS: &str = "shadowdiff_diff_duration_seconds";
 /// Counter: exchanges that waited because every replay slot was busy.
 pub(crate) const REPLAY_SATURATED: &str = "shadowdiff_replay_saturated_total";
+/// Counter: replays timed while the replaying process was short of CPU (latencies not used).
+pub(crate) const REPLAY_HOST_BUSY: &str = "shadowdiff_replay_host_busy_total";
 /// Counter: diff records written to the store.
 pub const STORE_ROWS: &str = "shadowdiff_store_rows_total";
 /// Counter: store writes that failed (and were retried).
@@ -81,6 +86,10 @@ pub(crate) fn describe() {
     metrics::describe_counter!(
         REPLAY_SATURATED,
         "Exchanges that waited because every replay slot was busy (targets slower than traffic)."
+    );
+    metrics::describe_counter!(
+        REPLAY_HOST_BUSY,
+        "Replays in flight while the replaying process was short of CPU; their latencies are not used."
     );
     metrics::describe_counter!(
         MISMATCHED,

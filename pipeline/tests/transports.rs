@@ -59,6 +59,7 @@ fn result(id: &str) -> ReplayResult {
         candidates: vec!["v2".into()],
         side_effects: vec![],
         saturated: false,
+        host_busy: false,
     }
 }
 

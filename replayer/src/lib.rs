@@ -326,6 +326,7 @@ impl Replayer {
                 candidates: self.candidates.clone(),
                 side_effects: Vec::new(),
                 saturated: false,
+                host_busy: false,
             };
         }
         // A control replica is asked only when the tap saw no control response (mirror mode).
@@ -363,6 +364,7 @@ impl Replayer {
             candidates: self.candidates.clone(),
             side_effects,
             saturated: false,
+            host_busy: false,
         }
     }
 

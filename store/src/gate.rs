@@ -203,6 +203,7 @@ mod tests {
             blocked: 0,
             skipped: 0,
             saturated: 0,
+            host_busy: 0,
             verdict: if mismatched > 0 {
                 "regression"
             } else {

@@ -241,7 +241,10 @@ fn endpoint(out: &mut String, i: usize, e: &EndpointReport) {
         e.blocked,
         e.skipped
     );
-    if let Some(warning) = e.saturation_warning() {
+    for warning in [e.saturation_warning(), e.host_busy_warning()]
+        .into_iter()
+        .flatten()
+    {
         let _ = writeln!(out, "<p class=\"warn\">{}</p>", escape(&warning));
     }
     if !e.fields.is_empty() {

@@ -1,6 +1,6 @@
 //! The report contract (docs/contracts.md#report), computed from diff records.
 
-use crate::stats::{judge_field, FieldEvidence, FieldVerdict};
+use crate::stats::{judge_field_among, FieldEvidence, FieldVerdict};
 use crate::verdicts::LatencyHistogram;
 use serde::{Deserialize, Serialize};
 use shadowdiff_model::{DiffKind, DiffRecord, Outcome, TargetRole};
@@ -97,6 +97,10 @@ pub struct EndpointReport {
     /// own load. Raise `replay.concurrency`, lower `replay.max_rate`, or give the target more room.
     #[serde(default)]
     pub saturated: u64,
+    /// Replays timed while the replaying process was short of CPU: their latencies were not
+    /// used (they measured the replay's own wait), so the latency verdict stands on the rest.
+    #[serde(default)]
+    pub host_busy: u64,
     /// `regression`, `inconclusive`, `noisy` or `clean`: a regressed field, latency or error
     /// rate makes it a regression; otherwise a field without A/A evidence (`inconclusive`)
     /// makes it inconclusive.
@@ -140,6 +144,19 @@ impl EndpointReport {
                  give the target more room)",
                 self.saturated,
                 replays.max(self.saturated)
+            )
+        })
+    }
+
+    /// The sentence a report prints when at least 1% of this endpoint's replays were timed
+    /// while the replaying process was short of CPU.
+    pub fn host_busy_warning(&self) -> Option<String> {
+        let replays = self.compared + self.errors + self.skipped;
+        (self.host_busy > 0 && self.host_busy * 100 >= replays).then(|| {
+            format!(
+                "replay host busy: {} of {} replays ran while the replaying process was short of                  CPU; their latencies were not used (the latency verdict stands on the others;                  give the replay more CPU or run it apart from busy neighbours)",
+                self.host_busy,
+                replays.max(self.host_busy)
             )
         })
     }
@@ -272,6 +289,7 @@ struct EndpointAcc {
     blocked: u64,
     skipped: u64,
     saturated: u64,
+    host_busy: u64,
     fields: BTreeMap<(String, DiffKind), FieldAcc>,
     status: BTreeMap<(u16, u16), u64>,
     control_latency: Vec<u64>,
@@ -432,6 +450,12 @@ pub fn build_report<'a>(
         {
             acc.saturated += 1;
         }
+        if r.notes
+            .iter()
+            .any(|n| n == shadowdiff_model::HOST_BUSY_NOTE)
+        {
+            acc.host_busy += 1;
+        }
     }
     totals.exchanges = exchanges.len() as u64;
 
@@ -532,15 +556,17 @@ fn record_fields(acc: &mut EndpointAcc, r: &DiffRecord, max_samples: usize) {
     }
 }
 
-/// One field's row: the verdict of `stats::judge` and the counts a reader sees. Every store
-/// builds field rows with this, so their reports agree.
+/// One field's row: the verdict of `stats::judge_field_among` and the counts a reader sees.
+/// `family`: how many fields of the endpoint differed beyond per-request noise
+/// ([`tested_fields`]). Every store builds field rows with this, so their reports agree.
 pub fn field_report(
     path: &str,
     kind: DiffKind,
     evidence: FieldEvidence,
     top_noise_reason: Option<&str>,
+    family: usize,
 ) -> FieldReport {
-    let (verdict, basis, reason) = judge_field(evidence, top_noise_reason);
+    let (verdict, basis, reason) = judge_field_among(evidence, top_noise_reason, family);
     // The A/A count the verdict was judged against: the secondary's, else the repeats'.
     let aa = if evidence.noise_compared > 0 {
         evidence.noise
@@ -556,6 +582,12 @@ pub fn field_report(
         reason,
         evidence: basis.as_str().to_string(),
     }
+}
+
+/// How many of an endpoint's fields (their unmasked difference counts) are judged by a rate
+/// test: the family size of [`field_report`].
+pub fn tested_fields(unmasked: impl IntoIterator<Item = u64>) -> usize {
+    unmasked.into_iter().filter(|&n| n > 0).count().max(1)
 }
 
 /// Orders an endpoint's fields (regressions first, then inconclusive ones, then by count) and
@@ -635,6 +667,7 @@ fn finish_endpoint(
     secondary: Option<&SecondaryAcc>,
     repeat: Option<&SecondaryAcc>,
 ) -> EndpointReport {
+    let family = tested_fields(acc.fields.values().map(|f| f.unmasked));
     let mut fields: Vec<FieldReport> = acc
         .fields
         .iter()
@@ -662,6 +695,7 @@ fn finish_endpoint(
                     repeat_compared: repeat.map_or(0, |s| s.compared),
                 },
                 top_reason,
+                family,
             )
         })
         .collect();
@@ -729,6 +763,7 @@ fn finish_endpoint(
         errors: acc.errors,
         blocked: acc.blocked,
         saturated: acc.saturated,
+        host_busy: acc.host_busy,
         skipped: acc.skipped,
         verdict,
         verdict_reason,

@@ -92,6 +92,28 @@ impl Evidence {
 pub const MIN_SAMPLES: u64 = 20;
 /// One-sided z for p < 0.005.
 pub const Z_CRITICAL: f64 = 2.576;
+
+/// The z a rate must exceed when `family` fields of one endpoint are tested together: the
+/// endpoint's chance of a false regression stays at p < 0.005 however many noisy fields it has
+/// (Bonferroni: each field is tested at 0.005 / `family`). One field: [`Z_CRITICAL`]; five:
+/// 3.09; fifty: 3.72.
+pub fn z_critical(family: usize) -> f64 {
+    if family <= 1 {
+        return Z_CRITICAL;
+    }
+    let alpha = 0.005 / family as f64;
+    // The upper tail falls monotonically: bisect for the z where it equals alpha.
+    let (mut low, mut high) = (Z_CRITICAL, 12.0);
+    for _ in 0..60 {
+        let mid = (low + high) / 2.0;
+        if crate::verdicts::normal_upper_tail(mid) > alpha {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    high
+}
 /// A field the control kept the same in every repeat is stable when a control that changed it
 /// as often as the candidate differs there would have kept it the same in that many repeats
 /// with a probability below this.
@@ -119,6 +141,18 @@ pub fn judge_field(
     e: FieldEvidence,
     noise_reason: Option<&str>,
 ) -> (FieldVerdict, Evidence, String) {
+    judge_field_among(e, noise_reason, 1)
+}
+
+/// [`judge_field`] for one of `family` fields of an endpoint that differed beyond per-request
+/// noise: its rate tests use [`z_critical`]`(family)`, so an endpoint with many noisy fields is
+/// not a regression by the chance of one of them.
+pub fn judge_field_among(
+    e: FieldEvidence,
+    noise_reason: Option<&str>,
+    family: usize,
+) -> (FieldVerdict, Evidence, String) {
+    let z_critical = z_critical(family);
     if e.unmasked == 0 {
         let why = noise_reason.unwrap_or("classified as noise");
         return (
@@ -128,11 +162,11 @@ pub fn judge_field(
         );
     }
     if e.noise_compared > 0 {
-        let (v, why) = judge_against_secondary(e);
+        let (v, why) = judge_against_secondary(e, z_critical);
         return (v, Evidence::Secondary, why);
     }
     if e.repeat_compared > 0 {
-        let (v, why) = judge_against_repeats(e);
+        let (v, why) = judge_against_repeats(e, z_critical);
         return (v, Evidence::RepeatedRequests, why);
     }
     (
@@ -146,7 +180,7 @@ pub fn judge_field(
     )
 }
 
-fn judge_against_repeats(e: FieldEvidence) -> (FieldVerdict, String) {
+fn judge_against_repeats(e: FieldEvidence, z_critical: f64) -> (FieldVerdict, String) {
     let (raw, n) = (e.raw, e.repeat_compared);
     if e.repeat == 0 {
         let p = rate(raw, e.compared).min(1.0);
@@ -185,7 +219,7 @@ fn judge_against_repeats(e: FieldEvidence) -> (FieldVerdict, String) {
     }
     let z = z_score(raw, e.compared, e.repeat, n);
     let (p1, p2) = (rate(raw, e.compared), rate(e.repeat, n));
-    if z > Z_CRITICAL {
+    if z > z_critical {
         (
             FieldVerdict::Regression,
             format!(
@@ -208,7 +242,7 @@ fn judge_against_repeats(e: FieldEvidence) -> (FieldVerdict, String) {
     }
 }
 
-fn judge_against_secondary(e: FieldEvidence) -> (FieldVerdict, String) {
+fn judge_against_secondary(e: FieldEvidence, z_critical: f64) -> (FieldVerdict, String) {
     if e.noise == 0 {
         // Never between control and secondary: a regression when a secondary differing as
         // often as the candidate would have shown it by now (a rare difference against a small
@@ -249,7 +283,7 @@ fn judge_against_secondary(e: FieldEvidence) -> (FieldVerdict, String) {
     }
     let z = z_score(e.raw, e.compared, e.noise, e.noise_compared);
     let (p1, p2) = (rate(e.raw, e.compared), rate(e.noise, e.noise_compared));
-    if z > Z_CRITICAL {
+    if z > z_critical {
         (
             FieldVerdict::Regression,
             format!(
@@ -393,6 +427,53 @@ mod tests {
             repeat_compared,
             ..FieldEvidence::default()
         }
+    }
+
+    #[test]
+    fn the_critical_z_grows_with_the_fields_tested_together() {
+        assert_eq!(z_critical(0), Z_CRITICAL);
+        assert_eq!(z_critical(1), Z_CRITICAL);
+        for (family, z) in [(2, 2.807), (5, 3.090), (50, 3.719)] {
+            assert!(
+                (z_critical(family) - z).abs() < 0.002,
+                "{family}: {}",
+                z_critical(family)
+            );
+            let tail = crate::verdicts::normal_upper_tail(z_critical(family));
+            assert!(
+                (tail * family as f64 - 0.005).abs() < 1e-5,
+                "{family}: {tail}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_chance_excess_among_several_noisy_fields_is_noise_and_a_real_one_is_not() {
+        // Found by the suite: an order that two shuffles of 3 items change 5/6 of the time,
+        // 56 of 60 against the control's 36 of 50 repeats (z = 3.0): alone a regression at
+        // p < 0.005, but one of five noisy fields of the endpoint.
+        let chance = repeats(56, 60, 36, 50);
+        assert_eq!(judge_field(chance, None).0, FieldVerdict::Regression);
+        assert_eq!(judge_field_among(chance, None, 5).0, FieldVerdict::Noise);
+        // Always different where the control changes it a third of the time: still found.
+        let real = repeats(60, 60, 20, 60);
+        assert_eq!(
+            judge_field_among(real, None, 50).0,
+            FieldVerdict::Regression
+        );
+        // The same against a secondary.
+        let secondary = FieldEvidence {
+            noise: 36,
+            noise_compared: 50,
+            ..chance
+        };
+        let secondary = FieldEvidence {
+            repeat: 0,
+            repeat_compared: 0,
+            ..secondary
+        };
+        assert_eq!(judge_field(secondary, None).0, FieldVerdict::Regression);
+        assert_eq!(judge_field_among(secondary, None, 5).0, FieldVerdict::Noise);
     }
 
     #[test]

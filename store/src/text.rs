@@ -107,7 +107,10 @@ fn endpoint(out: &mut String, e: &EndpointReport, p: &Paint) {
     for line in wrap(&e.verdict_reason, WIDTH - 2, 3) {
         let _ = writeln!(out, "  {}", p.dim(&line));
     }
-    if let Some(warning) = e.saturation_warning() {
+    for warning in [e.saturation_warning(), e.host_busy_warning()]
+        .into_iter()
+        .flatten()
+    {
         for line in wrap(&warning, WIDTH - 2, 4) {
             let _ = writeln!(out, "  {line}");
         }

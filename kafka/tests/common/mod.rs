@@ -55,6 +55,7 @@ pub(crate) fn result(id: &str) -> ReplayResult {
         candidates: vec!["v2".into()],
         side_effects: vec![],
         saturated: false,
+        host_busy: false,
     }
 }
 
