@@ -41,7 +41,7 @@ machine
 echo "nginx worker_processes $NGINX_WORKERS; tap: shadowdiff run (default settings: queue 10000, replay concurrency 64, differ threads = cores)"
 echo "control and candidate: bench-server, 1 runtime thread each; everything shares $(nproc) cores"
 URL_PATH="/statuses/0"
-declare -A SUM_RPS SUM_P99 SUM_P50 SUM_CPU SUM_SERVING
+declare -A SUM_RPS SUM_P99 SUM_P50 SUM_CPU SUM_SERVING SUM_PER_EXCHANGE
 for round in $(seq "$ROUNDS"); do
     for target in direct nginx proxy tap; do
         case "$target" in
@@ -72,6 +72,13 @@ for round in $(seq "$ROUNDS"); do
             cap=$(( $(metric shadowdiff_capture_exchanges_total) - cap0 ))
             drop=$(( $(metric shadowdiff_capture_dropped_total) - drop0 ))
             TAP_REQS="$REQS"
+            # CPU per exchange the tap carried through every stage: the serving threads' cost per
+            # client request, plus everything behind them per captured exchange (exchanges
+            # dropped at a full queue cost the serving threads only, so CPU over all client
+            # requests would flatter the tap when it sheds).
+            PER_EXCHANGE="$(awk -v cpu="$cpu_us" -v s="$serving_us" -v r="$REQS" -v c="$cap" \
+                'BEGIN { if (c > 0) printf "%.1f", s + (cpu - s) * r / c; else print "0" }')"
+            add_to SUM_PER_EXCHANGE tap "$PER_EXCHANGE"
         fi
         case "$target" in proxy|tap) serving="   serving threads $serving_us us/req" ;; *) serving="" ;; esac
         printf 'round %d %-7s %10.0f req/s   p50 %7.3f ms   p99 %7.3f ms   cpu %6.1f us/req%s  %s\n' \
@@ -82,7 +89,7 @@ for round in $(seq "$ROUNDS"); do
         add_to SUM_CPU "$target" "$cpu_us"
         add_to SUM_P50 "$target" "$P50_MS"
     done
-    echo "round $round tap: $TAP_REQS client requests, $cap captured (queued for replay), $drop dropped"
+    echo "round $round tap: $TAP_REQS client requests, $cap captured (queued for replay), $drop dropped; $PER_EXCHANGE us CPU per captured exchange"
 done
 avg() { awk -v a="$1" -v n="$ROUNDS" 'BEGIN { printf "%.3f", a / n }'; }
 D_RPS="$(avg "${SUM_RPS[direct]}")"; N_RPS="$(avg "${SUM_RPS[nginx]}")"; T_RPS="$(avg "${SUM_RPS[tap]}")"
@@ -97,6 +104,7 @@ printf '  tap    %10.0f req/s  p99 %.3f ms   shadowdiff cpu %s us/req (tap + rep
 N_CPU="$(avg "${SUM_CPU[nginx]}")"; T_SERVING="$(avg "${SUM_SERVING[tap]}")"; P_SERVING="$(avg "${SUM_SERVING[proxy]}")"
 echo "  tap serving threads    $T_SERVING us/req (client path + the copy of every exchange; replay and diff run on other threads)"
 echo "  proxy serving threads  $P_SERVING us/req"
+echo "  tap CPU per exchange   $(avg "${SUM_PER_EXCHANGE[tap]}") us (serving threads per request + replay, diff and store per captured exchange; issue 20 goal <= 30)"
 echo "  tap/nginx throughput   $(ratio "$T_RPS" "$N_RPS")   (goal >= 1; wrk, control, candidate, replay and diff share the same $(nproc) cores)"
 echo "  capture capacity/nginx $(ratio "$N_CPU" "$T_SERVING")   (nginx CPU per request / tap serving-thread CPU per request: requests per core-second, capturing every request)"
 echo "  tap/direct throughput  $(ratio "$T_RPS" "$D_RPS")"
