@@ -7,6 +7,7 @@ use crate::compare::{
 use crate::experiment::{observe_control, shared_methods, Experiment, Extras, Gate};
 use crate::publish::{default_publisher, shed_guarded, Publisher};
 use crate::result::{CandidateObservation, MismatchError, RunResult};
+use crate::tick::Tick;
 use futures_util::future::{join, join_all, BoxFuture};
 use futures_util::FutureExt;
 use shadowdiff_differ::Rules;
@@ -120,7 +121,7 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
         // The arms start together: one clock reading is the start of all of them (and the
         // run's timestamp, and the candidates' deadline); each arm reads the clock once more
         // when it ends.
-        let start = quanta::Instant::now();
+        let start = Tick::now();
         let started_at_ms = crate::experiment::epoch_ms_at(start);
         let mut candidates = std::mem::take(&mut x.candidates);
         let control = async {
@@ -190,7 +191,7 @@ async fn run_candidate<'a, R>(
     name: &'static str,
     arm: AsyncArm<'a, R>,
     timeout: Duration,
-    start: quanta::Instant,
+    start: Tick,
 ) -> (&'static str, Ran<R>, Duration) {
     // Building the future is part of the candidate: a panic there is caught too (and, like
     // every candidate panic, does not print).
@@ -232,7 +233,7 @@ async fn run_candidate<'a, R>(
 struct Deadline<F> {
     fut: F,
     /// The run's start (TSC) and the time allowed from it.
-    start: quanta::Instant,
+    start: Tick,
     timeout: Duration,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -340,7 +341,7 @@ where
         settings.count_run();
         crate::contain::install_panic_hook();
         x.before();
-        let start = quanta::Instant::now();
+        let start = Tick::now();
         let started_at_ms = crate::experiment::epoch_ms_at(start);
         let timeout = self.timeout;
         let (tx, rx) = tokio::sync::oneshot::channel::<ControlRun<R>>();

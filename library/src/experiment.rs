@@ -9,6 +9,7 @@ use crate::result::{
     CandidateObservation, ControlObservation, ControlOutcome, MismatchError, RunResult,
 };
 use crate::settings::{self, percent_to_threshold, ExperimentSettings, FULL};
+use crate::tick::Tick;
 use shadowdiff_differ::Rules;
 use std::fmt::Debug;
 use std::marker::PhantomData;
@@ -236,17 +237,18 @@ impl<R, A> Extras<'_, R, A> {
 /// Milliseconds since the Unix epoch at `t`, from one wall-clock reading per process: a run
 /// stamps its start from the TSC reading it takes anyway (the OS clock's readings were the
 /// largest cost of a sampled-in run).
-pub(crate) fn epoch_ms_at(t: quanta::Instant) -> u64 {
-    static BASE: std::sync::OnceLock<(quanta::Instant, u64)> = std::sync::OnceLock::new();
-    let (base_instant, base_ms) = *BASE.get_or_init(|| {
+pub(crate) fn epoch_ms_at(t: Tick) -> u64 {
+    static BASE: std::sync::OnceLock<(Tick, u64)> = std::sync::OnceLock::new();
+    let (base_tick, base_ms) = *BASE.get_or_init(|| {
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        (quanta::Instant::now(), ms)
+        (Tick::now(), ms)
     });
-    match t.checked_duration_since(base_instant) {
-        Some(d) => base_ms + d.as_millis() as u64,
-        None => base_ms.saturating_sub(base_instant.duration_since(t).as_millis() as u64),
+    if t >= base_tick {
+        base_ms + base_tick.until(t).as_millis() as u64
+    } else {
+        base_ms.saturating_sub(t.until(base_tick).as_millis() as u64)
     }
 }
 
@@ -420,7 +422,7 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         x.before();
         // One clock reading ends an arm and starts the next (the TSC: the OS clock was a fifth
         // of a sampled-in run).
-        let mut clock = quanta::Instant::now();
+        let mut clock = Tick::now();
         let started_at_ms = epoch_ms_at(clock);
 
         let mut candidates = std::mem::take(&mut x.candidates);
@@ -520,7 +522,7 @@ fn run_control<R, C: FnOnce() -> R>(
     result: &mut Option<std::thread::Result<R>>,
     timing: &mut (Duration, Option<Duration>),
     cpu_time: bool,
-    clock: &mut quanta::Instant,
+    clock: &mut Tick,
 ) {
     if let Some(c) = control.take() {
         let (r, wall, cpu) = timed(c, cpu_time, clock);
@@ -555,7 +557,7 @@ pub(crate) fn observe_control<R, K: ArmKind<R>, A>(
 fn timed<R>(
     f: impl FnOnce() -> R,
     cpu_time: bool,
-    clock: &mut quanta::Instant,
+    clock: &mut Tick,
 ) -> (std::thread::Result<R>, Duration, Option<Duration>) {
     let cpu = if cpu_time {
         cpu_time::ThreadTime::try_now().ok()
@@ -564,8 +566,8 @@ fn timed<R>(
     };
     let start = *clock;
     let r = catch_unwind(AssertUnwindSafe(f));
-    *clock = quanta::Instant::now();
-    let wall = clock.saturating_duration_since(start);
+    *clock = Tick::now();
+    let wall = start.until(*clock);
     let cpu = cpu.and_then(|c| c.try_elapsed().ok());
     (r, wall, cpu)
 }

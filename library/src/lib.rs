@@ -64,6 +64,7 @@ mod experiment;
 mod publish;
 mod result;
 mod settings;
+mod tick;
 
 pub use async_run::{AsyncExperiment, DEFAULT_TIMEOUT};
 pub use compare::{ArmKind, Diffable, Fallible, Plain, ROOT};
