@@ -152,6 +152,15 @@ const SATURATION_READY: Duration = Duration::from_millis(1);
 const BUSY_PROBE_PERIOD: Duration = Duration::from_millis(5);
 const BUSY_LAG: Duration = Duration::from_millis(2);
 
+/// Stops a task when dropped (a replay stage that is itself dropped stops its probe too).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Watches how late the replaying runtime wakes up. A replay's latency is the time from its
 /// send to its whole answer as this process saw it: when the process waits for a CPU (a busy
 /// host, a noisy neighbour), that wait is in the figure and the candidate looks slower than the
@@ -167,7 +176,7 @@ struct BusyProbe {
 
 impl BusyProbe {
     /// A probe ticking on the current runtime until the returned guard is dropped.
-    fn start() -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+    fn start() -> (Arc<Self>, AbortOnDrop) {
         let probe = Arc::new(Self {
             origin: Instant::now(),
             late: Default::default(),
@@ -184,7 +193,7 @@ impl BusyProbe {
                 }
             }
         });
-        (probe, task)
+        (probe, AbortOnDrop(task))
     }
 
     fn micros(&self, at: Instant) -> u64 {
@@ -222,7 +231,7 @@ where
 {
     let concurrency = concurrency.max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
-    let (probe, probe_task) = BusyProbe::start();
+    let (probe, _probe_task) = BusyProbe::start();
     let mut ended = Ok(());
     loop {
         // A replay slot first: an item is taken from its input only when it can start.
@@ -290,7 +299,6 @@ where
     }
     // Every permit back means every spawned replay has handed its result on.
     let _ = permits.acquire_many(concurrency as u32).await;
-    probe_task.abort();
     ended
 }
 
@@ -834,6 +842,6 @@ mod tests {
             }
         }
         assert!(quiet, "an idle runtime was always called busy");
-        task.abort();
+        drop(task);
     }
 }
