@@ -21,6 +21,7 @@ mod glob;
 mod html;
 mod json;
 mod node;
+mod parse;
 mod repeat;
 mod rules;
 mod text;
@@ -36,6 +37,7 @@ pub use glob::PathGlob;
 pub use html::{parse_html, HtmlError, MAX_HTML_BYTES, MAX_HTML_DEPTH, MAX_HTML_NODES};
 pub use json::{diff_json, excerpt, hash_value};
 pub use node::{Arena, Node, Num};
+pub use parse::{ParseError, ParseErrorKind};
 pub use repeat::{
     RepeatConfig, RepeatTracker, MAX_NAMES, MAX_NAME_LEN, MAX_REPEAT_FIELDS, MAX_REPEAT_REQUESTS,
 };

@@ -3,7 +3,7 @@
 //! Parsing a response body into it allocates nothing per node and frees nothing afterwards (the
 //! arena is reset for the next body); the parse is most of the differ's time.
 
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use crate::parse::ParseError;
 use std::cell::RefCell;
 use std::fmt;
 
@@ -86,27 +86,11 @@ pub enum Node<'a> {
 const MAX_CONVERTED_DEPTH: usize = 200;
 
 impl<'a> Node<'a> {
-    /// Parses JSON into `arena`, borrowing from `bytes` where it can.
-    pub fn parse(bytes: &'a [u8], arena: &'a Arena) -> Result<Self, serde_json::Error> {
-        let builder = Builder::new(arena);
-        // One SIMD UTF-8 check of the whole body (simdutf8: a tenth of the instructions of
-        // std's check, which was a tenth of the differ's) lets serde_json skip its check of
-        // every string; invalid UTF-8 goes the slow way so that the error says where.
-        let node = match simdutf8::basic::from_utf8(bytes) {
-            Ok(text) => {
-                let mut de = serde_json::Deserializer::from_str(text);
-                let node = Seed(&builder).deserialize(&mut de)?;
-                de.end()?;
-                node
-            }
-            Err(_) => {
-                let mut de = serde_json::Deserializer::from_slice(bytes);
-                let node = Seed(&builder).deserialize(&mut de)?;
-                de.end()?;
-                node
-            }
-        };
-        Ok(node)
+    /// Parses JSON into `arena`, borrowing from `bytes` where it can: exactly what serde_json
+    /// accepts (nesting below 128 levels), the tree serde_json's value makes, floats correctly
+    /// rounded as serde_json's `float_roundtrip` rounds them (see `parse.rs`).
+    pub fn parse(bytes: &'a [u8], arena: &'a Arena) -> Result<Self, ParseError> {
+        crate::parse::parse(bytes, arena)
     }
 
     /// A view of a `serde_json::Value` (strings borrowed, arrays and objects in `arena`).
@@ -216,143 +200,6 @@ fn hash_serde_value(v: &serde_json::Value) -> u64 {
         text.push(0x1f);
     }
     shadowdiff_model::fnv1a64(&text)
-}
-
-/// What one parse builds with: the arena, and two stacks that hold the members of the arrays
-/// and objects still open (one slice each in the arena once they close).
-struct Builder<'a> {
-    arena: &'a Arena,
-    items: RefCell<Vec<Node<'a>>>,
-    entries: RefCell<Vec<(&'a str, Node<'a>)>>,
-}
-
-impl<'a> Builder<'a> {
-    fn new(arena: &'a Arena) -> Self {
-        Self {
-            arena,
-            items: RefCell::new(Vec::with_capacity(64)),
-            entries: RefCell::new(Vec::with_capacity(64)),
-        }
-    }
-}
-
-/// A JSON value, built into the builder's arena.
-struct Seed<'b, 'a>(&'b Builder<'a>);
-
-impl<'de, 'b> DeserializeSeed<'de> for Seed<'b, 'de> {
-    type Value = Node<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, 'b> Visitor<'de> for Seed<'b, 'de> {
-    type Value = Node<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
-        Ok(Node::Null)
-    }
-    fn visit_none<E>(self) -> Result<Node<'de>, E> {
-        Ok(Node::Null)
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Node<'de>, E> {
-        Ok(Node::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Node<'de>, E> {
-        Ok(Node::Number(Num::I(v)))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Node<'de>, E> {
-        Ok(Node::Number(if let Ok(i) = i64::try_from(v) {
-            Num::I(i)
-        } else {
-            Num::U(v)
-        }))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Node<'de>, E> {
-        Ok(Node::Number(Num::F(v)))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Node<'de>, E> {
-        Ok(Node::String(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Node<'de>, E> {
-        // Unescaped text: copied into the arena.
-        Ok(Node::String(self.0.arena.alloc_str(v)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
-        let b = self.0;
-        let open = b.items.borrow().len();
-        while let Some(item) = seq.next_element_seed(Seed(b))? {
-            b.items.borrow_mut().push(item);
-        }
-        let mut items = b.items.borrow_mut();
-        let slice = b.arena.alloc_slice_copy(&items[open..]);
-        items.truncate(open);
-        Ok(Node::Array(slice))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
-        let b = self.0;
-        let open = b.entries.borrow().len();
-        let mut sorted = true;
-        while let Some(key) = map.next_key_seed(KeySeed(b.arena))? {
-            let value = map.next_value_seed(Seed(b))?;
-            let mut entries = b.entries.borrow_mut();
-            if entries.len() > open {
-                sorted &= entries[entries.len() - 1].0 < key;
-            }
-            entries.push((key, value));
-        }
-        let mut entries = b.entries.borrow_mut();
-        let members = &mut entries[open..];
-        let slice: &'de [(&'de str, Node<'de>)] = if sorted {
-            b.arena.alloc_slice_copy(members)
-        } else {
-            // Stable sort keeps the order of repeated keys; the last of each run wins.
-            members.sort_by(|x, y| x.0.cmp(y.0));
-            let mut deduped: bumpalo::collections::Vec<'_, (&'de str, Node<'de>)> =
-                bumpalo::collections::Vec::with_capacity_in(members.len(), b.arena);
-            for &entry in members.iter() {
-                match deduped.last_mut() {
-                    Some(last) if last.0 == entry.0 => *last = entry,
-                    _ => deduped.push(entry),
-                }
-            }
-            deduped.into_bump_slice()
-        };
-        entries.truncate(open);
-        Ok(Node::Object(slice))
-    }
-}
-
-/// An object key: borrowed when it has no escapes, else copied into the arena.
-struct KeySeed<'a>(&'a Arena);
-
-impl<'de> DeserializeSeed<'de> for KeySeed<'de> {
-    type Value = &'de str;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<&'de str, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed<'de> {
-    type Value = &'de str;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<&'de str, E> {
-        Ok(v)
-    }
-    fn visit_str<E>(self, v: &str) -> Result<&'de str, E> {
-        Ok(self.0.alloc_str(v))
-    }
 }
 
 #[cfg(test)]

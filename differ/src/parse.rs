@@ -1,0 +1,792 @@
+//! A strict JSON parser that builds [`Node`] trees straight into the arena.
+//!
+//! It accepts exactly what `serde_json` accepts (RFC 8259 as `serde_json` reads it: no trailing
+//! commas, no leading zeros, no NaN or infinities, no control characters in strings, `\u`
+//! surrogates only in pairs, no byte order mark, nesting below 128 levels, only whitespace after
+//! the value) and builds the tree `Node::from_value` builds from `serde_json`'s value, with one
+//! deliberate exception: floats are correctly rounded (std's `str::parse::<f64>`), as
+//! `serde_json` rounds them only with its `float_roundtrip` feature.
+//!
+//! Bodies are hostile input: the parser never panics, never recurses deeper than the nesting
+//! limit, and reads the body once for UTF-8 (SIMD, simdutf8) and once for JSON. Strings without
+//! escapes borrow from the body; escaped ones are unescaped into the arena.
+
+use crate::node::{Arena, Node, Num};
+use std::cell::Cell;
+
+/// Containers nested this deep are refused, as `serde_json` refuses them (its recursion limit:
+/// 127 levels are accepted, the 128th opening bracket is an error).
+pub(crate) const MAX_DEPTH: u32 = 128;
+
+/// Why a body is not JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParseErrorKind {
+    /// The body is not UTF-8.
+    InvalidUtf8,
+    /// The body ended inside a value.
+    EofWhileParsingValue,
+    /// The body ended inside a string.
+    EofWhileParsingString,
+    /// The body ended inside an array.
+    EofWhileParsingList,
+    /// The body ended inside an object.
+    EofWhileParsingObject,
+    /// A byte that starts no JSON value.
+    ExpectedValue,
+    /// Not `true`, `false` or `null`.
+    ExpectedIdent,
+    /// Neither `,` nor `]` after an array element.
+    ExpectedListCommaOrEnd,
+    /// Neither `,` nor `}` after an object member.
+    ExpectedObjectCommaOrEnd,
+    /// No `:` after an object key.
+    ExpectedColon,
+    /// An object key that is not a string.
+    KeyMustBeAString,
+    /// A `,` right before `]` or `}`.
+    TrailingComma,
+    /// Something other than whitespace after the value.
+    TrailingCharacters,
+    /// A malformed number (leading zero, no digit after `.` or `e`, a lone `-`).
+    InvalidNumber,
+    /// A number beyond the range of `f64`.
+    NumberOutOfRange,
+    /// An unknown escape after `\`.
+    InvalidEscape,
+    /// A `\u` escape without four hex digits.
+    InvalidHexEscape,
+    /// A `\u` surrogate without its pair.
+    LoneSurrogate,
+    /// A byte below 0x20 inside a string.
+    ControlCharacterInString,
+    /// Arrays and objects nested [`MAX_DEPTH`] deep.
+    RecursionLimitExceeded,
+}
+
+impl ParseErrorKind {
+    /// The message, worded as `serde_json` words it where it has one.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::InvalidUtf8 => "invalid UTF-8",
+            Self::EofWhileParsingValue => "EOF while parsing a value",
+            Self::EofWhileParsingString => "EOF while parsing a string",
+            Self::EofWhileParsingList => "EOF while parsing a list",
+            Self::EofWhileParsingObject => "EOF while parsing an object",
+            Self::ExpectedValue => "expected value",
+            Self::ExpectedIdent => "expected ident",
+            Self::ExpectedListCommaOrEnd => "expected `,` or `]`",
+            Self::ExpectedObjectCommaOrEnd => "expected `,` or `}`",
+            Self::ExpectedColon => "expected `:`",
+            Self::KeyMustBeAString => "key must be a string",
+            Self::TrailingComma => "trailing comma",
+            Self::TrailingCharacters => "trailing characters",
+            Self::InvalidNumber => "invalid number",
+            Self::NumberOutOfRange => "number out of range",
+            Self::InvalidEscape => "invalid escape",
+            Self::InvalidHexEscape => "invalid \\u escape (expected four hex digits)",
+            Self::LoneSurrogate => "lone surrogate in \\u escape",
+            Self::ControlCharacterInString => {
+                "control character (\\u0000-\\u001F) found while parsing a string"
+            }
+            Self::RecursionLimitExceeded => "recursion limit exceeded",
+        }
+    }
+}
+
+/// A body that is not JSON: why, and where (1-based line and byte column, as `serde_json`
+/// counts them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} at line {line} column {column}", kind.message())]
+pub struct ParseError {
+    kind: ParseErrorKind,
+    offset: usize,
+    line: usize,
+    column: usize,
+}
+
+impl ParseError {
+    fn at(bytes: &[u8], kind: ParseErrorKind, offset: usize) -> Self {
+        let offset = offset.min(bytes.len());
+        let before = &bytes[..offset];
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        Self {
+            kind,
+            offset,
+            line,
+            column: offset - line_start + 1,
+        }
+    }
+
+    /// Why the body is not JSON.
+    pub fn kind(&self) -> ParseErrorKind {
+        self.kind
+    }
+
+    /// The byte offset of the offending byte (the body's length when it ended too soon).
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// 1-based line of the offending byte.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// 1-based byte column of the offending byte in its line.
+    pub fn column(&self) -> usize {
+        self.column
+    }
+}
+
+/// An error inside the parser; its kind and byte offset are in [`Parser::error`] (a
+/// zero-sized error keeps every `Result` the parser returns small, in registers).
+#[derive(Debug, Clone, Copy)]
+struct Stop;
+
+type Result<T> = std::result::Result<T, Stop>;
+
+/// Parses `bytes` into `arena`. See the module documentation for what is accepted.
+pub(crate) fn parse<'a>(
+    bytes: &'a [u8],
+    arena: &'a Arena,
+) -> std::result::Result<Node<'a>, ParseError> {
+    // One SIMD UTF-8 check of the whole body; afterwards every slice between ASCII delimiters
+    // is a valid `str`.
+    let Ok(text) = simdutf8::basic::from_utf8(bytes) else {
+        // std's check, only now, says where.
+        let at = std::str::from_utf8(bytes)
+            .err()
+            .map_or(0, |e| e.valid_up_to());
+        return Err(ParseError::at(bytes, ParseErrorKind::InvalidUtf8, at));
+    };
+    // (A thread whose locals are gone, in its destructors, parses with fresh stacks.)
+    let stacks = STACKS.try_with(Cell::take).unwrap_or_default();
+    let mut p = Parser {
+        text,
+        bytes,
+        pos: 0,
+        error: (ParseErrorKind::EofWhileParsingValue, 0),
+        depth: 0,
+        arena,
+        items: reuse(stacks.items),
+        entries: reuse(stacks.entries),
+        scratch: stacks.scratch,
+    };
+    let result = match p.document() {
+        Ok(node) => Ok(node),
+        Err(Stop) => Err(ParseError::at(bytes, p.error.0, p.error.1)),
+    };
+    if p.items.capacity() <= KEEP_STACK && p.entries.capacity() <= KEEP_STACK {
+        p.scratch.clear();
+        p.scratch.shrink_to(KEEP_STACK);
+        let stacks = Stacks {
+            items: reuse(p.items),
+            entries: reuse(p.entries),
+            scratch: p.scratch,
+        };
+        // Kept for the thread's next parse (dropped if the thread's locals are gone).
+        let _ = STACKS.try_with(|cell| cell.set(stacks));
+    }
+    result
+}
+
+/// The parser's stacks, kept between parses on a thread (two allocations less per body).
+#[derive(Default)]
+struct Stacks {
+    items: Vec<Node<'static>>,
+    entries: Vec<(&'static str, Node<'static>)>,
+    scratch: String,
+}
+
+/// Stacks that grew beyond this many members are not kept.
+const KEEP_STACK: usize = 4096;
+
+thread_local! {
+    static STACKS: Cell<Stacks> = Cell::new(Stacks {
+        items: Vec::with_capacity(64),
+        entries: Vec::with_capacity(64),
+        scratch: String::new(),
+    });
+}
+
+/// The allocation of an emptied vector, for elements of another lifetime (an in-place
+/// `collect` of an empty iterator: the same layout, so std reuses the buffer, without unsafe).
+fn reuse<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    /// Why and where the parse stopped, once a function returned [`Stop`].
+    error: (ParseErrorKind, usize),
+    /// Arrays and objects open around the current position.
+    depth: u32,
+    arena: &'a Arena,
+    /// The elements of the arrays still open, innermost last.
+    items: Vec<Node<'a>>,
+    /// The members of the objects still open, innermost last.
+    entries: Vec<(&'a str, Node<'a>)>,
+    /// Where an escaped string is unescaped before it is copied into the arena.
+    scratch: String,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The bytes of `w` (little-endian) that end a run of plain string content: `"`, `\` or a
+/// control character, as their high bits. Bits above the lowest may be false positives (a
+/// borrow crossing bytes); the lowest is exact.
+#[inline]
+fn specials(w: u64) -> u64 {
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    zero(quote) | zero(backslash) | control
+}
+
+#[inline]
+fn is_special(b: u8) -> bool {
+    b == b'"' || b == b'\\' || b < 0x20
+}
+
+/// The index of the first `"`, `\` or control character at or after `i`, or `bytes.len()`.
+#[inline]
+fn find_special(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = bytes.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
+        let found = specials(u64::from_le_bytes(*chunk));
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if is_special(b) {
+            return i;
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+/// `a < b`, inline and eight bytes at a time: keys are short and often share a prefix
+/// (`profile_background_…`), and a call to `memcmp` per member cost more than this.
+#[inline]
+fn less(a: &[u8], b: &[u8]) -> bool {
+    let (mut a, mut b) = (a, b);
+    while let (Some((x, ra)), Some((y, rb))) =
+        (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
+    {
+        if x != y {
+            return u64::from_be_bytes(*x) < u64::from_be_bytes(*y);
+        }
+        (a, b) = (ra, rb);
+    }
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x < y;
+        }
+    }
+    a.len() < b.len()
+}
+
+/// True when the eight bytes of `w` (little-endian) are all ASCII digits.
+#[inline]
+fn eight_digits(w: u64) -> bool {
+    (w & 0xF0F0_F0F0_F0F0_F0F0)
+        | (((w.wrapping_add(0x0606_0606_0606_0606)) & 0xF0F0_F0F0_F0F0_F0F0) >> 4)
+        == 0x3333_3333_3333_3333
+}
+
+/// The value of eight ASCII digits (little-endian `w`, first digit in the lowest byte).
+#[inline]
+fn eight_digits_value(w: u64) -> u64 {
+    const MASK: u64 = 0x0000_00FF_0000_00FF;
+    const MUL1: u64 = 100 + (1_000_000 << 32);
+    const MUL2: u64 = 1 + (10_000 << 32);
+    let w = w.wrapping_sub(0x3030_3030_3030_3030);
+    let w = w.wrapping_mul(10).wrapping_add(w >> 8);
+    ((w & MASK)
+        .wrapping_mul(MUL1)
+        .wrapping_add(((w >> 16) & MASK).wrapping_mul(MUL2)))
+        >> 32
+}
+
+fn hex_digit(b: u8) -> Option<u16> {
+    match b {
+        b'0'..=b'9' => Some(u16::from(b - b'0')),
+        b'a'..=b'f' => Some(u16::from(b - b'a' + 10)),
+        b'A'..=b'F' => Some(u16::from(b - b'A' + 10)),
+        _ => None,
+    }
+}
+
+impl<'a> Parser<'a> {
+    #[cold]
+    fn fail<T>(&mut self, kind: ParseErrorKind, at: usize) -> Result<T> {
+        self.error = (kind, at);
+        Err(Stop)
+    }
+
+    fn document(&mut self) -> Result<Node<'a>> {
+        let node = self.value()?;
+        if self.skip_whitespace().is_some() {
+            return self.fail(ParseErrorKind::TrailingCharacters, self.pos);
+        }
+        Ok(node)
+    }
+
+    /// Skips JSON whitespace; the byte after it, if any.
+    #[inline]
+    fn skip_whitespace(&mut self) -> Option<u8> {
+        while let Some(&b) = self.bytes.get(self.pos) {
+            match b {
+                b' ' | b'\n' | b'\r' | b'\t' => self.pos += 1,
+                _ => return Some(b),
+            }
+        }
+        None
+    }
+
+    /// `&text[start..end]`, where both ends are next to ASCII delimiters (so on char
+    /// boundaries of the validated text).
+    #[inline]
+    fn slice(&mut self, start: usize, end: usize) -> Result<&'a str> {
+        match self.text.get(start..end) {
+            Some(s) => Ok(s),
+            // Unreachable for a validated text cut at ASCII bytes; an error, not a panic.
+            None => self.fail(ParseErrorKind::InvalidUtf8, start),
+        }
+    }
+
+    /// A value after optional whitespace (inlined into its callers, so that the node is built
+    /// in registers; arrays and objects are the calls that recurse).
+    #[inline(always)]
+    fn value(&mut self) -> Result<Node<'a>> {
+        let Some(b) = self.skip_whitespace() else {
+            return self.fail(ParseErrorKind::EofWhileParsingValue, self.pos);
+        };
+        match b {
+            b'"' => self.string().map(Node::String),
+            b'{' => self.object().map(Node::Object),
+            b'[' => self.array().map(Node::Array),
+            b'-' | b'0'..=b'9' => self.number().map(Node::Number),
+            b't' => self.ident(b"true", Node::Bool(true)),
+            b'f' => self.ident(b"false", Node::Bool(false)),
+            b'n' => self.ident(b"null", Node::Null),
+            _ => self.fail(ParseErrorKind::ExpectedValue, self.pos),
+        }
+    }
+
+    fn ident(&mut self, word: &[u8], node: Node<'a>) -> Result<Node<'a>> {
+        let end = self.pos + word.len();
+        match self.bytes.get(self.pos..end) {
+            Some(w) if w == word => {
+                self.pos = end;
+                Ok(node)
+            }
+            _ => {
+                // Where the word stops matching (serde_json's EOF or "expected ident").
+                let rest = self.bytes.get(self.pos..).unwrap_or_default();
+                let same = rest.iter().zip(word).take_while(|(a, b)| a == b).count();
+                let kind = if same == rest.len() {
+                    ParseErrorKind::EofWhileParsingValue
+                } else {
+                    ParseErrorKind::ExpectedIdent
+                };
+                self.fail(kind, self.pos + same)
+            }
+        }
+    }
+
+    fn enter(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth >= MAX_DEPTH {
+            return self.fail(ParseErrorKind::RecursionLimitExceeded, self.pos);
+        }
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn array(&mut self) -> Result<&'a [Node<'a>]> {
+        self.enter()?;
+        self.pos += 1;
+        let open = self.items.len();
+        match self.skip_whitespace() {
+            Some(b']') => {
+                self.pos += 1;
+                self.depth -= 1;
+                return Ok(&[]);
+            }
+            Some(_) => {}
+            None => return self.fail(ParseErrorKind::EofWhileParsingList, self.pos),
+        }
+        loop {
+            let item = self.value()?;
+            self.items.push(item);
+            match self.skip_whitespace() {
+                Some(b',') => {
+                    self.pos += 1;
+                    if self.skip_whitespace() == Some(b']') {
+                        return self.fail(ParseErrorKind::TrailingComma, self.pos);
+                    }
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(_) => return self.fail(ParseErrorKind::ExpectedListCommaOrEnd, self.pos),
+                None => return self.fail(ParseErrorKind::EofWhileParsingList, self.pos),
+            }
+        }
+        let slice = self.arena.alloc_slice_copy(&self.items[open..]);
+        self.items.truncate(open);
+        self.depth -= 1;
+        Ok(slice)
+    }
+
+    #[inline(never)]
+    fn object(&mut self) -> Result<&'a [(&'a str, Node<'a>)]> {
+        self.enter()?;
+        self.pos += 1;
+        let open = self.entries.len();
+        match self.skip_whitespace() {
+            Some(b'}') => {
+                self.pos += 1;
+                self.depth -= 1;
+                return Ok(&[]);
+            }
+            Some(_) => {}
+            None => return self.fail(ParseErrorKind::EofWhileParsingObject, self.pos),
+        }
+        let mut sorted = true;
+        loop {
+            // At a key (whitespace skipped).
+            match self.bytes.get(self.pos) {
+                Some(b'"') => {}
+                Some(_) => return self.fail(ParseErrorKind::KeyMustBeAString, self.pos),
+                None => return self.fail(ParseErrorKind::EofWhileParsingObject, self.pos),
+            }
+            let key = self.string()?;
+            match self.skip_whitespace() {
+                Some(b':') => self.pos += 1,
+                Some(_) => return self.fail(ParseErrorKind::ExpectedColon, self.pos),
+                None => return self.fail(ParseErrorKind::EofWhileParsingObject, self.pos),
+            }
+            let value = self.value()?;
+            if let Some(last) = self.entries.get(open..).and_then(|m| m.last()) {
+                sorted &= less(last.0.as_bytes(), key.as_bytes());
+            }
+            self.entries.push((key, value));
+            match self.skip_whitespace() {
+                Some(b',') => {
+                    self.pos += 1;
+                    match self.skip_whitespace() {
+                        Some(b'}') => return self.fail(ParseErrorKind::TrailingComma, self.pos),
+                        Some(_) => {}
+                        None => return self.fail(ParseErrorKind::EofWhileParsingValue, self.pos),
+                    }
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(_) => return self.fail(ParseErrorKind::ExpectedObjectCommaOrEnd, self.pos),
+                None => return self.fail(ParseErrorKind::EofWhileParsingObject, self.pos),
+            }
+        }
+        let members = &mut self.entries[open..];
+        let slice: &'a [(&'a str, Node<'a>)] = if sorted {
+            self.arena.alloc_slice_copy(members)
+        } else {
+            // Stable sort keeps the order of repeated keys; the last of each run wins.
+            members.sort_by(|x, y| x.0.cmp(y.0));
+            let mut deduped: bumpalo::collections::Vec<'_, (&'a str, Node<'a>)> =
+                bumpalo::collections::Vec::with_capacity_in(members.len(), self.arena);
+            for &entry in members.iter() {
+                match deduped.last_mut() {
+                    Some(last) if last.0 == entry.0 => *last = entry,
+                    _ => deduped.push(entry),
+                }
+            }
+            deduped.into_bump_slice()
+        };
+        self.entries.truncate(open);
+        self.depth -= 1;
+        Ok(slice)
+    }
+
+    /// A string at `self.pos` (its opening quote): borrowed from the body without escapes,
+    /// else unescaped into the arena.
+    #[inline(always)]
+    fn string(&mut self) -> Result<&'a str> {
+        let start = self.pos + 1;
+        let end = find_special(self.bytes, start);
+        match self.bytes.get(end) {
+            Some(b'"') => {
+                self.pos = end + 1;
+                self.slice(start, end)
+            }
+            Some(b'\\') => self.escaped_string(start, end),
+            Some(_) => self.fail(ParseErrorKind::ControlCharacterInString, end),
+            None => self.fail(ParseErrorKind::EofWhileParsingString, end),
+        }
+    }
+
+    /// The rest of a string from `start` whose first escape is at `escape`.
+    #[cold]
+    fn escaped_string(&mut self, start: usize, mut escape: usize) -> Result<&'a str> {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let result = self.unescape(start, &mut escape, &mut out);
+        let result = result.map(|()| &*self.arena.alloc_str(&out));
+        self.scratch = out;
+        result
+    }
+
+    fn unescape(&mut self, mut start: usize, escape: &mut usize, out: &mut String) -> Result<()> {
+        loop {
+            out.push_str(self.slice(start, *escape)?);
+            // At a backslash.
+            let mut i = *escape + 1;
+            let Some(&e) = self.bytes.get(i) else {
+                return self.fail(ParseErrorKind::EofWhileParsingString, i);
+            };
+            i += 1;
+            match e {
+                b'"' => out.push('"'),
+                b'\\' => out.push('\\'),
+                b'/' => out.push('/'),
+                b'b' => out.push('\u{8}'),
+                b'f' => out.push('\u{c}'),
+                b'n' => out.push('\n'),
+                b'r' => out.push('\r'),
+                b't' => out.push('\t'),
+                b'u' => {
+                    let (c, next) = self.unicode_escape(i)?;
+                    out.push(c);
+                    i = next;
+                }
+                _ => return self.fail(ParseErrorKind::InvalidEscape, i - 1),
+            }
+            start = i;
+            let end = find_special(self.bytes, start);
+            match self.bytes.get(end) {
+                Some(b'"') => {
+                    out.push_str(self.slice(start, end)?);
+                    self.pos = end + 1;
+                    return Ok(());
+                }
+                Some(b'\\') => *escape = end,
+                Some(_) => return self.fail(ParseErrorKind::ControlCharacterInString, end),
+                None => return self.fail(ParseErrorKind::EofWhileParsingString, end),
+            }
+        }
+    }
+
+    /// Four hex digits at `i`.
+    fn hex4(&mut self, i: usize) -> Result<u16> {
+        let mut n = 0u16;
+        for k in 0..4 {
+            match self.bytes.get(i + k) {
+                Some(&b) => match hex_digit(b) {
+                    Some(d) => n = (n << 4) | d,
+                    None => return self.fail(ParseErrorKind::InvalidHexEscape, i + k),
+                },
+                None => return self.fail(ParseErrorKind::EofWhileParsingString, i + k),
+            }
+        }
+        Ok(n)
+    }
+
+    /// The character of a `\u` escape whose hex digits start at `i` (a surrogate pair takes a
+    /// second escape), and the index after it. Surrogates must come in pairs, as `serde_json`
+    /// requires when it reads a string.
+    fn unicode_escape(&mut self, i: usize) -> Result<(char, usize)> {
+        let n = self.hex4(i)?;
+        let after = i + 4;
+        if (0xDC00..=0xDFFF).contains(&n) {
+            return self.fail(ParseErrorKind::LoneSurrogate, after);
+        }
+        if !(0xD800..=0xDBFF).contains(&n) {
+            return match char::from_u32(u32::from(n)) {
+                Some(c) => Ok((c, after)),
+                None => self.fail(ParseErrorKind::LoneSurrogate, after),
+            };
+        }
+        match self.bytes.get(after..after + 2) {
+            Some(b"\\u") => {}
+            Some(_) => return self.fail(ParseErrorKind::LoneSurrogate, after),
+            None => return self.fail(ParseErrorKind::EofWhileParsingString, self.bytes.len()),
+        }
+        let low = self.hex4(after + 2)?;
+        if !(0xDC00..=0xDFFF).contains(&low) {
+            return self.fail(ParseErrorKind::LoneSurrogate, after + 6);
+        }
+        let c = 0x1_0000 + ((u32::from(n) - 0xD800) << 10 | (u32::from(low) - 0xDC00));
+        match char::from_u32(c) {
+            Some(c) => Ok((c, after + 6)),
+            None => self.fail(ParseErrorKind::LoneSurrogate, after + 6),
+        }
+    }
+
+    /// A number at `self.pos`: `-? (0 | [1-9][0-9]*) (\.[0-9]+)? ([eE][+-]?[0-9]+)?`.
+    fn number(&mut self) -> Result<Num> {
+        let bytes = self.bytes;
+        let start = self.pos;
+        let mut i = start;
+        let negative = bytes.get(i) == Some(&b'-');
+        if negative {
+            i += 1;
+        }
+        let mut value: u64 = 0;
+        let mut overflow = false;
+        match bytes.get(i) {
+            Some(b'0') => {
+                i += 1;
+                if matches!(bytes.get(i), Some(b'0'..=b'9')) {
+                    return self.fail(ParseErrorKind::InvalidNumber, i);
+                }
+            }
+            Some(b'1'..=b'9') => {
+                // Eight digits at a time while they cannot overflow (16 digits < 10^16), then
+                // one at a time with an overflow check.
+                let first = i;
+                while i - first <= 8 {
+                    match bytes.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
+                        Some(chunk) if eight_digits(u64::from_le_bytes(*chunk)) => {
+                            value = value * 100_000_000
+                                + eight_digits_value(u64::from_le_bytes(*chunk));
+                            i += 8;
+                        }
+                        _ => break,
+                    }
+                }
+                while let Some(&c @ b'0'..=b'9') = bytes.get(i) {
+                    match value
+                        .checked_mul(10)
+                        .and_then(|v| v.checked_add(u64::from(c - b'0')))
+                    {
+                        Some(v) => value = v,
+                        None => overflow = true,
+                    }
+                    i += 1;
+                }
+            }
+            Some(_) => return self.fail(ParseErrorKind::InvalidNumber, i),
+            None => return self.fail(ParseErrorKind::EofWhileParsingValue, i),
+        }
+        let mut float = overflow;
+        if bytes.get(i) == Some(&b'.') {
+            i += 1;
+            i = self.digits(i)?;
+            float = true;
+        }
+        if matches!(bytes.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(bytes.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            i = self.digits(i)?;
+            float = true;
+        }
+        self.pos = i;
+        if !float {
+            if !negative {
+                return Ok(match i64::try_from(value) {
+                    Ok(v) => Num::I(v),
+                    Err(_) => Num::U(value),
+                });
+            }
+            // serde_json's rule: a negative integer within i64 is one; `-0` and those below
+            // i64::MIN are floats.
+            let v = (value as i64).wrapping_neg();
+            return Ok(if v >= 0 {
+                Num::F(-(value as f64))
+            } else {
+                Num::I(v)
+            });
+        }
+        self.float(start, i)
+    }
+
+    /// One or more digits at `i`; the index after them.
+    #[inline]
+    fn digits(&mut self, mut i: usize) -> Result<usize> {
+        match self.bytes.get(i) {
+            Some(b'0'..=b'9') => {}
+            Some(_) => return self.fail(ParseErrorKind::InvalidNumber, i),
+            None => return self.fail(ParseErrorKind::EofWhileParsingValue, i),
+        }
+        while let Some(b'0'..=b'9') = self.bytes.get(i) {
+            i += 1;
+        }
+        Ok(i)
+    }
+
+    /// The number `text[start..end]` (grammar already checked), correctly rounded.
+    fn float(&mut self, start: usize, end: usize) -> Result<Num> {
+        let text = self.slice(start, end)?;
+        match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Num::F(f)),
+            Ok(_) => self.fail(ParseErrorKind::NumberOutOfRange, start),
+            Err(_) => self.fail(ParseErrorKind::InvalidNumber, start),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specials_finds_the_first_delimiter_exactly() {
+        for len in 0..=20usize {
+            for pos in 0..len {
+                for special in [b'"', b'\\', 0u8, 0x1f] {
+                    for filler in [b'a', 0x20, 0x21, 0x7f, 0x80, 0xff, b'!'] {
+                        let mut bytes = vec![filler; len];
+                        bytes[pos] = special;
+                        // Noise after the first special byte must not move it.
+                        if pos + 1 < len {
+                            bytes[pos + 1] = 0x20;
+                        }
+                        assert_eq!(find_special(&bytes, 0), pos, "{bytes:?}");
+                    }
+                }
+            }
+            assert_eq!(find_special(&vec![b'a'; len], 0), len);
+        }
+    }
+
+    #[test]
+    fn stacks_are_reused_without_a_new_allocation() {
+        let v: Vec<Node<'static>> = Vec::with_capacity(64);
+        let ptr = v.as_ptr() as usize;
+        let w: Vec<Node<'_>> = reuse(v);
+        assert_eq!((w.as_ptr() as usize, w.capacity()), (ptr, 64));
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let arena = Arena::new();
+        let e = parse(b"{\n  \"a\": tru,\n}", &arena).unwrap_err();
+        assert_eq!(
+            (e.kind(), e.line(), e.column()),
+            (ParseErrorKind::ExpectedIdent, 2, 11)
+        );
+        assert_eq!(e.to_string(), "expected ident at line 2 column 11");
+        let e = parse(b"[1, 2", &arena).unwrap_err();
+        assert_eq!(e.kind(), ParseErrorKind::EofWhileParsingList);
+        let e = parse(b"\"\xff\"", &arena).unwrap_err();
+        assert_eq!((e.kind(), e.offset()), (ParseErrorKind::InvalidUtf8, 1));
+    }
+}
