@@ -467,19 +467,25 @@ pub mod strict {
 
     /// Every request of a stream, up to the first invalid one.
     pub fn requests(input: &[u8], canonical: bool) -> (Vec<Request>, End) {
+        let (all, end, _) = requests_and_rest(input, canonical);
+        (all, end)
+    }
+
+    /// [`requests`], and where the bytes that are not a complete request begin.
+    pub fn requests_and_rest(input: &[u8], canonical: bool) -> (Vec<Request>, End, usize) {
         let mut all = Vec::new();
         let mut at = 0;
         loop {
             if at == input.len() {
-                return (all, End::Clean);
+                return (all, End::Clean, at);
             }
             match request(&input[at..], canonical) {
                 Ok(Some((r, used))) => {
                     all.push(r);
                     at += used;
                 }
-                Ok(None) => return (all, End::Incomplete),
-                Err(why) => return (all, End::Error { at, why }),
+                Ok(None) => return (all, End::Incomplete, at),
+                Err(why) => return (all, End::Error { at, why }, at),
             }
         }
     }
@@ -1207,7 +1213,7 @@ async fn check_requests_async(connections: &[Vec<Vec<u8>>]) -> Result<RequestOut
     for (c, (pieces, result)) in streams.iter().zip(&results).enumerate() {
         let is_victim = c >= connections.len();
         let sent = pieces.concat();
-        let (meant, meant_end) = strict::requests(&sent, false);
+        let (meant, meant_end, rest) = strict::requests_and_rest(&sent, false);
         if result.timed_out {
             return Err(fail(
                 "liveness: the tap neither answered nor closed a client connection in time",
@@ -1220,7 +1226,15 @@ async fn check_requests_async(connections: &[Vec<Vec<u8>>]) -> Result<RequestOut
         if sent.starts_with(HTTP2_PREFACE) {
             continue;
         }
-        let is_head = |i: usize| meant.get(i).is_some_and(|r| r.method == b"HEAD");
+        // A request the client began but never finished (its body never came) may still be
+        // answered (a 502 or 400): an answer to a HEAD has no body, complete or not (RFC 9112,
+        // 6.3), so that request's method counts too.
+        let partial_is_head = matches!(meant_end, strict::End::Incomplete)
+            && sent.get(rest..).is_some_and(|r| r.starts_with(b"HEAD "));
+        let is_head = |i: usize| match meant.get(i) {
+            Some(r) => r.method == b"HEAD",
+            None => i == meant.len() && partial_is_head,
+        };
         let (answers, end) = strict::responses(&result.received, is_head, true);
         match end {
             strict::End::Error { at, why } => {
