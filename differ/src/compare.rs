@@ -7,7 +7,7 @@ use crate::node::{with_arena, Node};
 use crate::rules::Rules;
 use crate::text::diff_text;
 use shadowdiff_model::{DiffKind, Difference, Headers, HttpResponse};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 /// The result of comparing a control response with another response.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -146,49 +146,166 @@ fn text_or_binary(a: &[u8], b: &[u8], c: &mut Collector<'_>) {
 
 fn diff_headers(control: &Headers, other: &Headers, c: &mut Collector<'_>) {
     let rules = c.rules;
-    fn group<'h>(headers: &'h Headers, rules: &Rules) -> BTreeMap<String, Vec<&'h str>> {
-        let mut map: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-        for (name, value) in headers {
-            let name = name.to_ascii_lowercase();
-            if rules.ignored_headers.contains(&name) {
-                continue;
-            }
-            map.entry(name).or_default().push(value.as_str());
-        }
-        map
+    /// The compared headers by lower-case name (borrowed when already lower case), the values
+    /// of a repeated name in the order they came (a stable sort). No map and no allocation per
+    /// header: this runs for every target of every exchange.
+    fn group<'h>(headers: &'h Headers, rules: &Rules) -> Vec<(Cow<'h, str>, &'h str)> {
+        let mut all: Vec<(Cow<'h, str>, &'h str)> = headers
+            .iter()
+            .map(|(name, value)| {
+                let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Owned(name.to_ascii_lowercase())
+                } else {
+                    Cow::Borrowed(name.as_str())
+                };
+                (name, value.as_str())
+            })
+            .filter(|(name, _)| !rules.ignores_header(name))
+            .collect();
+        all.sort_by(|x, y| x.0.cmp(&y.0));
+        all
     }
+    let join = |values: &[(Cow<'_, str>, &str)]| {
+        values
+            .iter()
+            .map(|(_, v)| *v)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let (a, b) = (group(control, rules), group(other, rules));
+    let (mut ga, mut gb) = (
+        a.chunk_by(|x, y| x.0 == y.0).peekable(),
+        b.chunk_by(|x, y| x.0 == y.0).peekable(),
+    );
     let mut path = String::new();
-    for (name, av) in &a {
+    // Names only the other side has come after the control's (the order reports have always
+    // had).
+    let mut theirs_only = Vec::new();
+    // Both sides are sorted by name: walk them together.
+    loop {
+        let order = match (ga.peek(), gb.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x[0].0.cmp(&y[0].0),
+        };
+        let (av, bv) = match order {
+            std::cmp::Ordering::Less => (ga.next(), None),
+            std::cmp::Ordering::Greater => (None, gb.next()),
+            std::cmp::Ordering::Equal => (ga.next(), gb.next()),
+        };
+        let Some(name) = av.or(bv).map(|g| g[0].0.as_ref()) else {
+            break;
+        };
         path.clear();
         path.push_str("headers.");
         path.push_str(name);
-        let presence_only = rules.presence_only_headers.iter().any(|h| h == name);
-        match b.get(name) {
-            None => c.push(&path, DiffKind::Header, Some(av.join(", ")), None),
-            Some(bv) if !presence_only && av != bv => c.push(
-                &path,
-                DiffKind::Header,
-                Some(av.join(", ")),
-                Some(bv.join(", ")),
-            ),
-            Some(_) => {}
+        match (av, bv) {
+            (Some(av), None) => c.push(&path, DiffKind::Header, Some(join(av)), None),
+            (None, Some(bv)) => theirs_only.push(bv),
+            (Some(av), Some(bv)) => {
+                let presence_only = rules.presence_only_headers.iter().any(|h| h == name);
+                let same = av.len() == bv.len() && av.iter().zip(bv).all(|(x, y)| x.1 == y.1);
+                if !presence_only && !same {
+                    c.push(&path, DiffKind::Header, Some(join(av)), Some(join(bv)));
+                }
+            }
+            (None, None) => {}
         }
     }
-    for (name, bv) in &b {
-        if !a.contains_key(name) {
-            path.clear();
-            path.push_str("headers.");
-            path.push_str(name);
-            c.push(&path, DiffKind::Header, None, Some(bv.join(", ")));
-        }
+    for bv in theirs_only {
+        path.clear();
+        path.push_str("headers.");
+        path.push_str(&bv[0].0);
+        c.push(&path, DiffKind::Header, None, Some(join(bv)));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use shadowdiff_model::Body;
+    use std::collections::BTreeMap;
+
+    /// The header comparison as it was first written (a map of lower-case names to values in
+    /// order; the control's names in order, then names only the other side has): the reference
+    /// the allocation-free walk must agree with.
+    fn header_differences_reference(
+        control: &Headers,
+        other: &Headers,
+        rules: &Rules,
+    ) -> Vec<(String, Option<String>, Option<String>)> {
+        let group = |headers: &Headers| {
+            let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (name, value) in headers {
+                let name = name.to_ascii_lowercase();
+                if !rules.ignored_headers.contains(&name) {
+                    map.entry(name).or_default().push(value.clone());
+                }
+            }
+            map
+        };
+        let (a, b) = (group(control), group(other));
+        let mut out = Vec::new();
+        for (name, av) in &a {
+            let presence_only = rules.presence_only_headers.iter().any(|h| h == name);
+            match b.get(name) {
+                None => out.push((format!("headers.{name}"), Some(av.join(", ")), None)),
+                Some(bv) if !presence_only && av != bv => out.push((
+                    format!("headers.{name}"),
+                    Some(av.join(", ")),
+                    Some(bv.join(", ")),
+                )),
+                Some(_) => {}
+            }
+        }
+        for (name, bv) in &b {
+            if !a.contains_key(name) {
+                out.push((format!("headers.{name}"), None, Some(bv.join(", "))));
+            }
+        }
+        out
+    }
+
+    fn headers() -> impl Strategy<Value = Headers> {
+        let name = prop::sample::select(
+            &[
+                "X-A",
+                "x-a",
+                "x-b",
+                "X-B",
+                "Date",
+                "server",
+                "Set-Cookie",
+                "x-c",
+                "Accept",
+            ][..],
+        );
+        let value = prop::sample::select(&["one", "two", "three"][..]);
+        prop::collection::vec((name, value), 0..8).prop_map(|h| {
+            h.into_iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn headers_differ_as_the_reference_says(a in headers(), b in headers()) {
+            let rules = Rules::default();
+            let (mut x, mut y) = (resp(200, &[], "{}"), resp(200, &[], "{}"));
+            x.headers = a.clone();
+            y.headers = b.clone();
+            let got: Vec<(String, Option<String>, Option<String>)> = compare_responses(&x, &y, &rules)
+                .differences
+                .into_iter()
+                .filter(|d| d.kind == DiffKind::Header)
+                .map(|d| (d.path, d.control, d.candidate))
+                .collect();
+            prop_assert_eq!(got, header_differences_reference(&a, &b, &rules));
+        }
+    }
 
     fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
         HttpResponse {

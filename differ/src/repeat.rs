@@ -348,7 +348,7 @@ fn raw_key(response: &HttpResponse, rules: &Rules) -> u64 {
         .headers
         .iter()
         .map(|(n, v)| (n.to_ascii_lowercase(), v.as_str()))
-        .filter(|(n, _)| !rules.ignored_headers.contains(n))
+        .filter(|(n, _)| !rules.ignores_header(n))
         .collect();
     // Names in order, values of one name in the order they came (as the differ groups them).
     headers.sort_by(|a, b| a.0.cmp(&b.0));
@@ -411,7 +411,7 @@ fn fingerprint_response(response: &HttpResponse, rules: &Rules, max_fields: usiz
     let mut headers: std::collections::BTreeMap<String, Fnv> = std::collections::BTreeMap::new();
     for (name, value) in &response.headers {
         let name = name.to_ascii_lowercase();
-        if rules.ignored_headers.contains(&name) {
+        if rules.ignores_header(&name) {
             continue;
         }
         let presence_only = rules.presence_only_headers.contains(&name);

@@ -361,6 +361,14 @@ impl Rules {
         Ok(rules)
     }
 
+    /// Whether the header `name` (lower case) is never compared (a volatile header, or one the
+    /// config ignores).
+    pub(crate) fn ignores_header(&self, name: &str) -> bool {
+        self.ignored_headers
+            .binary_search_by(|h| h.as_str().cmp(name))
+            .is_ok()
+    }
+
     /// The rules for one endpoint: its own when configured (first match), else these.
     pub fn for_endpoint(&self, method: &str, route: &str) -> &Rules {
         self.endpoints
@@ -380,6 +388,9 @@ impl Rules {
             .filter(|h| !compare.contains(h))
             .collect();
         ignored_headers.extend(lower(&config.ignore_headers));
+        // Sorted: every header of every response is looked up here (`ignores_header`).
+        ignored_headers.sort_unstable();
+        ignored_headers.dedup();
         let presence_only_headers = DEFAULT_PRESENCE_ONLY_HEADERS
             .iter()
             .map(|h| h.to_string())
