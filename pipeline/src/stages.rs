@@ -354,6 +354,7 @@ fn spawn_differ_pool<A: Acknowledge>(
                 .stack_size(16 * 1024 * 1024)
                 .spawn(move || {
                     let results_depth = telemetry::queue_depth("results");
+                    let metrics = telemetry::DiffMetrics::new();
                     let mut results = PolledReceiver::new(results, DIFF_POLL);
                     while let Some(Envelope { item, ack, bytes }) = results.recv() {
                         let _span =
@@ -364,7 +365,7 @@ fn spawn_differ_pool<A: Acknowledge>(
                         // The exchange and its answers are freed here: their bytes go back.
                         drop(item);
                         drop(bytes);
-                        telemetry::diffed(&out, elapsed, &stats);
+                        metrics.diffed(&out, elapsed, &stats);
                         results_depth.set(results.len() as f64);
                         if records.send((out, ack)).is_err() {
                             tracing::error!("Store writer is gone; diff records were lost.");

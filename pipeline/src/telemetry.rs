@@ -157,33 +157,79 @@ impl Tally {
     }
 }
 
-/// Counts one diffed replay result in Prometheus and in `stats`.
+/// A differ thread's metric handles, looked up once when the thread starts (like the tap's
+/// and the queue gauges): a `counter!` call hashes its key into the recorder's registry every
+/// time, four lookups per diffed exchange.
+pub(crate) struct DiffMetrics {
+    compared: metrics::Counter,
+    mismatched: metrics::Counter,
+    target_errors: metrics::Counter,
+    skipped: metrics::Counter,
+    /// By [`REPEAT_OUTCOMES`].
+    repeats: [metrics::Counter; 5],
+    seconds: metrics::Histogram,
+}
+
+/// The outcomes a repeat record is counted by, in [`DiffMetrics::repeats`]' order.
+const REPEAT_OUTCOMES: [shadowdiff_model::Outcome; 5] = {
+    use shadowdiff_model::Outcome::*;
+    [Match, Mismatch, Error, Blocked, Skipped]
+};
+
+impl DiffMetrics {
+    pub(crate) fn new() -> Self {
+        described();
+        Self {
+            compared: metrics::counter!(COMPARED),
+            mismatched: metrics::counter!(MISMATCHED),
+            target_errors: metrics::counter!(TARGET_ERRORS),
+            skipped: metrics::counter!(SKIPPED),
+            repeats: REPEAT_OUTCOMES
+                .map(|outcome| metrics::counter!(REPEATS, "outcome" => outcome.as_str())),
+            seconds: metrics::histogram!(DIFF_SECONDS),
+        }
+    }
+
+    /// Counts one diffed replay result in Prometheus and in `stats`.
+    pub(crate) fn diffed(
+        &self,
+        records: &[shadowdiff_model::DiffRecord],
+        seconds: f64,
+        stats: &PipelineStats,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let t = Tally::of(records);
+        for (handle, n, counter) in [
+            (&self.compared, t.compared, &stats.compared),
+            (&self.mismatched, t.mismatched, &stats.mismatched),
+            (&self.target_errors, t.target_errors, &stats.target_errors),
+            (&self.skipped, t.skipped, &stats.skipped),
+        ] {
+            if n > 0 {
+                handle.increment(n);
+                counter.fetch_add(n, Relaxed);
+            }
+        }
+        for r in records
+            .iter()
+            .filter(|r| r.role == shadowdiff_model::TargetRole::Repeat)
+        {
+            if let Some(i) = REPEAT_OUTCOMES.iter().position(|o| *o == r.outcome) {
+                self.repeats[i].increment(1);
+            }
+        }
+        self.seconds.record(seconds);
+    }
+}
+
+/// Counts one diffed replay result in Prometheus and in `stats` (looking the handles up).
+#[cfg(test)]
 pub(crate) fn diffed(
     records: &[shadowdiff_model::DiffRecord],
     seconds: f64,
     stats: &PipelineStats,
 ) {
-    use std::sync::atomic::Ordering::Relaxed;
-    described();
-    let t = Tally::of(records);
-    for (name, n, counter) in [
-        (COMPARED, t.compared, &stats.compared),
-        (MISMATCHED, t.mismatched, &stats.mismatched),
-        (TARGET_ERRORS, t.target_errors, &stats.target_errors),
-        (SKIPPED, t.skipped, &stats.skipped),
-    ] {
-        if n > 0 {
-            metrics::counter!(name).increment(n);
-            counter.fetch_add(n, Relaxed);
-        }
-    }
-    for r in records
-        .iter()
-        .filter(|r| r.role == shadowdiff_model::TargetRole::Repeat)
-    {
-        metrics::counter!(REPEATS, "outcome" => r.outcome.as_str()).increment(1);
-    }
-    metrics::histogram!(DIFF_SECONDS).record(seconds);
+    DiffMetrics::new().diffed(records, seconds, stats);
 }
 
 /// Counts rows written to the store, in Prometheus and in `stats`.
