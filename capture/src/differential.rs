@@ -956,6 +956,12 @@ fn header<'a>(exchange: &'a Exchange, name: &str) -> Option<&'a str> {
 /// The path and query of a request target, when it has one: what reaches the control of a
 /// target in absolute form. `None` for `*` and authority form.
 fn origin_form(target: &[u8]) -> Option<Vec<u8>> {
+    // A fragment never reaches a server's handler: servers (hyper, as the control here) drop
+    // it, so the request a client meant is the target before `#`.
+    let target = target
+        .iter()
+        .position(|&b| b == b'#')
+        .map_or(target, |i| &target[..i]);
     if target.starts_with(b"/") {
         return Some(target.to_vec());
     }

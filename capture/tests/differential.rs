@@ -105,6 +105,18 @@ fn an_unfinished_head_request_is_answered_without_a_body() {
     ));
 }
 
+/// Found by the relay_differential fuzz target (2026-12-05): a target with a fragment was
+/// copied as written (`/a###…`) while the control, like most servers, dropped the fragment and
+/// served `/a`. Such targets now take the general (hyper) path, which reads them as servers do.
+#[test]
+fn a_target_with_a_fragment_is_copied_as_the_control_reads_it() {
+    let outcome = ok(requests(b"GET /a#frag HTTP/1.1\r\nHost: t\r\n\r\n"));
+    assert_eq!(outcome.relayed, 1, "{outcome:?}");
+    ok(requests(
+        b"POST /a########################## HTTP/1.1\r\nHost: t\r\nnt-Le_ngth: 17\r\n\r\nGET \xa0smuggled HTTP/1ent\nHost: t\r\n\r\n",
+    ));
+}
+
 #[test]
 fn bug2_bare_lf_in_a_chunk_extension() {
     ok(requests(
