@@ -17,19 +17,7 @@ use shadowdiff_differ::{Arena, Node, Num};
 
 /// Equal trees, floats compared by their bits (so `-0` is not `0`).
 fn same(a: &Node<'_>, b: &Node<'_>) -> bool {
-    match (a, b) {
-        (Node::Number(Num::F(x)), Node::Number(Num::F(y))) => x.to_bits() == y.to_bits(),
-        (Node::Array(x), Node::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y.iter()).all(|(a, b)| same(a, b))
-        }
-        (Node::Object(x), Node::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y.iter())
-                    .all(|((ka, a), (kb, b))| ka == kb && same(a, b))
-        }
-        _ => a == b,
-    }
+    a.same_bits(b)
 }
 
 /// Asserts that `Node::parse` and serde_json agree on `bytes`.
