@@ -54,6 +54,10 @@ for round in $(seq "$ROUNDS"); do
         esac
         c0="$(cpu_ms "${procs[@]}")"
         s0="$(thread_cpu_ms "${procs[0]}" shadowdiff-tap-)"
+        declare -A behind0=()
+        for group in shadowdiff-repl shadowdiff-diff shadowdiff-writ; do
+            behind0[$group]="$(thread_cpu_ms "${procs[0]}" "$group")"
+        done
         run_wrk "$target-$round" "$url"
         # The tap's serving threads alone: the client path, including the copy of each exchange.
         serving_us="$(awk -v c=$(( $(thread_cpu_ms "${procs[0]}" shadowdiff-tap-) - s0 )) -v r="$REQS" 'BEGIN { printf "%.1f", c * 1000 / r }')"
@@ -79,6 +83,12 @@ for round in $(seq "$ROUNDS"); do
             PER_EXCHANGE="$(awk -v cpu="$cpu_us" -v s="$serving_us" -v r="$REQS" -v c="$cap" \
                 'BEGIN { if (c > 0) printf "%.1f", s + (cpu - s) * r / c; else print "0" }')"
             add_to SUM_PER_EXCHANGE tap "$PER_EXCHANGE"
+            # Where the CPU behind the serving threads goes, per captured exchange.
+            BEHIND=""
+            for group in shadowdiff-repl shadowdiff-diff shadowdiff-writ; do
+                BEHIND+="$(awk -v g="${group#shadowdiff-}" -v c=$(( $(thread_cpu_ms "${procs[0]}" "$group") - behind0[$group] )) -v n="$cap" \
+                    'BEGIN { if (n > 0) printf " %s %.1f", g, c * 1000 / n }')"
+            done
         fi
         case "$target" in proxy|tap) serving="   serving threads $serving_us us/req" ;; *) serving="" ;; esac
         printf 'round %d %-7s %10.0f req/s   p50 %7.3f ms   p99 %7.3f ms   cpu %6.1f us/req%s  %s\n' \
@@ -89,7 +99,7 @@ for round in $(seq "$ROUNDS"); do
         add_to SUM_CPU "$target" "$cpu_us"
         add_to SUM_P50 "$target" "$P50_MS"
     done
-    echo "round $round tap: $TAP_REQS client requests, $cap captured (queued for replay), $drop dropped; $PER_EXCHANGE us CPU per captured exchange"
+    echo "round $round tap: $TAP_REQS client requests, $cap captured (queued for replay), $drop dropped; $PER_EXCHANGE us CPU per captured exchange (threads, us per exchange:$BEHIND)"
 done
 avg() { awk -v a="$1" -v n="$ROUNDS" 'BEGIN { printf "%.3f", a / n }'; }
 D_RPS="$(avg "${SUM_RPS[direct]}")"; N_RPS="$(avg "${SUM_RPS[nginx]}")"; T_RPS="$(avg "${SUM_RPS[tap]}")"
