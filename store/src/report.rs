@@ -135,15 +135,13 @@ impl EndpointReport {
     /// The sentence a report prints when at least 1% of this endpoint's replays waited for a
     /// replay slot (a few waits in a burst do not change what latencies say).
     pub fn saturation_warning(&self) -> Option<String> {
-        let replays = self.compared + self.errors + self.skipped;
-        (self.saturated > 0 && self.saturated * 100 >= replays).then(|| {
+        self.replays_if_one_percent(self.saturated).map(|replays| {
             format!(
-                "replay saturated: {} of {} replays waited because every replay slot was busy; \
+                "replay saturated: {} of {replays} replays waited because every replay slot was busy; \
                  the candidate answered slower than requests arrived, so its latency was measured \
                  under the replay's own load (raise replay.concurrency, lower replay.max_rate, or \
                  give the target more room)",
                 self.saturated,
-                replays.max(self.saturated)
             )
         })
     }
@@ -151,14 +149,20 @@ impl EndpointReport {
     /// The sentence a report prints when at least 1% of this endpoint's replays were timed
     /// while the replaying process was short of CPU.
     pub fn host_busy_warning(&self) -> Option<String> {
-        let replays = self.compared + self.errors + self.skipped;
-        (self.host_busy > 0 && self.host_busy * 100 >= replays).then(|| {
+        self.replays_if_one_percent(self.host_busy).map(|replays| {
             format!(
-                "replay host busy: {} of {} replays ran while the replaying process was short of                  CPU; their latencies were not used (the latency verdict stands on the others;                  give the replay more CPU or run it apart from busy neighbours)",
+                "replay host busy: {} of {replays} replays ran while the replaying process was \
+                 short of CPU; their latencies were not used (the latency verdict stands on the \
+                 others; give the replay more CPU or run it apart from busy neighbours)",
                 self.host_busy,
-                replays.max(self.host_busy)
             )
         })
+    }
+
+    /// The endpoint's replays (at least `marked`), when `marked` of them are at least 1%.
+    fn replays_if_one_percent(&self, marked: u64) -> Option<u64> {
+        let replays = self.compared + self.errors + self.skipped;
+        (marked > 0 && marked * 100 >= replays).then(|| replays.max(marked))
     }
 }
 
