@@ -144,27 +144,32 @@ fn text_or_binary(a: &[u8], b: &[u8], c: &mut Collector<'_>) {
     }
 }
 
+/// The headers the differ compares, by lower-case name (borrowed when already lower case),
+/// sorted by name with the values of a repeated name in the order they came (a stable sort).
+/// No map and no allocation per header: this runs for every target of every exchange, and the
+/// repeat tracker keys answers by the same grouping.
+pub(crate) fn compared_headers<'h>(
+    headers: &'h Headers,
+    rules: &Rules,
+) -> Vec<(Cow<'h, str>, &'h str)> {
+    let mut all: Vec<(Cow<'h, str>, &'h str)> = headers
+        .iter()
+        .map(|(name, value)| {
+            let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(name.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(name.as_str())
+            };
+            (name, value.as_str())
+        })
+        .filter(|(name, _)| !rules.ignores_header(name))
+        .collect();
+    all.sort_by(|x, y| x.0.cmp(&y.0));
+    all
+}
+
 fn diff_headers(control: &Headers, other: &Headers, c: &mut Collector<'_>) {
     let rules = c.rules;
-    /// The compared headers by lower-case name (borrowed when already lower case), the values
-    /// of a repeated name in the order they came (a stable sort). No map and no allocation per
-    /// header: this runs for every target of every exchange.
-    fn group<'h>(headers: &'h Headers, rules: &Rules) -> Vec<(Cow<'h, str>, &'h str)> {
-        let mut all: Vec<(Cow<'h, str>, &'h str)> = headers
-            .iter()
-            .map(|(name, value)| {
-                let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-                    Cow::Owned(name.to_ascii_lowercase())
-                } else {
-                    Cow::Borrowed(name.as_str())
-                };
-                (name, value.as_str())
-            })
-            .filter(|(name, _)| !rules.ignores_header(name))
-            .collect();
-        all.sort_by(|x, y| x.0.cmp(&y.0));
-        all
-    }
     let join = |values: &[(Cow<'_, str>, &str)]| {
         values
             .iter()
@@ -172,7 +177,10 @@ fn diff_headers(control: &Headers, other: &Headers, c: &mut Collector<'_>) {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let (a, b) = (group(control, rules), group(other, rules));
+    let (a, b) = (
+        compared_headers(control, rules),
+        compared_headers(other, rules),
+    );
     let (mut ga, mut gb) = (
         a.chunk_by(|x, y| x.0 == y.0).peekable(),
         b.chunk_by(|x, y| x.0 == y.0).peekable(),

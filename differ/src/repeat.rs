@@ -21,6 +21,7 @@
 //! [`MAX_NAME_LEN`] bytes (names are needed only for paths that disappear). With the defaults
 //! (4,096 × 256) that is at most 40 MiB + 4 MiB, and typically a tenth of it.
 
+use crate::compare::compared_headers;
 use crate::decode::{body_format, decode_content, form_to_json, BodyFormat};
 use crate::html::parse_tree;
 use crate::json::{hash_node, write_key, write_markup_key};
@@ -344,17 +345,10 @@ fn raw_key(response: &HttpResponse, rules: &Rules) -> u64 {
     h.u64(u64::from(response.status));
     h.u64(response.body.hash);
     h.u64(response.body.full_len);
-    let mut headers: Vec<(String, &str)> = response
-        .headers
-        .iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), v.as_str()))
-        .filter(|(n, _)| !rules.ignores_header(n))
-        .collect();
     // Names in order, values of one name in the order they came (as the differ groups them).
-    headers.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, value) in headers {
+    for (name, value) in compared_headers(&response.headers, rules) {
         h.str(&name);
-        if !rules.presence_only_headers.contains(&name) {
+        if !rules.presence_only_headers.iter().any(|p| *p == name) {
             h.str(value);
         }
     }
@@ -408,19 +402,13 @@ fn fingerprint_response(response: &HttpResponse, rules: &Rules, max_fields: usiz
         markup: false,
     };
     // Headers, grouped as the differ groups them.
-    let mut headers: std::collections::BTreeMap<String, Fnv> = std::collections::BTreeMap::new();
-    for (name, value) in &response.headers {
-        let name = name.to_ascii_lowercase();
-        if rules.ignores_header(&name) {
-            continue;
+    let headers = compared_headers(&response.headers, rules);
+    for group in headers.chunk_by(|x, y| x.0 == y.0) {
+        let name = &group[0].0;
+        let mut h = Fnv::new();
+        if !rules.presence_only_headers.iter().any(|p| *p == *name) {
+            group.iter().for_each(|(_, value)| h.str(value));
         }
-        let presence_only = rules.presence_only_headers.contains(&name);
-        let h = headers.entry(name).or_insert_with(Fnv::new);
-        if !presence_only {
-            h.str(value);
-        }
-    }
-    for (name, h) in headers {
         let path = format!("headers.{name}");
         if let Some(f) = w.entry(&path) {
             f.tag = OPAQUE;
