@@ -222,16 +222,6 @@ impl DiffMetrics {
     }
 }
 
-/// Counts one diffed replay result in Prometheus and in `stats` (looking the handles up).
-#[cfg(test)]
-pub(crate) fn diffed(
-    records: &[shadowdiff_model::DiffRecord],
-    seconds: f64,
-    stats: &PipelineStats,
-) {
-    DiffMetrics::new().diffed(records, seconds, stats);
-}
-
 /// Counts rows written to the store, in Prometheus and in `stats`.
 pub(crate) fn stored(rows: usize, stats: &PipelineStats) {
     described();
@@ -300,7 +290,7 @@ mod tests {
             }
         );
         let stats = PipelineStats::default();
-        diffed(&records, 0.001, &stats);
+        DiffMetrics::new().diffed(&records, 0.001, &stats);
         stored(6, &stats);
         store_failed(&stats);
         let g = PipelineStats::get;
