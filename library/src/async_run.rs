@@ -8,7 +8,7 @@ use crate::experiment::{observe_control, shared_methods, Experiment, Extras, Gat
 use crate::publish::{default_publisher, shed_guarded, Publisher};
 use crate::result::{CandidateObservation, MismatchError, RunResult};
 use crate::tick::Tick;
-use futures_util::future::{join, join_all, BoxFuture};
+use futures_util::future::{join_all, BoxFuture};
 use futures_util::FutureExt;
 use shadowdiff_differ::Rules;
 use std::fmt::Debug;
@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 /// Default time a candidate may take before it is cancelled.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 
-type AsyncArm<'a, R> = Box<dyn FnOnce() -> BoxFuture<'a, R> + Send + 'a>;
+/// A candidate: its closure and, once first polled, the future the closure built, in one
+/// allocation (a box for the closure and another for its future were two allocations and two
+/// frees on every sampled-in run).
+type AsyncArm<'a, R> = BoxFuture<'a, R>;
 
 /// An async experiment with its control; add candidates, then [`run`](Self::run) (candidates
 /// joined with the control) or [`run_detached`](Self::run_detached) (candidates in background
@@ -69,8 +72,10 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
         Fut: Future<Output = R> + Send + 'a,
     {
         if let Some(x) = &mut self.extras {
+            // The closure runs at the first poll, inside the candidate's containment (panics
+            // caught and kept off stderr) and its deadline.
             x.candidates
-                .push((name, Box::new(move || candidate().boxed())));
+                .push(name, async move { candidate().await }.boxed());
         }
         self
     }
@@ -111,53 +116,43 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
 
     shared_methods!();
 
-    async fn run_inner(self, diff: DiffFn<R>) -> (R, Option<RunResult>) {
-        let Some(mut x) = self.extras else {
-            return (self.control.await, None);
-        };
-        self.gate.settings.count_run();
-        crate::contain::install_panic_hook();
-        x.before();
-        // The arms start together: one clock reading is the start of all of them (and the
-        // run's timestamp, and the candidates' deadline); each arm reads the clock once more
-        // when it ends.
-        let start = Tick::now();
-        let started_at_ms = crate::experiment::epoch_ms_at(start);
-        let mut candidates = std::mem::take(&mut x.candidates);
-        let control = async {
-            let r = AssertUnwindSafe(self.control).catch_unwind().await;
-            (r, start.elapsed())
-        };
-        let timeout = self.timeout;
-        let ((control, wall), ran) = if candidates.len() == 1 {
-            // The common case without join_all's allocations.
-            let (name, arm) = candidates.remove(0);
-            let (control, one) = join(control, run_candidate(name, arm, timeout, start)).await;
-            (control, vec![one])
-        } else {
-            join(
-                control,
-                join_all(
-                    candidates
-                        .into_iter()
-                        .map(|(name, arm)| run_candidate(name, arm, timeout, start)),
-                ),
-            )
-            .await
-        };
-        let run = judge::<R, K, _>(
-            &mut x,
-            self.gate.name,
-            started_at_ms,
-            &control,
-            wall,
-            ran,
-            diff,
-        );
-        match control {
-            Ok(v) => (v, Some(run)),
-            Err(payload) => resume_unwind(payload),
+    /// Runs the experiment and hands the control's value and the run (when sampled in) to
+    /// `finish`, whose output is the future's: a caller that wants only the value does not have
+    /// the run (168 bytes) moved out of the future to drop it.
+    async fn run_inner<T>(
+        self,
+        diff: DiffFn<R>,
+        finish: impl FnOnce(R, Option<RunResult>) -> T,
+    ) -> T {
+        match self.sampled(diff, finish) {
+            Ok(run) => run.await,
+            Err((control, finish)) => finish(control.await, None),
         }
+    }
+
+    /// The sampled-in run's future, or the control and `finish` back when not sampled in.
+    #[allow(clippy::type_complexity)]
+    fn sampled<T, Fin: FnOnce(R, Option<RunResult>) -> T>(
+        self,
+        diff: DiffFn<R>,
+        finish: Fin,
+    ) -> Result<SampledRun<'a, R, F, K, Fin>, (F, Fin)> {
+        let Some(mut x) = self.extras else {
+            return Err((self.control, finish));
+        };
+        let arms = Arms::NotStarted(std::mem::take(&mut x.candidates), self.timeout);
+        Ok(SampledRun {
+            control: AssertUnwindSafe(self.control).catch_unwind(),
+            control_done: None,
+            arms,
+            x,
+            settings: self.gate.settings,
+            name: self.gate.name,
+            diff,
+            started: None,
+            finish: Some(finish),
+            kind: PhantomData,
+        })
     }
 
     /// The value only. A not-sampled run awaits just its control; the sampled run's future
@@ -168,94 +163,253 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
             return self.control.await;
         }
         let raise = self.extras.as_ref().and_then(|x| x.raise);
-        let (value, run) = Box::pin(self.run_inner(diff)).await;
-        if let Some(run) = &run {
-            crate::contain::raise_if_failed(run, raise);
-        }
-        value
+        let finish = move |value, run: Option<RunResult>| {
+            if let Some(run) = &run {
+                crate::contain::raise_if_failed(run, raise);
+            }
+            value
+        };
+        Box::pin(self.run_inner(diff, finish)).await
     }
 
     async fn strict(self, diff: DiffFn<R>) -> Result<R, MismatchError<R>> {
-        match self.run_inner(diff).await {
-            (v, Some(run)) if run.has_failures() => Err(MismatchError {
+        self.run_inner(diff, |v, run| match run {
+            Some(run) if run.has_failures() => Err(MismatchError {
                 control: v,
                 run: Box::new(run),
             }),
-            (v, _) => Ok(v),
-        }
+            _ => Ok(v),
+        })
+        .await
     }
 }
 
 /// Runs one candidate under `timeout`, catching its panic. Timing out drops (cancels) its future.
-async fn run_candidate<'a, R>(
+/// The arm's first poll calls the candidate's closure: a panic in building its future is caught
+/// too (and, like every candidate panic, does not print).
+fn run_candidate<'a, R>(
     name: &'static str,
     arm: AsyncArm<'a, R>,
     timeout: Duration,
     start: Tick,
-) -> (&'static str, Ran<R>, Duration) {
-    // Building the future is part of the candidate: a panic there is caught too (and, like
-    // every candidate panic, does not print).
-    let built = std::panic::catch_unwind(AssertUnwindSafe(|| crate::contain::as_candidate(arm)));
-    let result = match built {
-        Err(p) => Some(Err(p)),
-        Ok(fut) => {
-            let fut = AssertUnwindSafe(crate::contain::CandidateFuture(fut)).catch_unwind();
-            if tokio::runtime::Handle::try_current().is_ok() {
-                Deadline {
-                    fut,
-                    start,
-                    timeout,
-                    sleep: None,
-                }
-                .await
-            } else {
-                Some(fut.await)
-            }
-        }
-    };
-    let elapsed = start.elapsed();
-    let ran = match result {
-        // A candidate that blocked its thread past the timeout could not be cancelled (and held
-        // the caller meanwhile): its late value is a timeout all the same. Use
-        // `candidate_blocking` for blocking work.
-        Some(Ok(_)) if elapsed > timeout => Ran::Timeout,
-        Some(Ok(v)) => Ran::Value(v),
-        Some(Err(p)) => Ran::Panic(panic_message(p.as_ref())),
-        None => Ran::Timeout,
-    };
-    (name, ran, elapsed)
+) -> CandidateRun<'a, R> {
+    CandidateRun {
+        name,
+        fut: AssertUnwindSafe(crate::contain::CandidateFuture(arm)).catch_unwind(),
+        start,
+        timeout,
+        timer: Timer::NotYet,
+    }
 }
 
-/// `fut` until `deadline` (`None` after it). The timer is made only when `fut` is not ready at
-/// its first poll, and lives on the heap: most candidates finish at once, and tokio's timer
-/// entry made every run's future several hundred bytes larger to move (memmove was a fifth of
-/// an async run).
-struct Deadline<F> {
-    fut: F,
+/// One candidate's run: its future until the deadline, then its name, what it did and its wall
+/// time. Written by hand, not as an `async fn`, to keep every sampled-in run's future small
+/// (an `async fn` keeps its arguments and its locals apart, and the whole run's future is
+/// moved into its box: memmove was the largest single cost of an async run).
+///
+/// The timer is made only when the candidate is not ready at its first poll, and lives on the
+/// heap: most candidates finish at once, and tokio's timer entry made every run's future several
+/// hundred bytes larger. Without a tokio runtime there is no timer and the candidate runs to its
+/// end.
+struct CandidateRun<'a, R> {
+    name: &'static str,
+    fut: futures_util::future::CatchUnwind<
+        AssertUnwindSafe<crate::contain::CandidateFuture<AsyncArm<'a, R>>>,
+    >,
     /// The run's start (TSC) and the time allowed from it.
     start: Tick,
     timeout: Duration,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    timer: Timer,
 }
 
-impl<F: Future + Unpin> Future for Deadline<F> {
-    type Output = Option<F::Output>;
+enum Timer {
+    /// The candidate has not been pending yet (the runtime is looked up only then: most
+    /// candidates finish at their first poll, and the lookup clones the runtime's handle).
+    NotYet,
+    Armed(Pin<Box<tokio::time::Sleep>>),
+    NoRuntime,
+}
+
+impl<R> Future for CandidateRun<'_, R> {
+    type Output = (&'static str, Ran<R>, Duration);
 
     fn poll(
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
         let this = self.get_mut();
-        if let std::task::Poll::Ready(v) = Pin::new(&mut this.fut).poll(cx) {
-            return std::task::Poll::Ready(Some(v));
+        let start = this.start;
+        let result = match Pin::new(&mut this.fut).poll(cx) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => {
+                if let Timer::NotYet = this.timer {
+                    this.timer = if tokio::runtime::Handle::try_current().is_ok() {
+                        let left = this.timeout.saturating_sub(start.elapsed());
+                        Timer::Armed(Box::pin(tokio::time::sleep(left)))
+                    } else {
+                        Timer::NoRuntime
+                    };
+                }
+                match &mut this.timer {
+                    Timer::Armed(sleep) => match sleep.as_mut().poll(cx) {
+                        Poll::Ready(()) => None,
+                        Poll::Pending => return Poll::Pending,
+                    },
+                    _ => return Poll::Pending,
+                }
+            }
+        };
+        let elapsed = start.elapsed();
+        let ran = match result {
+            // A candidate that blocked its thread past the timeout could not be cancelled (and
+            // held the caller meanwhile): its late value is a timeout all the same. Use
+            // `candidate_blocking` for blocking work.
+            Some(Ok(_)) if elapsed > this.timeout => Ran::Timeout,
+            Some(Ok(v)) => Ran::Value(v),
+            Some(Err(p)) => Ran::Panic(panic_message(p.as_ref())),
+            None => Ran::Timeout,
+        };
+        Poll::Ready((this.name, ran, elapsed))
+    }
+}
+
+/// The candidates' side of a sampled-in run.
+enum Arms<'a, R> {
+    /// Before the first poll: the candidates and their timeout.
+    NotStarted(crate::experiment::Arms<AsyncArm<'a, R>>, Duration),
+    /// One candidate (the common case: no vector for it or for its result).
+    One(Slot<CandidateRun<'a, R>>),
+    Many(Slot<futures_util::future::JoinAll<CandidateRun<'a, R>>>),
+}
+
+/// A future until it is done, then its output until taken.
+enum Slot<Fut: Future> {
+    Running(Fut),
+    Done(Fut::Output),
+    Taken,
+}
+
+impl<Fut: Future + Unpin> Slot<Fut> {
+    /// Polls the future if it still runs; true once its output is here.
+    fn poll_done(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        if let Slot::Running(fut) = self {
+            match Pin::new(fut).poll(cx) {
+                std::task::Poll::Ready(out) => *self = Slot::Done(out),
+                std::task::Poll::Pending => return false,
+            }
         }
-        let (start, timeout) = (this.start, this.timeout);
-        let sleep = this.sleep.get_or_insert_with(|| {
-            Box::pin(tokio::time::sleep(timeout.saturating_sub(start.elapsed())))
-        });
-        match sleep.as_mut().poll(cx) {
-            std::task::Poll::Ready(()) => std::task::Poll::Ready(None),
-            std::task::Poll::Pending => std::task::Poll::Pending,
+        true
+    }
+
+    fn take(&mut self) -> Option<Fut::Output> {
+        match std::mem::replace(self, Slot::Taken) {
+            Slot::Done(out) => Some(out),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A sampled-in run: the control and the candidates polled together (the control first),
+    /// then judged and published. Written by hand, not as an `async fn`, so that it is no larger
+    /// than its parts (an `async fn` keeps its arguments and its locals apart, builds its joins
+    /// on the stack and moves them in; moving the run's future into its box and its parts into
+    /// place was the largest single cost of an async run).
+    struct SampledRun<'a, R, F: Future<Output = R>, K, Fin> {
+        #[pin]
+        control: futures_util::future::CatchUnwind<AssertUnwindSafe<F>>,
+        control_done: Option<ControlRun<R>>,
+        arms: Arms<'a, R>,
+        x: Box<Extras<'a, R, AsyncArm<'a, R>>>,
+        settings: &'static crate::settings::ExperimentSettings,
+        name: &'static str,
+        diff: DiffFn<R>,
+        // The run's start (one clock reading: the start of every arm, the run's timestamp and
+        // the candidates' deadline) and its timestamp, taken at the first poll.
+        started: Option<(Tick, u64)>,
+        finish: Option<Fin>,
+        kind: PhantomData<K>,
+    }
+}
+
+impl<'a, R, F, K, Fin, T> Future for SampledRun<'a, R, F, K, Fin>
+where
+    R: Send + 'a,
+    F: Future<Output = R>,
+    K: ArmKind<R>,
+    Fin: FnOnce(R, Option<RunResult>) -> T,
+{
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        use std::task::Poll;
+        let this = self.project();
+        let (start, started_at_ms) = match *this.started {
+            Some(started) => started,
+            None => {
+                this.settings.count_run();
+                crate::contain::install_panic_hook();
+                this.x.before();
+                let start = Tick::now();
+                let started = (start, crate::experiment::epoch_ms_at(start));
+                *this.started = Some(started);
+                if let Arms::NotStarted(arms, timeout) = this.arms {
+                    let timeout = *timeout;
+                    *this.arms = match std::mem::take(arms).into_single() {
+                        Ok((name, arm)) => {
+                            Arms::One(Slot::Running(run_candidate(name, arm, timeout, start)))
+                        }
+                        Err(many) => Arms::Many(Slot::Running(join_all(
+                            many.into_iter()
+                                .map(|(name, arm)| run_candidate(name, arm, timeout, start)),
+                        ))),
+                    };
+                }
+                started
+            }
+        };
+        if this.control_done.is_none() {
+            if let Poll::Ready(r) = this.control.poll(cx) {
+                *this.control_done = Some((r, start.elapsed()));
+            }
+        }
+        let arms_done = match this.arms {
+            Arms::One(slot) => slot.poll_done(cx),
+            Arms::Many(slot) => slot.poll_done(cx),
+            Arms::NotStarted(..) => unreachable!("the candidates start at the first poll"),
+        };
+        if !arms_done {
+            return Poll::Pending;
+        }
+        let Some((control, wall)) = this.control_done.take() else {
+            return Poll::Pending;
+        };
+        let (name, diff) = (*this.name, *this.diff);
+        let x = &mut **this.x;
+        let run = match this.arms {
+            Arms::One(slot) => {
+                judge::<R, K, _>(x, name, started_at_ms, (&control, wall), slot.take(), diff)
+            }
+            Arms::Many(slot) => judge::<R, K, _>(
+                x,
+                name,
+                started_at_ms,
+                (&control, wall),
+                slot.take().into_iter().flatten(),
+                diff,
+            ),
+            Arms::NotStarted(..) => unreachable!("the candidates start at the first poll"),
+        };
+        let Some(finish) = this.finish.take() else {
+            unreachable!("a sampled run finishes once: its control result was taken above")
+        };
+        match control {
+            Ok(v) => Poll::Ready(finish(v, Some(run))),
+            Err(payload) => resume_unwind(payload),
         }
     }
 }
@@ -264,9 +418,8 @@ fn judge<R, K: ArmKind<R>, A>(
     x: &mut Extras<'_, R, A>,
     experiment: &'static str,
     started_at_ms: u64,
-    control: &std::thread::Result<R>,
-    wall: Duration,
-    ran: Vec<(&'static str, Ran<R>, Duration)>,
+    (control, wall): (&std::thread::Result<R>, Duration),
+    ran: impl IntoIterator<Item = (&'static str, Ran<R>, Duration)>,
     diff: DiffFn<R>,
 ) -> RunResult {
     let control_ref = match control {
@@ -356,7 +509,7 @@ where
             .await;
             // A dropped sender means the caller was cancelled before the control finished.
             if let Ok((control, wall)) = rx.await {
-                judge::<R, K, _>(&mut x, name, started_at_ms, &control, wall, ran, diff);
+                judge::<R, K, _>(&mut x, name, started_at_ms, (&control, wall), ran, diff);
             }
             drop(permit);
         });
@@ -400,7 +553,7 @@ impl<'a, R: Send + 'a, F: Future<Output = R>> AsyncExperiment<'a, R, F, Plain> {
     where
         R: crate::Diffable,
     {
-        self.run_inner(serde_diff::<R>).await
+        self.run_inner(serde_diff::<R>, |v, run| (v, run)).await
     }
 }
 
@@ -496,7 +649,8 @@ impl<'a, V: Send + 'a, E: Debug + Send + 'a, F: Future<Output = Result<V, E>>>
     where
         V: crate::Diffable,
     {
-        self.run_inner(serde_diff_ok::<V, E>).await
+        self.run_inner(serde_diff_ok::<V, E>, |v, run| (v, run))
+            .await
     }
 }
 

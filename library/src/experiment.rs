@@ -165,8 +165,79 @@ type AfterRun<'a> = Box<dyn FnOnce(&RunResult) + Send + 'a>;
 type Clean<'a, R> = Box<dyn Fn(&R) -> serde_json::Value + Send + Sync + 'a>;
 
 /// Everything a sampled-in run needs besides its arms; allocated only when sampled in.
+/// The candidates of one run, in the order they were given: the first inline, any more in a
+/// vector (one candidate is the common case, and a vector for it cost an allocation and a free
+/// on every sampled-in run).
+pub(crate) struct Arms<A> {
+    first: Option<(&'static str, A)>,
+    rest: Vec<(&'static str, A)>,
+}
+
+impl<A> Arms<A> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, name: &'static str, arm: A) {
+        if self.first.is_none() {
+            self.first = Some((name, arm));
+        } else {
+            self.rest.push((name, arm));
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// The only candidate, or all of them back when there are several (or none).
+    pub(crate) fn into_single(self) -> Result<(&'static str, A), Self> {
+        match self.first {
+            Some(first) if self.rest.is_empty() => Ok(first),
+            first => Err(Self {
+                first,
+                rest: self.rest,
+            }),
+        }
+    }
+
+    /// The candidates in a random order (a vector only when there are several).
+    pub(crate) fn into_shuffled(self) -> ArmsIter<A> {
+        if self.rest.is_empty() {
+            return self.first.into_iter().chain(Vec::new());
+        }
+        let mut all = self.rest;
+        all.extend(self.first);
+        crate::settings::shuffle(&mut all);
+        None.into_iter().chain(all)
+    }
+}
+
+impl<A> Default for Arms<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub(crate) type ArmsIter<A> = std::iter::Chain<
+    std::option::IntoIter<(&'static str, A)>,
+    std::vec::IntoIter<(&'static str, A)>,
+>;
+
+impl<A> IntoIterator for Arms<A> {
+    type Item = (&'static str, A);
+    type IntoIter = ArmsIter<A>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
 pub(crate) struct Extras<'a, R, A> {
-    pub(crate) candidates: Vec<(&'static str, A)>,
+    pub(crate) candidates: Arms<A>,
     pub(crate) context: Vec<(&'static str, String)>,
     pub(crate) publisher: Option<Arc<dyn Publisher>>,
     pub(crate) before_run: Option<Box<dyn FnOnce() + Send + 'a>>,
@@ -185,7 +256,7 @@ pub(crate) struct Extras<'a, R, A> {
 impl<R, A> Extras<'_, R, A> {
     pub(crate) fn new() -> Self {
         Self {
-            candidates: Vec::new(),
+            candidates: Arms::new(),
             context: Vec::new(),
             publisher: None,
             before_run: None,
@@ -374,7 +445,7 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
     #[inline]
     pub fn candidate(mut self, name: &'static str, candidate: impl FnOnce() -> R + 'a) -> Self {
         if let Some(x) = &mut self.extras {
-            x.candidates.push((name, Box::new(candidate)));
+            x.candidates.push(name, Box::new(candidate));
         }
         self
     }
@@ -425,16 +496,16 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         let mut clock = Tick::now();
         let started_at_ms = epoch_ms_at(clock);
 
-        let mut candidates = std::mem::take(&mut x.candidates);
-        crate::settings::shuffle(&mut candidates);
+        let candidates = std::mem::take(&mut x.candidates);
+        let count = candidates.len();
         // The control takes a random place among the candidates.
-        let control_at = (crate::settings::random_u64() % (candidates.len() as u64 + 1)) as usize;
-        let mut ran = Vec::with_capacity(candidates.len());
+        let control_at = (crate::settings::random_u64() % (count as u64 + 1)) as usize;
+        let mut ran = Vec::with_capacity(count);
         let mut control_result = None;
         let mut control_timing = (Duration::ZERO, None);
         let mut control = Some(control);
         let cpu = x.cpu_time;
-        for (i, (name, arm)) in candidates.into_iter().enumerate() {
+        for (i, (name, arm)) in candidates.into_shuffled().enumerate() {
             if i == control_at {
                 run_control(
                     &mut control,

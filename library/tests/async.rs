@@ -201,3 +201,84 @@ async fn detached_sheds_beyond_the_bound_and_counts() {
     assert_eq!(mem.runs().len(), 2);
     assert_eq!(started.load(Ordering::SeqCst), 2);
 }
+
+/// Pending at its first poll (waking itself), ready at the next.
+struct YieldOnce(bool);
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+/// Polls `fut` to its end on this thread, outside any tokio runtime.
+fn block_on_without_tokio<F: std::future::Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..1000 {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+    panic!("the future did not finish in 1000 polls");
+}
+
+#[test]
+fn without_a_tokio_runtime_pending_arms_run_to_their_end_without_a_timer() {
+    let mem = MemoryPublisher::new();
+    let got = block_on_without_tokio(
+        Experiment::new("async-no-runtime")
+            .control_async(async {
+                YieldOnce(false).await;
+                5
+            })
+            .candidate("v2", || async {
+                YieldOnce(false).await;
+                YieldOnce(false).await;
+                5
+            })
+            .candidate("v3", || async {
+                YieldOnce(false).await;
+                6
+            })
+            .publisher(mem.clone())
+            .run(),
+    );
+    assert_eq!(got, 5);
+    let runs = mem.runs();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(
+        run.candidate("v2").expect("ran").outcome,
+        CandidateOutcome::Matched
+    );
+    assert_eq!(
+        run.candidate("v3").expect("ran").outcome,
+        CandidateOutcome::Mismatched
+    );
+
+    // One candidate takes the path without a vector; same outcome.
+    let got = block_on_without_tokio(
+        Experiment::new("async-no-runtime-one")
+            .control_async(async { 5 })
+            .candidate("v2", || async {
+                YieldOnce(false).await;
+                5
+            })
+            .publisher(mem.clone())
+            .run(),
+    );
+    assert_eq!(got, 5);
+    assert_eq!(
+        mem.runs()[1].candidate("v2").expect("ran").outcome,
+        CandidateOutcome::Matched
+    );
+}

@@ -82,6 +82,34 @@ fn candidate_panics_are_silent_and_counted_and_other_panics_still_reach_the_hook
     );
     assert_eq!(got, 2);
     assert_eq!(hook_calls(), before.0 + 1);
+
+    // So is a panic in the closure that builds an async candidate's future (it runs at the
+    // candidate's first poll, inside the same containment), with or without a runtime's timer.
+    let built = rt.block_on(
+        Experiment::new("silent-panic-async-build")
+            .control_async(async { 3 })
+            .candidate("v2", || -> std::future::Ready<i32> {
+                panic!("building the candidate blew up")
+            })
+            .publisher(mem.clone())
+            .run(),
+    );
+    assert_eq!(built, 3);
+    assert_eq!(hook_calls(), before.0 + 1);
+    let run = mem
+        .runs()
+        .into_iter()
+        .find(|r| r.experiment == "silent-panic-async-build")
+        .expect("the run was published");
+    assert_eq!(run.candidates[0].outcome, CandidateOutcome::Panic);
+    assert!(
+        run.candidates[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("building the candidate blew up")),
+        "{:?}",
+        run.candidates[0].detail
+    );
 }
 
 #[tokio::test]
