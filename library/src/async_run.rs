@@ -75,7 +75,7 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
             // The closure runs at the first poll, inside the candidate's containment (panics
             // caught and kept off stderr) and its deadline.
             x.candidates
-                .push(name, async move { candidate().await }.boxed());
+                .push((name, async move { candidate().await }.boxed()));
         }
         self
     }
