@@ -43,6 +43,10 @@ pub struct Target {
     /// Set for the control asked a second time as the A/A baseline (`--secondary self`): only
     /// requests the default side-effect guard calls safe go, at most at this rate.
     self_secondary: Option<Arc<SelfSecondary>>,
+    /// Its response-time histogram, looked up at its first replay (targets are built before the
+    /// metrics recorder is installed) and kept: looking it up by label on every replay cost a
+    /// label string, a hash and a registry lookup each time.
+    latency: Arc<std::sync::OnceLock<metrics::Histogram>>,
 }
 
 /// The admission of `--secondary self`: the control is asked again only for requests the
@@ -131,6 +135,7 @@ impl Target {
             base,
             connections: Arc::new(Upstream::new(endpoint)),
             self_secondary: None,
+            latency: Arc::default(),
         })
     }
 
@@ -386,7 +391,10 @@ impl Replayer {
                 r
             });
         match &result {
-            Ok(_) => telemetry::target_latency(&target.name, started.elapsed()),
+            Ok(_) => target
+                .latency
+                .get_or_init(|| telemetry::target_latency(&target.name))
+                .record(started.elapsed().as_secs_f64()),
             Err(e) => telemetry::target_error(&target.name, e.kind),
         }
         TargetOutcome {

@@ -1,7 +1,6 @@
 //! The replayer's metrics: one definition each.
 
 use shadowdiff_model::TargetErrorKind;
-use std::time::Duration;
 
 /// Counter: exchanges replayed to their targets.
 pub(crate) const REPLAYED: &str = "shadowdiff_replay_exchanges_total";
@@ -38,6 +37,7 @@ pub(crate) fn target_error(target: &str, kind: TargetErrorKind) {
         .increment(1);
 }
 
-pub(crate) fn target_latency(target: &str, d: Duration) {
-    metrics::histogram!(TARGET_LATENCY, "target" => target.to_string()).record(d.as_secs_f64());
+/// The response-time histogram of `target` (the caller keeps it).
+pub(crate) fn target_latency(target: &str) -> metrics::Histogram {
+    metrics::histogram!(TARGET_LATENCY, "target" => target.to_string())
 }
