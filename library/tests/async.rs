@@ -5,6 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// What candidate `name` of `run` came to (the run must have it).
+fn outcome(run: &shadowdiff::RunResult, name: &str) -> CandidateOutcome {
+    run.candidate(name).expect("the candidate ran").outcome
+}
+
 /// Sets its flag when dropped: proves a timed-out candidate future was cancelled.
 struct DropFlag(Arc<AtomicBool>);
 impl Drop for DropFlag {
@@ -40,14 +45,8 @@ async fn candidates_run_concurrently_with_the_control() {
         t.elapsed()
     );
     let run = &mem.runs()[0];
-    assert_eq!(
-        run.candidate("v2").expect("ran").outcome,
-        CandidateOutcome::Mismatched
-    );
-    assert_eq!(
-        run.candidate("v3").expect("ran").outcome,
-        CandidateOutcome::Matched
-    );
+    assert_eq!(outcome(run, "v2"), CandidateOutcome::Mismatched);
+    assert_eq!(outcome(run, "v3"), CandidateOutcome::Matched);
     assert_eq!(run.control.cpu, None, "no CPU time for async arms");
 }
 
@@ -91,14 +90,8 @@ async fn async_candidate_panic_is_isolated_and_control_error_propagates() {
     assert_eq!(got, Err("control failed".to_string()));
     let run = &mem.runs()[0];
     assert_eq!(run.control.outcome, ControlOutcome::Error);
-    assert_eq!(
-        run.candidate("panics").expect("ran").outcome,
-        CandidateOutcome::Panic
-    );
-    assert_eq!(
-        run.candidate("same-error").expect("ran").outcome,
-        CandidateOutcome::Matched
-    );
+    assert_eq!(outcome(run, "panics"), CandidateOutcome::Panic);
+    assert_eq!(outcome(run, "same-error"), CandidateOutcome::Matched);
 }
 
 fn boom() -> u8 {
@@ -256,14 +249,8 @@ fn without_a_tokio_runtime_pending_arms_run_to_their_end_without_a_timer() {
     let runs = mem.runs();
     assert_eq!(runs.len(), 1);
     let run = &runs[0];
-    assert_eq!(
-        run.candidate("v2").expect("ran").outcome,
-        CandidateOutcome::Matched
-    );
-    assert_eq!(
-        run.candidate("v3").expect("ran").outcome,
-        CandidateOutcome::Mismatched
-    );
+    assert_eq!(outcome(run, "v2"), CandidateOutcome::Matched);
+    assert_eq!(outcome(run, "v3"), CandidateOutcome::Mismatched);
 
     // One candidate takes the path without a vector; same outcome.
     let got = block_on_without_tokio(
@@ -277,8 +264,5 @@ fn without_a_tokio_runtime_pending_arms_run_to_their_end_without_a_timer() {
             .run(),
     );
     assert_eq!(got, 5);
-    assert_eq!(
-        mem.runs()[1].candidate("v2").expect("ran").outcome,
-        CandidateOutcome::Matched
-    );
+    assert_eq!(outcome(&mem.runs()[1], "v2"), CandidateOutcome::Matched);
 }
