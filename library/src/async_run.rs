@@ -169,7 +169,11 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
             }
             value
         };
-        Box::pin(self.run_inner(diff, finish)).await
+        match self.sampled(diff, finish) {
+            // Boxed as it is: an `async fn` around it would hold its arguments beside it.
+            Ok(run) => Box::pin(run).await,
+            Err((control, _)) => control.await,
+        }
     }
 
     async fn strict(self, diff: DiffFn<R>) -> Result<R, MismatchError<R>> {
