@@ -131,17 +131,20 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
     }
 
     /// The sampled-in run's future, or the control and `finish` back when not sampled in.
+    /// Boxed here, as it is built: built first and boxed after, it was copied into its box
+    /// (and how fast that copy ran depended on where the stack happened to lie: ±10% on the
+    /// same binary started from two paths).
     #[allow(clippy::type_complexity)]
     fn sampled<T, Fin: FnOnce(R, Option<RunResult>) -> T>(
         self,
         diff: DiffFn<R>,
         finish: Fin,
-    ) -> Result<SampledRun<'a, R, F, K, Fin>, (F, Fin)> {
+    ) -> Result<Pin<Box<SampledRun<'a, R, F, K, Fin>>>, (F, Fin)> {
         let Some(mut x) = self.extras else {
             return Err((self.control, finish));
         };
         let arms = Arms::NotStarted(std::mem::take(&mut x.candidates), self.timeout);
-        Ok(SampledRun {
+        Ok(Box::pin(SampledRun {
             control: AssertUnwindSafe(self.control).catch_unwind(),
             control_done: None,
             arms,
@@ -152,7 +155,7 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
             started: None,
             finish: Some(finish),
             kind: PhantomData,
-        })
+        }))
     }
 
     /// The value only. A not-sampled run awaits just its control; the sampled run's future
@@ -170,8 +173,8 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
             value
         };
         match self.sampled(diff, finish) {
-            // Boxed as it is: an `async fn` around it would hold its arguments beside it.
-            Ok(run) => Box::pin(run).await,
+            // Awaited as it is: an `async fn` around it would hold its arguments beside it.
+            Ok(run) => run.await,
             Err((control, _)) => control.await,
         }
     }
