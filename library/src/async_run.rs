@@ -124,9 +124,9 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
         diff: DiffFn<R>,
         finish: impl FnOnce(R, Option<RunResult>) -> T,
     ) -> T {
-        match self.sampled(diff, finish) {
+        match self.sampled(diff, FinishWith(finish)) {
             Ok(run) => run.await,
-            Err((control, finish)) => finish(control.await, None),
+            Err((control, finish)) => finish.finish(control.await, None),
         }
     }
 
@@ -135,7 +135,7 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
     /// (and how fast that copy ran depended on where the stack happened to lie: ±10% on the
     /// same binary started from two paths).
     #[allow(clippy::type_complexity)]
-    fn sampled<T, Fin: FnOnce(R, Option<RunResult>) -> T>(
+    fn sampled<Fin: Finish<R>>(
         self,
         diff: DiffFn<R>,
         finish: Fin,
@@ -161,21 +161,13 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
     /// The value only. A not-sampled run awaits just its control; the sampled run's future
     /// (joins, timeouts, judging) is boxed, so it does not size every call's future: inline, it
     /// made a disabled `run().await` cost ~48 ns over awaiting the control (peers bench).
-    async fn run_value(self, diff: DiffFn<R>) -> R {
-        if self.extras.is_none() {
-            return self.control.await;
-        }
-        let raise = self.extras.as_ref().and_then(|x| x.raise);
-        let finish = move |value, run: Option<RunResult>| {
-            if let Some(run) = &run {
-                crate::contain::raise_if_failed(run, raise);
-            }
-            value
-        };
-        match self.sampled(diff, finish) {
-            // Awaited as it is: an `async fn` around it would hold its arguments beside it.
-            Ok(run) => run.await,
-            Err((control, _)) => control.await,
+    fn run_value(self, diff: DiffFn<R>) -> RunFuture<'a, R, F, K> {
+        let raise = RaiseAfter(self.extras.as_ref().and_then(|x| x.raise));
+        RunFuture {
+            state: match self.sampled(diff, raise) {
+                Ok(run) => RunState::Sampled { run },
+                Err((control, _)) => RunState::Control { control },
+            },
         }
     }
 
@@ -281,6 +273,79 @@ impl<R> Future for CandidateRun<'_, R> {
     }
 }
 
+/// What becomes of the control's value and the run (when sampled in) once a run is over.
+trait Finish<R> {
+    type Output;
+    fn finish(self, value: R, run: Option<RunResult>) -> Self::Output;
+}
+
+/// A closure as a [`Finish`].
+struct FinishWith<F>(F);
+
+impl<R, T, F: FnOnce(R, Option<RunResult>) -> T> Finish<R> for FinishWith<F> {
+    type Output = T;
+    fn finish(self, value: R, run: Option<RunResult>) -> T {
+        (self.0)(value, run)
+    }
+}
+
+/// `run().await`'s finish: the value, after raising a failed run when raising is on (this
+/// experiment's setting, else the thread's, else the process's).
+struct RaiseAfter(Option<bool>);
+
+impl<R> Finish<R> for RaiseAfter {
+    type Output = R;
+    fn finish(self, value: R, run: Option<RunResult>) -> R {
+        if let Some(run) = &run {
+            crate::contain::raise_if_failed(run, self.0);
+        }
+        value
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of an async experiment's [`run`](AsyncExperiment::run) and
+    /// [`run_eq`](AsyncExperiment::run_eq): the control's value (or `Result`) when awaited.
+    /// Not sampled in, it is the control alone; sampled in, it holds the boxed run (the
+    /// control, the candidates, judging and publishing). A named future rather than an
+    /// `async fn`'s: each `async fn` layer held the experiment beside its own state and moved
+    /// it on every call.
+    #[must_use = "an experiment does nothing until it is awaited"]
+    pub struct RunFuture<'a, R, F: Future<Output = R>, K> {
+        #[pin]
+        state: RunState<'a, R, F, K>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = RunStateProj]
+    enum RunState<'a, R, F: Future<Output = R>, K> {
+        Control { #[pin] control: F },
+        Sampled { run: Pin<Box<SampledRun<'a, R, F, K, RaiseAfter>>> },
+    }
+}
+
+impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> Future for RunFuture<'a, R, F, K> {
+    type Output = R;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<R> {
+        match self.project().state.project() {
+            RunStateProj::Control { control } => control.poll(cx),
+            RunStateProj::Sampled { run } => run.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<R, F: Future<Output = R>, K> std::fmt::Debug for RunFuture<'_, R, F, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            RunState::Control { .. } => "not sampled in",
+            RunState::Sampled { .. } => "sampled in",
+        };
+        f.debug_struct("RunFuture").field("state", &state).finish()
+    }
+}
+
 /// The candidates' side of a sampled-in run.
 enum Arms<'a, R> {
     /// Before the first poll: the candidates and their timeout.
@@ -343,16 +408,16 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<'a, R, F, K, Fin, T> Future for SampledRun<'a, R, F, K, Fin>
+impl<'a, R, F, K, Fin> Future for SampledRun<'a, R, F, K, Fin>
 where
     R: Send + 'a,
     F: Future<Output = R>,
     K: ArmKind<R>,
-    Fin: FnOnce(R, Option<RunResult>) -> T,
+    Fin: Finish<R>,
 {
-    type Output = T;
+    type Output = Fin::Output;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Fin::Output> {
         use std::task::Poll;
         let this = self.project();
         let (start, started_at_ms) = match *this.started {
@@ -415,7 +480,7 @@ where
             unreachable!("a sampled run finishes once: its control result was taken above")
         };
         match control {
-            Ok(v) => Poll::Ready(finish(v, Some(run))),
+            Ok(v) => Poll::Ready(finish.finish(v, Some(run))),
             Err(payload) => resume_unwind(payload),
         }
     }
@@ -539,11 +604,11 @@ where
 
 impl<'a, R: Send + 'a, F: Future<Output = R>> AsyncExperiment<'a, R, F, Plain> {
     /// Awaits the control and the candidates together; returns the control's value.
-    pub async fn run(self) -> R
+    pub fn run(self) -> RunFuture<'a, R, F, Plain>
     where
         R: crate::Diffable,
     {
-        self.run_value(serde_diff::<R>).await
+        self.run_value(serde_diff::<R>)
     }
 
     /// Like [`run`](Self::run) but a mismatch, candidate error, panic or timeout is an `Err`
@@ -566,8 +631,8 @@ impl<'a, R: Send + 'a, F: Future<Output = R>> AsyncExperiment<'a, R, F, Plain> {
 
 impl<'a, R: PartialEq + Debug + Send + 'a, F: Future<Output = R>> AsyncExperiment<'a, R, F, Plain> {
     /// Like [`run`](Self::run), comparing with `PartialEq` for results that are not `Serialize`.
-    pub async fn run_eq(self) -> R {
-        self.run_value(eq_diff::<R>).await
+    pub fn run_eq(self) -> RunFuture<'a, R, F, Plain> {
+        self.run_value(eq_diff::<R>)
     }
 
     /// Like [`run_strict`](Self::run_strict), comparing with `PartialEq`.
@@ -635,11 +700,11 @@ impl<'a, V: Send + 'a, E: Debug + Send + 'a, F: Future<Output = Result<V, E>>>
 {
     /// Awaits the control and the candidates together; returns the control's `Result`
     /// unchanged.
-    pub async fn run(self) -> Result<V, E>
+    pub fn run(self) -> RunFuture<'a, Result<V, E>, F, Fallible>
     where
         V: crate::Diffable,
     {
-        self.run_value(serde_diff_ok::<V, E>).await
+        self.run_value(serde_diff_ok::<V, E>)
     }
 
     /// Like [`run`](Self::run) but a candidate failure is an `Err` holding the control's
@@ -669,8 +734,8 @@ impl<
     > AsyncExperiment<'a, Result<V, E>, F, Fallible>
 {
     /// Like [`run`](Self::run), comparing `Ok` values with `PartialEq`.
-    pub async fn run_eq(self) -> Result<V, E> {
-        self.run_value(eq_diff_ok::<V, E>).await
+    pub fn run_eq(self) -> RunFuture<'a, Result<V, E>, F, Fallible> {
+        self.run_value(eq_diff_ok::<V, E>)
     }
 }
 

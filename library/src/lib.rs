@@ -66,7 +66,7 @@ mod result;
 mod settings;
 mod tick;
 
-pub use async_run::{AsyncExperiment, DEFAULT_TIMEOUT};
+pub use async_run::{AsyncExperiment, RunFuture, DEFAULT_TIMEOUT};
 pub use compare::{ArmKind, Diffable, Fallible, Plain, ROOT};
 pub use contain::{
     set_raise_on_mismatches, silenced_candidate_panics, RaiseOnMismatches, RAISE_ENV,

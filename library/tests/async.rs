@@ -266,3 +266,20 @@ fn without_a_tokio_runtime_pending_arms_run_to_their_end_without_a_timer() {
     assert_eq!(got, 5);
     assert_eq!(outcome(&mem.runs()[1], "v2"), CandidateOutcome::Matched);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_future_is_send_and_can_be_spawned_as_it_is() {
+    let mem = MemoryPublisher::new();
+    // `run()` returns a named future (`RunFuture`): spawned directly, it runs on the pool.
+    let run = Experiment::new("async-spawned")
+        .control_async(async {
+            tokio::task::yield_now().await;
+            9
+        })
+        .candidate("v2", || async { 9 })
+        .publisher(mem.clone())
+        .run();
+    let got = tokio::spawn(run).await.expect("the task finished");
+    assert_eq!(got, 9);
+    assert_eq!(outcome(&mem.runs()[0], "v2"), CandidateOutcome::Matched);
+}
