@@ -8,7 +8,7 @@ use crate::experiment::{observe_control, shared_methods, Experiment, Extras, Gat
 use crate::publish::{default_publisher, shed_guarded, Publisher};
 use crate::result::{CandidateObservation, MismatchError, RunResult};
 use crate::tick::Tick;
-use futures_util::future::{join_all, BoxFuture};
+use futures_util::future::{join_all, maybe_done, BoxFuture, JoinAll, MaybeDone};
 use futures_util::FutureExt;
 use shadowdiff_differ::Rules;
 use std::fmt::Debug;
@@ -143,7 +143,7 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
         let Some(mut x) = self.extras else {
             return Err((self.control, finish));
         };
-        let arms = Arms::NotStarted(std::mem::take(&mut x.candidates), self.timeout);
+        let arms = CandidateRuns::NotStarted(std::mem::take(&mut x.candidates), self.timeout);
         Ok(Box::pin(SampledRun {
             control: AssertUnwindSafe(self.control).catch_unwind(),
             control_done: None,
@@ -346,43 +346,14 @@ impl<R, F: Future<Output = R>, K> std::fmt::Debug for RunFuture<'_, R, F, K> {
     }
 }
 
-/// The candidates' side of a sampled-in run.
-enum Arms<'a, R> {
+/// The candidates' side of a sampled-in run (each running, then holding its output until
+/// judged).
+enum CandidateRuns<'a, R> {
     /// Before the first poll: the candidates and their timeout.
     NotStarted(crate::experiment::Arms<AsyncArm<'a, R>>, Duration),
     /// One candidate (the common case: no vector for it or for its result).
-    One(Slot<CandidateRun<'a, R>>),
-    Many(Slot<futures_util::future::JoinAll<CandidateRun<'a, R>>>),
-}
-
-/// A future until it is done, then its output until taken.
-enum Slot<Fut: Future> {
-    Running(Fut),
-    Done(Fut::Output),
-    Taken,
-}
-
-impl<Fut: Future + Unpin> Slot<Fut> {
-    /// Polls the future if it still runs; true once its output is here.
-    fn poll_done(&mut self, cx: &mut std::task::Context<'_>) -> bool {
-        if let Slot::Running(fut) = self {
-            match Pin::new(fut).poll(cx) {
-                std::task::Poll::Ready(out) => *self = Slot::Done(out),
-                std::task::Poll::Pending => return false,
-            }
-        }
-        true
-    }
-
-    fn take(&mut self) -> Option<Fut::Output> {
-        match std::mem::replace(self, Slot::Taken) {
-            Slot::Done(out) => Some(out),
-            other => {
-                *self = other;
-                None
-            }
-        }
-    }
+    One(MaybeDone<CandidateRun<'a, R>>),
+    Many(MaybeDone<JoinAll<CandidateRun<'a, R>>>),
 }
 
 pin_project_lite::pin_project! {
@@ -395,7 +366,7 @@ pin_project_lite::pin_project! {
         #[pin]
         control: futures_util::future::CatchUnwind<AssertUnwindSafe<F>>,
         control_done: Option<ControlRun<R>>,
-        arms: Arms<'a, R>,
+        arms: CandidateRuns<'a, R>,
         x: Box<Extras<'a, R, AsyncArm<'a, R>>>,
         settings: &'static crate::settings::ExperimentSettings,
         name: &'static str,
@@ -429,13 +400,13 @@ where
                 let start = Tick::now();
                 let started = (start, crate::experiment::epoch_ms_at(start));
                 *this.started = Some(started);
-                if let Arms::NotStarted(arms, timeout) = this.arms {
+                if let CandidateRuns::NotStarted(arms, timeout) = this.arms {
                     let timeout = *timeout;
                     *this.arms = match std::mem::take(arms).into_single() {
                         Ok((name, arm)) => {
-                            Arms::One(Slot::Running(run_candidate(name, arm, timeout, start)))
+                            CandidateRuns::One(maybe_done(run_candidate(name, arm, timeout, start)))
                         }
-                        Err(many) => Arms::Many(Slot::Running(join_all(
+                        Err(many) => CandidateRuns::Many(maybe_done(join_all(
                             many.into_iter()
                                 .map(|(name, arm)| run_candidate(name, arm, timeout, start)),
                         ))),
@@ -450,9 +421,9 @@ where
             }
         }
         let arms_done = match this.arms {
-            Arms::One(slot) => slot.poll_done(cx),
-            Arms::Many(slot) => slot.poll_done(cx),
-            Arms::NotStarted(..) => unreachable!("the candidates start at the first poll"),
+            CandidateRuns::One(run) => Pin::new(run).poll(cx).is_ready(),
+            CandidateRuns::Many(runs) => Pin::new(runs).poll(cx).is_ready(),
+            CandidateRuns::NotStarted(..) => unreachable!("the candidates start at the first poll"),
         };
         if !arms_done {
             return Poll::Pending;
@@ -463,18 +434,23 @@ where
         let (name, diff) = (*this.name, *this.diff);
         let x = &mut **this.x;
         let run = match this.arms {
-            Arms::One(slot) => {
-                judge::<R, K, _>(x, name, started_at_ms, (&control, wall), slot.take(), diff)
-            }
-            Arms::Many(slot) => judge::<R, K, _>(
+            CandidateRuns::One(run) => judge::<R, K, _>(
                 x,
                 name,
                 started_at_ms,
                 (&control, wall),
-                slot.take().into_iter().flatten(),
+                Pin::new(run).take_output(),
                 diff,
             ),
-            Arms::NotStarted(..) => unreachable!("the candidates start at the first poll"),
+            CandidateRuns::Many(runs) => judge::<R, K, _>(
+                x,
+                name,
+                started_at_ms,
+                (&control, wall),
+                Pin::new(runs).take_output().into_iter().flatten(),
+                diff,
+            ),
+            CandidateRuns::NotStarted(..) => unreachable!("the candidates start at the first poll"),
         };
         let Some(finish) = this.finish.take() else {
             unreachable!("a sampled run finishes once: its control result was taken above")

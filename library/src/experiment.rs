@@ -164,7 +164,6 @@ impl Experiment {
 type AfterRun<'a> = Box<dyn FnOnce(&RunResult) + Send + 'a>;
 type Clean<'a, R> = Box<dyn Fn(&R) -> serde_json::Value + Send + Sync + 'a>;
 
-/// Everything a sampled-in run needs besides its arms; allocated only when sampled in.
 /// A few items, usually one, in the order they were given: the first inline, any more in a
 /// vector. Holds a run's candidates and their results: one candidate is the common case, and a
 /// vector for it cost an allocation and a free on every sampled-in run.
@@ -236,6 +235,7 @@ impl<T> IntoIterator for Few<T> {
     }
 }
 
+/// Everything a sampled-in run needs besides its arms; allocated only when sampled in.
 pub(crate) struct Extras<'a, R, A> {
     pub(crate) candidates: Arms<A>,
     pub(crate) context: Vec<(&'static str, String)>,
