@@ -53,23 +53,33 @@ fn record_publisher_hands_diff_records_to_the_sink_off_the_caller_path() {
 #[test]
 fn record_publisher_drops_and_counts_when_full() {
     let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+    let (entered_tx, entered_rx) = crossbeam_channel::unbounded::<()>();
     let publisher = Arc::new(RecordPublisher::new(1, move |_| {
         // Hold the thread so that the queue fills up.
+        let _ = entered_tx.send(());
         let _ = release_rx.recv();
     }));
-    for _ in 0..10 {
+    let run = || {
         Experiment::new("records-full")
             .control(|| 1)
             .candidate("v2", || 2)
             .publisher(publisher.clone())
             .run();
+    };
+    // The first record reaches the sink, which holds the thread, before the others are sent:
+    // sent while the thread was still gathering its batch, they could all join that batch
+    // (a fast enough caller refills the one-record queue between the thread's takes).
+    run();
+    let entered = entered_rx.recv_timeout(std::time::Duration::from_secs(10));
+    for _ in 0..9 {
+        run();
     }
     let dropped = publisher.dropped();
     // Let the sink go before asserting: a failed assertion would otherwise drop the publisher
     // first, whose drop joins a thread still held in the sink (a hang instead of a failure).
     drop(release_tx);
-    // Accepted at most: the record the sink holds, one more the thread may have taken into the
-    // same batch before the sink blocked, and one waiting in the queue (capacity 1).
+    assert!(entered.is_ok(), "the sink never received the first record");
+    // Accepted at most: the record the sink holds and one waiting in the queue (capacity 1).
     assert!(dropped >= 7, "{dropped}");
 }
 
