@@ -162,6 +162,20 @@ struct Shared {
     tracker: Arc<Tracker>,
 }
 
+impl Drop for Shared {
+    /// Unsubscribes before the consumer closes. A subscribe made while the group rebalances
+    /// (the second half of [`RecordConsumer::rejoin`]) is postponed by librdkafka until the
+    /// rebalance ends; a close in that window unsubscribes first and the postponed subscribe is
+    /// applied after it, and librdkafka then aborts the whole process when it frees the group
+    /// (`rd_kafka_cgrp_destroy_final`: `assert: !rkcg->rkcg_subscription`). An unsubscribe
+    /// drops any postponed subscribe (and is awaited by librdkafka), so the close that follows
+    /// finds nothing to re-apply. The revoke it causes commits the stored offsets, as a close
+    /// does.
+    fn drop(&mut self) {
+        self.consumer.unsubscribe();
+    }
+}
+
 impl Shared {
     /// Many records done: one tracker lock and one offset store for all of them.
     fn done_many(&self, deliveries: &[Delivery]) {

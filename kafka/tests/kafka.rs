@@ -490,3 +490,32 @@ async fn an_idle_member_sees_its_groups_lag_and_can_rejoin() {
     idle_poller.abort();
     drop(held);
 }
+
+/// A member closed right after a re-join (the watchdog's re-join, then SIGTERM) closes cleanly:
+/// librdkafka postpones the re-join's subscribe while the group rebalances, and a close in that
+/// window used to apply it after the close's unsubscribe and abort the process in
+/// `rd_kafka_cgrp_destroy_final` (`assert: !rkcg->rkcg_subscription`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_closed_right_after_a_rejoin_closes_cleanly() {
+    let brokers = brokers();
+    let topic = unique("sd-rejoin-close");
+    ensure_topics(&brokers, &[(&topic, 2)])
+        .await
+        .expect("topic");
+    for round in 0..12 {
+        let config = ConsumerConfig::new(&brokers, &topic, unique("g"));
+        let member = RecordConsumer::<ReplayResult>::new(&config).expect("member");
+        // Half the rounds close while the first join is still under way, half once assigned.
+        if round % 2 == 1 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while member.assignment().expect("assignment").is_empty() {
+                assert!(std::time::Instant::now() < deadline, "never assigned");
+                let _ = tokio::time::timeout(Duration::from_millis(50), member.recv()).await;
+            }
+        }
+        member.rejoin().expect("rejoin");
+        tokio::task::spawn_blocking(move || drop(member))
+            .await
+            .expect("closed");
+    }
+}
