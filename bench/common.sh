@@ -13,11 +13,16 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/shadowdiff-bench.XXXXXX")"
 PIDS=()
 
 cleanup() {
-    local pid
+    local pid all=()
+    # With their children: nginx's workers outlived a master killed after its 5 s.
     for pid in "${PIDS[@]}"; do
+        # shellcheck disable=SC2207
+        all+=("$pid" $(cat "/proc/$pid/task/"*/children 2>/dev/null || true))
+    done
+    for pid in "${all[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
-    for pid in "${PIDS[@]}"; do
+    for pid in "${all[@]}"; do
         # Bounded wait: 5 s, then SIGKILL.
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$pid" 2>/dev/null || true

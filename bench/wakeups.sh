@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Wake-ups and CPU per exchange of the full tap at a fixed rate, by thread group (serving
 # threads, replay, differs, writer): context switches, futex, sched_yield and write (eventfd
-# wake-ups; the writer's file writes) system calls per exchange, counted by `perf stat` from the
-# kernel's tracepoints, and CPU time per exchange from /proc. Counts do not depend on how busy
+# wake-ups; the writer's file writes) system calls per exchange, the sockets' own calls (sends:
+# sendto + writev; receives: recvfrom; epoll_wait) and all system calls, counted by `perf stat`
+# from the kernel's tracepoints, and CPU time per exchange from /proc. An exchange needs at least
+# 3 sends and 3 receives (client, control, candidate, one HTTP/1.1 message each way). Counts do not depend on how busy
 # the machine is, so they compare builds on a shared machine (SD_BIN=baseline for the before).
 #
 #   bench/wakeups.sh [--rate N] [--secs N]
@@ -38,6 +40,8 @@ group_ticks() {
 }
 group_ticks >"$WORK/ticks-before"
 events='context-switches,syscalls:sys_enter_futex,syscalls:sys_enter_sched_yield,syscalls:sys_enter_write'
+events+=',syscalls:sys_enter_sendto,syscalls:sys_enter_writev,syscalls:sys_enter_recvfrom'
+events+=',syscalls:sys_enter_epoll_wait,raw_syscalls:sys_enter'
 perf stat -e "$events" --per-thread -p "$TAP_PID" -o "$WORK/perf.txt" -- \
     "$ROOT/target/release/bench-load" --rate "$RATE" --secs "$SECS" --max-in-flight 256 \
     "http://127.0.0.1:$TAP_PORT/statuses/0" >"$WORK/load.txt"
@@ -47,15 +51,18 @@ exchanges=$((RATE * SECS))
 read -r p50 p99 _ success _ <"$WORK/load.txt"
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $exchanges requests at $RATE/s, p50 $p50 ms, p99 $p99 ms, success $success"
 echo "captured $(metric shadowdiff_capture_exchanges_total), dropped $(metric shadowdiff_capture_dropped_total)"
-printf "%-18s %10s %10s %10s %10s %12s\n" "per exchange" ctx-switch futex sched_yield write "cpu_us"
+printf "%-18s %10s %10s %10s %10s %8s %8s %8s %9s %10s\n" "per exchange" ctx-switch futex sched_yield write \
+    send recv epoll syscalls "cpu_us"
 awk -v n="$exchanges" -v tck="$CLK_TCK" '
     FILENAME ~ /ticks-before/ { before[$1] = $2; next }
     FILENAME ~ /ticks-after/ { cpu[$1] = ($2 - before[$1]) * 1e6 / tck / n; seen[$1] = 1; next }
-    $3 != "context-switches" && $3 !~ /^syscalls:/ { next }
+    $3 != "context-switches" && $3 !~ /^(raw_)?syscalls:/ { next }
     {
         name = $1; sub(/-[0-9]+$/, "", name); sub(/-[0-9]*$/, "", name)   # perf: comm-tid
         count = $2; gsub(/,/, "", count)
-        event = $3; sub(/^syscalls:sys_enter_/, "", event)
+        event = $3; sub(/^syscalls:sys_enter_/, "", event); sub(/^raw_syscalls:sys_enter$/, "all", event)
+        if (event == "sendto" || event == "writev") event = "send"
+        if (event == "recvfrom") event = "recv"
         c[name, event] += count; seen[name] = 1
     }
     END {
@@ -67,12 +74,15 @@ awk -v n="$exchanges" -v tck="$CLK_TCK" '
             if (g == "shadowdiff-writ") label = "writer"
             if (g == "tokio-rt-worker") label = "async workers"
             if (cpu[g] == 0 && c[g, "context-switches"] == 0) continue
-            printf "%-18s %10.2f %10.2f %10.2f %10.2f %12.1f\n", label,
+            printf "%-18s %10.2f %10.2f %10.2f %10.2f %8.2f %8.2f %8.2f %9.2f %10.1f\n", label,
                 c[g, "context-switches"] / n, c[g, "futex"] / n, c[g, "sched_yield"] / n,
-                c[g, "write"] / n, cpu[g]
+                c[g, "write"] / n, c[g, "send"] / n, c[g, "recv"] / n, c[g, "epoll_wait"] / n,
+                c[g, "all"] / n, cpu[g]
             sw += c[g, "context-switches"]; fu += c[g, "futex"]; yi += c[g, "sched_yield"]
-            wr += c[g, "write"]; cp += cpu[g]
+            wr += c[g, "write"]; se += c[g, "send"]; re += c[g, "recv"]; ep += c[g, "epoll_wait"]
+            al += c[g, "all"]; cp += cpu[g]
         }
-        printf "%-18s %10.2f %10.2f %10.2f %10.2f %12.1f\n", "whole process", sw / n, fu / n, yi / n, wr / n, cp
+        printf "%-18s %10.2f %10.2f %10.2f %10.2f %8.2f %8.2f %8.2f %9.2f %10.1f\n", "whole process",
+            sw / n, fu / n, yi / n, wr / n, se / n, re / n, ep / n, al / n, cp
     }' "$WORK/ticks-before" "$WORK/ticks-after" "$WORK/perf.txt"
 stop_tap
