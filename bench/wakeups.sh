@@ -4,8 +4,9 @@
 # wake-ups; the writer's file writes) system calls per exchange, the sockets' own calls (sends:
 # sendto + writev; receives: recvfrom; epoll_wait) and all system calls, counted by `perf stat`
 # from the kernel's tracepoints, and CPU time per exchange from /proc. An exchange needs at least
-# 3 sends and 3 receives (client, control, candidate, one HTTP/1.1 message each way). Counts do not depend on how busy
-# the machine is, so they compare builds on a shared machine (SD_BIN=baseline for the before).
+# 3 sends and 3 receives (client, control, candidate, one HTTP/1.1 message each way). Counts do
+# not depend on how busy the machine is, so they compare builds on a shared machine
+# (SD_BIN=baseline for the before).
 #
 #   bench/wakeups.sh [--rate N] [--secs N]
 #
@@ -14,7 +15,7 @@
 source "$(dirname "$0")/common.sh"
 
 RATE=5000; SECS=4
-usage() { sed -n '2,11p' "$0"; }
+usage() { sed -n '2,14p' "$0"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) RATE="$2"; shift 2 ;;

@@ -4,12 +4,13 @@
 use std::path::Path;
 use std::process::Command;
 
-const SCRIPTS: [&str; 5] = [
+const SCRIPTS: [&str; 6] = [
     "tap.sh",
     "isolation.sh",
     "pipeline.sh",
     "memory.sh",
     "p99.sh",
+    "wakeups.sh",
 ];
 
 fn script(name: &str) -> std::path::PathBuf {
