@@ -4,13 +4,14 @@
 use std::path::Path;
 use std::process::Command;
 
-const SCRIPTS: [&str; 6] = [
+const SCRIPTS: [&str; 7] = [
     "tap.sh",
     "isolation.sh",
     "pipeline.sh",
     "memory.sh",
     "p99.sh",
     "wakeups.sh",
+    "dashboards.sh",
 ];
 
 fn script(name: &str) -> std::path::PathBuf {
