@@ -20,12 +20,62 @@ fn nginx_binary() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// The nginx master we started, and its directory (configuration, logs); killed by its pid
-/// when the test ends, also on panic.
+/// The nginx master we started, and its directory (configuration, logs); stopped with its
+/// workers when the test ends, also on panic.
 struct Nginx(Child, tempfile::TempDir);
 
+impl Nginx {
+    /// The master's children: its worker processes.
+    fn workers(&self) -> Vec<u32> {
+        children(self.0.id())
+    }
+}
+
+/// Children of `pid`, from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Whether `pid` is a process that still runs (not gone, not a zombie).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the parenthesised command name.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
 impl Drop for Nginx {
+    /// SIGTERM, nginx's fast shutdown, which stops the workers too; a SIGKILL of the master
+    /// alone left its worker running, listening, after the test. After 5 s, SIGKILL for all.
     fn drop(&mut self) {
+        let workers = self.workers();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for worker in workers.iter().filter(|w| running(**w)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &worker.to_string()])
+                .status();
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -135,7 +185,7 @@ async fn nginx_mirror_feeds_the_mirror_receiver_and_clients_get_production() {
     })
     .await;
 
-    let (port, _nginx) = start_nginx(
+    let (port, nginx) = start_nginx(
         &nginx,
         &production.addr.to_string(),
         &h.pipeline.addr.to_string(),
@@ -174,6 +224,18 @@ async fn nginx_mirror_feeds_the_mirror_receiver_and_clients_get_production() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Stopping nginx stops its workers too: none is left running (and listening) after it.
+    let workers = nginx.workers();
+    assert!(!workers.is_empty(), "nginx runs a master and its workers");
+    drop(nginx);
+    for _ in 0..100 {
+        if !workers.iter().any(|w| running(*w)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left: Vec<_> = workers.iter().filter(|w| running(**w)).collect();
+    assert!(left.is_empty(), "nginx workers still running: {left:?}");
     let (report, stats, _data) = h.finish().await;
     assert_eq!(stats.captured.load(Ordering::Relaxed), 4);
     let users = endpoint(&report, "GET", "/users/{id}", "v2");
