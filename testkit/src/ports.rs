@@ -355,8 +355,16 @@ fn exited(status: &str, ports: &[u16], log: &str) -> StartFailure {
     }
 }
 
+/// Kills `child` and what it started (a SIGKILL of nginx's master alone leaves its workers
+/// running), and reaps it.
 fn stop(child: &mut Child) {
+    let started = descendants(child.id());
     let _ = child.kill();
+    for pid in started {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
     let _ = child.wait();
 }
 
@@ -470,8 +478,9 @@ fn socket_inodes(pid: u32) -> Option<BTreeSet<u64>> {
     )
 }
 
-/// The processes `pid` started, and theirs, from `/proc/<pid>/task/*/children`.
-fn descendants(pid: u32) -> Vec<u32> {
+/// The processes `pid` started, and theirs, from `/proc/<pid>/task/*/children` (empty where
+/// `/proc` cannot be read).
+pub fn descendants(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
     let mut queue = vec![pid];
     while let Some(parent) = queue.pop() {

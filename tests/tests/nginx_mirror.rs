@@ -25,26 +25,10 @@ fn nginx_binary() -> Option<PathBuf> {
 struct Nginx(Child, tempfile::TempDir);
 
 impl Nginx {
-    /// The master's children: its worker processes.
+    /// The master's worker processes.
     fn workers(&self) -> Vec<u32> {
-        children(self.0.id())
+        ports::descendants(self.0.id())
     }
-}
-
-/// Children of `pid`, from /proc.
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|c| {
-            c.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
 }
 
 /// Whether `pid` is a process that still runs (not gone, not a zombie).
