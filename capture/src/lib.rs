@@ -5,7 +5,6 @@
 //! to an [`ExchangeSink`] without ever waiting: when the sink is full the copy is dropped and
 //! counted. Nothing behind the tap (queue, replayer, candidates) can slow or fail a client.
 
-mod chunked;
 #[cfg(feature = "differential")]
 #[doc(hidden)]
 pub mod differential;

@@ -18,12 +18,14 @@
 //! Anything unusual at a request boundary (HTTP/2 prior knowledge, HTTP/1.0, a target that is
 //! not a path) hands the connection, with the bytes already read, to the hyper path.
 
-use crate::chunked::{encode_chunk, ChunkError, ChunkedDecoder, LAST_CHUNK};
 use crate::tee::Captured;
 use crate::telemetry::Refusal;
 use crate::{offer_exchange, ExchangeStart, TeeProxy};
 use bytes::{Buf, Bytes, BytesMut};
 use shadowdiff_model::{is_hop_by_hop, Headers};
+use shadowdiff_net::chunked::{encode_chunk, ChunkError, ChunkedDecoder, LAST_CHUNK};
+use shadowdiff_net::h1::{check_line_ends, scan_fields, Fields, Framing};
+pub use shadowdiff_net::h1::{MAX_HEADERS, MAX_HEAD_BYTES};
 use shadowdiff_net::pool::{Endpoint, Stream, IDLE_TIMEOUT, MAX_IDLE};
 use std::io;
 use std::pin::Pin;
@@ -34,10 +36,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-/// Longest request or response head; a longer one is answered 431 (request) or 502 (response).
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Most header fields in one head.
-pub const MAX_HEADERS: usize = 128;
 /// Free room kept in a read buffer before each read.
 const READ_ROOM: usize = 8 * 1024;
 /// A whole request this small is written without watching the control for an early answer.
@@ -48,16 +46,6 @@ const SMALL_WRITE: usize = 16 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// At most this much of such a body is read and thrown away.
 const LINGER_BYTES: usize = 1024 * 1024;
-
-/// How a message's body ends (RFC 9112 §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Until the sender closes the connection (responses only).
-    UntilClose,
-}
 
 /// A request head that cannot be relayed.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,89 +69,6 @@ struct RequestHead {
     /// Safe to send twice (RFC 9110 §9.2.2) when a kept-alive connection turns out closed.
     idempotent: bool,
     exchange: Option<ExchangeStart>,
-}
-
-/// Connection-level facts from a head's fields.
-#[derive(Default)]
-struct Fields<'a> {
-    close: bool,
-    keep_alive: bool,
-    /// A `Transfer-Encoding: chunked` field (the only one accepted).
-    chunked: bool,
-    content_length: Option<u64>,
-    expect_continue: bool,
-    has_host: bool,
-    /// Further hop-by-hop fields named in `Connection`.
-    named: Vec<&'a str>,
-}
-
-/// Reads the fields that decide framing and the connection, refusing every ambiguity a
-/// recipient may refuse (RFC 9112 §6.1, §6.3, §3.2): one framing, stated once, plainly.
-fn scan_fields<'a>(headers: &[httparse::Header<'a>]) -> Result<Fields<'a>, &'static str> {
-    let mut fields = Fields::default();
-    let mut transfer_encoding = false;
-    for header in headers {
-        let name = header.name;
-        if name.eq_ignore_ascii_case("connection") {
-            let value = std::str::from_utf8(header.value).map_err(|_| "bad Connection")?;
-            for token in value.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
-                    fields.close = true;
-                } else if token.eq_ignore_ascii_case("keep-alive") {
-                    fields.keep_alive = true;
-                } else if !token.is_empty() {
-                    fields.named.push(token);
-                }
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            if transfer_encoding {
-                return Err("more than one Transfer-Encoding field");
-            }
-            transfer_encoding = true;
-            // Any other coding (or list of them) is refused: the relay would have to pass a
-            // coding on that it does not understand, and the receiver might frame it otherwise.
-            if !header.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Err("transfer coding other than chunked");
-            }
-            fields.chunked = true;
-        } else if name.eq_ignore_ascii_case("content-length") {
-            if fields.content_length.is_some() {
-                return Err("more than one Content-Length field");
-            }
-            let value = header.value;
-            if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
-                return Err("bad Content-Length");
-            }
-            let length = value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            fields.content_length = Some(length);
-        } else if name.eq_ignore_ascii_case("expect") {
-            fields.expect_continue = header.value.eq_ignore_ascii_case(b"100-continue");
-        } else if name.eq_ignore_ascii_case("host") {
-            if fields.has_host {
-                return Err("more than one Host field");
-            }
-            fields.has_host = true;
-        }
-    }
-    // Both framings at once is how requests are smuggled past proxies.
-    if fields.chunked && fields.content_length.is_some() {
-        return Err("both Transfer-Encoding and Content-Length");
-    }
-    Ok(fields)
-}
-
-/// Lines of a head end in CRLF and nowhere else. httparse also ends a line at a bare LF, which
-/// a receiver that does not would read as part of a field: one head, two readings.
-fn check_line_ends(head: &[u8]) -> Result<(), &'static str> {
-    let mut from = 0;
-    while let Some(at) = memchr::memchr2(b'\r', b'\n', &head[from..]) {
-        let at = from + at;
-        if head[at] == b'\n' || head.get(at + 1) != Some(&b'\n') {
-            return Err("bare CR or LF in the head");
-        }
-        from = at + 2;
-    }
-    Ok(())
 }
 
 /// Framing fields are the relay's own to write; `Host` is chosen by the relay.

@@ -2,8 +2,14 @@
 //!
 //! [`Replayer::replay`] takes a captured [`Exchange`], asks the side-effect guard whether it may
 //! be replayed, and sends it to every target at once (candidates, the secondary, and in mirror
-//! mode a control replica), each under a timeout. Requests are never retried: a retry of a
-//! non-idempotent request could be a second write.
+//! mode a control replica), each under a timeout. Requests are never retried — a retry of a
+//! non-idempotent request could be a second write — except a safe one (GET, HEAD, OPTIONS,
+//! TRACE) whose kept-alive connection turns out closed before a byte of answer.
+//!
+//! The requests are written by hand ([`shadowdiff_net::h1::ConnectionPool`]): the replayer
+//! frames them itself (its own `Content-Length`, no framing or hop-by-hop field of the
+//! capture, no field name or value a parser could read two ways) and reads the answers with
+//! the relay's strict framing rules.
 
 mod policy;
 mod side_effects;
@@ -15,16 +21,14 @@ pub use policy::{
 };
 pub use side_effects::{HttpSideEffects, SideEffectSource, SideEffectsFuture};
 
-use bytes::Bytes;
-use http::uri::Authority;
-use http::{HeaderName, HeaderValue, Method, Request, Uri};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderName, HeaderValue, Uri};
 use shadowdiff_model::secrets::{edit_query, is_listed, percent_encode, QueryEdit};
 use shadowdiff_model::{
-    headers_from_http, headers_to_http, Body, Exchange, HttpResponse, ReplayResult, RouteInferrer,
-    TargetError, TargetErrorKind, TargetOutcome, TargetRole, SCHEMA_VERSION,
+    is_hop_by_hop, Body, Exchange, HttpResponse, ReplayResult, RouteInferrer, TargetError,
+    TargetErrorKind, TargetOutcome, TargetRole, SCHEMA_VERSION,
 };
-use shadowdiff_net::pool::{Endpoint, Upstream, UpstreamError};
+use shadowdiff_net::h1::{is_token, ConnectionPool, ExchangeError, ResponseReader};
+use shadowdiff_net::pool::Endpoint;
 use shadowdiff_net::tls::ClientTls;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +42,10 @@ pub struct Target {
     pub role: TargetRole,
     /// The URL requests are sent to (their path and query replace its own).
     pub base: Uri,
+    /// `host: <authority>\r\n`, the first field of every request to it.
+    host_line: Vec<u8>,
     /// Its keep-alive connections (shared by clones of the target).
-    connections: Arc<Upstream<Full<Bytes>>>,
+    connections: Arc<ConnectionPool>,
     /// Set for the control asked a second time as the A/A baseline (`--secondary self`): only
     /// requests the default side-effect guard calls safe go, at most at this rate.
     self_secondary: Option<Arc<SelfSecondary>>,
@@ -129,11 +135,15 @@ impl Target {
         };
         let base: Uri = url.parse().map_err(|_| bad())?;
         let endpoint = Endpoint::new(&base, tls).map_err(|_| bad())?;
+        let authority = base.authority().ok_or_else(bad)?;
+        // The candidate's own authority, not production's.
+        let host_line = format!("host: {authority}\r\n").into_bytes();
         Ok(Self {
             name: name.to_string(),
             role,
             base,
-            connections: Arc::new(Upstream::new(endpoint)),
+            host_line,
+            connections: Arc::new(ConnectionPool::new(endpoint)),
             self_secondary: None,
             latency: Arc::default(),
         })
@@ -414,109 +424,142 @@ impl Replayer {
             message,
         };
         let req = &exchange.request;
-        let method =
-            Method::from_bytes(req.method.as_bytes()).map_err(|e| protocol(e.to_string()))?;
-        let authority: &Authority = target
-            .base
-            .authority()
-            .ok_or_else(|| protocol("target has no authority".into()))?;
+        let mut head = self
+            .request_head(target, exchange)
+            .map_err(|why| protocol(why.to_string()))?;
+        let is_head = req.method == "HEAD";
+        let mut reader = ResponseReader::new(is_head, self.config.body_limit);
+        let response = target
+            .connections
+            .exchange(
+                &mut head,
+                &req.body.bytes,
+                is_safe(&req.method),
+                &mut reader,
+            )
+            .await
+            .map_err(|e: ExchangeError| TargetError {
+                kind: match e {
+                    ExchangeError::Connect(_) => TargetErrorKind::Connect,
+                    ExchangeError::Response(_) => TargetErrorKind::Protocol,
+                },
+                message: error_chain(&e),
+            })?;
+        let truncated = response.body_len > response.body.len() as u64;
+        Ok(HttpResponse {
+            status: response.status,
+            headers: response.headers,
+            body: Body::partial(response.body, response.body_len, truncated),
+            latency_us: 0,
+        })
+    }
+
+    /// The request head sent to `target`: the captured request line and fields without
+    /// secrets, hop-by-hop or framing fields and without any field that is not a valid token
+    /// name with a visible-ASCII value (those are dropped, as `http`'s types refuse them);
+    /// then the target's `host`, the synthetic credentials, the shadow and exchange id fields
+    /// (each replacing the captured one) and the replayer's own `content-length`.
+    fn request_head(&self, target: &Target, exchange: &Exchange) -> Result<Vec<u8>, &'static str> {
+        let req = &exchange.request;
+        if req.method.is_empty() || !req.method.bytes().all(is_token) {
+            return Err("invalid HTTP method");
+        }
         let path = if req.uri.starts_with('/') {
             req.uri.as_str()
         } else {
             "/"
         };
         let without_secrets = self.strip_query(path);
-        let path = without_secrets.as_deref().unwrap_or(path);
-        // Origin form: the request goes on a connection to the target itself.
-        let uri = Uri::builder()
-            .path_and_query(path)
-            .build()
-            .map_err(|e| protocol(e.to_string()))?;
+        let path = request_target(without_secrets.as_deref().unwrap_or(path))?;
+        let mut head = Vec::with_capacity(256 + path.len() + req.headers.len() * 48);
+        head.extend_from_slice(req.method.as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(path.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        head.extend_from_slice(&target.host_line);
         let strip = &self.config.strip_headers;
-        let mut headers = headers_to_http(&req.headers, |name| {
-            name.eq_ignore_ascii_case("host") || strip.iter().any(|s| s.eq_ignore_ascii_case(name))
-        });
-        // Room for what is added below: growing a HeaderMap rehashes it (1,700 instructions per
-        // replay, measured with callgrind).
-        headers.reserve(3 + self.credentials.len());
-        // The candidate's own authority, not production's.
-        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-            headers.insert(http::header::HOST, host);
+        for (name, value) in &req.headers {
+            let replaced = name.eq_ignore_ascii_case("host")
+                || name.eq_ignore_ascii_case("content-length")
+                || is_hop_by_hop(name)
+                || strip.iter().any(|s| s.eq_ignore_ascii_case(name))
+                || self
+                    .credentials
+                    .iter()
+                    .any(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+                || self.shadow_header.0.as_str().eq_ignore_ascii_case(name)
+                || self.exchange_id_header.as_str().eq_ignore_ascii_case(name);
+            if replaced || !is_field_name(name) || !is_field_value(value.as_bytes()) {
+                continue;
+            }
+            push_field(
+                &mut head,
+                name.to_ascii_lowercase().as_bytes(),
+                value.as_bytes(),
+            );
         }
         for (name, value) in &self.credentials {
-            headers.insert(name.clone(), value.clone());
+            push_field(&mut head, name.as_str().as_bytes(), value.as_bytes());
         }
-        headers.insert(self.shadow_header.0.clone(), self.shadow_header.1.clone());
-        if let Ok(id) = HeaderValue::from_str(&exchange.id) {
-            headers.insert(self.exchange_id_header.clone(), id);
+        let (shadow_name, shadow_value) = &self.shadow_header;
+        push_field(
+            &mut head,
+            shadow_name.as_str().as_bytes(),
+            shadow_value.as_bytes(),
+        );
+        if is_field_value(exchange.id.as_bytes()) {
+            let name = self.exchange_id_header.as_str().as_bytes();
+            push_field(&mut head, name, exchange.id.as_bytes());
         }
-        let mut request = Request::builder()
-            .method(method)
-            .version(http::Version::HTTP_11)
-            .uri(uri)
-            .body(Full::new(req.body.bytes.clone()))
-            .map_err(|e| protocol(e.to_string()))?;
-        *request.headers_mut() = headers;
+        let length = req.body.bytes.len();
+        // RFC 9110 §8.6: a request that normally carries a body states an empty one.
+        if length > 0 || matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
+            head.extend_from_slice(b"content-length: ");
+            head.extend_from_slice(length.to_string().as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        Ok(head)
+    }
+}
 
-        // Never retried once sent: a retry of a non-idempotent request could be a second write.
-        // (A request that never left, on a connection the target closed while idle, goes on
-        // the next connection; see `Upstream::send`.)
-        let (response, connection) =
-            target
-                .connections
-                .send(request)
-                .await
-                .map_err(|e: UpstreamError| TargetError {
-                    kind: if e.is_connect() {
-                        TargetErrorKind::Connect
-                    } else {
-                        TargetErrorKind::Protocol
-                    },
-                    message: error_chain(&e),
-                })?;
-        let (parts, mut body) = response.into_parts();
-        let limit = self.config.body_limit;
-        // Frames are reference-counted `Bytes`: keep them and copy once, only if the body came
-        // in pieces (most small bodies arrive as one frame and are never copied).
-        let mut chunks: Vec<Bytes> = Vec::new();
-        let mut kept_len = 0usize;
-        let mut full_len: u64 = 0;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| protocol(error_chain(&e)))?;
-            if let Ok(data) = frame.into_data() {
-                full_len += data.len() as u64;
-                let room = limit.saturating_sub(kept_len);
-                if room > 0 && !data.is_empty() {
-                    let piece = if data.len() <= room {
-                        data
-                    } else {
-                        data.slice(..room)
-                    };
-                    kept_len += piece.len();
-                    chunks.push(piece);
-                }
-            }
-        }
-        // Read to the end: the connection is free for the next replay.
-        target.connections.give_back(connection);
-        let kept = match chunks.len() {
-            0 => Bytes::new(),
-            1 => chunks.pop().unwrap_or_default(),
-            _ => {
-                let mut buf = bytes::BytesMut::with_capacity(kept_len);
-                for c in &chunks {
-                    buf.extend_from_slice(c);
-                }
-                buf.freeze()
-            }
-        };
-        let truncated = full_len > kept.len() as u64;
-        Ok(HttpResponse {
-            status: parts.status.as_u16(),
-            headers: headers_from_http(&parts.headers),
-            body: Body::partial(kept, full_len, truncated),
-            latency_us: 0,
-        })
+/// Safe methods (RFC 9110 §9.2.1): the only ones sent again when a kept-alive connection
+/// turns out closed before answering.
+fn is_safe(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE")
+}
+
+fn push_field(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    head.extend_from_slice(name);
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// A field name `http::HeaderName` accepts: one token or more.
+fn is_field_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(is_token)
+}
+
+/// A field value `http::HeaderValue::from_str` accepts: visible ASCII, spaces and tabs.
+fn is_field_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
+/// The origin-form request target as `http::uri::PathAndQuery` has it: a fragment (from `#`)
+/// is never sent, and a byte that could end or split the request line (a space, a control
+/// character) refuses the request.
+fn request_target(path: &str) -> Result<&str, &'static str> {
+    let path = path.split('#').next().unwrap_or(path);
+    if path
+        .bytes()
+        .all(|b| (b'!'..=b'~').contains(&b) || b >= 0x80)
+    {
+        Ok(path)
+    } else {
+        Err("request target with a space or a control character")
     }
 }
 

@@ -1,4 +1,5 @@
-//! An incremental, strict decoder for HTTP/1.1 chunked bodies (RFC 9112 §7.1). The relay
+//! An incremental, strict decoder for HTTP/1.1 chunked bodies (RFC 9112 §7.1), shared by the
+//! tap's relay and the replayer's client ([`crate::h1`]). The relay
 //! never forwards chunked framing as it came: it decodes the body here and writes a clean
 //! encoding of its own, so a receiver that reads framing more leniently than this decoder can
 //! never find a different end of the body. Everything RFC 9112 allows a recipient to reject is
@@ -10,18 +11,25 @@
 const MAX_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 16 * 1024;
 
+/// Why a chunked body was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(crate) enum ChunkError {
+pub enum ChunkError {
+    /// A chunk size that is not 1 to 16 hex digits.
     #[error("invalid chunk size")]
     Size,
+    /// A size line (digits and extensions) longer than 4 KiB.
     #[error("chunk size line or extension too long")]
     LineTooLong,
+    /// A chunk extension that is not `;name[=token|quoted-string]`.
     #[error("control character or bare CR/LF in a chunk extension")]
     Extension,
+    /// A size line or chunk data not followed by CRLF.
     #[error("chunk size line or data not ended by CRLF")]
     MissingCrlf,
+    /// A trailer line that is not `name: value`.
     #[error("malformed trailer field")]
     Trailer,
+    /// A trailer section longer than 16 KiB.
     #[error("trailer section too long")]
     TrailersTooLong,
 }
@@ -54,10 +62,7 @@ enum State {
     Done,
 }
 
-/// `tchar` of RFC 9110 §5.6.2.
-fn is_token(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-}
+use crate::h1::is_token;
 
 /// Field content and extension text: visible characters, space, tab and obs-text; no other
 /// control character (CR and LF in particular) can appear inside a line.
@@ -92,8 +97,9 @@ fn extension_step(state: State, byte: u8) -> Result<State, ChunkError> {
     })
 }
 
+/// Decodes one chunked body fed in pieces of any size.
 #[derive(Debug, Default)]
-pub(crate) struct ChunkedDecoder {
+pub struct ChunkedDecoder {
     state: State,
     /// Size of the chunk being read, then what is left of its data.
     size: u64,
@@ -104,14 +110,14 @@ pub(crate) struct ChunkedDecoder {
 
 impl ChunkedDecoder {
     /// True once the last chunk and the trailer section were read.
-    pub(crate) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
     /// Reads as much of `input` as belongs to the body, calling `on_data` with each piece of
     /// chunk data. Returns how many bytes of `input` were part of the body; fewer than
     /// `input.len()` only when the body ended (the rest is the next message).
-    pub(crate) fn feed(
+    pub fn feed(
         &mut self,
         input: &[u8],
         on_data: &mut impl FnMut(&[u8]),
@@ -242,7 +248,7 @@ impl ChunkedDecoder {
 }
 
 /// Writes one chunk of a clean chunked encoding: hex size, CRLF, data, CRLF.
-pub(crate) fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
+pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         // A zero-size chunk would end the body.
         return;
@@ -262,7 +268,7 @@ pub(crate) fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// The last chunk and an empty trailer section: the received trailers are never forwarded.
-pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
 mod tests {
