@@ -33,8 +33,10 @@ use shadowdiff_net::tls::ClientTls;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A replay target.
-#[derive(Debug, Clone)]
+/// A replay target. A clone has the same settings and connections of its own: a connection
+/// is registered with the runtime that opened it and must be used there (each replay thread
+/// builds its replayer from clones of the configured targets).
+#[derive(Debug)]
 pub struct Target {
     /// Name in records and reports.
     pub name: String,
@@ -44,7 +46,7 @@ pub struct Target {
     pub base: Uri,
     /// `host: <authority>\r\n`, the first field of every request to it.
     host_line: Vec<u8>,
-    /// Its keep-alive connections (shared by clones of the target).
+    /// Its keep-alive connections (not shared with clones of the target).
     connections: Arc<ConnectionPool>,
     /// Set for the control asked a second time as the A/A baseline (`--secondary self`): only
     /// requests the default side-effect guard calls safe go, at most at this rate.
@@ -53,6 +55,20 @@ pub struct Target {
     /// metrics recorder is installed) and kept: looking it up by label on every replay cost a
     /// label string, a hash and a registry lookup each time.
     latency: Arc<std::sync::OnceLock<metrics::Histogram>>,
+}
+
+impl Clone for Target {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            role: self.role,
+            base: self.base.clone(),
+            host_line: self.host_line.clone(),
+            connections: Arc::new(ConnectionPool::new(self.connections.endpoint().clone())),
+            self_secondary: self.self_secondary.clone(),
+            latency: self.latency.clone(),
+        }
+    }
 }
 
 /// The admission of `--secondary self`: the control is asked again only for requests the
