@@ -240,24 +240,12 @@ impl ResponseReader {
         buf: &mut BytesMut,
         eof: bool,
     ) -> Result<Option<Response>, ResponseError> {
-        if self.body.is_none() {
-            loop {
-                if !buf.is_empty() {
-                    self.answered = true;
-                }
-                match self.parse_head(buf)? {
-                    Head::Final(state) => {
-                        self.body = Some(state);
-                        break;
-                    }
-                    Head::Interim => continue,
-                    Head::Partial if eof && !self.answered => {
-                        return Err(ResponseError::ClosedBeforeAnswer)
-                    }
-                    Head::Partial if eof => return Err(ResponseError::Cut),
-                    Head::Partial => return Ok(None),
-                }
-            }
+        if !self.read_head(buf)? {
+            return match eof {
+                true if !self.answered => Err(ResponseError::ClosedBeforeAnswer),
+                true => Err(ResponseError::Cut),
+                false => Ok(None),
+            };
         }
         let limit = self.limit;
         let Some(state) = self.body.as_mut() else {
@@ -309,6 +297,22 @@ impl ResponseReader {
             return Err(ResponseError::Cut);
         }
         Ok(None)
+    }
+
+    /// Reads interim answers and the final answer's head out of `buf`, if they are there.
+    /// `Ok(true)`: the final head was read (or had been).
+    pub fn read_head(&mut self, buf: &mut BytesMut) -> Result<bool, ResponseError> {
+        while self.body.is_none() {
+            if !buf.is_empty() {
+                self.answered = true;
+            }
+            match self.parse_head(buf)? {
+                Head::Final(state) => self.body = Some(state),
+                Head::Interim => {}
+                Head::Partial => return Ok(false),
+            }
+        }
+        Ok(true)
     }
 
     fn parse_head(&self, buf: &mut BytesMut) -> Result<Head, ResponseError> {
@@ -424,17 +428,30 @@ impl Connection {
         body: &[u8],
         reader: &mut ResponseReader,
     ) -> Result<Response, ResponseError> {
-        let written = async {
-            self.stream.write_all(request).await?;
-            if !body.is_empty() {
-                self.stream.write_all(body).await?;
+        let written = if body.is_empty() {
+            async {
+                self.stream.write_all(request).await?;
+                // TLS may hold the last record back until flushed; TCP's flush is a no-op.
+                self.stream.flush().await?;
+                Ok(false)
             }
-            // TLS may hold the last record back until flushed; TCP's flush is a no-op.
-            self.stream.flush().await
-        }
-        .await;
+            .await
+        } else {
+            // A large body: the server may answer before it has read it all (a 413), and
+            // stop reading.
+            match self.write_watching(request, reader).await {
+                Ok(false) => self.write_watching(body, reader).await,
+                other => other,
+            }
+        };
         // A server may answer (and close) before it has read the whole request, e.g. a 413:
-        // its answer, when it sent one, is what the request got.
+        // its answer, when it sent one, is what the request got; the connection, with part of
+        // a request on it, is not used again.
+        if let Ok(true) = written {
+            let mut response = self.read_response(reader).await?;
+            response.reusable = false;
+            return Ok(response);
+        }
         if let Err(error) = written {
             return match self.read_response(reader).await {
                 Ok(mut response) => {
@@ -448,6 +465,48 @@ impl Connection {
             };
         }
         self.read_response(reader).await
+    }
+
+    /// Writes `data`, and flushes it, unless the server answers first. `Ok(true)`: a final
+    /// answer (not an interim 1xx) began to arrive, or the server closed.
+    async fn write_watching(
+        &mut self,
+        mut data: &[u8],
+        reader: &mut ResponseReader,
+    ) -> io::Result<bool> {
+        let mut flushed = false;
+        while !flushed {
+            // One poll of both directions of the one stream (a TLS stream cannot be split into
+            // halves that wait apart); the write goes first.
+            let watched = std::future::poll_fn(|cx| {
+                let stream = std::pin::Pin::new(&mut self.stream);
+                let sent = if data.is_empty() {
+                    tokio::io::AsyncWrite::poll_flush(stream, cx).map(|r| r.map(|()| None))
+                } else {
+                    tokio::io::AsyncWrite::poll_write(stream, cx, data).map(|r| r.map(Some))
+                };
+                if sent.is_ready() {
+                    return sent.map(|r| r.map(Ok));
+                }
+                self.buf.reserve(READ_ROOM);
+                let read = std::pin::pin!(self.stream.read_buf(&mut self.buf));
+                std::future::Future::poll(read, cx).map(|read| Ok(Err(read)))
+            })
+            .await?;
+            match watched {
+                Ok(Some(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(Some(n)) => data = &data[n..],
+                Ok(None) => flushed = true,
+                // Closed or reset: whatever it sent is in the buffer; the reader decides.
+                Err(Ok(0) | Err(_)) => return Ok(true),
+                Err(Ok(_)) => match reader.read_head(&mut self.buf) {
+                    Ok(false) => {}
+                    // A final head, or bytes that are no answer: either way, the write stops.
+                    Ok(true) | Err(_) => return Ok(true),
+                },
+            }
+        }
+        Ok(false)
     }
 
     async fn read_response(

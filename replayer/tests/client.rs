@@ -284,3 +284,38 @@ fn replay_threads_never_share_a_connection() {
     busy.join().unwrap();
     assert_eq!(candidate.requests().len(), 2);
 }
+
+/// A candidate that refuses a large upload after its head (413) and stops reading, keeping the
+/// connection open: the replayer takes that answer instead of blocking on the write until the
+/// timeout.
+#[tokio::test]
+async fn an_answer_before_the_whole_body_was_read_is_the_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            if stream.read(&mut byte).await.unwrap() == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let refusal = b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 8\r\n\r\ntoo big!";
+        stream.write_all(refusal).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    let replayer = Replayer::new(config(vec![target(&url)], Duration::from_secs(3))).unwrap();
+    let upload = vec![b'x'; 64 << 20];
+    let started = std::time::Instant::now();
+    let result = replayer
+        .replay(exchange("POST", "/orders", &[], &upload))
+        .await;
+    let answer = result.outcomes[0].result.as_ref().unwrap();
+    assert_eq!(
+        (answer.status, &answer.body.bytes[..]),
+        (413, &b"too big!"[..])
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
