@@ -417,10 +417,11 @@ impl Replayer {
                 r
             });
         match &result {
-            Ok(_) => target
+            // One clock reading for the record and the histogram.
+            Ok(r) => target
                 .latency
                 .get_or_init(|| telemetry::target_latency(&target.name))
-                .record(started.elapsed().as_secs_f64()),
+                .record(r.latency_us as f64 / 1e6),
             Err(e) => telemetry::target_error(&target.name, e.kind),
         }
         TargetOutcome {
