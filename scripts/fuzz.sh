@@ -16,7 +16,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-targets=(decode_body parse_node format_class diff_json compare_responses relay_head chunked_decoder sandbox_target relay_differential import_goreplay import_envoy)
+targets=(decode_body parse_node format_class diff_json compare_responses relay_head chunked_decoder sandbox_target relay_differential import_goreplay import_envoy replay_response)
 cargo fuzz build --sanitizer none   # all targets, once
 
 for target in "${targets[@]}"; do

@@ -1,0 +1,109 @@
+//! The replayer's reader of candidates' answers (`shadowdiff_net::h1::ResponseReader`) on
+//! arbitrary bytes. The first byte chooses the request (HEAD or not) and the body limit, the
+//! second where the rest is split; the rest is the answer, fed whole and in two pieces (as
+//! `ConnectionPool` feeds it: an `advance` before the first read and after each, `eof` once
+//! all is in):
+//! - no panic, and never `Ok(None)` at `eof`;
+//! - both feeds give the same result (the same error, or the same status, fields, body and
+//!   length, and the same bytes left after the answer);
+//! - the body kept is at most the limit, and `body_len` counts at least what was kept;
+//! - bytes left after the answer make the connection not reusable.
+//!
+//! Its differential counterpart, against hyper's client, is the proptest
+//! `net/tests/h1_differential.rs`.
+#![no_main]
+
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+use shadowdiff_net::h1::{Response, ResponseReader};
+
+/// Body limits, the first byte's bits 1-3 choose one. Kept far below `usize::MAX`: the reader
+/// reserves room for `min(Content-Length, limit)` bytes.
+const LIMITS: [usize; 8] = [0, 1, 5, 16, 100, 4096, 256 * 1024, 1 << 20];
+
+struct Reading {
+    result: Result<Response, String>,
+    /// The reader's buffer after the answer and the pieces never fed.
+    leftover: Vec<u8>,
+    /// The answer ended where a piece ended, with more to come.
+    ended_at_split: bool,
+}
+
+fn read(pieces: &[&[u8]], request_is_head: bool, limit: usize) -> Reading {
+    let mut reader = ResponseReader::new(request_is_head, limit);
+    let mut buf = BytesMut::new();
+    let mut next = 0;
+    loop {
+        let eof = next == pieces.len();
+        match reader.advance(&mut buf, eof) {
+            Ok(Some(response)) => {
+                let unfed = pieces[next..].concat();
+                let ended_at_split = buf.is_empty() && !unfed.is_empty();
+                let mut leftover = buf.to_vec();
+                leftover.extend_from_slice(&unfed);
+                return Reading {
+                    result: Ok(response),
+                    leftover,
+                    ended_at_split,
+                };
+            }
+            Ok(None) => assert!(!eof, "Ok(None) at eof"),
+            Err(error) => {
+                return Reading {
+                    result: Err(error.to_string()),
+                    leftover: Vec::new(),
+                    ended_at_split: false,
+                }
+            }
+        }
+        buf.extend_from_slice(pieces[next]);
+        next += 1;
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [choice, split, input @ ..] = data else {
+        return;
+    };
+    let request_is_head = choice & 1 == 1;
+    let limit = LIMITS[usize::from((choice >> 1) & 7)];
+    let at = input.len() * usize::from(*split) / 255;
+
+    let whole = read(&[input], request_is_head, limit);
+    let split_feed = read(&[&input[..at], &input[at..]], request_is_head, limit);
+    match (&whole.result, &split_feed.result) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(
+                (a.status, &a.headers, &a.body, a.body_len),
+                (b.status, &b.headers, &b.body, b.body_len),
+                "a split at {at} changed the answer"
+            );
+            assert_eq!(
+                whole.leftover, split_feed.leftover,
+                "a split at {at} changed what follows the answer"
+            );
+            if !split_feed.ended_at_split {
+                assert_eq!(a.reusable, b.reusable, "a split at {at} changed reusable");
+            }
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b, "a split at {at} changed the error"),
+        (a, b) => panic!("whole {a:?} but split at {at} {b:?}"),
+    }
+    for reading in [&whole, &split_feed] {
+        if let Ok(response) = &reading.result {
+            assert!(response.body.len() <= limit, "more body than the limit");
+            assert!(
+                response.body_len >= response.body.len() as u64,
+                "body_len below the body kept"
+            );
+            assert!(
+                (200..=599).contains(&response.status),
+                "status {}",
+                response.status
+            );
+            if !reading.leftover.is_empty() && !reading.ended_at_split {
+                assert!(!response.reusable, "reusable with bytes after the answer");
+            }
+        }
+    }
+});
