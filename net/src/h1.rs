@@ -261,7 +261,12 @@ impl ResponseReader {
                     state.left = 0;
                 } else {
                     if state.kept.capacity() == 0 {
-                        state.kept.reserve(length.min(limit as u64) as usize);
+                        // What the head announces is the server's word, not bytes: room
+                        // for at most a read's worth more than arrived, grown as data comes.
+                        let arrived = buf.len() as u64 + READ_ROOM as u64;
+                        state
+                            .kept
+                            .reserve(length.min(limit as u64).min(arrived) as usize);
                     }
                     let take = state.left.min(buf.len() as u64) as usize;
                     state.keep(&buf[..take], limit);
@@ -732,6 +737,28 @@ mod tests {
         assert!(matches!(
             read_all(&huge, false, 10),
             Err(ResponseError::Malformed("response head too large"))
+        ));
+    }
+
+    #[test]
+    fn an_announced_length_reserves_nothing_it_did_not_receive() {
+        // A hostile Content-Length with an unlimited body limit: no allocation of its size.
+        let input = b"HTTP/1.1 200 OK\r\ncontent-length: 999999999999999999\r\n\r\nx";
+        let mut reader = ResponseReader::new(false, usize::MAX);
+        let mut buf = BytesMut::from(&input[..]);
+        assert!(reader
+            .advance(&mut buf, false)
+            .expect("valid so far")
+            .is_none());
+        let state = reader.body.as_ref().expect("in the body");
+        assert!(
+            state.kept.capacity() <= 1 + READ_ROOM,
+            "{}",
+            state.kept.capacity()
+        );
+        assert!(matches!(
+            reader.advance(&mut buf, true),
+            Err(ResponseError::Cut)
         ));
     }
 
