@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-const SCRIPTS: [&str; 7] = [
+const SCRIPTS: [&str; 8] = [
     "tap.sh",
     "isolation.sh",
     "pipeline.sh",
@@ -12,6 +12,7 @@ const SCRIPTS: [&str; 7] = [
     "p99.sh",
     "wakeups.sh",
     "dashboards.sh",
+    "instructions.sh",
 ];
 
 fn script(name: &str) -> std::path::PathBuf {
