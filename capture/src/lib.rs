@@ -344,29 +344,39 @@ impl TeeProxy {
         let sent = self
             .upstream
             .send(Request::from_parts(parts, upstream_body));
-        let (response, connection) =
-            match tokio::time::timeout(inner.config.control_timeout, sent).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(error)) => {
-                    self.metrics.control_error();
-                    tracing::warn!(exchange_id = exchange_id(), %error, "Control request failed.");
-                    return Ok(error_response(
-                        StatusCode::BAD_GATEWAY,
-                        "control unreachable",
-                    ));
-                }
-                Err(_) => {
-                    self.metrics.control_error();
-                    tracing::warn!(
-                        exchange_id = exchange_id(),
-                        "Control did not answer in time."
-                    );
-                    return Ok(error_response(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "control timed out",
-                    ));
-                }
-            };
+        let (response, connection) = match tokio::time::timeout(inner.config.control_timeout, sent)
+            .await
+        {
+            Ok(Ok(r)) => r,
+            // The client's body broke off (or was malformed): the client's fault, not the
+            // control's, as the relay sees it too (no control error is counted).
+            Ok(Err(error)) if error.is_request_body() => {
+                tracing::debug!(exchange_id = exchange_id(), %error, "Client request body failed.");
+                return Ok(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "request body incomplete",
+                ));
+            }
+            Ok(Err(error)) => {
+                self.metrics.control_error();
+                tracing::warn!(exchange_id = exchange_id(), %error, "Control request failed.");
+                return Ok(error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "control unreachable",
+                ));
+            }
+            Err(_) => {
+                self.metrics.control_error();
+                tracing::warn!(
+                    exchange_id = exchange_id(),
+                    "Control did not answer in time."
+                );
+                return Ok(error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "control timed out",
+                ));
+            }
+        };
 
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);

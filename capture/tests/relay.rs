@@ -1148,6 +1148,29 @@ async fn an_http_1_0_request_is_served_by_the_hyper_path() {
     assert_eq!(exchanges[0].request.body.bytes[..], b"ping"[..]);
 }
 
+/// A client whose body breaks off is at fault, not the control: the hyper path answers 400
+/// (it answered 502 and counted a control error) and copies nothing.
+#[tokio::test]
+async fn an_http_1_0_body_that_breaks_off_is_the_clients_fault() {
+    let control = path_control().await;
+    let tap = tap(config(control.addr)).await;
+
+    let mut client = Wire::connect(tap.addr).await;
+    client
+        .send(b"POST /cut HTTP/1.0\r\nhost: tap.example\r\ncontent-length: 100\r\n\r\nonly ten b")
+        .await;
+    // Half-closed: the client sends nothing more and waits for the answer.
+    client.stream.shutdown().await.unwrap();
+    let answer = client.answer(false).await;
+    assert_eq!(answer.head.status(), 400, "{}", answer.head.start);
+    assert!(client.closed().await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        tap.sink.all().iter().all(|e| e.request.uri != "/cut"),
+        "a request whose body broke off was copied"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 11. HEAD.
 

@@ -265,6 +265,20 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// The request's own body failed while it was being sent (for the tap: the client's body
+    /// broke off or was malformed), not the server: hyper reports the body's error as the
+    /// cause of a "user body" error.
+    pub fn is_request_body(&self) -> bool {
+        match self {
+            Self::Http(error) => {
+                error.is_user()
+                    && std::error::Error::source(error)
+                        .is_some_and(|cause| cause.downcast_ref::<hyper::Error>().is_some())
+            }
+            Self::Connect(_) => false,
+        }
+    }
+
     /// No connection could be opened (nothing listens, unreachable, refused, TLS handshake
     /// failed): the request never left.
     pub fn is_connect(&self) -> bool {
