@@ -24,7 +24,7 @@ use crate::{offer_exchange, ExchangeStart, TeeProxy};
 use bytes::{Buf, Bytes, BytesMut};
 use shadowdiff_model::{is_hop_by_hop, Headers};
 use shadowdiff_net::chunked::{encode_chunk, ChunkError, ChunkedDecoder, LAST_CHUNK};
-use shadowdiff_net::h1::{check_line_ends, scan_fields, Fields, Framing};
+use shadowdiff_net::h1::{check_line_ends, response_framing, scan_fields, Fields, Framing};
 pub use shadowdiff_net::h1::{MAX_HEADERS, MAX_HEAD_BYTES};
 use shadowdiff_net::pool::{Endpoint, Stream, IDLE_TIMEOUT, MAX_IDLE};
 use std::io;
@@ -807,25 +807,10 @@ fn parse_response(
     }
     let headers = &*response.headers;
     let fields = scan_fields(headers).map_err(ResponseError::Malformed)?;
-    // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing (it was
-    // likely forwarded by something that did not decode it); reading it as chunked would let a
-    // control's bytes frame the next answer. Found by the relay_differential fuzz target.
-    if version == 0 && fields.chunked {
-        return Err(ResponseError::Malformed(
-            "Transfer-Encoding in an HTTP/1.0 response",
-        ));
-    }
-    let framing = if request_is_head || status == 204 || status == 304 {
-        Framing::Empty
-    } else if fields.chunked {
-        Framing::Chunked
-    } else {
-        match fields.content_length {
-            Some(0) => Framing::Empty,
-            Some(n) => Framing::Length(n),
-            None => Framing::UntilClose,
-        }
-    };
+    // RFC 9112 §6.1 and §6.3; an HTTP/1.0 response with Transfer-Encoding (found by the
+    // relay_differential fuzz target) is refused.
+    let framing = response_framing(version, status, request_is_head, &fields)
+        .map_err(ResponseError::Malformed)?;
     let control_keeps_alive = request_finished
         && framing != Framing::UntilClose
         && !fields.close

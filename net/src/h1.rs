@@ -116,6 +116,33 @@ pub fn scan_fields<'a>(headers: &[httparse::Header<'a>]) -> Result<Fields<'a>, &
     Ok(fields)
 }
 
+/// How a final response's body ends (RFC 9112 §6.3), from its version (`0` for HTTP/1.0),
+/// status and fields: none for a HEAD request, 204 or 304; else chunked, a length, or the
+/// close. An HTTP/1.0 response with Transfer-Encoding is refused (RFC 9112 §6.1: its framing
+/// is faulty, likely forwarded by something that did not decode it; reading it as chunked would
+/// let its bytes frame the next answer).
+pub fn response_framing(
+    version: u8,
+    status: u16,
+    request_is_head: bool,
+    fields: &Fields<'_>,
+) -> Result<Framing, &'static str> {
+    if version == 0 && fields.chunked {
+        return Err("Transfer-Encoding in an HTTP/1.0 response");
+    }
+    Ok(if request_is_head || status == 204 || status == 304 {
+        Framing::Empty
+    } else if fields.chunked {
+        Framing::Chunked
+    } else {
+        match fields.content_length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        }
+    })
+}
+
 /// Lines of a head end in CRLF and nowhere else. httparse also ends a line at a bare LF, which
 /// a receiver that does not would read as part of a field: one head, two readings.
 pub fn check_line_ends(head: &[u8]) -> Result<(), &'static str> {
@@ -355,21 +382,8 @@ impl ResponseReader {
             return Ok(Head::Interim);
         }
         let fields = scan_fields(response.headers).map_err(malformed)?;
-        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
-        if version == 0 && fields.chunked {
-            return Err(malformed("Transfer-Encoding in an HTTP/1.0 response"));
-        }
-        let framing = if self.request_is_head || status == 204 || status == 304 {
-            Framing::Empty
-        } else if fields.chunked {
-            Framing::Chunked
-        } else {
-            match fields.content_length {
-                Some(0) => Framing::Empty,
-                Some(n) => Framing::Length(n),
-                None => Framing::UntilClose,
-            }
-        };
+        let framing =
+            response_framing(version, status, self.request_is_head, &fields).map_err(malformed)?;
         let reusable =
             framing != Framing::UntilClose && !fields.close && (version == 1 || fields.keep_alive);
         let headers = response
