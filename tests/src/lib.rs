@@ -1,5 +1,7 @@
 //! Test harness: scriptable HTTP servers on loopback and a pipeline wired to them.
 
+pub mod nginx;
+
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
