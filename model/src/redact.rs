@@ -9,7 +9,7 @@
 //! dependencies (hmac, sha2, hex) are small pure-Rust crates.
 
 use crate::secrets::{
-    edit_query, is_listed, merged_names, QueryEdit, SECRET_HEADERS, SECRET_QUERY_PARAMS,
+    edit_query, merged_names, NameSet, QueryEdit, SECRET_HEADERS, SECRET_QUERY_PARAMS,
     SECRET_RESPONSE_HEADERS,
 };
 use crate::{Body, Exchange, Headers, HttpResponse};
@@ -64,8 +64,8 @@ pub enum RedactError {
 #[derive(Clone)]
 pub struct Redactor {
     mac: Hmac<Sha256>,
-    headers: Vec<String>,
-    query: Vec<String>,
+    headers: NameSet,
+    query: NameSet,
     paths: Vec<Vec<String>>,
 }
 
@@ -95,13 +95,13 @@ impl Redactor {
                 SECRET_RESPONSE_HEADERS,
             ]
         };
-        let headers = merged_names(defaults, &config.headers);
+        let headers = NameSet::new(&merged_names(defaults, &config.headers));
         let query_defaults: &[&[&str]] = if config.replace_default_secrets {
             &[]
         } else {
             &[SECRET_QUERY_PARAMS]
         };
-        let query = merged_names(query_defaults, &config.query);
+        let query = NameSet::new(&merged_names(query_defaults, &config.query));
         let mut paths = Vec::new();
         for p in &config.body_paths {
             let segments: Vec<String> = p.split('.').map(str::to_string).collect();
@@ -156,9 +156,7 @@ impl Redactor {
 
     fn redact_headers(&self, headers: &mut Headers, side: &str, names: &mut Vec<String>) {
         for (name, value) in headers.iter_mut() {
-            if self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
-                && !value.starts_with(REDACTED_PREFIX)
-            {
+            if self.headers.contains(name) && !value.starts_with(REDACTED_PREFIX) {
                 *value = self.hash(value.as_bytes());
                 push_unique(
                     names,
@@ -173,9 +171,7 @@ impl Redactor {
             return;
         }
         let redacted = edit_query(uri, |name, value| {
-            if value.is_empty()
-                || value.starts_with(REDACTED_PREFIX)
-                || !is_listed(&self.query, name)
+            if value.is_empty() || value.starts_with(REDACTED_PREFIX) || !self.query.contains(name)
             {
                 return QueryEdit::Keep;
             }

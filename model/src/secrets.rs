@@ -91,7 +91,6 @@ pub const SECRET_QUERY_PARAMS: &[&str] = &[
     "x-goog-credential",
 ];
 
-/// Whether `name` is in `list`, ignoring ASCII case.
 /// The default lists, then the configured names (trimmed, lower case), without repeats or
 /// empty names: how every secret list (tap redaction, replay stripping) is made from config.
 pub fn merged_names(defaults: &[&[&str]], configured: &[String]) -> Vec<String> {
@@ -107,6 +106,52 @@ pub fn merged_names(defaults: &[&[&str]], configured: &[String]) -> Vec<String> 
         }
     }
     names
+}
+
+/// Names matched ignoring ASCII case, looked up by length first: a header or parameter name
+/// is checked against the few listed names of its length instead of every listed name (the
+/// default secret lists hold about 50; every header of every exchange is looked up, on the
+/// tap's serving threads and on every replay).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameSet {
+    /// Index: name length in bytes.
+    by_len: Vec<Vec<String>>,
+    len: usize,
+}
+
+impl NameSet {
+    /// The set of `names` (empty names ignored, repeats kept once).
+    pub fn new<S: AsRef<str>>(names: &[S]) -> Self {
+        let mut set = Self::default();
+        for name in names.iter().map(AsRef::as_ref) {
+            if name.is_empty() || set.contains(name) {
+                continue;
+            }
+            if set.by_len.len() <= name.len() {
+                set.by_len.resize_with(name.len() + 1, Vec::new);
+            }
+            set.by_len[name.len()].push(name.to_ascii_lowercase());
+            set.len += 1;
+        }
+        set
+    }
+
+    /// Whether `name` is in the set, ignoring ASCII case.
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_len
+            .get(name.len())
+            .is_some_and(|same| same.iter().any(|n| n.eq_ignore_ascii_case(name)))
+    }
+
+    /// Whether the set has no name.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many names it holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// Whether `name` is in `list`, compared case-insensitively.
@@ -230,6 +275,21 @@ mod tests {
         }
         assert!(is_listed(SECRET_HEADERS, "X-Api-Key"));
         assert!(!is_listed(SECRET_HEADERS, "x-amz-date"));
+        // The bucketed set says what the list says, for every listed name and near misses.
+        let set = NameSet::new(SECRET_HEADERS);
+        assert_eq!(set.len(), SECRET_HEADERS.len());
+        for name in SECRET_HEADERS {
+            let upper = name.to_ascii_uppercase();
+            let longer = format!("{name}x");
+            for probe in [name.to_string(), upper, longer, name[1..].to_string()] {
+                assert_eq!(
+                    set.contains(&probe),
+                    is_listed(SECRET_HEADERS, &probe),
+                    "{probe}"
+                );
+            }
+        }
+        assert!(!set.contains("") && NameSet::new::<&str>(&[]).is_empty());
     }
 
     #[test]

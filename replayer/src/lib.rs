@@ -22,7 +22,7 @@ pub use policy::{
 pub use side_effects::{HttpSideEffects, SideEffectSource, SideEffectsFuture};
 
 use http::{HeaderName, HeaderValue, Uri};
-use shadowdiff_model::secrets::{edit_query, is_listed, percent_encode, QueryEdit};
+use shadowdiff_model::secrets::{edit_query, percent_encode, NameSet, QueryEdit};
 use shadowdiff_model::{
     is_hop_by_hop, Body, Exchange, HttpResponse, ReplayResult, RouteInferrer, TargetError,
     TargetErrorKind, TargetOutcome, TargetRole, SCHEMA_VERSION,
@@ -236,6 +236,9 @@ pub struct Replayer {
     config: ReplayConfig,
     shadow_header: (HeaderName, HeaderValue),
     exchange_id_header: HeaderName,
+    /// `config.strip_headers` and `config.strip_query`, looked up by length.
+    strip_headers: NameSet,
+    strip_query: NameSet,
     candidates: Vec<String>,
     /// Synthetic tenant credentials set after stripping (see [`Replayer::with_credentials`]).
     credentials: Vec<(HeaderName, HeaderValue)>,
@@ -279,6 +282,8 @@ impl Replayer {
         let exchange_id_header = header_name(&config.exchange_id_header)?;
         telemetry::describe();
         Ok(Self {
+            strip_headers: NameSet::new(&config.strip_headers),
+            strip_query: NameSet::new(&config.strip_query),
             config,
             shadow_header,
             exchange_id_header,
@@ -494,12 +499,11 @@ impl Replayer {
         head.extend_from_slice(path.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         head.extend_from_slice(&target.host_line);
-        let strip = &self.config.strip_headers;
         for (name, value) in &req.headers {
             let replaced = name.eq_ignore_ascii_case("host")
                 || name.eq_ignore_ascii_case("content-length")
                 || is_hop_by_hop(name)
-                || strip.iter().any(|s| s.eq_ignore_ascii_case(name))
+                || self.strip_headers.contains(name)
                 || self
                     .credentials
                     .iter()
@@ -594,7 +598,7 @@ impl Replayer {
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
             {
                 QueryEdit::Replace(value.clone())
-            } else if is_listed(&self.config.strip_query, name) {
+            } else if self.strip_query.contains(name) {
                 QueryEdit::Drop
             } else {
                 QueryEdit::Keep
