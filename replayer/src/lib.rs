@@ -231,6 +231,28 @@ pub struct ReplayConfig {
     pub routes: RouteInferrer,
 }
 
+impl ReplayConfig {
+    /// `targets` with the defaults of `shadowdiff run`: a 5 s timeout, bodies kept up to
+    /// 256 KiB, safe methods only, `x-shadow: 1` and `x-shadow-exchange-id`, the default
+    /// credential headers and query parameters stripped (`shadowdiff_model::secrets`), routes
+    /// inferred from paths alone. Change fields with struct update syntax.
+    pub fn new(targets: Vec<Target>) -> Self {
+        use shadowdiff_model::secrets::{SECRET_HEADERS, SECRET_QUERY_PARAMS};
+        let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect();
+        Self {
+            targets,
+            timeout: Duration::from_secs(5),
+            body_limit: 256 * 1024,
+            policy: Policy::default(),
+            shadow_header: ("x-shadow".into(), "1".into()),
+            exchange_id_header: "x-shadow-exchange-id".into(),
+            strip_headers: names(SECRET_HEADERS),
+            strip_query: names(SECRET_QUERY_PARAMS),
+            routes: RouteInferrer::new(Vec::new()),
+        }
+    }
+}
+
 /// Sends exchanges to the targets and collects their answers.
 pub struct Replayer {
     config: ReplayConfig,

@@ -5,9 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use shadowdiff_model::{
-    Body, Exchange, HttpRequest, RouteInferrer, TargetErrorKind, TargetRole, SCHEMA_VERSION,
-};
+use shadowdiff_model::{Body, Exchange, HttpRequest, TargetErrorKind, TargetRole, SCHEMA_VERSION};
 use shadowdiff_net::tls::ClientTls;
 use shadowdiff_replayer::{AllowRule, Policy, ReplayConfig, Replayer, Target};
 use std::sync::{Arc, Mutex};
@@ -19,7 +17,6 @@ const EXCHANGE_ID: &str = "0190a000-0000-7000-8000-000000000001";
 
 fn config(targets: Vec<Target>, timeout: Duration) -> ReplayConfig {
     ReplayConfig {
-        targets,
         timeout,
         body_limit: 1 << 20,
         // The writes these tests send may go: they are about the client, not the guard.
@@ -29,11 +26,7 @@ fn config(targets: Vec<Target>, timeout: Duration) -> ReplayConfig {
             bodies: false,
         }])
         .unwrap(),
-        shadow_header: ("x-shadow".into(), "1".into()),
-        exchange_id_header: "x-shadow-exchange-id".into(),
-        strip_headers: vec!["authorization".into()],
-        strip_query: Vec::new(),
-        routes: RouteInferrer::new(Vec::new()),
+        ..ReplayConfig::new(targets)
     }
 }
 

@@ -7,15 +7,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use shadowdiff_model::{
-    Body, Exchange, HttpRequest, RouteInferrer, TargetErrorKind, TargetOutcome, TargetRole,
-    SCHEMA_VERSION,
+    Body, Exchange, HttpRequest, TargetErrorKind, TargetOutcome, TargetRole, SCHEMA_VERSION,
 };
 use shadowdiff_net::testing::{https_server, write, TestCa};
 use shadowdiff_net::tls::{ClientTls, TlsFiles};
-use shadowdiff_replayer::{Policy, ReplayConfig, Replayer, Target};
+use shadowdiff_replayer::{ReplayConfig, Replayer, Target};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 /// Answers with the Host header and path it got.
 async fn echo(request: http::Request<Incoming>) -> Result<http::Response<Full<Bytes>>, Infallible> {
@@ -30,18 +28,8 @@ async fn echo(request: http::Request<Incoming>) -> Result<http::Response<Full<By
 }
 
 fn replayer(url: &str, tls: &ClientTls) -> Replayer {
-    Replayer::new(ReplayConfig {
-        targets: vec![Target::new("v2", TargetRole::Candidate, url, tls).unwrap()],
-        timeout: Duration::from_secs(5),
-        body_limit: 1 << 20,
-        policy: Policy::new(&[]).unwrap(),
-        shadow_header: ("x-shadow".into(), "1".into()),
-        exchange_id_header: "x-shadow-exchange-id".into(),
-        strip_headers: Vec::new(),
-        strip_query: Vec::new(),
-        routes: RouteInferrer::new(Vec::new()),
-    })
-    .unwrap()
+    let target = Target::new("v2", TargetRole::Candidate, url, tls).unwrap();
+    Replayer::new(ReplayConfig::new(vec![target])).unwrap()
 }
 
 fn exchange() -> Exchange {

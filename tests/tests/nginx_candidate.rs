@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use shadowdiff_model::{Body, Exchange, HttpRequest, RouteInferrer, TargetRole, SCHEMA_VERSION};
+use shadowdiff_model::{Body, Exchange, HttpRequest, TargetRole, SCHEMA_VERSION};
 use shadowdiff_net::tls::ClientTls;
 use shadowdiff_replayer::{AllowRule, Policy, ReplayConfig, Replayer, Target};
 use shadowdiff_tests::nginx::Nginx;
@@ -94,11 +94,8 @@ async fn check(replayer: &Replayer, method: &str, uri: &str, status: u16, body: 
 async fn every_replay_to_nginx_comes_back_whole_through_its_connection_closes() {
     let nginx = Nginx::start(site);
     let url = format!("http://127.0.0.1:{}", nginx.port);
+    let target = Target::new("nginx", TargetRole::Candidate, &url, &ClientTls::default());
     let replayer = Replayer::new(ReplayConfig {
-        targets: vec![
-            Target::new("nginx", TargetRole::Candidate, &url, &ClientTls::default()).unwrap(),
-        ],
-        timeout: Duration::from_secs(5),
         body_limit: LIMIT,
         policy: Policy::new(&[AllowRule {
             method: "POST".into(),
@@ -106,11 +103,7 @@ async fn every_replay_to_nginx_comes_back_whole_through_its_connection_closes() 
             bodies: false,
         }])
         .unwrap(),
-        shadow_header: ("x-shadow".into(), "1".into()),
-        exchange_id_header: "x-shadow-exchange-id".into(),
-        strip_headers: Vec::new(),
-        strip_query: Vec::new(),
-        routes: RouteInferrer::new(Vec::new()),
+        ..ReplayConfig::new(vec![target.unwrap()])
     })
     .unwrap();
     let plain = static_json();

@@ -5,12 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use shadowdiff_model::{Body, Exchange, HttpRequest, RouteInferrer, TargetRole, SCHEMA_VERSION};
+use shadowdiff_model::{Body, Exchange, HttpRequest, TargetRole, SCHEMA_VERSION};
 use shadowdiff_net::tls::ClientTls;
-use shadowdiff_replayer::{Policy, ReplayConfig, Replayer, Target};
+use shadowdiff_replayer::{ReplayConfig, Replayer, Target};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 const SERVER: &str = r#"
 import http.server, sys
@@ -103,18 +102,10 @@ fn exchange(uri: &str) -> Exchange {
 async fn every_replay_to_an_http_1_0_server_comes_back_whole() {
     let (_python, port) = start();
     let url = format!("http://127.0.0.1:{port}");
+    let target = Target::new("python", TargetRole::Candidate, &url, &ClientTls::default());
     let replayer = Replayer::new(ReplayConfig {
-        targets: vec![
-            Target::new("python", TargetRole::Candidate, &url, &ClientTls::default()).unwrap(),
-        ],
-        timeout: Duration::from_secs(5),
         body_limit: 1 << 20,
-        policy: Policy::new(&[]).unwrap(),
-        shadow_header: ("x-shadow".into(), "1".into()),
-        exchange_id_header: "x-shadow-exchange-id".into(),
-        strip_headers: Vec::new(),
-        strip_query: Vec::new(),
-        routes: RouteInferrer::new(Vec::new()),
+        ..ReplayConfig::new(vec![target.unwrap()])
     })
     .unwrap();
     let expected = body();
