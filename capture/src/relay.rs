@@ -24,14 +24,15 @@ use crate::{offer_exchange, ExchangeStart, TeeProxy};
 use bytes::{Buf, Bytes, BytesMut};
 use shadowdiff_model::{is_hop_by_hop, Headers};
 use shadowdiff_net::chunked::{encode_chunk, ChunkError, ChunkedDecoder, LAST_CHUNK};
-use shadowdiff_net::h1::{check_line_ends, response_framing, scan_fields, Fields, Framing};
+use shadowdiff_net::h1::{
+    check_line_ends, push_field, push_length, response_framing, scan_fields, Fields, Framing,
+};
 pub use shadowdiff_net::h1::{MAX_HEADERS, MAX_HEAD_BYTES};
-use shadowdiff_net::pool::{Endpoint, Stream, IDLE_TIMEOUT, MAX_IDLE};
+use shadowdiff_net::pool::{Endpoint, IdleStack, Stream};
 use std::io;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -83,20 +84,6 @@ fn skip_field(name: &str, fields: &Fields<'_>) -> bool {
         || is_hop_by_hop(name)
         || (fields.named.iter().any(|n| n.eq_ignore_ascii_case(name))
             && !name.eq_ignore_ascii_case("host"))
-}
-
-fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// `content-length: N` as the relay states it.
-fn push_length(out: &mut Vec<u8>, length: u64) {
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
-    out.extend_from_slice(b"\r\n");
 }
 
 /// The copy's header list: names lower case (as `http::HeaderName` has them), values as text,
@@ -1157,39 +1144,28 @@ impl BodyCopy {
     }
 }
 
-/// A serving thread's kept-alive connections to the control (plain or TLS), bounded like
-/// every pool of `shadowdiff_net::pool`.
+/// A serving thread's kept-alive connections to the control (plain or TLS), in the
+/// `IdleStack` every pool of `shadowdiff_net::pool` uses.
 pub(crate) struct RelayUpstream {
     endpoint: Endpoint,
-    idle: Mutex<Vec<(Peer<Stream>, Instant)>>,
+    idle: IdleStack<Peer<Stream>>,
 }
 
 impl RelayUpstream {
     pub(crate) fn new(endpoint: Endpoint) -> Self {
         Self {
             endpoint,
-            idle: Mutex::new(Vec::new()),
+            idle: IdleStack::default(),
         }
     }
 
     /// The most recently used connection that is still open.
     fn take_idle(&self) -> Option<Peer<Stream>> {
-        let mut idle = self.idle.lock().ok()?;
-        while let Some((mut peer, since)) = idle.pop() {
-            if since.elapsed() < IDLE_TIMEOUT && peer.stream.still_open() {
-                return Some(peer);
-            }
-        }
-        None
+        self.idle.take(|peer| peer.stream.still_open())
     }
 
     fn give_back(&self, peer: Peer<Stream>) {
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() >= MAX_IDLE {
-                idle.remove(0);
-            }
-            idle.push((peer, Instant::now()));
-        }
+        self.idle.put(peer);
     }
 
     async fn connect(&self) -> io::Result<Peer<Stream>> {

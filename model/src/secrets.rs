@@ -116,7 +116,6 @@ pub fn merged_names(defaults: &[&[&str]], configured: &[String]) -> Vec<String> 
 pub struct NameSet {
     /// Index: name length in bytes.
     by_len: Vec<Vec<String>>,
-    len: usize,
 }
 
 impl NameSet {
@@ -131,7 +130,6 @@ impl NameSet {
                 set.by_len.resize_with(name.len() + 1, Vec::new);
             }
             set.by_len[name.len()].push(name.to_ascii_lowercase());
-            set.len += 1;
         }
         set
     }
@@ -145,12 +143,12 @@ impl NameSet {
 
     /// Whether the set has no name.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.by_len.is_empty()
     }
 
     /// How many names it holds.
     pub fn len(&self) -> usize {
-        self.len
+        self.by_len.iter().map(Vec::len).sum()
     }
 }
 

@@ -13,11 +13,9 @@
 //!   user time.
 
 use crate::chunked::{ChunkError, ChunkedDecoder};
-use crate::pool::{ConnectError, Endpoint, Stream, IDLE_TIMEOUT, MAX_IDLE};
+use crate::pool::{ConnectError, Endpoint, IdleStack, Stream};
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
-use std::sync::Mutex;
-use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Longest request or response head accepted.
@@ -157,6 +155,21 @@ pub fn check_line_ends(head: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Writes one field line, `name: value` and CRLF.
+pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes `content-length: N` and CRLF.
+pub fn push_length(out: &mut Vec<u8>, length: u64) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// `tchar` of RFC 9110 §5.6.2: what a method or a field name is made of.
 pub fn is_token(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
@@ -224,13 +237,14 @@ struct BodyState {
     body_len: u64,
 }
 
-impl BodyState {
-    fn keep(&mut self, data: &[u8], limit: usize) {
-        self.body_len += data.len() as u64;
-        let room = limit.saturating_sub(self.kept.len());
-        self.kept.extend_from_slice(&data[..data.len().min(room)]);
-    }
+/// Counts `data` into the body's length and keeps what fits under `limit`.
+fn keep(kept: &mut BytesMut, body_len: &mut u64, data: &[u8], limit: usize) {
+    *body_len += data.len() as u64;
+    let room = limit.saturating_sub(kept.len());
+    kept.extend_from_slice(&data[..data.len().min(room)]);
+}
 
+impl BodyState {
     fn finish(self, buf: &BytesMut) -> Response {
         Response {
             status: self.status,
@@ -296,27 +310,22 @@ impl ResponseReader {
                             .reserve(length.min(limit as u64).min(arrived) as usize);
                     }
                     let take = state.left.min(buf.len() as u64) as usize;
-                    state.keep(&buf[..take], limit);
+                    keep(&mut state.kept, &mut state.body_len, &buf[..take], limit);
                     buf.advance(take);
                     state.left -= take as u64;
                 }
                 state.left == 0
             }
             Framing::Chunked => {
-                let mut kept = std::mem::take(&mut state.kept);
-                let mut body_len = state.body_len;
-                let taken = state.decoder.feed(buf, &mut |data| {
-                    body_len += data.len() as u64;
-                    let room = limit.saturating_sub(kept.len());
-                    kept.extend_from_slice(&data[..data.len().min(room)]);
-                });
-                state.kept = kept;
-                state.body_len = body_len;
-                buf.advance(taken?);
+                let (kept, body_len) = (&mut state.kept, &mut state.body_len);
+                let taken = state
+                    .decoder
+                    .feed(buf, &mut |data| keep(kept, body_len, data, limit))?;
+                buf.advance(taken);
                 state.decoder.is_done()
             }
             Framing::UntilClose => {
-                state.keep(buf, limit);
+                keep(&mut state.kept, &mut state.body_len, buf, limit);
                 buf.clear();
                 eof
             }
@@ -560,12 +569,12 @@ fn is_closed(error: &io::Error) -> bool {
     )
 }
 
-/// Kept-alive HTTP/1.1 connections to one [`Endpoint`], each with its read buffer, bounded by
-/// [`MAX_IDLE`] and [`IDLE_TIMEOUT`] like every pool of [`crate::pool`].
+/// Kept-alive HTTP/1.1 connections to one [`Endpoint`], each with its read buffer, in an
+/// [`IdleStack`] like every pool of [`crate::pool`].
 #[derive(Debug)]
 pub struct ConnectionPool {
     endpoint: Endpoint,
-    idle: Mutex<Vec<(Connection, Instant)>>,
+    idle: IdleStack<Connection>,
 }
 
 impl ConnectionPool {
@@ -573,7 +582,7 @@ impl ConnectionPool {
     pub fn new(endpoint: Endpoint) -> Self {
         Self {
             endpoint,
-            idle: Mutex::new(Vec::new()),
+            idle: IdleStack::default(),
         }
     }
 
@@ -604,7 +613,7 @@ impl ConnectionPool {
             body
         };
         loop {
-            let (mut connection, reused) = match self.take_idle() {
+            let (mut connection, reused) = match self.idle.take(|c| c.stream.still_open()) {
                 Some(connection) => (connection, true),
                 // Boxed: connecting is rare, and its large state would otherwise be part of
                 // (and moved with) every request's future.
@@ -617,33 +626,13 @@ impl ConnectionPool {
             match connection.exchange(request, rest, reader).await {
                 Ok(response) => {
                     if response.reusable {
-                        self.give_back(connection);
+                        self.idle.put(connection);
                     }
                     return Ok(response);
                 }
                 Err(ResponseError::ClosedBeforeAnswer) if reused && idempotent => continue,
                 Err(error) => return Err(error.into()),
             }
-        }
-    }
-
-    /// The most recently used connection that is still open (warm in the server's caches).
-    fn take_idle(&self) -> Option<Connection> {
-        let mut idle = self.idle.lock().ok()?;
-        while let Some((mut connection, since)) = idle.pop() {
-            if since.elapsed() < IDLE_TIMEOUT && connection.stream.still_open() {
-                return Some(connection);
-            }
-        }
-        None
-    }
-
-    fn give_back(&self, connection: Connection) {
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() >= MAX_IDLE {
-                idle.remove(0);
-            }
-            idle.push((connection, Instant::now()));
         }
     }
 }

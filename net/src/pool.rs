@@ -2,15 +2,15 @@
 //! keep-alive connections held in a small stack of idle ones.
 //!
 //! Each serving thread of [`crate::server::serve_on_threads`] has its own [`Upstream`] to the
-//! control, so a connection is opened, used and driven on one thread; the replayer keeps one
-//! per target. Checking a connection out is a short lock and a `Vec::pop` (hyper-util's
+//! control (for the tap's hyper path), so a connection is opened, used and driven on one
+//! thread. Checking a connection out is a short lock and a `Vec::pop` (hyper-util's
 //! general-purpose pool hashes a key, builds a checkout future and wraps every connection per
 //! request). A connection is given back only after its response body was read to the end, so
 //! whoever takes it next can send at once.
 //!
-//! The tap's HTTP/1.1 relay keeps its own stack of raw connections (it writes the bytes
-//! itself), opened with [`Endpoint::connect`] and bounded by the same [`MAX_IDLE`] and
-//! [`IDLE_TIMEOUT`].
+//! The tap's HTTP/1.1 relay and the replayer's client ([`crate::h1::ConnectionPool`]) keep raw
+//! connections (they write the bytes themselves), opened with [`Endpoint::connect`], in the
+//! same [`IdleStack`].
 
 use crate::tls::ClientTls;
 use futures_util::FutureExt;
@@ -286,10 +286,57 @@ impl UpstreamError {
     }
 }
 
+/// Idle kept-alive connections, the most recently used on top (warm in the server's caches
+/// too), at most [`MAX_IDLE`] of them (beyond, the oldest is closed), none older than
+/// [`IDLE_TIMEOUT`]. Checking one out is a short lock and a `Vec::pop`. Every pool of this
+/// crate and the tap's relay keeps its connections in one.
+pub struct IdleStack<T> {
+    idle: Mutex<Vec<(T, Instant)>>,
+}
+
+impl<T> std::fmt::Debug for IdleStack<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.idle.lock().map_or(0, |idle| idle.len());
+        f.debug_struct("IdleStack").field("idle", &idle).finish()
+    }
+}
+
+impl<T> Default for IdleStack<T> {
+    fn default() -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<T> IdleStack<T> {
+    /// The most recently used connection younger than [`IDLE_TIMEOUT`] that `usable` accepts
+    /// (e.g. one the server has not closed); those passed over are dropped, so closed.
+    pub fn take(&self, mut usable: impl FnMut(&mut T) -> bool) -> Option<T> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some((mut connection, since)) = idle.pop() {
+            if since.elapsed() < IDLE_TIMEOUT && usable(&mut connection) {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose last response was read completely.
+    pub fn put(&self, connection: T) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() >= MAX_IDLE {
+                idle.remove(0);
+            }
+            idle.push((connection, Instant::now()));
+        }
+    }
+}
+
 /// The keep-alive connections to one [`Endpoint`], for requests with bodies of type `B`.
 pub struct Upstream<B> {
     endpoint: Endpoint,
-    idle: Mutex<Vec<(Sender<B>, Instant)>>,
+    idle: IdleStack<Sender<B>>,
 }
 
 impl<B> std::fmt::Debug for Upstream<B> {
@@ -310,7 +357,7 @@ where
     pub fn new(endpoint: Endpoint) -> Self {
         Self {
             endpoint,
-            idle: Mutex::new(Vec::new()),
+            idle: IdleStack::default(),
         }
     }
 
@@ -355,26 +402,14 @@ where
 
     /// Keeps a connection whose last response was read completely.
     pub fn give_back(&self, sender: Sender<B>) {
-        if sender.is_closed() {
-            return;
-        }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() >= MAX_IDLE {
-                idle.remove(0);
-            }
-            idle.push((sender, Instant::now()));
+        if !sender.is_closed() {
+            self.idle.put(sender);
         }
     }
 
-    /// The most recently used open connection (warm in the server's caches too).
+    /// The most recently used open connection.
     fn take_idle(&self) -> Option<Sender<B>> {
-        let mut idle = self.idle.lock().ok()?;
-        while let Some((sender, since)) = idle.pop() {
-            if !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT {
-                return Some(sender);
-            }
-        }
-        None
+        self.idle.take(|sender| !sender.is_closed())
     }
 
     async fn connect(&self) -> Result<Sender<B>, UpstreamError> {

@@ -3,8 +3,8 @@
 //! [`Replayer::replay`] takes a captured [`Exchange`], asks the side-effect guard whether it may
 //! be replayed, and sends it to every target at once (candidates, the secondary, and in mirror
 //! mode a control replica), each under a timeout. Requests are never retried — a retry of a
-//! non-idempotent request could be a second write — except a safe one (GET, HEAD, OPTIONS,
-//! TRACE) whose kept-alive connection turns out closed before a byte of answer.
+//! non-idempotent request could be a second write — except one of the [`SAFE_METHODS`] (GET,
+//! HEAD, OPTIONS) whose kept-alive connection turns out closed before a byte of answer.
 //!
 //! The requests are written by hand ([`shadowdiff_net::h1::ConnectionPool`]): the replayer
 //! frames them itself (its own `Content-Length`, no framing or hop-by-hop field of the
@@ -27,7 +27,9 @@ use shadowdiff_model::{
     is_hop_by_hop, Body, Exchange, HttpResponse, ReplayResult, RouteInferrer, TargetError,
     TargetErrorKind, TargetOutcome, TargetRole, SCHEMA_VERSION,
 };
-use shadowdiff_net::h1::{is_token, ConnectionPool, ExchangeError, ResponseReader};
+use shadowdiff_net::h1::{
+    is_token, push_field, push_length, ConnectionPool, ExchangeError, ResponseReader,
+};
 use shadowdiff_net::pool::Endpoint;
 use shadowdiff_net::tls::ClientTls;
 use std::sync::Arc;
@@ -478,7 +480,7 @@ impl Replayer {
             .exchange(
                 &mut head,
                 &req.body.bytes,
-                is_safe(&req.method),
+                SAFE_METHODS.contains(&req.method.as_str()),
                 &mut reader,
             )
             .await
@@ -557,26 +559,11 @@ impl Replayer {
         let length = req.body.bytes.len();
         // RFC 9110 §8.6: a request that normally carries a body states an empty one.
         if length > 0 || matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
-            head.extend_from_slice(b"content-length: ");
-            head.extend_from_slice(length.to_string().as_bytes());
-            head.extend_from_slice(b"\r\n");
+            push_length(&mut head, length as u64);
         }
         head.extend_from_slice(b"\r\n");
         Ok(head)
     }
-}
-
-/// Safe methods (RFC 9110 §9.2.1): the only ones sent again when a kept-alive connection
-/// turns out closed before answering.
-fn is_safe(method: &str) -> bool {
-    matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE")
-}
-
-fn push_field(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    head.extend_from_slice(name);
-    head.extend_from_slice(b": ");
-    head.extend_from_slice(value);
-    head.extend_from_slice(b"\r\n");
 }
 
 /// A field name `http::HeaderName` accepts: one token or more.
