@@ -13,53 +13,11 @@
 //! `net/tests/h1_differential.rs`.
 #![no_main]
 
-use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use shadowdiff_net::h1::{Response, ResponseReader};
+use shadowdiff_net::h1::fuzzing::read_pieces as read;
 
-/// Body limits, the first byte's bits 1-3 choose one. Kept far below `usize::MAX`: the reader
-/// reserves room for `min(Content-Length, limit)` bytes.
+/// Body limits, the first byte's bits 1-3 choose one.
 const LIMITS: [usize; 8] = [0, 1, 5, 16, 100, 4096, 256 * 1024, 1 << 20];
-
-struct Reading {
-    result: Result<Response, String>,
-    /// The reader's buffer after the answer and the pieces never fed.
-    leftover: Vec<u8>,
-    /// The answer ended where a piece ended, with more to come.
-    ended_at_split: bool,
-}
-
-fn read(pieces: &[&[u8]], request_is_head: bool, limit: usize) -> Reading {
-    let mut reader = ResponseReader::new(request_is_head, limit);
-    let mut buf = BytesMut::new();
-    let mut next = 0;
-    loop {
-        let eof = next == pieces.len();
-        match reader.advance(&mut buf, eof) {
-            Ok(Some(response)) => {
-                let unfed = pieces[next..].concat();
-                let ended_at_split = buf.is_empty() && !unfed.is_empty();
-                let mut leftover = buf.to_vec();
-                leftover.extend_from_slice(&unfed);
-                return Reading {
-                    result: Ok(response),
-                    leftover,
-                    ended_at_split,
-                };
-            }
-            Ok(None) => assert!(!eof, "Ok(None) at eof"),
-            Err(error) => {
-                return Reading {
-                    result: Err(error.to_string()),
-                    leftover: Vec::new(),
-                    ended_at_split: false,
-                }
-            }
-        }
-        buf.extend_from_slice(pieces[next]);
-        next += 1;
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let [choice, split, input @ ..] = data else {

@@ -637,6 +637,65 @@ impl ConnectionPool {
     }
 }
 
+/// How the replayer feeds a [`ResponseReader`], for the differential test and the fuzz target
+/// (`net/tests/h1_differential.rs`, `fuzz/fuzz_targets/replay_response.rs`): one feeding, so
+/// both check the reader the way [`ConnectionPool`] uses it.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{Response, ResponseReader};
+    use bytes::BytesMut;
+
+    /// What one feeding read.
+    #[derive(Debug)]
+    pub struct Reading {
+        /// The answer, or the error's text.
+        pub result: Result<Response, String>,
+        /// What the reader did not take: its buffer's rest and the pieces never fed.
+        pub leftover: Vec<u8>,
+        /// The answer ended exactly where a piece ended, with more pieces to come: the reader
+        /// could not know more bytes follow, so it may call the connection reusable.
+        pub ended_at_split: bool,
+    }
+
+    /// Feeds `pieces` as `ConnectionPool` does: an `advance` before the first read and after
+    /// each, `eof` once all is in.
+    ///
+    /// # Panics
+    ///
+    /// When the reader answers `Ok(None)` at `eof` (its API says it never does).
+    pub fn read_pieces(pieces: &[&[u8]], request_is_head: bool, limit: usize) -> Reading {
+        let mut reader = ResponseReader::new(request_is_head, limit);
+        let mut buf = BytesMut::new();
+        let mut next = 0;
+        loop {
+            let eof = next == pieces.len();
+            match reader.advance(&mut buf, eof) {
+                Ok(Some(response)) => {
+                    let unfed = pieces[next..].concat();
+                    let ended_at_split = buf.is_empty() && !unfed.is_empty();
+                    let mut leftover = buf.to_vec();
+                    leftover.extend_from_slice(&unfed);
+                    return Reading {
+                        result: Ok(response),
+                        leftover,
+                        ended_at_split,
+                    };
+                }
+                Ok(None) => assert!(!eof, "Ok(None) at eof (the API says never)"),
+                Err(error) => {
+                    return Reading {
+                        result: Err(error.to_string()),
+                        leftover: Vec::new(),
+                        ended_at_split: false,
+                    }
+                }
+            }
+            buf.extend_from_slice(pieces[next]);
+            next += 1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,62 +24,18 @@
 //! More cases: `PROPTEST_CASES=5000 cargo test -p shadowdiff-net --test h1_differential`.
 #![allow(clippy::unwrap_used)]
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use shadowdiff_net::h1::{Response, ResponseReader};
+use shadowdiff_net::h1::fuzzing::read_pieces;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ---------------------------------------------------------------------------------------------
 // The two readers
 // ---------------------------------------------------------------------------------------------
-
-/// The reader's result on bytes arriving in `pieces`, fed like `ConnectionPool` feeds it: an
-/// `advance` before the first read and after each, `eof` once all pieces are in.
-#[derive(Debug)]
-struct Reading {
-    result: Result<Response, String>,
-    /// What the reader did not take: its buffer's rest and the pieces never fed.
-    leftover: Vec<u8>,
-    /// The answer ended exactly where a piece ended, with more pieces to come: the reader could
-    /// not know more bytes follow, so it may call the connection reusable.
-    ended_at_split: bool,
-}
-
-fn read_pieces(pieces: &[&[u8]], request_is_head: bool, limit: usize) -> Reading {
-    let mut reader = ResponseReader::new(request_is_head, limit);
-    let mut buf = BytesMut::new();
-    let mut next = 0;
-    let failed = |error: String| Reading {
-        result: Err(error),
-        leftover: Vec::new(),
-        ended_at_split: false,
-    };
-    loop {
-        let eof = next == pieces.len();
-        match reader.advance(&mut buf, eof) {
-            Ok(Some(response)) => {
-                let unfed = pieces[next..].concat();
-                let ended_at_split = buf.is_empty() && !unfed.is_empty();
-                let mut leftover = buf.to_vec();
-                leftover.extend_from_slice(&unfed);
-                return Reading {
-                    result: Ok(response),
-                    leftover,
-                    ended_at_split,
-                };
-            }
-            Ok(None) if eof => return failed("Ok(None) at eof (the API says never)".into()),
-            Ok(None) => {}
-            Err(error) => return failed(error.to_string()),
-        }
-        buf.extend_from_slice(pieces[next]);
-        next += 1;
-    }
-}
 
 /// An error and its sources, on one line.
 fn why(stage: &str, error: &dyn std::error::Error) -> String {
