@@ -87,24 +87,20 @@ fn diff_bodies(
     }
     let format = body_format(&control.headers, a);
     match format {
-        BodyFormat::Json => {
-            with_arena(
-                |arena| match (Node::parse(a, arena), Node::parse(b, arena)) {
-                    (Ok(x), Ok(y)) => diff_json_into(&x, &y, "body", c),
-                    (x, y) => {
-                        let which = match (x.is_err(), y.is_err()) {
-                            (true, true) => "control and candidate bodies",
-                            (true, false) => "control body",
-                            _ => "candidate body",
-                        };
-                        notes.push(format!(
-                            "{which} declared as JSON but not valid JSON; compared as text"
-                        ));
-                        text_or_binary(a, b, c);
-                    }
-                },
-            )
-        }
+        BodyFormat::Json => with_arena(|arena| match Node::parse_pair(a, b, arena) {
+            (Ok(x), Ok(y)) => diff_json_into(&x, &y, "body", c),
+            (x, y) => {
+                let which = match (x.is_err(), y.is_err()) {
+                    (true, true) => "control and candidate bodies",
+                    (true, false) => "control body",
+                    _ => "candidate body",
+                };
+                notes.push(format!(
+                    "{which} declared as JSON but not valid JSON; compared as text"
+                ));
+                text_or_binary(a, b, c);
+            }
+        }),
         BodyFormat::Form => {
             let (x, y) = (form_to_json(a), form_to_json(b));
             with_arena(|arena| {

@@ -119,11 +119,12 @@ fn diff_value<'t>(
     }
     match (a, b) {
         (Node::Object(x), Node::Object(y)) => {
+            // One subtree taken whole into both trees (`Node::parse_pair`, `parse_tree_like`).
+            if std::ptr::eq(*x, *y) {
+                return;
+            }
             if let Some((sa, sb)) = path.markup {
-                // One element taken whole into both trees, or two of the same source.
-                if std::ptr::eq(*x, *y) {
-                    return;
-                }
+                // Two elements of the same source.
                 if let (Some(p), Some(q)) = (sa.of(x), sb.of(y)) {
                     if p == q {
                         return;
@@ -132,7 +133,11 @@ fn diff_value<'t>(
             }
             diff_objects(x, y, path, depth, c)
         }
-        (Node::Array(x), Node::Array(y)) => diff_arrays(x, y, path, depth, c),
+        (Node::Array(x), Node::Array(y)) => {
+            if !std::ptr::eq(*x, *y) {
+                diff_arrays(x, y, path, depth, c)
+            }
+        }
         (Node::Number(x), Node::Number(y)) => {
             if !numbers_equal(*x, *y, c.rules) {
                 c.push(

@@ -93,6 +93,26 @@ impl<'a> Node<'a> {
         crate::parse::parse(bytes, arena)
     }
 
+    /// [`Node::parse`] of two bodies that are likely alike, as a control's and a candidate's
+    /// answers are: where the second has the first's bytes (in the part both begin with, or in
+    /// the part both end with), its arrays and objects are the first's, not read again. The
+    /// trees and errors are exactly those of two `parse` calls; equal subtrees then share their
+    /// slices, which the diff takes as equal without a walk.
+    #[allow(clippy::type_complexity)]
+    pub fn parse_pair(
+        first: &'a [u8],
+        second: &'a [u8],
+        arena: &'a Arena,
+    ) -> (Result<Self, ParseError>, Result<Self, ParseError>) {
+        match crate::parse::parse_reference(first, arena) {
+            Ok((node, reference)) => (
+                Ok(node),
+                crate::parse::parse_like(second, arena, &reference),
+            ),
+            Err(e) => (Err(e), crate::parse::parse(second, arena)),
+        }
+    }
+
     /// A view of a `serde_json::Value` (strings borrowed, arrays and objects in `arena`).
     pub fn from_value(v: &'a serde_json::Value, arena: &'a Arena) -> Self {
         Self::from_value_at(v, arena, 0)

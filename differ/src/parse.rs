@@ -155,6 +155,162 @@ pub(crate) fn parse<'a>(
     bytes: &'a [u8],
     arena: &'a Arena,
 ) -> std::result::Result<Node<'a>, ParseError> {
+    run(bytes, arena, Mode::Plain).map(|(node, _)| node)
+}
+
+/// A body parsed by [`parse_reference`]: where each of its (non-empty) arrays and objects lies
+/// in its bytes, so that [`parse_like`] can take them whole into a body that has the same bytes
+/// there.
+#[derive(Clone, Copy)]
+pub(crate) struct Reference<'a> {
+    bytes: &'a [u8],
+    /// In the order the containers open (so by `start`).
+    spans: &'a [Span<'a>],
+}
+
+/// One array or object of a reference body.
+#[derive(Clone, Copy)]
+struct Span<'a> {
+    /// Its opening bracket.
+    start: usize,
+    /// Just after its closing bracket.
+    end: usize,
+    /// The nesting level of the container, and the deepest level of any container inside it
+    /// (itself included): the same bytes at another level must stay within [`MAX_DEPTH`].
+    depth: u32,
+    deepest: u32,
+    node: Node<'a>,
+}
+
+/// [`parse`], also recording the spans [`parse_like`] needs (kept in the arena).
+pub(crate) fn parse_reference<'a>(
+    bytes: &'a [u8],
+    arena: &'a Arena,
+) -> std::result::Result<(Node<'a>, Reference<'a>), ParseError> {
+    run(bytes, arena, Mode::Reference).map(|(node, spans)| (node, Reference { bytes, spans }))
+}
+
+/// [`parse`] of a body that is likely much like `reference` (a candidate's answer and the
+/// control's): an array or object whose bytes lie wholly in the bytes both bodies begin with,
+/// or wholly in those they end with, is the reference's node, not read again. Same bytes make
+/// the same node, so the tree (and any error) is exactly the one [`parse`] returns; only where
+/// the nodes live differs, and equal subtrees then share their slices (the diff skips them).
+pub(crate) fn parse_like<'a>(
+    bytes: &'a [u8],
+    arena: &'a Arena,
+    reference: &Reference<'a>,
+) -> std::result::Result<Node<'a>, ParseError> {
+    let theirs = reference.bytes;
+    let prefix = common_prefix(theirs, bytes);
+    // The shared end may not reach into the shared beginning of either body.
+    let room = theirs.len().min(bytes.len()) - prefix;
+    let suffix = common_suffix(theirs, bytes).min(room);
+    let guide = Guide {
+        spans: reference.spans,
+        prefix,
+        suffix_in_reference: theirs.len() - suffix,
+        suffix_here: bytes.len() - suffix,
+        next_in_prefix: 0,
+        next_in_suffix: 0,
+    };
+    run(bytes, arena, Mode::Like(guide)).map(|(node, _)| node)
+}
+
+/// How many bytes `a` and `b` begin with alike (sixteen at a time).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let mut i = 0;
+    while let (Some(x), Some(y)) = (
+        a.get(i..).and_then(|r| r.first_chunk::<16>()),
+        b.get(i..).and_then(|r| r.first_chunk::<16>()),
+    ) {
+        let differ = u128::from_le_bytes(*x) ^ u128::from_le_bytes(*y);
+        if differ != 0 {
+            return i + (differ.trailing_zeros() / 8) as usize;
+        }
+        i += 16;
+    }
+    i + a
+        .get(i..)
+        .unwrap_or_default()
+        .iter()
+        .zip(b.get(i..).unwrap_or_default())
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// How many bytes `a` and `b` end with alike.
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let mut n = 0;
+    while let (Some(x), Some(y)) = (
+        a.len()
+            .checked_sub(n + 16)
+            .and_then(|at| a.get(at..))
+            .and_then(|r| r.first_chunk::<16>()),
+        b.len()
+            .checked_sub(n + 16)
+            .and_then(|at| b.get(at..))
+            .and_then(|r| r.first_chunk::<16>()),
+    ) {
+        let differ = u128::from_be_bytes(*x) ^ u128::from_be_bytes(*y);
+        if differ != 0 {
+            return n + (differ.trailing_zeros() / 8) as usize;
+        }
+        n += 16;
+    }
+    let rest_a = a.get(..a.len().saturating_sub(n)).unwrap_or_default();
+    let rest_b = b.get(..b.len().saturating_sub(n)).unwrap_or_default();
+    n + rest_a
+        .iter()
+        .rev()
+        .zip(rest_b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// What a guided parse ([`parse_like`]) knows of its reference.
+struct Guide<'a> {
+    spans: &'a [Span<'a>],
+    /// Bytes `[0, prefix)` are the same in both bodies.
+    prefix: usize,
+    /// The reference's bytes from `suffix_in_reference` on are this body's from `suffix_here`.
+    suffix_in_reference: usize,
+    suffix_here: usize,
+    /// Where the search for the next container starts, in each region (the parse meets
+    /// containers in the order of their positions, so each cursor only moves forward).
+    next_in_prefix: usize,
+    next_in_suffix: usize,
+}
+
+impl<'a> Guide<'a> {
+    /// The reference's container whose bytes are this body's at `at`, if there is one.
+    fn find(&mut self, at: usize) -> Option<Span<'a>> {
+        let (cursor, want, region_ends) = if at < self.prefix {
+            (&mut self.next_in_prefix, at, self.prefix)
+        } else if at >= self.suffix_here {
+            let want = at - self.suffix_here + self.suffix_in_reference;
+            (&mut self.next_in_suffix, want, usize::MAX)
+        } else {
+            return None;
+        };
+        while self.spans.get(*cursor).is_some_and(|s| s.start < want) {
+            *cursor += 1;
+        }
+        let span = self.spans.get(*cursor)?;
+        (span.start == want && span.end > span.start && span.end <= region_ends).then_some(*span)
+    }
+}
+
+enum Mode<'a> {
+    Plain,
+    Reference,
+    Like(Guide<'a>),
+}
+
+fn run<'a>(
+    bytes: &'a [u8],
+    arena: &'a Arena,
+    mode: Mode<'a>,
+) -> std::result::Result<(Node<'a>, &'a [Span<'a>]), ParseError> {
     // One SIMD UTF-8 check of the whole body; afterwards every slice between ASCII delimiters
     // is a valid `str`.
     let Ok(text) = simdutf8::basic::from_utf8(bytes) else {
@@ -166,33 +322,53 @@ pub(crate) fn parse<'a>(
     };
     // (A thread whose locals are gone, in its destructors, parses with fresh stacks.)
     let stacks = STACKS.try_with(Cell::take).unwrap_or_default();
+    let mut spans_kept: Vec<Span<'a>> = reuse(stacks.spans);
+    let (spans, guide) = match mode {
+        Mode::Plain => (None, None),
+        Mode::Reference => (Some(std::mem::take(&mut spans_kept)), None),
+        Mode::Like(guide) => (None, Some(guide)),
+    };
     let mut p = Parser {
         text,
         bytes,
         pos: 0,
         error: (ParseErrorKind::EofWhileParsingValue, 0),
         depth: 0,
+        deepest: 0,
         arena,
         items: reuse(stacks.items),
         entries: reuse(stacks.entries),
         scratch: stacks.scratch,
+        spans,
+        guide,
     };
     let result = match p.document() {
         Ok(node) => Ok(node),
         Err(Stop) => Err(ParseError::at(bytes, p.error.0, p.error.1)),
     };
-    if p.items.capacity() <= KEEP_STACK && p.entries.capacity() <= KEEP_STACK {
+    let spans: &'a [Span<'a>] = match &p.spans {
+        Some(spans) if result.is_ok() => arena.alloc_slice_copy(spans),
+        _ => &[],
+    };
+    if let Some(recorded) = p.spans.take() {
+        spans_kept = recorded;
+    }
+    if p.items.capacity() <= KEEP_STACK
+        && p.entries.capacity() <= KEEP_STACK
+        && spans_kept.capacity() <= KEEP_STACK
+    {
         p.scratch.clear();
         p.scratch.shrink_to(KEEP_STACK);
         let stacks = Stacks {
             items: reuse(p.items),
             entries: reuse(p.entries),
             scratch: p.scratch,
+            spans: reuse(spans_kept),
         };
         // Kept for the thread's next parse (dropped if the thread's locals are gone).
         let _ = STACKS.try_with(|cell| cell.set(stacks));
     }
-    result
+    result.map(|node| (node, spans))
 }
 
 /// The parser's stacks, kept between parses on a thread (two allocations less per body).
@@ -201,6 +377,7 @@ struct Stacks {
     items: Vec<Node<'static>>,
     entries: Vec<(&'static str, Node<'static>)>,
     scratch: String,
+    spans: Vec<Span<'static>>,
 }
 
 /// Stacks that grew beyond this many members are not kept.
@@ -211,6 +388,7 @@ thread_local! {
         items: Vec::with_capacity(64),
         entries: Vec::with_capacity(64),
         scratch: String::new(),
+        spans: Vec::new(),
     });
 }
 
@@ -229,6 +407,8 @@ struct Parser<'a> {
     error: (ParseErrorKind, usize),
     /// Arrays and objects open around the current position.
     depth: u32,
+    /// The deepest `depth` reached (within the innermost recorded container, when recording).
+    deepest: u32,
     arena: &'a Arena,
     /// The elements of the arrays still open, innermost last.
     items: Vec<Node<'a>>,
@@ -236,6 +416,10 @@ struct Parser<'a> {
     entries: Vec<(&'a str, Node<'a>)>,
     /// Where an escaped string is unescaped before it is copied into the arena.
     scratch: String,
+    /// A reference parse's spans (see [`parse_reference`]).
+    spans: Option<Vec<Span<'a>>>,
+    /// A guided parse's reference (see [`parse_like`]).
+    guide: Option<Guide<'a>>,
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -409,14 +593,64 @@ impl<'a> Parser<'a> {
 
     fn enter(&mut self) -> Result<()> {
         self.depth += 1;
+        self.deepest = self.deepest.max(self.depth);
         if self.depth >= MAX_DEPTH {
             return self.fail(ParseErrorKind::RecursionLimitExceeded, self.pos);
         }
         Ok(())
     }
 
+    /// In a guided parse, the reference's container with the same bytes at `start`, taken
+    /// whole when it fits under the nesting limit here as it did there.
+    #[inline]
+    fn take_whole(&mut self, start: usize) -> Option<Node<'a>> {
+        let span = self.guide.as_mut()?.find(start)?;
+        let deepest_here = self.depth + 1 + (span.deepest - span.depth);
+        if deepest_here >= MAX_DEPTH {
+            return None;
+        }
+        self.pos = start + (span.end - span.start);
+        Some(span.node)
+    }
+
+    /// In a reference parse, records a container opening at `start` (after `enter`); its index.
+    #[inline]
+    fn open_span(&mut self, start: usize) -> Option<usize> {
+        let spans = self.spans.as_mut()?;
+        spans.push(Span {
+            start,
+            end: 0,
+            depth: self.depth,
+            // The deepest level outside it, until it closes.
+            deepest: self.deepest,
+            node: Node::Null,
+        });
+        self.deepest = self.depth;
+        Some(spans.len() - 1)
+    }
+
+    /// Completes the span `open_span` returned, at `self.pos` (after the closing bracket).
+    #[inline]
+    fn close_span(&mut self, index: Option<usize>, node: Node<'a>) {
+        let end = self.pos;
+        let deepest = self.deepest;
+        if let Some(span) = index.and_then(|i| self.spans.as_mut()?.get_mut(i)) {
+            let outside = span.deepest;
+            span.end = end;
+            span.deepest = deepest;
+            span.node = node;
+            self.deepest = outside.max(deepest);
+        }
+    }
+
     #[inline(never)]
     fn array(&mut self) -> Result<&'a [Node<'a>]> {
+        let start = self.pos;
+        if self.guide.is_some() {
+            if let Some(Node::Array(items)) = self.take_whole(start) {
+                return Ok(items);
+            }
+        }
         self.enter()?;
         self.pos += 1;
         let open = self.items.len();
@@ -429,6 +663,7 @@ impl<'a> Parser<'a> {
             Some(_) => {}
             None => return self.fail(ParseErrorKind::EofWhileParsingList, self.pos),
         }
+        let span = self.open_span(start);
         loop {
             let item = self.value()?;
             self.items.push(item);
@@ -449,12 +684,19 @@ impl<'a> Parser<'a> {
         }
         let slice = self.arena.alloc_slice_copy(&self.items[open..]);
         self.items.truncate(open);
+        self.close_span(span, Node::Array(slice));
         self.depth -= 1;
         Ok(slice)
     }
 
     #[inline(never)]
     fn object(&mut self) -> Result<&'a [(&'a str, Node<'a>)]> {
+        let start = self.pos;
+        if self.guide.is_some() {
+            if let Some(Node::Object(members)) = self.take_whole(start) {
+                return Ok(members);
+            }
+        }
         self.enter()?;
         self.pos += 1;
         let open = self.entries.len();
@@ -467,6 +709,7 @@ impl<'a> Parser<'a> {
             Some(_) => {}
             None => return self.fail(ParseErrorKind::EofWhileParsingObject, self.pos),
         }
+        let span = self.open_span(start);
         let mut sorted = true;
         loop {
             // At a key (whitespace skipped).
@@ -520,6 +763,7 @@ impl<'a> Parser<'a> {
             deduped.into_bump_slice()
         };
         self.entries.truncate(open);
+        self.close_span(span, Node::Object(slice));
         self.depth -= 1;
         Ok(slice)
     }
@@ -764,6 +1008,35 @@ mod tests {
                 }
             }
             assert_eq!(find_special(&vec![b'a'; len], 0), len);
+        }
+    }
+
+    #[test]
+    fn common_ends_are_counted_exactly() {
+        let naive_prefix = |a: &[u8], b: &[u8]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let naive_suffix = |a: &[u8], b: &[u8]| {
+            a.iter()
+                .rev()
+                .zip(b.iter().rev())
+                .take_while(|(x, y)| x == y)
+                .count()
+        };
+        // Every length to past two chunks, a difference at every place (or none).
+        for len in 0..40 {
+            let a: Vec<u8> = (0..len).map(|i| b'a' + (i % 7) as u8).collect();
+            for at in 0..=len {
+                for extra in [0, 1, 17] {
+                    let mut b = a.clone();
+                    if let Some(x) = b.get_mut(at) {
+                        *x = b'Z';
+                    }
+                    b.extend(std::iter::repeat_n(b'q', extra));
+                    for (x, y) in [(&a, &b), (&b, &a)] {
+                        assert_eq!(common_prefix(x, y), naive_prefix(x, y), "{x:?} {y:?}");
+                        assert_eq!(common_suffix(x, y), naive_suffix(x, y), "{x:?} {y:?}");
+                    }
+                }
+            }
         }
     }
 

@@ -52,6 +52,37 @@ fn agree(bytes: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Asserts that `Node::parse_pair` (the second body taking the first's subtrees where the bytes
+/// are the same) returns exactly what two `Node::parse` calls return: the same trees to the bit,
+/// the same errors, word for word.
+fn pair_agrees(first: &[u8], second: &[u8]) -> Result<(), TestCaseError> {
+    let arena = Arena::new();
+    let (a, b) = Node::parse_pair(first, second, &arena);
+    for (bytes, paired) in [(first, a), (second, b)] {
+        let alone = Node::parse(bytes, &arena);
+        match (&alone, &paired) {
+            (Ok(x), Ok(y)) => prop_assert!(
+                same(x, y),
+                "trees differ on {:?} after {:?}:\nalone  {:?}\npaired {:?}",
+                String::from_utf8_lossy(second),
+                String::from_utf8_lossy(first),
+                x,
+                y
+            ),
+            (Err(x), Err(y)) => prop_assert_eq!(x.to_string(), y.to_string()),
+            _ => prop_assert!(
+                false,
+                "alone {:?} but paired {:?} on {:?} after {:?}",
+                alone.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+                paired.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+                String::from_utf8_lossy(second),
+                String::from_utf8_lossy(first)
+            ),
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // JSON text, written every way the grammar allows (and a few it does not)
 // ---------------------------------------------------------------------------------------------
@@ -356,6 +387,103 @@ proptest! {
     fn arbitrary_bytes_parse_like_serde_json(bytes in prop::collection::vec(any::<u8>(), 0..48)) {
         agree(&bytes)?;
     }
+
+    #[test]
+    fn a_near_copy_parses_in_a_pair_as_alone(
+        text in arb_text(),
+        edits in prop::collection::vec(arb_edit(), 0..3),
+        reversed in any::<bool>(),
+    ) {
+        // A control and a candidate's answer: the same text with a few bytes changed.
+        let edited = apply(text.clone().into_bytes(), &edits);
+        if reversed {
+            pair_agrees(&edited, text.as_bytes())?;
+        } else {
+            pair_agrees(text.as_bytes(), &edited)?;
+        }
+    }
+
+    #[test]
+    fn values_in_a_pair_parse_as_alone(
+        members in prop::collection::vec((0u8..6, arb_text()), 1..6),
+        changed in any::<prop::sample::Index>(),
+        replacement in arb_text(),
+        wrap in 0usize..3,
+    ) {
+        // An object whose members are whole texts (so whole arrays and objects lie before and
+        // after the change); one member's value replaced, sometimes nested deeper.
+        let body = |members: &[(u8, String)]| {
+            let inner = members
+                .iter()
+                .map(|(k, v)| format!("\"k{k}\":{v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            format!("{}{{{inner}}}{}", "[".repeat(wrap), "]".repeat(wrap))
+        };
+        let first = body(&members);
+        let mut edited = members.clone();
+        let i = changed.index(edited.len());
+        edited[i].1 = replacement;
+        pair_agrees(first.as_bytes(), body(&edited).as_bytes())?;
+        pair_agrees(body(&edited).as_bytes(), first.as_bytes())?;
+    }
+
+    #[test]
+    fn nestings_in_a_pair_parse_as_alone(
+        depths in (100usize..=132, 100usize..=132),
+        objects in prop::collection::vec(any::<bool>(), 1..4),
+        leaf in prop::sample::select(vec!["[[[1]]]", "{\"b\":[{}]}", "[1,[2,[3]]]", "1", "[1,]"]),
+        edits in prop::collection::vec(arb_edit(), 0..2),
+    ) {
+        let first = nested(depths.0, &objects, leaf);
+        let second = apply(nested(depths.1, &objects, leaf).into_bytes(), &edits);
+        pair_agrees(first.as_bytes(), &second)?;
+        pair_agrees(&second, first.as_bytes())?;
+    }
+}
+
+#[test]
+fn a_pair_shares_what_is_unchanged() {
+    let control = br#"{"a":{"x":[1,2,{"y":"z"}]},"b":1,"c":[{"d":true}],"e":{"f":null}}"#;
+    let candidate = br#"{"a":{"x":[1,2,{"y":"z"}]},"b":2,"c":[{"d":true}],"e":{"f":null}}"#;
+    let arena = Arena::new();
+    let (x, y) = Node::parse_pair(control, candidate, &arena);
+    let (x, y) = (x.unwrap(), y.unwrap());
+    fn member<'a>(n: &Node<'a>, key: &str) -> Node<'a> {
+        match n {
+            Node::Object(m) => m.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).unwrap(),
+            _ => panic!("not an object"),
+        }
+    }
+    let address = |n: Node<'_>| match n {
+        Node::Object(m) => m.as_ptr() as usize,
+        Node::Array(a) => a.as_ptr() as usize,
+        _ => 0,
+    };
+    // Before the change and after it: the control's own subtrees.
+    for key in ["a", "c", "e"] {
+        assert_eq!(address(member(&x, key)), address(member(&y, key)), "{key}");
+    }
+    assert_ne!(member(&x, "b"), member(&y, "b"));
+    assert!(same(&Node::parse(candidate, &arena).unwrap(), &y));
+}
+
+#[test]
+fn a_pair_keeps_the_nesting_limit_where_the_depth_differs() {
+    // The candidate's shared end (`0,[[…1…]]]`) opens 120 levels deep, where the control's
+    // opened one level deep: the leaf's ten levels would pass 128 there. The candidate alone
+    // fails on the limit (before it would fail on its missing brackets); paired, the same.
+    let leaf = format!("{}1{}", "[".repeat(10), "]".repeat(10));
+    let control = format!("[0,{leaf}]");
+    let candidate = format!("{}0,{leaf}]", "[".repeat(120));
+    let arena = Arena::new();
+    let alone = Node::parse(candidate.as_bytes(), &arena).unwrap_err();
+    assert_eq!(
+        alone.to_string(),
+        "recursion limit exceeded at line 1 column 130"
+    );
+    let (_, paired) = Node::parse_pair(control.as_bytes(), candidate.as_bytes(), &arena);
+    assert_eq!(paired.unwrap_err().to_string(), alone.to_string());
 }
 
 #[test]

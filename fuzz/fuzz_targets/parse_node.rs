@@ -1,6 +1,8 @@
 //! `Node::parse` (the hand-written parser) accepts exactly what serde_json accepts, and builds
 //! the same tree. serde_json here has `float_roundtrip` (fuzz/Cargo.toml): correctly rounded
-//! floats, as the parser rounds them, so floats must agree to the bit.
+//! floats, as the parser rounds them, so floats must agree to the bit. `Node::parse_pair` (a
+//! body taking another's subtrees where their bytes are the same) must return what two parses
+//! return, for the input and a copy of it with one byte changed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -11,7 +13,41 @@ fn same(a: &Node<'_>, b: &Node<'_>) -> bool {
     a.same_bits(b)
 }
 
+/// `parse_pair(first, second)` is `(parse(first), parse(second))`, to the bit and the error.
+fn pair_agrees(first: &[u8], second: &[u8]) {
+    let arena = Arena::new();
+    let (a, b) = Node::parse_pair(first, second, &arena);
+    for (bytes, paired) in [(first, a), (second, b)] {
+        match (Node::parse(bytes, &arena), paired) {
+            (Ok(x), Ok(y)) => assert!(
+                same(&x, &y),
+                "pair differs on {:?} after {:?}",
+                String::from_utf8_lossy(second),
+                String::from_utf8_lossy(first)
+            ),
+            (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string()),
+            (x, y) => panic!(
+                "alone {:?} but paired {:?} on {:?} after {:?}",
+                x.map(|_| ()).map_err(|e| e.to_string()),
+                y.map(|_| ()).map_err(|e| e.to_string()),
+                String::from_utf8_lossy(second),
+                String::from_utf8_lossy(first)
+            ),
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    if let Some((&last, rest)) = data.split_last() {
+        // The input and a copy with one byte replaced by its last (a candidate's answer that
+        // differs in one place), both ways round.
+        let mut changed = rest.to_vec();
+        if let Some(b) = changed.get_mut(usize::from(last) * 31 % rest.len().max(1)) {
+            *b = last;
+        }
+        pair_agrees(rest, &changed);
+        pair_agrees(&changed, rest);
+    }
     let serde = serde_json::from_slice::<serde_json::Value>(data);
     let arena = Arena::new();
     let node = Node::parse(data, &arena);
