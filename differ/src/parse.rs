@@ -158,9 +158,9 @@ pub(crate) fn parse<'a>(
     run(bytes, arena, Mode::Plain).map(|(node, _)| node)
 }
 
-/// A body parsed by [`parse_reference`]: where each of its (non-empty) arrays and objects lies
-/// in its bytes, so that [`parse_like`] can take them whole into a body that has the same bytes
-/// there.
+/// A body parsed by [`parse_reference`]: where each of its (non-empty) arrays and objects, and
+/// each string with an escape, lies in its bytes, so that [`parse_like`] can take them whole
+/// into a body that has the same bytes there.
 #[derive(Clone, Copy)]
 pub(crate) struct Reference<'a> {
     bytes: &'a [u8],
@@ -168,15 +168,16 @@ pub(crate) struct Reference<'a> {
     spans: &'a [Span<'a>],
 }
 
-/// One array or object of a reference body.
+/// One array or object, or escaped string, of a reference body.
 #[derive(Clone, Copy)]
 struct Span<'a> {
-    /// Its opening bracket.
+    /// Its opening bracket or quote.
     start: usize,
-    /// Just after its closing bracket.
+    /// Just after its closing bracket or quote.
     end: usize,
-    /// The nesting level of the container, and the deepest level of any container inside it
+    /// The nesting level of a container, and the deepest level of any container inside it
     /// (itself included): the same bytes at another level must stay within [`MAX_DEPTH`].
+    /// Zero for a string.
     depth: u32,
     deepest: u32,
     node: Node<'a>,
@@ -191,8 +192,9 @@ pub(crate) fn parse_reference<'a>(
 }
 
 /// [`parse`] of a body that is likely much like `reference` (a candidate's answer and the
-/// control's): an array or object whose bytes lie wholly in the bytes both bodies begin with,
-/// or wholly in those they end with, is the reference's node, not read again. Same bytes make
+/// control's): an array, object or escaped string whose bytes lie wholly in the bytes both
+/// bodies begin with, or wholly in those they end with, is the reference's node, not read
+/// again. Same bytes make
 /// the same node, so the tree (and any error) is exactly the one [`parse`] returns; only where
 /// the nodes live differs, and equal subtrees then share their slices (the diff skips them).
 pub(crate) fn parse_like<'a>(
@@ -788,12 +790,37 @@ impl<'a> Parser<'a> {
     /// The rest of a string from `start` whose first escape is at `escape`.
     #[cold]
     fn escaped_string(&mut self, start: usize, mut escape: usize) -> Result<&'a str> {
+        // The opening quote.
+        let quote = start - 1;
+        if let Some(taken) = self.take_string(quote) {
+            return Ok(taken);
+        }
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
         let result = self.unescape(start, &mut escape, &mut out);
         let result = result.map(|()| &*self.arena.alloc_str(&out));
         self.scratch = out;
+        if let (Ok(text), Some(spans)) = (result, self.spans.as_mut()) {
+            // Worth recording, unlike a string without escapes: taking it saves the unescaping.
+            spans.push(Span {
+                start: quote,
+                end: self.pos,
+                depth: 0,
+                deepest: 0,
+                node: Node::String(text),
+            });
+        }
         result
+    }
+
+    /// In a guided parse, the reference's escaped string with the same bytes at `quote`.
+    fn take_string(&mut self, quote: usize) -> Option<&'a str> {
+        let span = self.guide.as_mut()?.find(quote)?;
+        let Node::String(text) = span.node else {
+            return None;
+        };
+        self.pos = span.end - span.start + quote;
+        Some(text)
     }
 
     fn unescape(&mut self, mut start: usize, escape: &mut usize, out: &mut String) -> Result<()> {

@@ -444,8 +444,9 @@ proptest! {
 
 #[test]
 fn a_pair_shares_what_is_unchanged() {
-    let control = br#"{"a":{"x":[1,2,{"y":"z"}]},"b":1,"c":[{"d":true}],"e":{"f":null}}"#;
-    let candidate = br#"{"a":{"x":[1,2,{"y":"z"}]},"b":2,"c":[{"d":true}],"e":{"f":null}}"#;
+    let control = br#"{"a":{"x":[1,2,{"y":"z"}]},"b":1,"c":[{"d":true}],"e":{"f":null},"g":"\n"}"#;
+    let candidate =
+        br#"{"a":{"x":[1,2,{"y":"z"}]},"b":2,"c":[{"d":true}],"e":{"f":null},"g":"\n"}"#;
     let arena = Arena::new();
     let (x, y) = Node::parse_pair(control, candidate, &arena);
     let (x, y) = (x.unwrap(), y.unwrap());
@@ -458,10 +459,11 @@ fn a_pair_shares_what_is_unchanged() {
     let address = |n: Node<'_>| match n {
         Node::Object(m) => m.as_ptr() as usize,
         Node::Array(a) => a.as_ptr() as usize,
+        Node::String(s) => s.as_ptr() as usize,
         _ => 0,
     };
-    // Before the change and after it: the control's own subtrees.
-    for key in ["a", "c", "e"] {
+    // Before the change and after it: the control's own subtrees (and unescaped string).
+    for key in ["a", "c", "e", "g"] {
         assert_eq!(address(member(&x, key)), address(member(&y, key)), "{key}");
     }
     assert_ne!(member(&x, "b"), member(&y, "b"));
