@@ -114,6 +114,16 @@ impl<'a, R: Send + 'a, F: Future<Output = R>, K: ArmKind<R>> AsyncExperiment<'a,
         self
     }
 
+    #[inline]
+    fn extras_mut(&mut self) -> Option<&mut Extras<'a, R, AsyncArm<'a, R>>> {
+        self.extras.as_deref_mut()
+    }
+
+    #[inline]
+    fn sampled_in(&self) -> bool {
+        self.extras.is_some()
+    }
+
     shared_methods!();
 
     /// Runs the experiment and hands the control's value and the run (when sampled in) to

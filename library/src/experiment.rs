@@ -205,17 +205,6 @@ impl<T> Few<T> {
             }),
         }
     }
-
-    /// The items in a random order (a vector only when there are several).
-    pub(crate) fn into_shuffled(self) -> FewIter<T> {
-        if self.rest.is_empty() {
-            return self.first.into_iter().chain(Vec::new());
-        }
-        let mut all = self.rest;
-        all.extend(self.first);
-        crate::settings::shuffle(&mut all);
-        None.into_iter().chain(all)
-    }
 }
 
 impl<T> Default for Few<T> {
@@ -282,6 +271,9 @@ impl<R, A> Extras<'_, R, A> {
         }
     }
 
+    /// The value as published, when there is a `clean` function (inline: most experiments
+    /// have none, and the call to find that out was as long as the check).
+    #[inline]
     pub(crate) fn clean(&self, value: &R) -> Option<serde_json::Value> {
         let clean = self.clean.as_ref()?;
         catch_unwind(AssertUnwindSafe(|| clean(value))).ok()
@@ -331,7 +323,7 @@ macro_rules! shared_methods {
         /// [`set_raise_on_mismatches`](crate::set_raise_on_mismatches) says: `true` in tests
         /// that must fail on a mismatch. Applies to `run`/`run_eq` (not detached runs).
         pub fn raise_on_mismatches(mut self, on: bool) -> Self {
-            if let Some(x) = &mut self.extras {
+            if let Some(x) = self.extras_mut() {
                 x.raise = Some(on);
             }
             self
@@ -339,7 +331,7 @@ macro_rules! shared_methods {
 
         /// Key/value pairs published with the run (Scientist's `context`).
         pub fn context(mut self, key: &'static str, value: impl ToString) -> Self {
-            if let Some(x) = &mut self.extras {
+            if let Some(x) = self.extras_mut() {
                 x.context.push((key, value.to_string()));
             }
             self
@@ -347,7 +339,7 @@ macro_rules! shared_methods {
 
         /// Where this experiment's runs go (default: [`set_default_publisher`](crate::set_default_publisher)).
         pub fn publisher(mut self, publisher: Arc<dyn Publisher>) -> Self {
-            if let Some(x) = &mut self.extras {
+            if let Some(x) = self.extras_mut() {
                 x.publisher = Some(publisher);
             }
             self
@@ -355,7 +347,7 @@ macro_rules! shared_methods {
 
         /// Expensive setup needed only when candidates run (Scientist's `before_run`).
         pub fn before_run(mut self, f: impl FnOnce() + Send + 'a) -> Self {
-            if let Some(x) = &mut self.extras {
+            if let Some(x) = self.extras_mut() {
                 x.before_run = Some(Box::new(f));
             }
             self
@@ -363,7 +355,7 @@ macro_rules! shared_methods {
 
         /// Called with the run after it was published (panics are caught).
         pub fn after_run(mut self, f: impl FnOnce(&RunResult) + Send + 'a) -> Self {
-            if let Some(x) = &mut self.extras {
+            if let Some(x) = self.extras_mut() {
                 x.after_run = Some(Box::new(f));
             }
             self
@@ -372,7 +364,7 @@ macro_rules! shared_methods {
         /// Accepts a mismatch (or candidate error) when `f(control, candidate)` is true; the
         /// candidate is reported as `ignored`. Several may be given; any one suffices.
         pub fn ignore(mut self, f: impl Fn(&R, &R) -> bool + Send + Sync + 'a) -> Self {
-            if let Some(x) = &mut self.extras {
+            if let Some(x) = self.extras_mut() {
                 x.ignore.push(Box::new(f));
             }
             self
@@ -380,7 +372,7 @@ macro_rules! shared_methods {
 
         /// What is published for each arm's value (Scientist's `clean`), e.g. to drop secrets.
         pub fn clean(mut self, f: impl Fn(&R) -> serde_json::Value + Send + Sync + 'a) -> Self {
-            if let Some(x) = &mut self.extras {
+            if let Some(x) = self.extras_mut() {
                 x.clean = Some(Box::new(f));
             }
             self
@@ -389,7 +381,7 @@ macro_rules! shared_methods {
         /// Also measure each sync arm's thread CPU time (Scientist's `cpu_duration`). Off by
         /// default: it costs two system calls per arm, which dominates a fast experiment.
         pub fn cpu_time(mut self, on: bool) -> Self {
-            if let Some(x) = &mut self.extras {
+            if let Some(x) = self.extras_mut() {
                 x.cpu_time = on;
             }
             self
@@ -398,7 +390,7 @@ macro_rules! shared_methods {
         /// The differ's rules for serialized results (ignore paths, tolerances, array modes…),
         /// as for HTTP bodies but rooted at `result`.
         pub fn rules(mut self, rules: Arc<Rules>) -> Self {
-            if let Some(x) = &mut self.extras {
+            if let Some(x) = self.extras_mut() {
                 x.rules = Some(rules);
             }
             self
@@ -406,21 +398,73 @@ macro_rules! shared_methods {
 
         /// True when this call runs the candidates.
         pub fn is_sampled(&self) -> bool {
-            self.extras.is_some()
+            self.sampled_in()
         }
     };
 }
 
 pub(crate) use shared_methods;
 
+/// A candidate after the first, boxed on its own.
 type SyncArm<'a, R> = Box<dyn FnOnce() -> R + 'a>;
+
+/// The first candidate of a sync run, kept in the allocation of the run's extras: a box of its
+/// own cost an allocation and a free on every sampled-in run.
+trait FirstArm<R> {
+    fn is_set(&self) -> bool;
+    /// Runs the candidate; called once, and only when [`is_set`](Self::is_set).
+    fn call(&mut self) -> R;
+}
+
+impl<R, F: FnOnce() -> R> FirstArm<R> for Option<F> {
+    #[inline]
+    fn is_set(&self) -> bool {
+        self.is_some()
+    }
+
+    #[inline]
+    fn call(&mut self) -> R {
+        match self.take() {
+            Some(f) => f(),
+            None => unreachable!("a candidate runs once"),
+        }
+    }
+}
+
+/// Extras given before any candidate.
+struct NoArm;
+
+impl<R> FirstArm<R> for NoArm {
+    fn is_set(&self) -> bool {
+        false
+    }
+
+    fn call(&mut self) -> R {
+        unreachable!("no candidate to run")
+    }
+}
+
+/// A sampled-in sync run's extras and its first candidate, in one allocation. Candidates after
+/// the first are in `x.candidates`.
+struct Sampled<'a, R, A: ?Sized> {
+    x: Extras<'a, R, SyncArm<'a, R>>,
+    first_name: &'static str,
+    first: A,
+}
+
+type SampledBox<'a, R> = Box<Sampled<'a, R, dyn FirstArm<R> + 'a>>;
 
 /// A sync experiment with its control; add candidates, then [`run`](Self::run).
 #[must_use = "an experiment does nothing until it is run"]
 pub struct SyncExperiment<'a, R, C, K> {
     gate: Gate,
     control: C,
-    extras: Option<Box<Extras<'a, R, SyncArm<'a, R>>>>,
+    /// Whether this call runs the candidates (decided before the control was given).
+    on: bool,
+    /// Allocated, when `on`, by the first candidate (with it), or by an option given before
+    /// any candidate. A plain flag and an `Option` (not one enum) keep the not-sampled path
+    /// down to the flag: with an enum, its drop stayed an out-of-line call there.
+    sampled: Option<SampledBox<'a, R>>,
     kind: PhantomData<K>,
 }
 
@@ -431,11 +475,8 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         Self {
             gate,
             control,
-            extras: if on {
-                Some(Box::new(Extras::new()))
-            } else {
-                None
-            },
+            on,
+            sampled: None,
             kind: PhantomData,
         }
     }
@@ -444,10 +485,58 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
     /// clone arguments inside it, not before.
     #[inline]
     pub fn candidate(mut self, name: &'static str, candidate: impl FnOnce() -> R + 'a) -> Self {
-        if let Some(x) = &mut self.extras {
-            x.candidates.push((name, Box::new(candidate)));
+        if self.on {
+            match &mut self.sampled {
+                None => self.sampled = Some(Self::with_first(Extras::new(), name, candidate)),
+                Some(s) if !s.first.is_set() => {
+                    // Options given before the first candidate: they move into its allocation.
+                    let x = std::mem::replace(&mut s.x, Extras::new());
+                    self.sampled = Some(Self::with_first(x, name, candidate));
+                }
+                Some(s) => s.x.candidates.push((name, Box::new(candidate))),
+            }
         }
         self
+    }
+
+    fn with_first(
+        x: Extras<'a, R, SyncArm<'a, R>>,
+        first_name: &'static str,
+        first: impl FnOnce() -> R + 'a,
+    ) -> SampledBox<'a, R> {
+        Box::new(Sampled {
+            x,
+            first_name,
+            first: Some(first),
+        })
+    }
+
+    /// The extras, allocated (without a candidate) when there are none yet; `None` when not
+    /// sampled in.
+    #[inline]
+    fn extras_mut(&mut self) -> Option<&mut Extras<'a, R, SyncArm<'a, R>>> {
+        if !self.on {
+            return None;
+        }
+        if self.sampled.is_none() {
+            self.sampled = Some(Self::without_candidate());
+        }
+        self.sampled.as_deref_mut().map(|s| &mut s.x)
+    }
+
+    /// Extras for options given before any candidate (the first candidate moves them).
+    #[cold]
+    fn without_candidate() -> SampledBox<'a, R> {
+        Box::new(Sampled {
+            x: Extras::new(),
+            first_name: "",
+            first: NoArm,
+        })
+    }
+
+    #[inline]
+    fn sampled_in(&self) -> bool {
+        self.on
     }
 
     shared_methods!();
@@ -457,10 +546,12 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
     #[inline]
     fn run_inner(self, diff: DiffFn<R>) -> (R, Option<RunResult>) {
         // The not-sampled path stays inline and small; the rest is out of line.
-        match self.extras {
-            None => ((self.control)(), None),
-            Some(x) => Self::run_sampled(self.gate, self.control, x, diff, |v, run| (v, Some(run))),
+        if !self.on {
+            return ((self.control)(), None);
         }
+        Self::run_sampled(self.gate, self.control, self.sampled, diff, |v, run| {
+            (v, Some(run))
+        })
     }
 
     /// [`run_inner`](Self::run_inner) for callers that want only the value: the not-sampled
@@ -469,16 +560,20 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
     /// out to drop it.
     #[inline]
     fn run_value(self, diff: DiffFn<R>) -> R {
-        match self.extras {
-            None => (self.control)(),
-            Some(x) => {
-                let raise = x.raise;
-                Self::run_sampled(self.gate, self.control, x, diff, move |v, run| {
-                    crate::contain::raise_if_failed(&run, raise);
-                    v
-                })
-            }
+        if !self.on {
+            return (self.control)();
         }
+        let raise = self.sampled.as_ref().and_then(|s| s.x.raise);
+        Self::run_sampled(
+            self.gate,
+            self.control,
+            self.sampled,
+            diff,
+            move |v, run| {
+                crate::contain::raise_if_failed(&run, raise);
+                v
+            },
+        )
     }
 
     /// The sampled-in run; `finish` gets the control's value and the run (after publishing).
@@ -486,10 +581,33 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
     fn run_sampled<T>(
         gate: Gate,
         control: C,
-        mut x: Box<Extras<'a, R, SyncArm<'a, R>>>,
+        sampled: Option<SampledBox<'a, R>>,
         diff: DiffFn<R>,
         finish: impl FnOnce(R, RunResult) -> T,
     ) -> T {
+        // Dropped when the run is over, as the boxed extras were.
+        let mut boxed;
+        let mut bare;
+        let (x, first) = match sampled {
+            Some(s) => {
+                boxed = s;
+                let Sampled {
+                    x,
+                    first_name,
+                    first,
+                } = &mut *boxed;
+                let first = if first.is_set() {
+                    Some((*first_name, first))
+                } else {
+                    None
+                };
+                (x, first)
+            }
+            None => {
+                bare = Extras::new();
+                (&mut bare, None)
+            }
+        };
         gate.settings.count_run();
         crate::contain::install_panic_hook();
         x.before();
@@ -498,40 +616,39 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         let mut clock = Tick::now();
         let started_at_ms = epoch_ms_at(clock);
 
-        let candidates = std::mem::take(&mut x.candidates);
-        let count = candidates.len();
+        let count = usize::from(first.is_some()) + x.candidates.len();
         // The control takes a random place among the candidates.
         let control_at = (crate::settings::random_u64() % (count as u64 + 1)) as usize;
         let mut ran = Few::new();
-        let mut control_result = None;
-        let mut control_timing = (Duration::ZERO, None);
+        let mut control_run = None;
         let mut control = Some(control);
         let cpu = x.cpu_time;
-        for (i, (name, arm)) in candidates.into_shuffled().enumerate() {
-            if i == control_at {
-                run_control(
-                    &mut control,
-                    &mut control_result,
-                    &mut control_timing,
-                    cpu,
-                    &mut clock,
-                );
+        if x.candidates.len() == 0 {
+            // One candidate (or none): no vector, no shuffle.
+            if let Some((name, arm)) = first {
+                if control_at == 0 {
+                    run_control(&mut control, &mut control_run, cpu, &mut clock);
+                }
+                ran.push(run_arm(name, || arm.call(), cpu, &mut clock));
             }
-            let (result, wall, cpu) = timed(|| crate::contain::as_candidate(arm), cpu, &mut clock);
-            let result = match result {
-                Ok(v) => Ran::Value(v),
-                Err(p) => Ran::Panic(panic_message(p.as_ref())),
-            };
-            ran.push((name, result, wall, cpu));
+        } else {
+            let mut arms = Vec::with_capacity(count);
+            arms.extend(
+                std::mem::take(&mut x.candidates)
+                    .into_iter()
+                    .map(|(name, arm)| (name, AnyArm::Boxed(arm))),
+            );
+            arms.extend(first.map(|(name, arm)| (name, AnyArm::First(arm))));
+            crate::settings::shuffle(&mut arms);
+            for (i, (name, arm)) in arms.into_iter().enumerate() {
+                if i == control_at {
+                    run_control(&mut control, &mut control_run, cpu, &mut clock);
+                }
+                ran.push(run_arm(name, || arm.call(), cpu, &mut clock));
+            }
         }
-        run_control(
-            &mut control,
-            &mut control_result,
-            &mut control_timing,
-            cpu,
-            &mut clock,
-        );
-        let Some(control_result) = control_result else {
+        run_control(&mut control, &mut control_run, cpu, &mut clock);
+        let Some((control_result, control_wall, control_cpu)) = control_run else {
             unreachable!("the control runs exactly once")
         };
 
@@ -541,29 +658,30 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
                 Ok(v) => Ok(v),
                 Err(p) => Err(panic_message(p.as_ref())),
             };
-            let control_obs = observe_control::<R, K, _>(&x, &control_ref, control_timing);
-            let candidates = ran
-                .into_iter()
-                .map(|(name, result, wall, cpu)| {
-                    let (outcome, differences, detail) = judge.judge(
-                        control_ref.as_ref().copied().map_err(|s| s.as_str()),
-                        &result,
-                    );
-                    let value = match &result {
-                        Ran::Value(v) => x.clean(v),
-                        _ => None,
-                    };
-                    CandidateObservation {
-                        name,
-                        outcome,
-                        differences,
-                        detail,
-                        wall,
-                        cpu,
-                        value,
-                    }
-                })
-                .collect();
+            let control_obs =
+                observe_control::<R, K, _>(x, &control_ref, (control_wall, control_cpu));
+            let control_ok = control_ref.as_ref().copied().map_err(|s| s.as_str());
+            let observe = |(name, result, wall, cpu): RanArm<R>| {
+                let (outcome, differences, detail) = judge.judge(control_ok, &result);
+                let value = match &result {
+                    Ran::Value(v) => x.clean(v),
+                    _ => None,
+                };
+                CandidateObservation {
+                    name,
+                    outcome,
+                    differences,
+                    detail,
+                    wall,
+                    cpu,
+                    value,
+                }
+            };
+            let mut candidates = Vec::with_capacity(count);
+            match ran.into_single() {
+                Ok(one) => candidates.push(observe(one)),
+                Err(many) => candidates.extend(many.into_iter().map(observe)),
+            }
             RunResult {
                 experiment: gate.name,
                 started_at_ms,
@@ -590,18 +708,51 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
     }
 }
 
+/// An arm's result, wall and (when asked) thread CPU time.
+type Timed<R> = (std::thread::Result<R>, Duration, Option<Duration>);
+
+/// A candidate's name, what it did, its wall and CPU time.
+type RanArm<R> = (&'static str, Ran<R>, Duration, Option<Duration>);
+
+/// A candidate of a run with several: the first (in the extras' allocation) or a later one.
+enum AnyArm<'r, 'a, R> {
+    First(&'r mut (dyn FirstArm<R> + 'a)),
+    Boxed(SyncArm<'a, R>),
+}
+
+impl<R> AnyArm<'_, '_, R> {
+    fn call(self) -> R {
+        match self {
+            Self::First(arm) => arm.call(),
+            Self::Boxed(arm) => arm(),
+        }
+    }
+}
+
 fn run_control<R, C: FnOnce() -> R>(
     control: &mut Option<C>,
-    result: &mut Option<std::thread::Result<R>>,
-    timing: &mut (Duration, Option<Duration>),
+    out: &mut Option<Timed<R>>,
     cpu_time: bool,
     clock: &mut Tick,
 ) {
     if let Some(c) = control.take() {
-        let (r, wall, cpu) = timed(c, cpu_time, clock);
-        *result = Some(r);
-        *timing = (wall, cpu);
+        *out = Some(timed(c, cpu_time, clock));
     }
+}
+
+/// Runs one candidate as a candidate (its panic caught and silent), timed.
+fn run_arm<R>(
+    name: &'static str,
+    arm: impl FnOnce() -> R,
+    cpu_time: bool,
+    clock: &mut Tick,
+) -> RanArm<R> {
+    let (result, wall, cpu) = timed(|| crate::contain::as_candidate(arm), cpu_time, clock);
+    let result = match result {
+        Ok(v) => Ran::Value(v),
+        Err(p) => Ran::Panic(panic_message(p.as_ref())),
+    };
+    (name, result, wall, cpu)
 }
 
 pub(crate) fn observe_control<R, K: ArmKind<R>, A>(
@@ -688,7 +839,7 @@ impl<'a, R: PartialEq + Debug, C: FnOnce() -> R> SyncExperiment<'a, R, C, Plain>
 impl<'a, R, C: FnOnce() -> R> SyncExperiment<'a, R, C, Plain> {
     /// Custom equality (Scientist's `compare`); differences are still computed for reporting.
     pub fn compare(mut self, f: impl Fn(&R, &R) -> bool + Send + Sync + 'a) -> Self {
-        if let Some(x) = &mut self.extras {
+        if let Some(x) = self.extras_mut() {
             x.compare = Some(Box::new(f));
         }
         self
@@ -698,7 +849,7 @@ impl<'a, R, C: FnOnce() -> R> SyncExperiment<'a, R, C, Plain> {
 impl<'a, V, E: Debug, C: FnOnce() -> Result<V, E>> SyncExperiment<'a, Result<V, E>, C, Fallible> {
     /// Custom equality of `Ok` values.
     pub fn compare(mut self, f: impl Fn(&V, &V) -> bool + Send + Sync + 'a) -> Self {
-        if let Some(x) = &mut self.extras {
+        if let Some(x) = self.extras_mut() {
             x.compare = Some(crate::compare::on_ok(f));
         }
         self
@@ -706,7 +857,7 @@ impl<'a, V, E: Debug, C: FnOnce() -> Result<V, E>> SyncExperiment<'a, Result<V, 
 
     /// When both arms fail, decides whether the errors agree (default: equal `Debug` text).
     pub fn compare_errors(mut self, f: impl Fn(&E, &E) -> bool + Send + Sync + 'a) -> Self {
-        if let Some(x) = &mut self.extras {
+        if let Some(x) = self.extras_mut() {
             x.compare_errors = Some(crate::compare::on_err(f));
         }
         self

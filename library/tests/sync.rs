@@ -150,6 +150,76 @@ fn arms_run_in_random_order() {
 }
 
 #[test]
+fn options_before_candidates_and_several_candidates() {
+    // The first candidate shares the extras' allocation: options given before it, several
+    // candidates and none must all behave as when the candidate comes first.
+    let mem = MemoryPublisher::new();
+    let mut first_positions = [0usize; 4];
+    for _ in 0..400 {
+        let order = std::sync::Mutex::new(Vec::new());
+        let got = Experiment::new("sync-options-first")
+            .control(|| {
+                order.lock().expect("lock").push("control");
+                1
+            })
+            .context("k", "v")
+            .publisher(mem.clone())
+            .candidate("a", || {
+                order.lock().expect("lock").push("a");
+                1
+            })
+            .candidate("b", || {
+                order.lock().expect("lock").push("b");
+                2
+            })
+            .candidate("c", || -> i32 { panic!("c") })
+            .run();
+        assert_eq!(got, 1);
+        let order = order.into_inner().expect("lock");
+        assert_eq!(order.len(), 3, "{order:?}");
+        let at = order.iter().position(|s| *s == "a").expect("a ran");
+        first_positions[at] += 1;
+        let run = only_run(&mem);
+        assert_eq!(run.context, vec![("k", "v".to_string())]);
+        assert_eq!(run.candidates.len(), 3);
+        assert_eq!(
+            run.candidate("a").expect("a").outcome,
+            CandidateOutcome::Matched
+        );
+        assert_eq!(
+            run.candidate("b").expect("b").outcome,
+            CandidateOutcome::Mismatched
+        );
+        assert_eq!(
+            run.candidate("c").expect("c").outcome,
+            CandidateOutcome::Panic
+        );
+    }
+    // The first candidate takes every place among the arms that run (the panicking one
+    // records nothing, so "a" is at 0, 1 or 2 of the three recorded).
+    assert!(
+        first_positions[..3].iter().all(|&n| n > 40),
+        "{first_positions:?}"
+    );
+
+    let got = Experiment::new("sync-no-candidate")
+        .control(|| 5)
+        .context("k", 1)
+        .publisher(mem.clone())
+        .run();
+    assert_eq!(got, 5);
+    let run = only_run(&mem);
+    assert!(run.candidates.is_empty());
+    assert_eq!(run.context, vec![("k", "1".to_string())]);
+
+    let got = Experiment::new("sync-nothing-given")
+        .control(|| 6)
+        .run_observed();
+    assert_eq!(got.0, 6);
+    assert!(got.1.expect("sampled in").candidates.is_empty());
+}
+
+#[test]
 fn zero_percent_never_builds_or_calls_the_candidate() {
     let built = AtomicUsize::new(0);
     let called = AtomicUsize::new(0);

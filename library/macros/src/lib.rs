@@ -287,18 +287,20 @@ fn expand(
             } else {
                 ::core::option::Option::None
             };
-            let mut __sd_experiment = __sd_experiment.#control(#control_arm)
-                #publisher #compare #compare_errors #strict;
-            if let ::core::option::Option::Some(__sd_context) = __sd_context {
-                #( __sd_experiment = __sd_experiment.context(#context_keys, __sd_context.#context_indexes); )*
-                let _ = __sd_context;
-            }
+            let __sd_experiment = __sd_experiment.#control(#control_arm);
+            // The candidate first: a sync experiment keeps it in the allocation the options
+            // that follow use (options given before it are moved there).
             let __sd_experiment = match __sd_args {
                 ::core::option::Option::Some((#(#idents,)*)) => {
                     __sd_experiment.candidate(#candidate_name, #candidate_call)
                 }
                 ::core::option::Option::None => __sd_experiment,
             };
+            let mut __sd_experiment = __sd_experiment #publisher #compare #compare_errors #strict;
+            if let ::core::option::Option::Some(__sd_context) = __sd_context {
+                #( __sd_experiment = __sd_experiment.context(#context_keys, __sd_context.#context_indexes); )*
+                let _ = __sd_context;
+            }
             __sd_experiment #tail
         }
     })
