@@ -220,53 +220,46 @@ pub(crate) fn parse_like<'a>(
 
 /// How many bytes `a` and `b` begin with alike (sixteen at a time).
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    let mut i = 0;
-    while let (Some(x), Some(y)) = (
-        a.get(i..).and_then(|r| r.first_chunk::<16>()),
-        b.get(i..).and_then(|r| r.first_chunk::<16>()),
-    ) {
-        let differ = u128::from_le_bytes(*x) ^ u128::from_le_bytes(*y);
+    let mut same = 0;
+    for (x, y) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
+        let differ = chunk(x, u128::from_le_bytes) ^ chunk(y, u128::from_le_bytes);
         if differ != 0 {
-            return i + (differ.trailing_zeros() / 8) as usize;
+            return same + (differ.trailing_zeros() / 8) as usize;
         }
-        i += 16;
+        same += 16;
     }
-    i + a
-        .get(i..)
-        .unwrap_or_default()
-        .iter()
-        .zip(b.get(i..).unwrap_or_default())
-        .take_while(|(x, y)| x == y)
-        .count()
+    let (a, b) = (
+        a.get(same..).unwrap_or_default(),
+        b.get(same..).unwrap_or_default(),
+    );
+    same + a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// How many bytes `a` and `b` end with alike.
 fn common_suffix(a: &[u8], b: &[u8]) -> usize {
-    let mut n = 0;
-    while let (Some(x), Some(y)) = (
-        a.len()
-            .checked_sub(n + 16)
-            .and_then(|at| a.get(at..))
-            .and_then(|r| r.first_chunk::<16>()),
-        b.len()
-            .checked_sub(n + 16)
-            .and_then(|at| b.get(at..))
-            .and_then(|r| r.first_chunk::<16>()),
-    ) {
-        let differ = u128::from_be_bytes(*x) ^ u128::from_be_bytes(*y);
+    let mut same = 0;
+    for (x, y) in a.rchunks_exact(16).zip(b.rchunks_exact(16)) {
+        // Big-endian: the last byte is the lowest, so trailing zeros count from the end.
+        let differ = chunk(x, u128::from_be_bytes) ^ chunk(y, u128::from_be_bytes);
         if differ != 0 {
-            return n + (differ.trailing_zeros() / 8) as usize;
+            return same + (differ.trailing_zeros() / 8) as usize;
         }
-        n += 16;
+        same += 16;
     }
-    let rest_a = a.get(..a.len().saturating_sub(n)).unwrap_or_default();
-    let rest_b = b.get(..b.len().saturating_sub(n)).unwrap_or_default();
-    n + rest_a
+    let a = a.get(..a.len() - same).unwrap_or_default();
+    let b = b.get(..b.len() - same).unwrap_or_default();
+    same + a
         .iter()
         .rev()
-        .zip(rest_b.iter().rev())
+        .zip(b.iter().rev())
         .take_while(|(x, y)| x == y)
         .count()
+}
+
+/// A sixteen-byte chunk (from `chunks_exact`) as a number.
+#[inline]
+fn chunk(bytes: &[u8], read: fn([u8; 16]) -> u128) -> u128 {
+    bytes.first_chunk::<16>().map_or(0, |c| read(*c))
 }
 
 /// What a guided parse ([`parse_like`]) knows of its reference.

@@ -32,6 +32,7 @@ use shadowdiff_model::{
     fingerprint, DiffKind, DiffRecord, Difference, Exchange, HttpResponse, Outcome, ReplayResult,
     TargetRole, REPEAT_TARGET, SCHEMA_VERSION,
 };
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
@@ -363,14 +364,14 @@ fn request_key(exchange: &Exchange, control: &HttpResponse) -> Option<u64> {
     h.str(&exchange.experiment);
     h.str(&request.method);
     h.str(&request.uri);
-    let mut names: Vec<String> = KEY_HEADERS.iter().map(|s| s.to_string()).collect();
+    let mut names: Vec<Cow<'_, str>> = KEY_HEADERS.iter().map(|s| Cow::Borrowed(*s)).collect();
     for (name, value) in &control.headers {
         if name.eq_ignore_ascii_case("vary") {
             for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
                 if v == "*" {
                     return None;
                 }
-                names.push(v.to_ascii_lowercase());
+                names.push(Cow::Owned(v.to_ascii_lowercase()));
             }
         }
     }
