@@ -403,8 +403,20 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeE
 
 /// Encodes a record as JSON.
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    // Serializing these plain structs cannot fail: every key is a string.
-    serde_json::to_vec(record).unwrap_or_default()
+    let mut out = Vec::with_capacity(128);
+    encode_into(&mut out, record);
+    out
+}
+
+/// Appends a record as JSON to `out` (a batch's buffer: no buffer of its own, which grew by
+/// reallocation from 128 bytes for every record).
+pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, record: &T) {
+    let start = out.len();
+    // Serializing these plain structs cannot fail (every key is a string); if one ever did,
+    // nothing of it is left behind.
+    if serde_json::to_writer(&mut *out, record).is_err() {
+        out.truncate(start);
+    }
 }
 
 /// Fingerprint of a mismatch: a stable hash of its sorted, de-duplicated (aggregate path, kind) set.
