@@ -220,6 +220,30 @@ fn options_before_candidates_and_several_candidates() {
 }
 
 #[test]
+fn a_run_after_another_on_the_same_thread_observes_only_its_own_candidates() {
+    // `run` keeps its observations vector for the thread's next run: it must come back empty.
+    for (a, b) in [(3, 1), (1, 2), (5, 1), (1, 1)] {
+        for i in 0..a {
+            let exp = Experiment::new("sync-spare-a").control(|| 1);
+            let exp = (0..i + 1).fold(exp, |e, _| e.candidate("x", || 2));
+            exp.publisher(Arc::new(shadowdiff::NoopPublisher)).run();
+        }
+        let exp = Experiment::new("sync-spare-b").control(|| 1);
+        let exp = (0..b).fold(exp, |e, _| e.candidate("y", || 1));
+        let (v, run) = exp
+            .publisher(Arc::new(shadowdiff::NoopPublisher))
+            .run_observed();
+        assert_eq!(v, 1);
+        let run = run.expect("sampled in");
+        assert_eq!(run.candidates.len(), b);
+        assert!(run
+            .candidates
+            .iter()
+            .all(|c| c.name == "y" && c.outcome == CandidateOutcome::Matched));
+    }
+}
+
+#[test]
 fn zero_percent_never_builds_or_calls_the_candidate() {
     let built = AtomicUsize::new(0);
     let called = AtomicUsize::new(0);
