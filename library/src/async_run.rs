@@ -408,7 +408,7 @@ where
                 crate::contain::install_panic_hook();
                 this.x.before();
                 let start = Tick::now();
-                let started = (start, crate::experiment::epoch_ms_at(start));
+                let started = (start, start.epoch_ms());
                 *this.started = Some(started);
                 if let CandidateRuns::NotStarted(arms, timeout) = this.arms {
                     let timeout = *timeout;
@@ -553,7 +553,7 @@ where
         crate::contain::install_panic_hook();
         x.before();
         let start = Tick::now();
-        let started_at_ms = crate::experiment::epoch_ms_at(start);
+        let started_at_ms = start.epoch_ms();
         let timeout = self.timeout;
         let (tx, rx) = tokio::sync::oneshot::channel::<ControlRun<R>>();
         let candidates = std::mem::take(&mut x.candidates);

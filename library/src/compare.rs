@@ -5,6 +5,7 @@ use serde::Serialize;
 use shadowdiff_differ::{diff_json, excerpt, Rules};
 use shadowdiff_model::{DiffKind, Difference};
 use std::fmt::Debug;
+use std::marker::PhantomData;
 use std::sync::OnceLock;
 
 /// Root of every path the library reports, as `body` is for HTTP.
@@ -64,6 +65,7 @@ mod sealed {
 }
 
 impl<R> ArmKind<R> for Plain {
+    #[inline]
     fn error_text(_: &R) -> Option<String> {
         None
     }
@@ -161,17 +163,18 @@ pub(crate) enum Ran<R> {
     Timeout,
 }
 
-/// The comparison settings of one experiment.
-pub(crate) struct Judge<'j, 'a, R> {
+/// The comparison settings of one experiment. The arm kind is a type parameter, not a function
+/// pointer, so that a plain experiment's error checks (always `None`) compile away.
+pub(crate) struct Judge<'j, 'a, R, K> {
     pub(crate) diff: DiffFn<R>,
-    pub(crate) error_text: fn(&R) -> Option<String>,
     pub(crate) rules: &'j Rules,
     pub(crate) compare: Option<&'j Check<'a, R>>,
     pub(crate) compare_errors: Option<&'j Check<'a, R>>,
     pub(crate) ignore: &'j [Check<'a, R>],
+    pub(crate) kind: PhantomData<K>,
 }
 
-impl<R> Judge<'_, '_, R> {
+impl<R, K: ArmKind<R>> Judge<'_, '_, R, K> {
     /// Verdict, differences and detail for one candidate against the control.
     pub(crate) fn judge(
         &self,
@@ -189,7 +192,7 @@ impl<R> Judge<'_, '_, R> {
                 )
             }
         };
-        let cand_err = (self.error_text)(cand);
+        let cand_err = K::error_text(cand);
         let control = match control {
             Ok(c) => c,
             Err(panic) => {
@@ -201,7 +204,7 @@ impl<R> Judge<'_, '_, R> {
                 return (CandidateOutcome::Mismatched, d, cand_err);
             }
         };
-        let control_err = (self.error_text)(control);
+        let control_err = K::error_text(control);
         let (outcome, differences, detail) = match (&control_err, cand_err) {
             (Some(a), Some(b)) => {
                 let same = match self.compare_errors {

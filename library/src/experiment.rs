@@ -15,7 +15,7 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Where an experiment stands before its control is given: deciding whether it runs.
 ///
@@ -260,14 +260,14 @@ impl<R, A> Extras<'_, R, A> {
         }
     }
 
-    pub(crate) fn judge<K: ArmKind<R>>(&self, diff: DiffFn<R>) -> Judge<'_, '_, R> {
+    pub(crate) fn judge<K: ArmKind<R>>(&self, diff: DiffFn<R>) -> Judge<'_, '_, R, K> {
         Judge {
             diff,
-            error_text: K::error_text,
             rules: self.rules.as_deref().unwrap_or_else(|| default_rules()),
             compare: self.compare.as_ref(),
             compare_errors: self.compare_errors.as_ref(),
             ignore: &self.ignore,
+            kind: PhantomData,
         }
     }
 
@@ -297,24 +297,6 @@ impl<R, A> Extras<'_, R, A> {
     }
 }
 
-/// Milliseconds since the Unix epoch at `t`, from one wall-clock reading per process: a run
-/// stamps its start from the TSC reading it takes anyway (the OS clock's readings were the
-/// largest cost of a sampled-in run).
-pub(crate) fn epoch_ms_at(t: Tick) -> u64 {
-    static BASE: std::sync::OnceLock<(Tick, u64)> = std::sync::OnceLock::new();
-    let (base_tick, base_ms) = *BASE.get_or_init(|| {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        (Tick::now(), ms)
-    });
-    if t >= base_tick {
-        base_ms + base_tick.until(t).as_millis() as u64
-    } else {
-        base_ms.saturating_sub(t.until(base_tick).as_millis() as u64)
-    }
-}
-
 /// Defines the configuration methods shared by the sync and async experiments.
 macro_rules! shared_methods {
     () => {
@@ -322,6 +304,7 @@ macro_rules! shared_methods {
         /// experiment panics on the caller's path after publishing, whatever
         /// [`set_raise_on_mismatches`](crate::set_raise_on_mismatches) says: `true` in tests
         /// that must fail on a mismatch. Applies to `run`/`run_eq` (not detached runs).
+        #[inline]
         pub fn raise_on_mismatches(mut self, on: bool) -> Self {
             if let Some(x) = self.extras_mut() {
                 x.raise = Some(on);
@@ -330,6 +313,7 @@ macro_rules! shared_methods {
         }
 
         /// Key/value pairs published with the run (Scientist's `context`).
+        #[inline]
         pub fn context(mut self, key: &'static str, value: impl ToString) -> Self {
             if let Some(x) = self.extras_mut() {
                 x.context.push((key, value.to_string()));
@@ -338,6 +322,7 @@ macro_rules! shared_methods {
         }
 
         /// Where this experiment's runs go (default: [`set_default_publisher`](crate::set_default_publisher)).
+        #[inline]
         pub fn publisher(mut self, publisher: Arc<dyn Publisher>) -> Self {
             if let Some(x) = self.extras_mut() {
                 x.publisher = Some(publisher);
@@ -346,6 +331,7 @@ macro_rules! shared_methods {
         }
 
         /// Expensive setup needed only when candidates run (Scientist's `before_run`).
+        #[inline]
         pub fn before_run(mut self, f: impl FnOnce() + Send + 'a) -> Self {
             if let Some(x) = self.extras_mut() {
                 x.before_run = Some(Box::new(f));
@@ -354,6 +340,7 @@ macro_rules! shared_methods {
         }
 
         /// Called with the run after it was published (panics are caught).
+        #[inline]
         pub fn after_run(mut self, f: impl FnOnce(&RunResult) + Send + 'a) -> Self {
             if let Some(x) = self.extras_mut() {
                 x.after_run = Some(Box::new(f));
@@ -363,6 +350,7 @@ macro_rules! shared_methods {
 
         /// Accepts a mismatch (or candidate error) when `f(control, candidate)` is true; the
         /// candidate is reported as `ignored`. Several may be given; any one suffices.
+        #[inline]
         pub fn ignore(mut self, f: impl Fn(&R, &R) -> bool + Send + Sync + 'a) -> Self {
             if let Some(x) = self.extras_mut() {
                 x.ignore.push(Box::new(f));
@@ -371,6 +359,7 @@ macro_rules! shared_methods {
         }
 
         /// What is published for each arm's value (Scientist's `clean`), e.g. to drop secrets.
+        #[inline]
         pub fn clean(mut self, f: impl Fn(&R) -> serde_json::Value + Send + Sync + 'a) -> Self {
             if let Some(x) = self.extras_mut() {
                 x.clean = Some(Box::new(f));
@@ -380,6 +369,7 @@ macro_rules! shared_methods {
 
         /// Also measure each sync arm's thread CPU time (Scientist's `cpu_duration`). Off by
         /// default: it costs two system calls per arm, which dominates a fast experiment.
+        #[inline]
         pub fn cpu_time(mut self, on: bool) -> Self {
             if let Some(x) = self.extras_mut() {
                 x.cpu_time = on;
@@ -389,6 +379,7 @@ macro_rules! shared_methods {
 
         /// The differ's rules for serialized results (ignore paths, tolerances, array modes…),
         /// as for HTTP bodies but rooted at `result`.
+        #[inline]
         pub fn rules(mut self, rules: Arc<Rules>) -> Self {
             if let Some(x) = self.extras_mut() {
                 x.rules = Some(rules);
@@ -397,6 +388,7 @@ macro_rules! shared_methods {
         }
 
         /// True when this call runs the candidates.
+        #[inline]
         pub fn is_sampled(&self) -> bool {
             self.sampled_in()
         }
@@ -615,7 +607,7 @@ impl<'a, R, C: FnOnce() -> R, K: ArmKind<R>> SyncExperiment<'a, R, C, K> {
         // One clock reading ends an arm and starts the next (the TSC: the OS clock was a fifth
         // of a sampled-in run).
         let mut clock = Tick::now();
-        let started_at_ms = epoch_ms_at(clock);
+        let started_at_ms = clock.epoch_ms();
 
         let count = usize::from(first.is_some()) + x.candidates.len();
         // The control takes a random place among the candidates.
