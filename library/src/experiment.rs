@@ -784,6 +784,8 @@ fn run_arm<R>(
     (name, result, wall, cpu)
 }
 
+// Always inline: out of line it built the observation in one place and copied it out.
+#[inline(always)]
 pub(crate) fn observe_control<R, K: ArmKind<R>, A>(
     x: &Extras<'_, R, A>,
     control: &Result<&R, String>,
