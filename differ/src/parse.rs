@@ -218,42 +218,67 @@ pub(crate) fn parse_like<'a>(
     run(bytes, arena, Mode::Like(guide)).map(|(node, _)| node)
 }
 
-/// How many bytes `a` and `b` begin with alike (sixteen at a time).
+/// Bytes compared by one slice comparison (`memcmp`, vectorized) before the search narrows.
+const BLOCK: usize = 256;
+
+/// How many bytes `a` and `b` begin with alike: equal blocks first, then sixteen at a time.
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    let mut same = 0;
+    let mut blocks = 0;
+    while let (Some(x), Some(y)) = (a.get(blocks..blocks + BLOCK), b.get(blocks..blocks + BLOCK)) {
+        if x != y {
+            break;
+        }
+        blocks += BLOCK;
+    }
+    let (a, b) = (
+        a.get(blocks..).unwrap_or_default(),
+        b.get(blocks..).unwrap_or_default(),
+    );
+    let mut chunks = 0;
     for (x, y) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
         let differ = chunk(x, u128::from_le_bytes) ^ chunk(y, u128::from_le_bytes);
         if differ != 0 {
-            return same + (differ.trailing_zeros() / 8) as usize;
+            return blocks + chunks + (differ.trailing_zeros() / 8) as usize;
         }
-        same += 16;
+        chunks += 16;
     }
     let (a, b) = (
-        a.get(same..).unwrap_or_default(),
-        b.get(same..).unwrap_or_default(),
+        a.get(chunks..).unwrap_or_default(),
+        b.get(chunks..).unwrap_or_default(),
     );
-    same + a.iter().zip(b).take_while(|(x, y)| x == y).count()
+    blocks + chunks + a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// How many bytes `a` and `b` end with alike.
+/// How many bytes `a` and `b` end with alike (as [`common_prefix`], from the ends).
 fn common_suffix(a: &[u8], b: &[u8]) -> usize {
-    let mut same = 0;
+    let mut blocks = 0;
+    while let (Some(x), Some(y)) = (block_before(a, blocks), block_before(b, blocks)) {
+        if x != y {
+            break;
+        }
+        blocks += BLOCK;
+    }
+    let a = a.get(..a.len() - blocks).unwrap_or_default();
+    let b = b.get(..b.len() - blocks).unwrap_or_default();
+    let mut chunks = 0;
     for (x, y) in a.rchunks_exact(16).zip(b.rchunks_exact(16)) {
         // Big-endian: the last byte is the lowest, so trailing zeros count from the end.
         let differ = chunk(x, u128::from_be_bytes) ^ chunk(y, u128::from_be_bytes);
         if differ != 0 {
-            return same + (differ.trailing_zeros() / 8) as usize;
+            return blocks + chunks + (differ.trailing_zeros() / 8) as usize;
         }
-        same += 16;
+        chunks += 16;
     }
-    let a = a.get(..a.len() - same).unwrap_or_default();
-    let b = b.get(..b.len() - same).unwrap_or_default();
-    same + a
-        .iter()
-        .rev()
-        .zip(b.iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count()
+    let a = a.get(..a.len() - chunks).unwrap_or_default();
+    let b = b.get(..b.len() - chunks).unwrap_or_default();
+    let rest = a.iter().rev().zip(b.iter().rev());
+    blocks + chunks + rest.take_while(|(x, y)| x == y).count()
+}
+
+/// The `BLOCK` bytes of `s` that end `n` bytes before its end.
+fn block_before(s: &[u8], n: usize) -> Option<&[u8]> {
+    let at = s.len().checked_sub(n + BLOCK)?;
+    s.get(at..at + BLOCK)
 }
 
 /// A sixteen-byte chunk (from `chunks_exact`) as a number.
@@ -1041,8 +1066,9 @@ mod tests {
                 .take_while(|(x, y)| x == y)
                 .count()
         };
-        // Every length to past two chunks, a difference at every place (or none).
-        for len in 0..40 {
+        // Every length to past two chunks, a difference at every place (or none); then lengths
+        // around whole blocks.
+        for len in (0..40).chain([255, 256, 257, 271, 511, 512, 530, 800]) {
             let a: Vec<u8> = (0..len).map(|i| b'a' + (i % 7) as u8).collect();
             for at in 0..=len {
                 for extra in [0, 1, 17] {
