@@ -6,7 +6,7 @@ use crate::compare::{
 };
 use crate::experiment::{observe_control, shared_methods, Experiment, Extras, Gate};
 use crate::publish::{default_publisher, shed_guarded, Publisher};
-use crate::result::{CandidateObservation, MismatchError, RunResult};
+use crate::result::{MismatchError, RunResult};
 use crate::tick::Tick;
 use futures_util::future::{join_all, maybe_done, BoxFuture, JoinAll, MaybeDone};
 use futures_util::FutureExt;
@@ -490,23 +490,8 @@ fn judge<R, K: ArmKind<R>, A>(
         let candidates = ran
             .into_iter()
             .map(|(name, result, wall)| {
-                let (outcome, differences, detail) = judge.judge(
-                    control_ref.as_ref().copied().map_err(|s| s.as_str()),
-                    &result,
-                );
-                let value = match &result {
-                    Ran::Value(v) => x.clean(v),
-                    _ => None,
-                };
-                CandidateObservation {
-                    name,
-                    outcome,
-                    differences,
-                    detail,
-                    wall,
-                    cpu: None,
-                    value,
-                }
+                let control = control_ref.as_ref().copied().map_err(|s| s.as_str());
+                x.observe_candidate(&judge, control, name, &result, wall, None)
             })
             .collect();
         RunResult {
