@@ -194,9 +194,9 @@ pub(crate) fn parse_reference<'a>(
 /// [`parse`] of a body that is likely much like `reference` (a candidate's answer and the
 /// control's): an array, object or escaped string whose bytes lie wholly in the bytes both
 /// bodies begin with, or wholly in those they end with, is the reference's node, not read
-/// again. Same bytes make
-/// the same node, so the tree (and any error) is exactly the one [`parse`] returns; only where
-/// the nodes live differs, and equal subtrees then share their slices (the diff skips them).
+/// again. Same bytes make the same node, so the tree (and any error) is exactly the one
+/// [`parse`] returns; only where the nodes live differs, and equal subtrees then share their
+/// slices (the diff skips them).
 pub(crate) fn parse_like<'a>(
     bytes: &'a [u8],
     arena: &'a Arena,
@@ -302,7 +302,8 @@ struct Guide<'a> {
 }
 
 impl<'a> Guide<'a> {
-    /// The reference's container whose bytes are this body's at `at`, if there is one.
+    /// The reference's container or escaped string whose bytes are this body's at `at`, if
+    /// there is one.
     fn find(&mut self, at: usize) -> Option<Span<'a>> {
         let (cursor, want, region_ends) = if at < self.prefix {
             (&mut self.next_in_prefix, at, self.prefix)
@@ -620,13 +621,14 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// In a guided parse, the reference's container with the same bytes at `start`, taken
-    /// whole when it fits under the nesting limit here as it did there.
+    /// In a guided parse, the reference's container with the same bytes at `start` (of the
+    /// kind `same_kind` accepts), taken whole when it fits under the nesting limit here as it
+    /// did there; `None` leaves the position as it was.
     #[inline]
-    fn take_whole(&mut self, start: usize) -> Option<Node<'a>> {
+    fn take_whole(&mut self, start: usize, same_kind: fn(&Node<'a>) -> bool) -> Option<Node<'a>> {
         let span = self.guide.as_mut()?.find(start)?;
         let deepest_here = self.depth + 1 + (span.deepest - span.depth);
-        if deepest_here >= MAX_DEPTH {
+        if !same_kind(&span.node) || deepest_here >= MAX_DEPTH {
             return None;
         }
         self.pos = start + (span.end - span.start);
@@ -667,7 +669,8 @@ impl<'a> Parser<'a> {
     fn array(&mut self) -> Result<&'a [Node<'a>]> {
         let start = self.pos;
         if self.guide.is_some() {
-            if let Some(Node::Array(items)) = self.take_whole(start) {
+            let array = |n: &Node<'a>| matches!(n, Node::Array(_));
+            if let Some(Node::Array(items)) = self.take_whole(start, array) {
                 return Ok(items);
             }
         }
@@ -713,7 +716,8 @@ impl<'a> Parser<'a> {
     fn object(&mut self) -> Result<&'a [(&'a str, Node<'a>)]> {
         let start = self.pos;
         if self.guide.is_some() {
-            if let Some(Node::Object(members)) = self.take_whole(start) {
+            let object = |n: &Node<'a>| matches!(n, Node::Object(_));
+            if let Some(Node::Object(members)) = self.take_whole(start, object) {
                 return Ok(members);
             }
         }
