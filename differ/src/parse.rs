@@ -155,17 +155,30 @@ pub(crate) fn parse<'a>(
     bytes: &'a [u8],
     arena: &'a Arena,
 ) -> std::result::Result<Node<'a>, ParseError> {
-    run(bytes, arena, Mode::Plain).map(|(node, _)| node)
+    run(bytes, arena, Mode::Plain).0
 }
 
 /// A body parsed by [`parse_reference`]: where each of its (non-empty) arrays and objects, and
 /// each string with an escape, lies in its bytes, so that [`parse_like`] can take them whole
 /// into a body that has the same bytes there.
-#[derive(Clone, Copy)]
 pub(crate) struct Reference<'a> {
     bytes: &'a [u8],
-    /// In the order the containers open (so by `start`).
-    spans: &'a [Span<'a>],
+    /// In the order they open (so by `start`); the thread's stack, given back on drop.
+    spans: Vec<Span<'a>>,
+}
+
+impl Drop for Reference<'_> {
+    fn drop(&mut self) {
+        let spans = std::mem::take(&mut self.spans);
+        if spans.capacity() <= KEEP_STACK {
+            // (Dropped instead if the thread's locals are gone.)
+            let _ = STACKS.try_with(|cell| {
+                let mut stacks = cell.take();
+                stacks.spans = reuse(spans);
+                cell.set(stacks);
+            });
+        }
+    }
 }
 
 /// One array or object, or escaped string, of a reference body.
@@ -183,12 +196,13 @@ struct Span<'a> {
     node: Node<'a>,
 }
 
-/// [`parse`], also recording the spans [`parse_like`] needs (kept in the arena).
+/// [`parse`], also recording the spans [`parse_like`] needs.
 pub(crate) fn parse_reference<'a>(
     bytes: &'a [u8],
     arena: &'a Arena,
 ) -> std::result::Result<(Node<'a>, Reference<'a>), ParseError> {
-    run(bytes, arena, Mode::Reference).map(|(node, spans)| (node, Reference { bytes, spans }))
+    let (result, spans) = run(bytes, arena, Mode::Reference);
+    result.map(|node| (node, Reference { bytes, spans }))
 }
 
 /// [`parse`] of a body that is likely much like `reference` (a candidate's answer and the
@@ -208,14 +222,14 @@ pub(crate) fn parse_like<'a>(
     let room = theirs.len().min(bytes.len()) - prefix;
     let suffix = common_suffix(theirs, bytes).min(room);
     let guide = Guide {
-        spans: reference.spans,
+        spans: &reference.spans,
         prefix,
         suffix_in_reference: theirs.len() - suffix,
         suffix_here: bytes.len() - suffix,
         next_in_prefix: 0,
         next_in_suffix: 0,
     };
-    run(bytes, arena, Mode::Like(guide)).map(|(node, _)| node)
+    run(bytes, arena, Mode::Like(guide)).0
 }
 
 /// Bytes compared by one slice comparison (`memcmp`, vectorized) before the search narrows.
@@ -288,8 +302,8 @@ fn chunk(bytes: &[u8], read: fn([u8; 16]) -> u128) -> u128 {
 }
 
 /// What a guided parse ([`parse_like`]) knows of its reference.
-struct Guide<'a> {
-    spans: &'a [Span<'a>],
+struct Guide<'g, 'a> {
+    spans: &'g [Span<'a>],
     /// Bytes `[0, prefix)` are the same in both bodies.
     prefix: usize,
     /// The reference's bytes from `suffix_in_reference` on are this body's from `suffix_here`.
@@ -301,7 +315,7 @@ struct Guide<'a> {
     next_in_suffix: usize,
 }
 
-impl<'a> Guide<'a> {
+impl<'a> Guide<'_, 'a> {
     /// The reference's container or escaped string whose bytes are this body's at `at`, if
     /// there is one.
     fn find(&mut self, at: usize) -> Option<Span<'a>> {
@@ -321,17 +335,18 @@ impl<'a> Guide<'a> {
     }
 }
 
-enum Mode<'a> {
+enum Mode<'g, 'a> {
     Plain,
     Reference,
-    Like(Guide<'a>),
+    Like(Guide<'g, 'a>),
 }
 
+/// The parse, and the spans a reference parse recorded (empty otherwise, or on an error).
 fn run<'a>(
     bytes: &'a [u8],
     arena: &'a Arena,
-    mode: Mode<'a>,
-) -> std::result::Result<(Node<'a>, &'a [Span<'a>]), ParseError> {
+    mode: Mode<'_, 'a>,
+) -> (std::result::Result<Node<'a>, ParseError>, Vec<Span<'a>>) {
     // One SIMD UTF-8 check of the whole body; afterwards every slice between ASCII delimiters
     // is a valid `str`.
     let Ok(text) = simdutf8::basic::from_utf8(bytes) else {
@@ -339,7 +354,10 @@ fn run<'a>(
         let at = std::str::from_utf8(bytes)
             .err()
             .map_or(0, |e| e.valid_up_to());
-        return Err(ParseError::at(bytes, ParseErrorKind::InvalidUtf8, at));
+        return (
+            Err(ParseError::at(bytes, ParseErrorKind::InvalidUtf8, at)),
+            Vec::new(),
+        );
     };
     // (A thread whose locals are gone, in its destructors, parses with fresh stacks.)
     let stacks = STACKS.try_with(Cell::take).unwrap_or_default();
@@ -367,13 +385,15 @@ fn run<'a>(
         Ok(node) => Ok(node),
         Err(Stop) => Err(ParseError::at(bytes, p.error.0, p.error.1)),
     };
-    let spans: &'a [Span<'a>] = match &p.spans {
-        Some(spans) if result.is_ok() => arena.alloc_slice_copy(spans),
-        _ => &[],
+    // A reference's spans go with it (and come back to the stacks when it is dropped).
+    let spans = match p.spans.take() {
+        Some(recorded) if result.is_ok() => recorded,
+        Some(recorded) => {
+            spans_kept = recorded;
+            Vec::new()
+        }
+        None => Vec::new(),
     };
-    if let Some(recorded) = p.spans.take() {
-        spans_kept = recorded;
-    }
     if p.items.capacity() <= KEEP_STACK
         && p.entries.capacity() <= KEEP_STACK
         && spans_kept.capacity() <= KEEP_STACK
@@ -389,7 +409,7 @@ fn run<'a>(
         // Kept for the thread's next parse (dropped if the thread's locals are gone).
         let _ = STACKS.try_with(|cell| cell.set(stacks));
     }
-    result.map(|node| (node, spans))
+    (result, spans)
 }
 
 /// The parser's stacks, kept between parses on a thread (two allocations less per body).
@@ -420,7 +440,7 @@ fn reuse<T, U>(mut v: Vec<T>) -> Vec<U> {
     v.into_iter().filter_map(|_| None).collect()
 }
 
-struct Parser<'a> {
+struct Parser<'a, 'g> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
@@ -440,7 +460,7 @@ struct Parser<'a> {
     /// A reference parse's spans (see [`parse_reference`]).
     spans: Option<Vec<Span<'a>>>,
     /// A guided parse's reference (see [`parse_like`]).
-    guide: Option<Guide<'a>>,
+    guide: Option<Guide<'g, 'a>>,
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -534,7 +554,7 @@ fn hex_digit(b: u8) -> Option<u16> {
     }
 }
 
-impl<'a> Parser<'a> {
+impl<'a> Parser<'a, '_> {
     #[cold]
     fn fail<T>(&mut self, kind: ParseErrorKind, at: usize) -> Result<T> {
         self.error = (kind, at);
@@ -1096,6 +1116,26 @@ mod tests {
         let ptr = v.as_ptr() as usize;
         let w: Vec<Node<'_>> = reuse(v);
         assert_eq!((w.as_ptr() as usize, w.capacity()), (ptr, 64));
+    }
+
+    #[test]
+    fn a_references_spans_come_back_to_the_thread() {
+        let arena = Arena::new();
+        let body = br#"{"a":[1,2],"b":{"c":"\n"}}"#;
+        let (_, reference) = parse_reference(body, &arena).unwrap();
+        assert_eq!(
+            reference.spans.len(),
+            4,
+            "object, array, object, escaped string"
+        );
+        let address = reference.spans.as_ptr() as usize;
+        drop(reference);
+        let (_, again) = parse_reference(body, &arena).unwrap();
+        assert_eq!(
+            again.spans.as_ptr() as usize,
+            address,
+            "the same allocation"
+        );
     }
 
     #[test]
