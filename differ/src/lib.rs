@@ -17,6 +17,8 @@ mod compare;
 mod decode;
 mod detect;
 mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 mod glob;
 mod html;
 mod json;

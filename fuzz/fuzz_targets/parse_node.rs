@@ -15,25 +15,8 @@ fn same(a: &Node<'_>, b: &Node<'_>) -> bool {
 
 /// `parse_pair(first, second)` is `(parse(first), parse(second))`, to the bit and the error.
 fn pair_agrees(first: &[u8], second: &[u8]) {
-    let arena = Arena::new();
-    let (a, b) = Node::parse_pair(first, second, &arena);
-    for (bytes, paired) in [(first, a), (second, b)] {
-        match (Node::parse(bytes, &arena), paired) {
-            (Ok(x), Ok(y)) => assert!(
-                same(&x, &y),
-                "pair differs on {:?} after {:?}",
-                String::from_utf8_lossy(second),
-                String::from_utf8_lossy(first)
-            ),
-            (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string()),
-            (x, y) => panic!(
-                "alone {:?} but paired {:?} on {:?} after {:?}",
-                x.map(|_| ()).map_err(|e| e.to_string()),
-                y.map(|_| ()).map_err(|e| e.to_string()),
-                String::from_utf8_lossy(second),
-                String::from_utf8_lossy(first)
-            ),
-        }
+    if let Some(why) = shadowdiff_differ::fuzzing::pair_disagreement(first, second) {
+        panic!("{why}");
     }
 }
 
