@@ -98,7 +98,6 @@ impl<'a> Node<'a> {
     /// the part both end with), its arrays and objects are the first's, not read again. The
     /// trees and errors are exactly those of two `parse` calls; equal subtrees then share their
     /// slices, which the diff takes as equal without a walk.
-    #[allow(clippy::type_complexity)]
     pub fn parse_pair(
         first: &'a [u8],
         second: &'a [u8],
