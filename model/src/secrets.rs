@@ -152,11 +152,6 @@ impl NameSet {
     }
 }
 
-/// Whether `name` is in `list`, compared case-insensitively.
-pub fn is_listed<S: AsRef<str>>(list: &[S], name: &str) -> bool {
-    list.iter().any(|s| s.as_ref().eq_ignore_ascii_case(name))
-}
-
 /// Percent-decodes a query or form component (`+` is a space); invalid escapes stay as they
 /// are. One decoder for the tap, the replayer and the differ's form bodies.
 pub fn percent_decode(s: impl AsRef<[u8]>) -> String {
@@ -262,6 +257,12 @@ pub fn edit_query(uri: &str, mut decide: impl FnMut(&str, &str) -> QueryEdit) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `name` is in `list`, compared case-insensitively: the plain lookup [`NameSet`]
+    /// must agree with (the product uses `NameSet`).
+    fn is_listed<S: AsRef<str>>(list: &[S], name: &str) -> bool {
+        list.iter().any(|s| s.as_ref().eq_ignore_ascii_case(name))
+    }
 
     #[test]
     fn lists_are_lower_case_and_unique() {
