@@ -10,6 +10,7 @@
 
 mod body;
 mod http_headers;
+mod record_json;
 pub mod redact;
 mod route;
 pub mod secrets;
@@ -18,6 +19,7 @@ pub use body::{body_hash, fnv1a64, Body};
 pub use http_headers::{
     headers_from_http, headers_to_http, is_hop_by_hop, strip_hop_by_hop, HOP_BY_HOP,
 };
+pub use record_json::encode_record_into;
 pub use route::{infer_route, is_uuid, RouteInferrer, RoutePattern, RoutePatternError};
 
 use serde::{Deserialize, Serialize};

@@ -4,7 +4,7 @@
 //! can leave a torn last line; readers skip and count it instead of failing.
 
 use crate::{RecordSink, StoreError};
-use shadowdiff_model::{decode, encode_into, DiffRecord};
+use shadowdiff_model::{decode, encode_record_into, DiffRecord};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -109,7 +109,7 @@ impl RecordSink for EmbeddedStore {
         }
         let mut buf = Vec::with_capacity(records.len() * 512);
         for r in records {
-            encode_into(&mut buf, r);
+            encode_record_into(&mut buf, r);
             buf.push(b'\n');
         }
         let dir = self.dir.clone();
