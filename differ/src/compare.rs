@@ -2,8 +2,9 @@
 
 use crate::decode::{body_format, decode_content, form_to_json, BodyFormat};
 use crate::html::{parse_tree, parse_tree_like};
-use crate::json::{diff_json_into, diff_markup_into, Collector};
-use crate::node::{with_arena, Node};
+use crate::json::{diff_json_into, diff_markup_into, diff_window_into, Collector};
+use crate::node::{with_arena, Node, PairParse};
+use crate::parse::ParseError;
 use crate::rules::Rules;
 use crate::text::diff_text;
 use shadowdiff_model::{DiffKind, Difference, Headers, HttpResponse};
@@ -87,19 +88,14 @@ fn diff_bodies(
     }
     let format = body_format(&control.headers, a);
     match format {
-        BodyFormat::Json => with_arena(|arena| match Node::parse_pair(a, b, arena) {
-            (Ok(x), Ok(y)) => diff_json_into(&x, &y, "body", c),
-            (x, y) => {
-                let which = match (x.is_err(), y.is_err()) {
-                    (true, true) => "control and candidate bodies",
-                    (true, false) => "control body",
-                    _ => "candidate body",
-                };
-                notes.push(format!(
-                    "{which} declared as JSON but not valid JSON; compared as text"
-                ));
-                text_or_binary(a, b, c);
-            }
+        BodyFormat::Json => with_arena(|arena| {
+            // Array rules look at arrays whole: no window inside one then.
+            let through_arrays = rules.arrays.is_empty();
+            let (x, y) = match Node::parse_pair_for_diff(a, b, arena, through_arrays) {
+                PairParse::Window(window) => return diff_window_into(&window, "body", c),
+                PairParse::Trees(x, y) => (x, y),
+            };
+            json_trees(x, y, a, b, c, notes)
         }),
         BodyFormat::Form => {
             let (x, y) = (form_to_json(a), form_to_json(b));
@@ -125,6 +121,31 @@ fn diff_bodies(
             }
         }),
         BodyFormat::Text | BodyFormat::Binary => text_or_binary(a, b, c),
+    }
+}
+
+/// Two JSON bodies' trees (or why they are not JSON) compared.
+fn json_trees(
+    x: Result<Node<'_>, ParseError>,
+    y: Result<Node<'_>, ParseError>,
+    a: &[u8],
+    b: &[u8],
+    c: &mut Collector<'_>,
+    notes: &mut Vec<String>,
+) {
+    match (x, y) {
+        (Ok(x), Ok(y)) => diff_json_into(&x, &y, "body", c),
+        (x, y) => {
+            let which = match (x.is_err(), y.is_err()) {
+                (true, true) => "control and candidate bodies",
+                (true, false) => "control body",
+                _ => "candidate body",
+            };
+            notes.push(format!(
+                "{which} declared as JSON but not valid JSON; compared as text"
+            ));
+            text_or_binary(a, b, c);
+        }
     }
 }
 

@@ -37,3 +37,66 @@ pub fn pair_disagreement(first: &[u8], second: &[u8]) -> Option<String> {
     }
     None
 }
+
+/// Why the diff of two JSON bodies through [`crate::parse::window`] (only the one value they
+/// differ in, when there is one) is not the diff of their two whole trees, under the default
+/// rules and under rules that limit, ignore, equate `null` with missing and match arrays as
+/// sets; or `None` when they agree everywhere (differences, their order, the count of dropped
+/// ones).
+pub fn window_disagreement(first: &[u8], second: &[u8]) -> Option<String> {
+    use crate::json::{diff_json_into, diff_window_into, Collector};
+    use crate::node::PairParse;
+    use crate::rules::{ArrayRuleConfig, Rules, RulesConfig};
+
+    let limited = RulesConfig {
+        max_differences: 2,
+        null_equals_missing: true,
+        ignore: vec!["body.a".into()],
+        ..RulesConfig::default()
+    };
+    let sets = RulesConfig {
+        arrays: vec![ArrayRuleConfig {
+            path: "body.**".into(),
+            mode: "set".into(),
+            key: None,
+        }],
+        ..RulesConfig::default()
+    };
+    for config in [RulesConfig::default(), limited, sets] {
+        let Ok(rules) = Rules::compile(&config) else {
+            return Some("the check's rules do not compile".into());
+        };
+        let arena = Arena::new();
+        let mut windowed = Collector::new(&rules);
+        match Node::parse_pair_for_diff(first, second, &arena, rules.arrays.is_empty()) {
+            PairParse::Window(window) => diff_window_into(&window, "body", &mut windowed),
+            // No window: the same trees as below, nothing to compare.
+            PairParse::Trees(..) => continue,
+        }
+        let mut whole = Collector::new(&rules);
+        match (Node::parse(first, &arena), Node::parse(second, &arena)) {
+            (Ok(x), Ok(y)) => diff_json_into(&x, &y, "body", &mut whole),
+            (x, y) => {
+                return Some(format!(
+                "a window between bodies that do not both parse ({:?}, {:?}) on {:?} after {:?}",
+                x.map(|_| ()).map_err(|e| e.to_string()),
+                y.map(|_| ()).map_err(|e| e.to_string()),
+                String::from_utf8_lossy(second),
+                String::from_utf8_lossy(first)
+            ))
+            }
+        }
+        if windowed.out != whole.out || windowed.dropped != whole.dropped {
+            return Some(format!(
+                "under {config:?}\nwindow {:?} (+{} dropped)\nwhole  {:?} (+{} dropped)\non {:?} after {:?}",
+                windowed.out,
+                windowed.dropped,
+                whole.out,
+                whole.dropped,
+                String::from_utf8_lossy(second),
+                String::from_utf8_lossy(first)
+            ));
+        }
+    }
+    None
+}

@@ -2,6 +2,7 @@
 
 use crate::html::{HtmlTree, Sources};
 use crate::node::{with_arena, Node, Num};
+use crate::parse::{Step, Window};
 use crate::rules::{ArrayMode, Rules};
 use serde_json::Value;
 use shadowdiff_model::{collapse_indexes, DiffKind, Difference};
@@ -78,6 +79,21 @@ pub(crate) fn diff_json_into<'t>(
 ) {
     let mut path = PathStack::new(root);
     diff_value(control, candidate, &mut path, 0, c);
+}
+
+/// [`diff_json_into`] of two documents that are the same but for one value
+/// ([`crate::parse::window`]): the walk of the two whole trees would find nothing outside it,
+/// so only the value is compared, at its path and nesting level.
+pub(crate) fn diff_window_into<'t>(window: &'t Window<'_>, root: &'t str, c: &mut Collector<'_>) {
+    let mut path = PathStack::new(root);
+    for step in &window.steps {
+        match *step {
+            Step::Key(key) => push_key(&mut path, key),
+            Step::Index(i) => push_index(&mut path, i),
+        }
+    }
+    let depth = path.len();
+    diff_value(&window.control, &window.candidate, &mut path, depth, c);
 }
 
 /// [`diff_json_into`] for the trees of HTML documents (`crate::html`): keys are written into

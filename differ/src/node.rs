@@ -3,7 +3,7 @@
 //! Parsing a response body into it allocates nothing per node and frees nothing afterwards (the
 //! arena is reset for the next body); the parse is most of the differ's time.
 
-use crate::parse::ParseError;
+use crate::parse::{ParseError, Window};
 use std::cell::RefCell;
 use std::fmt;
 
@@ -82,6 +82,14 @@ pub enum Node<'a> {
     Deep(u64),
 }
 
+/// Two bodies parsed for a diff ([`Node::parse_pair_for_diff`]).
+pub(crate) enum PairParse<'a> {
+    /// Both valid, alike but for one value.
+    Window(Window<'a>),
+    /// Each body's tree, or why it is not JSON.
+    Trees(Result<Node<'a>, ParseError>, Result<Node<'a>, ParseError>),
+}
+
 /// Values nested deeper than this are not converted (see [`Node::Deep`]).
 const MAX_CONVERTED_DEPTH: usize = 200;
 
@@ -109,6 +117,29 @@ impl<'a> Node<'a> {
                 crate::parse::parse_like(second, arena, &reference),
             ),
             Err(e) => (Err(e), crate::parse::parse(second, arena)),
+        }
+    }
+
+    /// [`Node::parse_pair`] for a diff: when the second body differs from the first only inside
+    /// one value below the root, that value of each and its path (`crate::parse::window`),
+    /// without parsing the rest of the second body; else the two trees.
+    pub(crate) fn parse_pair_for_diff(
+        first: &'a [u8],
+        second: &'a [u8],
+        arena: &'a Arena,
+        through_arrays: bool,
+    ) -> PairParse<'a> {
+        match crate::parse::parse_reference(first, arena) {
+            Ok((node, reference)) => {
+                match crate::parse::window(second, arena, &reference, &node, through_arrays) {
+                    Some(window) => PairParse::Window(window),
+                    None => PairParse::Trees(
+                        Ok(node),
+                        crate::parse::parse_like(second, arena, &reference),
+                    ),
+                }
+            }
+            Err(e) => PairParse::Trees(Err(e), crate::parse::parse(second, arena)),
         }
     }
 

@@ -162,7 +162,7 @@ pub(crate) fn parse<'a>(
 /// each string with an escape, lies in its bytes, so that [`parse_like`] can take them whole
 /// into a body that has the same bytes there.
 pub(crate) struct Reference<'a> {
-    bytes: &'a [u8],
+    text: &'a str,
     /// In the order they open (so by `start`); the thread's stack, given back on drop.
     spans: Vec<Span<'a>>,
 }
@@ -193,6 +193,8 @@ struct Span<'a> {
     /// Zero for a string.
     depth: u32,
     deepest: u32,
+    /// An object that had a key more than once (its tree keeps the last of them).
+    duplicates: bool,
     node: Node<'a>,
 }
 
@@ -201,8 +203,12 @@ pub(crate) fn parse_reference<'a>(
     bytes: &'a [u8],
     arena: &'a Arena,
 ) -> std::result::Result<(Node<'a>, Reference<'a>), ParseError> {
-    let (result, spans) = run(bytes, arena, Mode::Reference);
-    result.map(|node| (node, Reference { bytes, spans }))
+    let text = validated(bytes)?;
+    let parsed = run_text(text, arena, Mode::Reference, Entry::Document);
+    parsed.result.map(|node| {
+        let spans = parsed.spans;
+        (node, Reference { text, spans })
+    })
 }
 
 /// [`parse`] of a body that is likely much like `reference` (a candidate's answer and the
@@ -216,20 +222,370 @@ pub(crate) fn parse_like<'a>(
     arena: &'a Arena,
     reference: &Reference<'a>,
 ) -> std::result::Result<Node<'a>, ParseError> {
-    let theirs = reference.bytes;
+    run(bytes, arena, Mode::Like(guide(reference, bytes))).0
+}
+
+/// What a guided parse of `bytes` knows of `reference`: the bytes both begin and end with.
+fn guide<'g, 'a>(reference: &'g Reference<'a>, bytes: &[u8]) -> Guide<'g, 'a> {
+    let theirs = reference.text.as_bytes();
     let prefix = common_prefix(theirs, bytes);
     // The shared end may not reach into the shared beginning of either body.
     let room = theirs.len().min(bytes.len()) - prefix;
     let suffix = common_suffix(theirs, bytes).min(room);
-    let guide = Guide {
+    Guide {
         spans: &reference.spans,
         prefix,
         suffix_in_reference: theirs.len() - suffix,
         suffix_here: bytes.len() - suffix,
         next_in_prefix: 0,
         next_in_suffix: 0,
+    }
+}
+
+/// Two bodies that differ inside one value: the trees of that value in each, and its path.
+/// Outside it both bodies are the same bytes, so two full parses and a walk of the trees
+/// would find nothing else (see [`window`]).
+pub(crate) struct Window<'a> {
+    /// From the root to the value: member keys and element indexes.
+    pub(crate) steps: Vec<Step<'a>>,
+    pub(crate) control: Node<'a>,
+    pub(crate) candidate: Node<'a>,
+}
+
+/// One step of a [`Window`]'s path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// When `bytes` differs from the (parsed, valid) reference `root` only inside one value below
+/// the root, that value in both bodies and its path; `None` otherwise, and then the caller
+/// parses `bytes` whole ([`parse_like`]).
+///
+/// A body is the bytes before a value, the value, and the bytes after it. When both bodies
+/// begin with the same bytes up to a value (the same bytes make the same path to it) and end
+/// with the same bytes after it, they are the same document but for that value: the diff of
+/// the two documents is the diff of the two values at that path, and the second body is valid
+/// exactly when its value is (parsed here at the same nesting level, so the depth limit holds
+/// as in a full parse). Everything the cheap scan below suggests is checked against the
+/// reference's tree and spans before it is used:
+///
+/// - each object on the path had every key once (else the tree kept a later member);
+/// - each container on the path is the reference's node at that place (same slice);
+/// - the second body's value ends where the shared end begins.
+///
+/// `through_arrays` false: no window inside an array (rules that match array elements by key
+/// or as a set look at the array as a whole).
+pub(crate) fn window<'a>(
+    bytes: &'a [u8],
+    arena: &'a Arena,
+    reference: &Reference<'a>,
+    root: &Node<'a>,
+    through_arrays: bool,
+) -> Option<Window<'a>> {
+    let theirs = reference.text.as_bytes();
+    let guide = guide(reference, bytes);
+    let (prefix, shared_end) = (guide.prefix, guide.suffix_in_reference);
+    let text = validated(bytes).ok()?;
+    enclosing_value(theirs, &reference.spans, prefix, shared_end)
+        .into_iter()
+        .flatten()
+        .find_map(|scan| window_at(&scan, text, arena, reference, root, through_arrays, guide))
+}
+
+/// [`window`] at one guess of [`enclosing_value`].
+fn window_at<'a>(
+    scan: &Enclosing,
+    text: &'a str,
+    arena: &'a Arena,
+    reference: &Reference<'a>,
+    root: &Node<'a>,
+    through_arrays: bool,
+    guide: Guide<'_, 'a>,
+) -> Option<Window<'a>> {
+    let (theirs, bytes) = (reference.text.as_bytes(), text.as_bytes());
+    let shared_end = guide.suffix_in_reference;
+    let mut steps = Vec::with_capacity(scan.path.len());
+    let mut node = *root;
+    for (level, step) in scan.path.iter().enumerate() {
+        let span = reference.container_at(step.container)?;
+        if !same_slice(&node, &span.node) || span.depth as usize != level + 1 || span.duplicates {
+            return None;
+        }
+        node = match (node, step.inside) {
+            (Node::Object(members), RawStep::Member { key_start, key_end }) => {
+                let key = reference.text.get(key_start..key_end)?;
+                let at = members.binary_search_by(|(k, _)| (*k).cmp(key)).ok()?;
+                let (key, value) = members.get(at)?;
+                steps.push(Step::Key(key));
+                *value
+            }
+            (Node::Array(items), RawStep::Element(i)) if through_arrays => {
+                steps.push(Step::Index(i));
+                *items.get(i)?
+            }
+            _ => return None,
+        };
+    }
+    let depth = u32::try_from(scan.path.len()).ok()?;
+    let start = scan.start;
+    // The reference's value there and where it ends.
+    let end_there = match reference.container_at(start) {
+        Some(span) if same_slice(&node, &span.node) && span.depth == depth + 1 => span.end,
+        Some(_) => return None,
+        None => {
+            // A scalar (or an empty container): read again, it is short.
+            let entry = Entry::ValueAt { start, depth };
+            let again = run_text(reference.text, arena, Mode::Plain, entry);
+            match again.result {
+                Ok(value) if value.same_bits(&node) => again.end,
+                _ => return None,
+            }
+        }
     };
-    run(bytes, arena, Mode::Like(guide)).0
+    if end_there < shared_end {
+        return None;
+    }
+    let entry = Entry::ValueAt { start, depth };
+    let here = run_text(text, arena, Mode::Like(guide), entry);
+    let candidate = here.result.ok()?;
+    // Where the shared end begins here: the value must end exactly there.
+    (here.end + theirs.len() == end_there + bytes.len()).then_some(Window {
+        steps,
+        control: node,
+        candidate,
+    })
+}
+
+impl<'a> Reference<'a> {
+    /// The recorded array or object that opens at `start`.
+    fn container_at(&self, start: usize) -> Option<Span<'a>> {
+        let i = self.spans.binary_search_by(|s| s.start.cmp(&start)).ok()?;
+        self.spans.get(i).filter(|s| s.depth > 0).copied()
+    }
+}
+
+/// The same array or object, not only an equal one.
+fn same_slice(a: &Node<'_>, b: &Node<'_>) -> bool {
+    match (a, b) {
+        (Node::Array(x), Node::Array(y)) => std::ptr::eq(*x, *y),
+        (Node::Object(x), Node::Object(y)) => std::ptr::eq(*x, *y),
+        _ => false,
+    }
+}
+
+/// What [`enclosing_value`] found: the innermost value around the bytes that differ.
+struct Enclosing {
+    /// Where the value begins.
+    start: usize,
+    /// The containers around it, outermost first.
+    path: Vec<PathStep>,
+}
+
+/// One container around the value, and which of its members or elements holds the value.
+#[derive(Clone, Copy)]
+struct PathStep {
+    container: usize,
+    inside: RawStep,
+}
+
+#[derive(Clone, Copy)]
+enum RawStep {
+    /// The member whose key (without escapes) is `bytes[key_start..key_end]`.
+    Member {
+        key_start: usize,
+        key_end: usize,
+    },
+    Element(usize),
+    /// A key with an escape, or no key or element yet: no usable step.
+    Unknown,
+}
+
+/// A container open during [`enclosing_value`]'s scan.
+#[derive(Clone, Copy)]
+struct Open {
+    start: usize,
+    object: bool,
+    /// In an object, the next string is a key.
+    expect_key: bool,
+    step: RawStep,
+}
+
+/// The innermost values of `bytes` that begin at or before `first_change`, reach it, and end
+/// at or after `shared_end` (where the bytes the two bodies end with begin), with the
+/// containers around them: a scalar (which may only touch the change: `1` becoming `100`) and
+/// a container; `None` for either when there is none below the root, or the scan meets
+/// something it does not follow. A scan, not a parse (strings, brackets, commas, scalars): its
+/// answers are guesses [`window`] checks against the parsed tree; it stops at `shared_end`,
+/// and steps over the containers `spans` (the parsed body's) say close before the change.
+fn enclosing_value(
+    bytes: &[u8],
+    spans: &[Span<'_>],
+    first_change: usize,
+    shared_end: usize,
+) -> [Option<Enclosing>; 2] {
+    let limit = shared_end.max(first_change + 1).min(bytes.len());
+    let mut stack: Vec<Open> = Vec::with_capacity(16);
+    // The containers open just after `first_change`, and the fewest of them open since.
+    let mut at_change: Option<(Vec<Open>, usize)> = None;
+    // A scalar that covers `first_change`: its start, end and the stack around it.
+    let mut scalar: Option<(usize, usize, Option<Vec<PathStep>>)> = None;
+    // The first span that may open at or after the scan's position.
+    let mut next_span = 0;
+    let mut i = 0;
+    while i < limit {
+        let b = bytes[i];
+        // (A container that closes at the change itself may still hold the whole change.)
+        if at_change.is_none()
+            && (i > first_change || (i == first_change && matches!(b, b'}' | b']')))
+        {
+            at_change = Some((stack.clone(), stack.len()));
+        }
+        let token_start = i;
+        match b {
+            b' ' | b'\n' | b'\r' | b'\t' | b':' => {
+                i += 1;
+                continue;
+            }
+            b'"' => {
+                let mut j = i + 1;
+                let mut escaped = false;
+                loop {
+                    j = find_special(bytes, j);
+                    match bytes.get(j) {
+                        Some(b'"') => break,
+                        Some(b'\\') => {
+                            escaped = true;
+                            j += 2;
+                        }
+                        Some(_) => j += 1,
+                        None => return [None, None],
+                    }
+                }
+                let end = j + 1;
+                let top = stack.last_mut();
+                match top {
+                    Some(open) if open.object && open.expect_key => {
+                        open.expect_key = false;
+                        open.step = if escaped {
+                            RawStep::Unknown
+                        } else {
+                            RawStep::Member {
+                                key_start: i + 1,
+                                key_end: j,
+                            }
+                        };
+                    }
+                    _ => {
+                        if token_start <= first_change && first_change <= end {
+                            scalar = Some((token_start, end, path_of(&stack)));
+                        }
+                    }
+                }
+                i = end;
+                continue;
+            }
+            b'{' | b'[' => {
+                // A container that closes before the change is stepped over whole.
+                while spans.get(next_span).is_some_and(|s| s.start < i) {
+                    next_span += 1;
+                }
+                if let Some(span) = spans
+                    .get(next_span)
+                    .filter(|s| s.start == i && s.depth > 0 && s.end <= first_change)
+                {
+                    i = span.end;
+                    continue;
+                }
+                if stack.len() >= MAX_DEPTH as usize {
+                    return [None, None];
+                }
+                let object = b == b'{';
+                stack.push(Open {
+                    start: i,
+                    object,
+                    expect_key: object,
+                    step: if object {
+                        RawStep::Unknown
+                    } else {
+                        RawStep::Element(0)
+                    },
+                });
+            }
+            b'}' | b']' => {
+                if stack.pop().is_none() {
+                    return [None, None];
+                }
+                // Closed before the shared end: it does not hold the whole change.
+                if let Some((_, fewest)) = at_change.as_mut().filter(|_| i + 1 < shared_end) {
+                    *fewest = (*fewest).min(stack.len());
+                }
+            }
+            b',' => match stack.last_mut() {
+                Some(open) if open.object => {
+                    open.expect_key = true;
+                    open.step = RawStep::Unknown;
+                }
+                Some(open) => {
+                    open.step = match open.step {
+                        RawStep::Element(n) => RawStep::Element(n + 1),
+                        _ => RawStep::Unknown,
+                    };
+                }
+                None => return [None, None],
+            },
+            _ => {
+                let mut end = i + 1;
+                while bytes
+                    .get(end)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b'.'))
+                {
+                    end += 1;
+                }
+                if token_start <= first_change && first_change <= end {
+                    scalar = Some((token_start, end, path_of(&stack)));
+                }
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    let (open, fewest) = match at_change {
+        Some(found) => found,
+        // Every token up to the limit began at or before the change.
+        None => (stack.clone(), stack.len()),
+    };
+    let scalar = scalar.and_then(|(start, end, path)| {
+        let path = path?;
+        (end >= shared_end && !path.is_empty()).then_some(Enclosing { start, path })
+    });
+    // The innermost container still open at the shared end.
+    let container =
+        open.get(..fewest)
+            .and_then(<[Open]>::split_last)
+            .and_then(|(inner, outside)| {
+                let path = path_of(outside)?;
+                (!path.is_empty()).then_some(Enclosing {
+                    start: inner.start,
+                    path,
+                })
+            });
+    [scalar, container]
+}
+
+/// The steps into the containers `open`, if each is known.
+fn path_of(open: &[Open]) -> Option<Vec<PathStep>> {
+    open.iter()
+        .map(|o| match o.step {
+            RawStep::Unknown => None,
+            inside => Some(PathStep {
+                container: o.start,
+                inside,
+            }),
+        })
+        .collect()
 }
 
 /// Bytes compared by one slice comparison (`memcmp`, vectorized) before the search narrows.
@@ -302,6 +658,7 @@ fn chunk(bytes: &[u8], read: fn([u8; 16]) -> u128) -> u128 {
 }
 
 /// What a guided parse ([`parse_like`]) knows of its reference.
+#[derive(Clone, Copy)]
 struct Guide<'g, 'a> {
     spans: &'g [Span<'a>],
     /// Bytes `[0, prefix)` are the same in both bodies.
@@ -347,18 +704,47 @@ fn run<'a>(
     arena: &'a Arena,
     mode: Mode<'_, 'a>,
 ) -> (std::result::Result<Node<'a>, ParseError>, Vec<Span<'a>>) {
-    // One SIMD UTF-8 check of the whole body; afterwards every slice between ASCII delimiters
-    // is a valid `str`.
-    let Ok(text) = simdutf8::basic::from_utf8(bytes) else {
+    match validated(bytes) {
+        Ok(text) => {
+            let parsed = run_text(text, arena, mode, Entry::Document);
+            (parsed.result, parsed.spans)
+        }
+        Err(e) => (Err(e), Vec::new()),
+    }
+}
+
+/// One SIMD UTF-8 check of the whole body; afterwards every slice between ASCII delimiters is
+/// a valid `str`.
+fn validated(bytes: &[u8]) -> std::result::Result<&str, ParseError> {
+    simdutf8::basic::from_utf8(bytes).map_err(|_| {
         // std's check, only now, says where.
         let at = std::str::from_utf8(bytes)
             .err()
             .map_or(0, |e| e.valid_up_to());
-        return (
-            Err(ParseError::at(bytes, ParseErrorKind::InvalidUtf8, at)),
-            Vec::new(),
-        );
-    };
+        ParseError::at(bytes, ParseErrorKind::InvalidUtf8, at)
+    })
+}
+
+/// Where a parse starts.
+#[derive(Clone, Copy)]
+enum Entry {
+    /// The whole body: one value, whitespace around it.
+    Document,
+    /// The one value at `start`, inside `depth` open arrays and objects (see [`window`]).
+    ValueAt { start: usize, depth: u32 },
+}
+
+/// What [`run_text`] returns.
+struct Parsed<'a> {
+    result: std::result::Result<Node<'a>, ParseError>,
+    /// A reference parse's spans (empty otherwise, or on an error).
+    spans: Vec<Span<'a>>,
+    /// Where the parse stopped: just after the value, for [`Entry::ValueAt`].
+    end: usize,
+}
+
+fn run_text<'a>(text: &'a str, arena: &'a Arena, mode: Mode<'_, 'a>, entry: Entry) -> Parsed<'a> {
+    let bytes = text.as_bytes();
     // (A thread whose locals are gone, in its destructors, parses with fresh stacks.)
     let stacks = STACKS.try_with(Cell::take).unwrap_or_default();
     let mut spans_kept: Vec<Span<'a>> = reuse(stacks.spans);
@@ -367,13 +753,17 @@ fn run<'a>(
         Mode::Reference => (Some(std::mem::take(&mut spans_kept)), None),
         Mode::Like(guide) => (None, Some(guide)),
     };
+    let (pos, depth) = match entry {
+        Entry::Document => (0, 0),
+        Entry::ValueAt { start, depth } => (start, depth),
+    };
     let mut p = Parser {
         text,
         bytes,
-        pos: 0,
+        pos,
         error: (ParseErrorKind::EofWhileParsingValue, 0),
-        depth: 0,
-        deepest: 0,
+        depth,
+        deepest: depth,
         arena,
         items: reuse(stacks.items),
         entries: reuse(stacks.entries),
@@ -381,7 +771,11 @@ fn run<'a>(
         spans,
         guide,
     };
-    let result = match p.document() {
+    let outcome = match entry {
+        Entry::Document => p.document(),
+        Entry::ValueAt { .. } => p.value(),
+    };
+    let result = match outcome {
         Ok(node) => Ok(node),
         Err(Stop) => Err(ParseError::at(bytes, p.error.0, p.error.1)),
     };
@@ -409,7 +803,11 @@ fn run<'a>(
         // Kept for the thread's next parse (dropped if the thread's locals are gone).
         let _ = STACKS.try_with(|cell| cell.set(stacks));
     }
-    (result, spans)
+    Parsed {
+        result,
+        spans,
+        end: p.pos,
+    }
 }
 
 /// The parser's stacks, kept between parses on a thread (two allocations less per body).
@@ -665,6 +1063,7 @@ impl<'a> Parser<'a, '_> {
             depth: self.depth,
             // The deepest level outside it, until it closes.
             deepest: self.deepest,
+            duplicates: false,
             node: Node::Null,
         });
         self.deepest = self.depth;
@@ -673,13 +1072,14 @@ impl<'a> Parser<'a, '_> {
 
     /// Completes the span `open_span` returned, at `self.pos` (after the closing bracket).
     #[inline]
-    fn close_span(&mut self, index: Option<usize>, node: Node<'a>) {
+    fn close_span(&mut self, index: Option<usize>, node: Node<'a>, duplicates: bool) {
         let end = self.pos;
         let deepest = self.deepest;
         if let Some(span) = index.and_then(|i| self.spans.as_mut()?.get_mut(i)) {
             let outside = span.deepest;
             span.end = end;
             span.deepest = deepest;
+            span.duplicates = duplicates;
             span.node = node;
             self.deepest = outside.max(deepest);
         }
@@ -727,7 +1127,7 @@ impl<'a> Parser<'a, '_> {
         }
         let slice = self.arena.alloc_slice_copy(&self.items[open..]);
         self.items.truncate(open);
-        self.close_span(span, Node::Array(slice));
+        self.close_span(span, Node::Array(slice), false);
         self.depth -= 1;
         Ok(slice)
     }
@@ -791,6 +1191,7 @@ impl<'a> Parser<'a, '_> {
             }
         }
         let members = &mut self.entries[open..];
+        let written = members.len();
         let slice: &'a [(&'a str, Node<'a>)] = if sorted {
             self.arena.alloc_slice_copy(members)
         } else {
@@ -807,7 +1208,7 @@ impl<'a> Parser<'a, '_> {
             deduped.into_bump_slice()
         };
         self.entries.truncate(open);
-        self.close_span(span, Node::Object(slice));
+        self.close_span(span, Node::Object(slice), slice.len() < written);
         self.depth -= 1;
         Ok(slice)
     }
@@ -849,6 +1250,7 @@ impl<'a> Parser<'a, '_> {
                 end: self.pos,
                 depth: 0,
                 deepest: 0,
+                duplicates: false,
                 node: Node::String(text),
             });
         }
@@ -1059,6 +1461,78 @@ impl<'a> Parser<'a, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The window `window` finds between two bodies: its path, rendered, or `None`.
+    fn window_path(first: &str, second: &str, through_arrays: bool) -> Option<String> {
+        let arena = Arena::new();
+        let (root, reference) = parse_reference(first.as_bytes(), &arena).ok()?;
+        let w = window(second.as_bytes(), &arena, &reference, &root, through_arrays)?;
+        let steps = w.steps.iter().map(|s| match s {
+            Step::Key(k) => format!(".{k}"),
+            Step::Index(i) => format!("[{i}]"),
+        });
+        Some(steps.collect())
+    }
+
+    #[test]
+    fn a_window_is_the_innermost_value_around_the_change() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            // A scalar changed in place, longer, shorter, in an array.
+            (
+                r#"{"a":1,"b":{"c":"x"}}"#,
+                r#"{"a":1,"b":{"c":"y"}}"#,
+                Some(".b.c"),
+            ),
+            (r#"{"n":10,"m":2}"#, r#"{"n":11,"m":2}"#, Some(".n")),
+            (r#"{"n":1,"m":[2,3]}"#, r#"{"n":100,"m":[2,3]}"#, Some(".n")),
+            (r#"{"n":[1,2,3]}"#, r#"{"n":[1,20,3]}"#, Some(".n[1]")),
+            // A member or element added or removed: its container.
+            (
+                r#"{"a":{"b":1},"z":0}"#,
+                r#"{"a":{"b":1,"c":2},"z":0}"#,
+                Some(".a"),
+            ),
+            (r#"{"a":[1],"z":0}"#, r#"{"a":[1,2],"z":0}"#, Some(".a")),
+            (r#"{"a":[1,2],"z":0}"#, r#"{"a":[1],"z":0}"#, Some(".a")),
+            (r#"{"a":{"b":[true]}}"#, r#"{"a":{"b":{}}}"#, Some(".a.b")),
+            // Changes in two members, or in a key: the root, no window.
+            (r#"{"a":1,"b":2}"#, r#"{"a":3,"b":4}"#, None),
+            (r#"{"a":1,"b":2}"#, r#"{"a":1,"c":2}"#, None),
+            // A repeated key after the change keeps its own value: no window.
+            (r#"{"a":1,"a":2}"#, r#"{"a":3,"a":2}"#, None),
+            (r#"{"a":1,"a":1}"#, r#"{"a":3,"a":1}"#, None),
+            (
+                r#"{"a":{"b":[1,1]},"a":{"b":[1,1]}}"#,
+                r#"{"a":{"b":[1,2]},"a":{"b":[1,1]}}"#,
+                None,
+            ),
+            // A key with an escape on the path: not followed.
+            (r#"{"\u0061":{"b":1}}"#, r#"{"\u0061":{"b":2}}"#, None),
+            // The second body is not JSON where it differs.
+            (r#"{"a":{"b":1},"z":0}"#, r#"{"a":{"b":1,},"z":0}"#, None),
+            (r#"{"a":[1],"z":0}"#, r#"{"a":[1]],"z":0}"#, None),
+        ];
+        for (first, second, expected) in cases {
+            assert_eq!(
+                window_path(first, second, true).as_deref(),
+                *expected,
+                "{first} -> {second}"
+            );
+        }
+        // Not through an array when arrays have rules (the array itself is compared whole).
+        assert_eq!(
+            window_path(r#"{"n":[1,2]}"#, r#"{"n":[1,3]}"#, false).as_deref(),
+            Some(".n")
+        );
+        assert_eq!(
+            window_path(r#"{"n":[{"m":1}]}"#, r#"{"n":[{"m":2}]}"#, false),
+            None
+        );
+        assert_eq!(
+            window_path(r#"{"n":{"m":1}}"#, r#"{"n":{"m":3}}"#, false).as_deref(),
+            Some(".n.m")
+        );
+    }
 
     #[test]
     fn specials_finds_the_first_delimiter_exactly() {

@@ -66,6 +66,15 @@ fn pair_agrees(first: &[u8], second: &[u8]) -> Result<(), TestCaseError> {
 // ---------------------------------------------------------------------------------------------
 
 /// Whitespace between tokens: mostly JSON's four, sometimes a byte that is not whitespace.
+/// Asserts that diffing the one value two bodies differ in (when they differ in one) finds
+/// exactly what diffing their whole trees finds.
+fn window_agrees(first: &[u8], second: &[u8]) -> Result<(), TestCaseError> {
+    match shadowdiff_differ::fuzzing::window_disagreement(first, second) {
+        None => Ok(()),
+        Some(why) => Err(TestCaseError::fail(why)),
+    }
+}
+
 fn arb_ws() -> impl Strategy<Value = String> {
     prop_oneof![
         6 => Just(String::new()),
@@ -376,8 +385,10 @@ proptest! {
         let edited = apply(text.clone().into_bytes(), &edits);
         if reversed {
             pair_agrees(&edited, text.as_bytes())?;
+            window_agrees(&edited, text.as_bytes())?;
         } else {
             pair_agrees(text.as_bytes(), &edited)?;
+            window_agrees(text.as_bytes(), &edited)?;
         }
     }
 
@@ -404,6 +415,8 @@ proptest! {
         edited[i].1 = replacement;
         pair_agrees(first.as_bytes(), body(&edited).as_bytes())?;
         pair_agrees(body(&edited).as_bytes(), first.as_bytes())?;
+        window_agrees(first.as_bytes(), body(&edited).as_bytes())?;
+        window_agrees(body(&edited).as_bytes(), first.as_bytes())?;
     }
 
     #[test]
@@ -417,6 +430,46 @@ proptest! {
         let second = apply(nested(depths.1, &objects, leaf).into_bytes(), &edits);
         pair_agrees(first.as_bytes(), &second)?;
         pair_agrees(&second, first.as_bytes())?;
+        window_agrees(first.as_bytes(), &second)?;
+        window_agrees(&second, first.as_bytes())?;
+    }
+
+    #[test]
+    fn one_value_changed_deep_inside_diffs_as_the_whole(
+        keys in prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "a\\u0062", "\\u0061"]), 1..6),
+        arrays in prop::collection::vec(any::<bool>(), 1..6),
+        index in 0usize..3,
+        leaves in (arb_text(), arb_text()),
+        repeat_key in 0u8..3,
+        tail in arb_text(),
+    ) {
+        // A path of objects (keys repeated, escaped, some members repeated after the change)
+        // and arrays (the changed element among others) down to one value, changed.
+        let body = |leaf: &str| {
+            let mut open = String::new();
+            let mut close = String::new();
+            for (level, key) in keys.iter().enumerate() {
+                if arrays[level % arrays.len()] {
+                    open.push('[');
+                    open.push_str(&"0,".repeat(index));
+                    close.insert_str(0, &format!(",{tail}]"));
+                } else {
+                    open.push_str(&format!("{{\"x\":1,\"{key}\":"));
+                    // The key again after the change: with another value, or the first leaf.
+                    let again = match repeat_key {
+                        0 => String::new(),
+                        1 => format!(",\"{key}\":{tail}"),
+                        _ => format!(",\"{key}\":{}", leaves.0),
+                    };
+                    close.insert_str(0, &format!("{again},\"z\":{tail}}}"));
+                }
+            }
+            format!("{open}{leaf}{close}")
+        };
+        let (first, second) = (body(&leaves.0), body(&leaves.1));
+        pair_agrees(first.as_bytes(), second.as_bytes())?;
+        window_agrees(first.as_bytes(), second.as_bytes())?;
+        window_agrees(second.as_bytes(), first.as_bytes())?;
     }
 }
 

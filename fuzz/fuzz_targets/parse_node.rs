@@ -2,7 +2,8 @@
 //! the same tree. serde_json here has `float_roundtrip` (fuzz/Cargo.toml): correctly rounded
 //! floats, as the parser rounds them, so floats must agree to the bit. `Node::parse_pair` (a
 //! body taking another's subtrees where their bytes are the same) must return what two parses
-//! return, for the input and a copy of it with one byte changed.
+//! return, for the input and a copy of it with one byte changed; and the diff of the one value
+//! the two differ in (when they differ in one) must be the diff of their whole trees.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,6 +21,13 @@ fn pair_agrees(first: &[u8], second: &[u8]) {
     }
 }
 
+/// The diff through the window is the diff of the whole trees.
+fn window_agrees(first: &[u8], second: &[u8]) {
+    if let Some(why) = shadowdiff_differ::fuzzing::window_disagreement(first, second) {
+        panic!("{why}");
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     if let Some((&last, rest)) = data.split_last() {
         // The input and a copy with one byte replaced by its last (a candidate's answer that
@@ -30,6 +38,8 @@ fuzz_target!(|data: &[u8]| {
         }
         pair_agrees(rest, &changed);
         pair_agrees(&changed, rest);
+        window_agrees(rest, &changed);
+        window_agrees(&changed, rest);
     }
     let serde = serde_json::from_slice::<serde_json::Value>(data);
     let arena = Arena::new();
