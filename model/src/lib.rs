@@ -422,24 +422,47 @@ pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, record: &T) {
 }
 
 /// Fingerprint of a mismatch: a stable hash of its sorted, de-duplicated (aggregate path, kind) set.
+///
+/// The hash is FNV-1a over `path \x1f kind \x1e` of each, in order; streamed, so that the
+/// common single difference costs no allocation (records and reports compare fingerprints
+/// across builds: the value must never change).
 pub fn fingerprint(differences: &[Difference]) -> u64 {
-    if differences.is_empty() {
-        return 0;
+    match differences {
+        [] => 0,
+        [one] => fingerprint_entry(FNV_OFFSET, &one.path, one.kind),
+        _ => {
+            let mut keys: Vec<(String, DiffKind)> = differences
+                .iter()
+                .map(|d| (d.aggregate_path(), d.kind))
+                .collect();
+            keys.sort();
+            keys.dedup();
+            keys.iter().fold(FNV_OFFSET, |hash, (path, kind)| {
+                // Already collapsed: collapsing again changes nothing.
+                fingerprint_entry(hash, path, *kind)
+            })
+        }
     }
-    let mut keys: Vec<(String, DiffKind)> = differences
-        .iter()
-        .map(|d| (d.aggregate_path(), d.kind))
-        .collect();
-    keys.sort();
-    keys.dedup();
-    let mut text = String::new();
-    for (path, kind) in &keys {
-        text.push_str(path);
-        text.push('\u{1f}');
-        text.push_str(kind.as_str());
-        text.push('\u{1e}');
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a from `hash` over `collapse_indexes(path) \x1f kind \x1e`, without building it.
+fn fingerprint_entry(hash: u64, path: &str, kind: DiffKind) -> u64 {
+    let step = |hash: u64, b: u8| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    let mut hash = hash;
+    // `collapse_indexes` byte by byte: `[` and digits are ASCII, never inside a UTF-8 sequence.
+    let mut bytes = path.bytes().peekable();
+    while let Some(b) = bytes.next() {
+        hash = step(hash, b);
+        if b == b'[' && bytes.peek().is_some_and(u8::is_ascii_digit) {
+            while bytes.next_if(u8::is_ascii_digit).is_some() {}
+            hash = step(hash, b'*');
+        }
     }
-    fnv1a64(text.as_bytes())
+    hash = step(hash, 0x1f);
+    hash = kind.as_str().bytes().fold(hash, step);
+    step(hash, 0x1e)
 }
 
 #[cfg(test)]
