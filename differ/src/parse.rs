@@ -239,6 +239,7 @@ fn guide<'g, 'a>(reference: &'g Reference<'a>, bytes: &[u8]) -> Guide<'g, 'a> {
         suffix_here: bytes.len() - suffix,
         next_in_prefix: 0,
         next_in_suffix: 0,
+        origin: 0,
     }
 }
 
@@ -287,24 +288,23 @@ pub(crate) fn window<'a>(
     let theirs = reference.text.as_bytes();
     let guide = guide(reference, bytes);
     let (prefix, shared_end) = (guide.prefix, guide.suffix_in_reference);
-    let text = validated(bytes).ok()?;
     enclosing_value(theirs, &reference.spans, prefix, shared_end)
         .into_iter()
         .flatten()
-        .find_map(|scan| window_at(&scan, text, arena, reference, root, through_arrays, guide))
+        .find_map(|scan| window_at(&scan, bytes, arena, reference, root, through_arrays, guide))
 }
 
 /// [`window`] at one guess of [`enclosing_value`].
 fn window_at<'a>(
     scan: &Enclosing,
-    text: &'a str,
+    bytes: &'a [u8],
     arena: &'a Arena,
     reference: &Reference<'a>,
     root: &Node<'a>,
     through_arrays: bool,
     guide: Guide<'_, 'a>,
 ) -> Option<Window<'a>> {
-    let (theirs, bytes) = (reference.text.as_bytes(), text.as_bytes());
+    let theirs = reference.text.as_bytes();
     let shared_end = guide.suffix_in_reference;
     let mut steps = Vec::with_capacity(scan.path.len());
     let mut node = *root;
@@ -347,11 +347,19 @@ fn window_at<'a>(
     if end_there < shared_end {
         return None;
     }
-    let entry = Entry::ValueAt { start, depth };
+    // Where the shared end begins here: the value must end exactly there. Only its bytes (and
+    // the one after, which stops a number as it would in the whole body: the reference's byte
+    // after its value, ASCII) are checked for UTF-8 and read.
+    let end_here = (end_there + bytes.len()).checked_sub(theirs.len())?;
+    let text = validated(bytes.get(start..bytes.len().min(end_here + 1))?).ok()?;
+    let guide = Guide {
+        origin: start,
+        ..guide
+    };
+    let entry = Entry::ValueAt { start: 0, depth };
     let here = run_text(text, arena, Mode::Like(guide), entry);
     let candidate = here.result.ok()?;
-    // Where the shared end begins here: the value must end exactly there.
-    (here.end + theirs.len() == end_there + bytes.len()).then_some(Window {
+    (start + here.end == end_here).then_some(Window {
         steps,
         control: node,
         candidate,
@@ -670,12 +678,16 @@ struct Guide<'g, 'a> {
     /// containers in the order of their positions, so each cursor only moves forward).
     next_in_prefix: usize,
     next_in_suffix: usize,
+    /// Where the parsed text begins in the body (a guided parse of one value reads only its
+    /// bytes: see [`window`]); positions the parser asks about are relative to it.
+    origin: usize,
 }
 
 impl<'a> Guide<'_, 'a> {
     /// The reference's container or escaped string whose bytes are this body's at `at`, if
     /// there is one.
     fn find(&mut self, at: usize) -> Option<Span<'a>> {
+        let at = at + self.origin;
         let (cursor, want, region_ends) = if at < self.prefix {
             (&mut self.next_in_prefix, at, self.prefix)
         } else if at >= self.suffix_here {
@@ -1519,6 +1531,15 @@ mod tests {
                 "{first} -> {second}"
             );
         }
+        // The candidate's value is its own, read at its place: its first element is not the
+        // reference's `[9]`, which opens at the element's offset within the value.
+        let arena = Arena::new();
+        let (first, second) = (b"[[9],[[5],2]]", b"[[9],[[5],2,7]]");
+        let (root, reference) = parse_reference(first, &arena).unwrap();
+        let w = window(second, &arena, &reference, &root, true).unwrap();
+        assert_eq!(w.steps, [Step::Index(1)]);
+        let alone = parse(b"[[5],2,7]", &arena).unwrap();
+        assert!(w.candidate.same_bits(&alone), "{:?}", w.candidate);
         // Not through an array when arrays have rules (the array itself is compared whole).
         assert_eq!(
             window_path(r#"{"n":[1,2]}"#, r#"{"n":[1,3]}"#, false).as_deref(),
