@@ -47,33 +47,42 @@ pub fn window_disagreement(first: &[u8], second: &[u8]) -> Option<String> {
     use crate::json::{diff_json_into, diff_window_into, Collector};
     use crate::node::PairParse;
     use crate::rules::{ArrayRuleConfig, Rules, RulesConfig};
+    use std::sync::OnceLock;
 
-    let limited = RulesConfig {
-        max_differences: 2,
-        null_equals_missing: true,
-        ignore: vec!["body.a".into()],
-        ..RulesConfig::default()
-    };
-    let sets = RulesConfig {
-        arrays: vec![ArrayRuleConfig {
-            path: "body.**".into(),
-            mode: "set".into(),
-            key: None,
-        }],
-        ..RulesConfig::default()
-    };
-    for config in [RulesConfig::default(), limited, sets] {
-        let Ok(rules) = Rules::compile(&config) else {
-            return Some("the check's rules do not compile".into());
+    // Compiled once: a fuzzer calls this millions of times.
+    static RULES: OnceLock<Vec<(RulesConfig, Rules)>> = OnceLock::new();
+    let rule_sets = RULES.get_or_init(|| {
+        let limited = RulesConfig {
+            max_differences: 2,
+            null_equals_missing: true,
+            ignore: vec!["body.a".into()],
+            ..RulesConfig::default()
         };
+        let sets = RulesConfig {
+            arrays: vec![ArrayRuleConfig {
+                path: "body.**".into(),
+                mode: "set".into(),
+                key: None,
+            }],
+            ..RulesConfig::default()
+        };
+        [RulesConfig::default(), limited, sets]
+            .into_iter()
+            .filter_map(|config| Rules::compile(&config).ok().map(|rules| (config, rules)))
+            .collect()
+    });
+    if rule_sets.len() != 3 {
+        return Some("the check's rules do not compile".into());
+    }
+    for (config, rules) in rule_sets {
         let arena = Arena::new();
-        let mut windowed = Collector::new(&rules);
+        let mut windowed = Collector::new(rules);
         match Node::parse_pair_for_diff(first, second, &arena, rules.arrays.is_empty()) {
             PairParse::Window(window) => diff_window_into(&window, "body", &mut windowed),
             // No window: the same trees as below, nothing to compare.
             PairParse::Trees(..) => continue,
         }
-        let mut whole = Collector::new(&rules);
+        let mut whole = Collector::new(rules);
         match (Node::parse(first, &arena), Node::parse(second, &arena)) {
             (Ok(x), Ok(y)) => diff_json_into(&x, &y, "body", &mut whole),
             (x, y) => {
