@@ -38,7 +38,7 @@ pub fn pair_disagreement(first: &[u8], second: &[u8]) -> Option<String> {
     None
 }
 
-/// Why the diff of two JSON bodies through [`crate::parse::window`] (only the one value they
+/// Why the diff of two JSON bodies through `parse::window` (only the one value they
 /// differ in, when there is one) is not the diff of their two whole trees, under the default
 /// rules and under rules that limit, ignore, equate `null` with missing and match arrays as
 /// sets; or `None` when they agree everywhere (differences, their order, the count of dropped

@@ -82,7 +82,7 @@ pub(crate) fn diff_json_into<'t>(
 }
 
 /// [`diff_json_into`] of two documents that are the same but for one value
-/// ([`crate::parse::window`]): the walk of the two whole trees would find nothing outside it,
+/// (`parse::window`): the walk of the two whole trees would find nothing outside it,
 /// so only the value is compared, at its path and nesting level.
 pub(crate) fn diff_window_into<'t>(window: &'t Window<'_>, root: &'t str, c: &mut Collector<'_>) {
     let mut path = PathStack::new(root);

@@ -3,7 +3,7 @@
 //! Parsing a response body into it allocates nothing per node and frees nothing afterwards (the
 //! arena is reset for the next body); the parse is most of the differ's time.
 
-use crate::parse::{ParseError, Window};
+use crate::parse::{ParseError, Second, Window};
 use std::cell::RefCell;
 use std::fmt;
 
@@ -131,12 +131,10 @@ impl<'a> Node<'a> {
     ) -> PairParse<'a> {
         match crate::parse::parse_reference(first, arena) {
             Ok((node, reference)) => {
-                match crate::parse::window(second, arena, &reference, &node, through_arrays) {
-                    Some(window) => PairParse::Window(window),
-                    None => PairParse::Trees(
-                        Ok(node),
-                        crate::parse::parse_like(second, arena, &reference),
-                    ),
+                match crate::parse::window_or_tree(second, arena, &reference, &node, through_arrays)
+                {
+                    Second::Window(window) => PairParse::Window(window),
+                    Second::Tree(tree) => PairParse::Trees(Ok(node), tree),
                 }
             }
             Err(e) => PairParse::Trees(Err(e), crate::parse::parse(second, arena)),

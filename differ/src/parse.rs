@@ -278,20 +278,42 @@ pub(crate) enum Step<'a> {
 ///
 /// `through_arrays` false: no window inside an array (rules that match array elements by key
 /// or as a set look at the array as a whole).
-pub(crate) fn window<'a>(
+fn window<'a>(
     bytes: &'a [u8],
     arena: &'a Arena,
     reference: &Reference<'a>,
     root: &Node<'a>,
     through_arrays: bool,
+    guide: Guide<'_, 'a>,
 ) -> Option<Window<'a>> {
     let theirs = reference.text.as_bytes();
-    let guide = guide(reference, bytes);
     let (prefix, shared_end) = (guide.prefix, guide.suffix_in_reference);
     enclosing_value(theirs, &reference.spans, prefix, shared_end)
         .into_iter()
         .flatten()
         .find_map(|scan| window_at(&scan, bytes, arena, reference, root, through_arrays, guide))
+}
+
+/// The second of two bodies parsed for a diff: the one value it differs in ([`window`]), or
+/// else its whole tree ([`parse_like`]; the bytes both bodies share are counted once).
+pub(crate) enum Second<'a> {
+    Window(Window<'a>),
+    Tree(std::result::Result<Node<'a>, ParseError>),
+}
+
+/// [`window`] if there is one, else [`parse_like`].
+pub(crate) fn window_or_tree<'a>(
+    bytes: &'a [u8],
+    arena: &'a Arena,
+    reference: &Reference<'a>,
+    root: &Node<'a>,
+    through_arrays: bool,
+) -> Second<'a> {
+    let guide = guide(reference, bytes);
+    match window(bytes, arena, reference, root, through_arrays, guide) {
+        Some(window) => Second::Window(window),
+        None => Second::Tree(run(bytes, arena, Mode::Like(guide)).0),
+    }
 }
 
 /// [`window`] at one guess of [`enclosing_value`].
@@ -425,8 +447,9 @@ struct Open {
 /// containers around them: a scalar (which may only touch the change: `1` becoming `100`) and
 /// a container; `None` for either when there is none below the root, or the scan meets
 /// something it does not follow. A scan, not a parse (strings, brackets, commas, scalars): its
-/// answers are guesses [`window`] checks against the parsed tree; it stops at `shared_end`,
-/// and steps over the containers `spans` (the parsed body's) say close before the change.
+/// answers are guesses [`window`] checks against the parsed tree. It stops at `shared_end`, or
+/// as soon as only the root is left around the change; it steps over the containers `spans`
+/// (the parsed body's) say close before the change or open after it.
 fn enclosing_value(
     bytes: &[u8],
     spans: &[Span<'_>],
@@ -449,6 +472,14 @@ fn enclosing_value(
             && (i > first_change || (i == first_change && matches!(b, b'}' | b']')))
         {
             at_change = Some((stack.clone(), stack.len()));
+        }
+        // Only the root (or nothing) left around the change, and no scalar holds it: no window
+        // below the root, so stop here rather than scan to the shared end (bodies that differ
+        // near both ends, or everywhere, as a pretty-printed copy does).
+        if at_change.as_ref().is_some_and(|(_, fewest)| *fewest <= 1)
+            && scalar.as_ref().is_none_or(|(_, end, _)| *end < shared_end)
+        {
+            return [None, None];
         }
         let token_start = i;
         match b {
@@ -495,14 +526,15 @@ fn enclosing_value(
                 continue;
             }
             b'{' | b'[' => {
-                // A container that closes before the change is stepped over whole.
+                // A container that closes before the change is stepped over whole, and so is
+                // any that opens after it (only the containers around the change count).
                 while spans.get(next_span).is_some_and(|s| s.start < i) {
                     next_span += 1;
                 }
-                if let Some(span) = spans
-                    .get(next_span)
-                    .filter(|s| s.start == i && s.depth > 0 && s.end <= first_change)
-                {
+                let after_change = at_change.is_some();
+                if let Some(span) = spans.get(next_span).filter(|s| {
+                    s.start == i && s.depth > 0 && (after_change || s.end <= first_change)
+                }) {
                     i = span.end;
                     continue;
                 }
@@ -1478,7 +1510,14 @@ mod tests {
     fn window_path(first: &str, second: &str, through_arrays: bool) -> Option<String> {
         let arena = Arena::new();
         let (root, reference) = parse_reference(first.as_bytes(), &arena).ok()?;
-        let w = window(second.as_bytes(), &arena, &reference, &root, through_arrays)?;
+        let w = window(
+            second.as_bytes(),
+            &arena,
+            &reference,
+            &root,
+            through_arrays,
+            guide(&reference, second.as_bytes()),
+        )?;
         let steps = w.steps.iter().map(|s| match s {
             Step::Key(k) => format!(".{k}"),
             Step::Index(i) => format!("[{i}]"),
@@ -1507,6 +1546,12 @@ mod tests {
             (r#"{"a":[1],"z":0}"#, r#"{"a":[1,2],"z":0}"#, Some(".a")),
             (r#"{"a":[1,2],"z":0}"#, r#"{"a":[1],"z":0}"#, Some(".a")),
             (r#"{"a":{"b":[true]}}"#, r#"{"a":{"b":{}}}"#, Some(".a.b")),
+            // Two changes in one member (the containers between them stepped over).
+            (
+                r#"{"a":{"b":1,"c":[1,[2]],"d":{"e":[]},"f":2},"z":0}"#,
+                r#"{"a":{"b":5,"c":[1,[2]],"d":{"e":[]},"f":6},"z":0}"#,
+                Some(".a"),
+            ),
             // Changes in two members, or in a key: the root, no window.
             (r#"{"a":1,"b":2}"#, r#"{"a":3,"b":4}"#, None),
             (r#"{"a":1,"b":2}"#, r#"{"a":1,"c":2}"#, None),
@@ -1536,7 +1581,15 @@ mod tests {
         let arena = Arena::new();
         let (first, second) = (b"[[9],[[5],2]]", b"[[9],[[5],2,7]]");
         let (root, reference) = parse_reference(first, &arena).unwrap();
-        let w = window(second, &arena, &reference, &root, true).unwrap();
+        let w = window(
+            second,
+            &arena,
+            &reference,
+            &root,
+            true,
+            guide(&reference, second),
+        )
+        .unwrap();
         assert_eq!(w.steps, [Step::Index(1)]);
         let alone = parse(b"[[5],2,7]", &arena).unwrap();
         assert!(w.candidate.same_bits(&alone), "{:?}", w.candidate);
