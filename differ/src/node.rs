@@ -131,8 +131,7 @@ impl<'a> Node<'a> {
     ) -> PairParse<'a> {
         match crate::parse::parse_reference(first, arena) {
             Ok((node, reference)) => {
-                match crate::parse::window_or_tree(second, arena, &reference, &node, through_arrays)
-                {
+                match crate::parse::window(second, arena, &reference, &node, through_arrays) {
                     Second::Window(window) => PairParse::Window(window),
                     Second::Tree(tree) => PairParse::Trees(Ok(node), tree),
                 }

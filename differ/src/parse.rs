@@ -277,32 +277,9 @@ pub(crate) enum Step<'a> {
 /// - the second body's value ends where the shared end begins.
 ///
 /// `through_arrays` false: no window inside an array (rules that match array elements by key
-/// or as a set look at the array as a whole).
-fn window<'a>(
-    bytes: &'a [u8],
-    arena: &'a Arena,
-    reference: &Reference<'a>,
-    root: &Node<'a>,
-    through_arrays: bool,
-    guide: Guide<'_, 'a>,
-) -> Option<Window<'a>> {
-    let theirs = reference.text.as_bytes();
-    let (prefix, shared_end) = (guide.prefix, guide.suffix_in_reference);
-    enclosing_value(theirs, &reference.spans, prefix, shared_end)
-        .into_iter()
-        .flatten()
-        .find_map(|scan| window_at(&scan, bytes, arena, reference, root, through_arrays, guide))
-}
-
-/// The second of two bodies parsed for a diff: the one value it differs in ([`window`]), or
-/// else its whole tree ([`parse_like`]; the bytes both bodies share are counted once).
-pub(crate) enum Second<'a> {
-    Window(Window<'a>),
-    Tree(std::result::Result<Node<'a>, ParseError>),
-}
-
-/// [`window`] if there is one, else [`parse_like`].
-pub(crate) fn window_or_tree<'a>(
+/// or as a set look at the array as a whole). Without a window, the second body's whole tree
+/// ([`parse_like`]; the bytes both bodies share are counted once for both).
+pub(crate) fn window<'a>(
     bytes: &'a [u8],
     arena: &'a Arena,
     reference: &Reference<'a>,
@@ -310,10 +287,26 @@ pub(crate) fn window_or_tree<'a>(
     through_arrays: bool,
 ) -> Second<'a> {
     let guide = guide(reference, bytes);
-    match window(bytes, arena, reference, root, through_arrays, guide) {
+    let (prefix, shared_end) = (guide.prefix, guide.suffix_in_reference);
+    let found = enclosing_value(
+        reference.text.as_bytes(),
+        &reference.spans,
+        prefix,
+        shared_end,
+    )
+    .into_iter()
+    .flatten()
+    .find_map(|scan| window_at(&scan, bytes, arena, reference, root, through_arrays, guide));
+    match found {
         Some(window) => Second::Window(window),
         None => Second::Tree(run(bytes, arena, Mode::Like(guide)).0),
     }
+}
+
+/// The second of two bodies parsed for a diff: the one value it differs in, or its tree.
+pub(crate) enum Second<'a> {
+    Window(Window<'a>),
+    Tree(std::result::Result<Node<'a>, ParseError>),
 }
 
 /// [`window`] at one guess of [`enclosing_value`].
@@ -1510,14 +1503,11 @@ mod tests {
     fn window_path(first: &str, second: &str, through_arrays: bool) -> Option<String> {
         let arena = Arena::new();
         let (root, reference) = parse_reference(first.as_bytes(), &arena).ok()?;
-        let w = window(
-            second.as_bytes(),
-            &arena,
-            &reference,
-            &root,
-            through_arrays,
-            guide(&reference, second.as_bytes()),
-        )?;
+        let Second::Window(w) =
+            window(second.as_bytes(), &arena, &reference, &root, through_arrays)
+        else {
+            return None;
+        };
         let steps = w.steps.iter().map(|s| match s {
             Step::Key(k) => format!(".{k}"),
             Step::Index(i) => format!("[{i}]"),
@@ -1581,15 +1571,9 @@ mod tests {
         let arena = Arena::new();
         let (first, second) = (b"[[9],[[5],2]]", b"[[9],[[5],2,7]]");
         let (root, reference) = parse_reference(first, &arena).unwrap();
-        let w = window(
-            second,
-            &arena,
-            &reference,
-            &root,
-            true,
-            guide(&reference, second),
-        )
-        .unwrap();
+        let Second::Window(w) = window(second, &arena, &reference, &root, true) else {
+            panic!("no window");
+        };
         assert_eq!(w.steps, [Step::Index(1)]);
         let alone = parse(b"[[5],2,7]", &arena).unwrap();
         assert!(w.candidate.same_bits(&alone), "{:?}", w.candidate);
