@@ -56,12 +56,17 @@ pub fn body_hash(bytes: &[u8]) -> u64 {
 /// FNV-1a, 64 bit: stable across builds and platforms (unlike `DefaultHasher`). For short keys
 /// (fingerprints, sampling keys), where its simplicity beats a vectorized hash.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
+    fnv1a64_extend(FNV1A64_OFFSET, bytes)
+}
+
+/// [`fnv1a64`]'s starting value.
+pub(crate) const FNV1A64_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// [`fnv1a64`] continued from `hash` over `bytes` (a hash of pieces, as of their concatenation).
+pub(crate) fn fnv1a64_extend(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn to_base64<S: Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error> {

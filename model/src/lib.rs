@@ -16,6 +16,7 @@ mod route;
 pub mod secrets;
 
 pub use body::{body_hash, fnv1a64, Body};
+use body::{fnv1a64_extend, FNV1A64_OFFSET};
 pub use http_headers::{
     headers_from_http, headers_to_http, is_hop_by_hop, strip_hop_by_hop, HOP_BY_HOP,
 };
@@ -272,17 +273,28 @@ impl Difference {
 /// `body.items[3].tags[0]` → `body.items[*].tags[*]`.
 pub fn collapse_indexes(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
-    let mut chars = path.chars().peekable();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c == '[' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
-            while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
-                chars.next();
+    collapse_indexes_with(path, |piece| out.push_str(piece));
+    out
+}
+
+/// [`collapse_indexes`], handing its output to `emit` in pieces instead of building it (`[` and
+/// digits are ASCII, never inside a UTF-8 sequence: the pieces are cut at char boundaries).
+fn collapse_indexes_with<'p>(path: &'p str, mut emit: impl FnMut(&'p str)) {
+    let bytes = path.as_bytes();
+    let mut run = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        i += 1;
+        if bytes[i - 1] == b'[' && bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            emit(path.get(run..i).unwrap_or_default());
+            while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
             }
-            out.push('*');
+            emit("*");
+            run = i;
         }
     }
-    out
+    emit(path.get(run..).unwrap_or_default());
 }
 
 /// A difference that was classified as noise, and why.
@@ -429,7 +441,7 @@ pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, record: &T) {
 pub fn fingerprint(differences: &[Difference]) -> u64 {
     match differences {
         [] => 0,
-        [one] => fingerprint_entry(FNV_OFFSET, &one.path, one.kind),
+        [one] => fingerprint_entry(FNV1A64_OFFSET, &one.path, one.kind),
         _ => {
             let mut keys: Vec<(String, DiffKind)> = differences
                 .iter()
@@ -437,7 +449,7 @@ pub fn fingerprint(differences: &[Difference]) -> u64 {
                 .collect();
             keys.sort();
             keys.dedup();
-            keys.iter().fold(FNV_OFFSET, |hash, (path, kind)| {
+            keys.iter().fold(FNV1A64_OFFSET, |hash, (path, kind)| {
                 // Already collapsed: collapsing again changes nothing.
                 fingerprint_entry(hash, path, *kind)
             })
@@ -445,24 +457,13 @@ pub fn fingerprint(differences: &[Difference]) -> u64 {
     }
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
 /// FNV-1a from `hash` over `collapse_indexes(path) \x1f kind \x1e`, without building it.
 fn fingerprint_entry(hash: u64, path: &str, kind: DiffKind) -> u64 {
-    let step = |hash: u64, b: u8| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
     let mut hash = hash;
-    // `collapse_indexes` byte by byte: `[` and digits are ASCII, never inside a UTF-8 sequence.
-    let mut bytes = path.bytes().peekable();
-    while let Some(b) = bytes.next() {
-        hash = step(hash, b);
-        if b == b'[' && bytes.peek().is_some_and(u8::is_ascii_digit) {
-            while bytes.next_if(u8::is_ascii_digit).is_some() {}
-            hash = step(hash, b'*');
-        }
-    }
-    hash = step(hash, 0x1f);
-    hash = kind.as_str().bytes().fold(hash, step);
-    step(hash, 0x1e)
+    collapse_indexes_with(path, |piece| hash = fnv1a64_extend(hash, piece.as_bytes()));
+    hash = fnv1a64_extend(hash, b"\x1f");
+    hash = fnv1a64_extend(hash, kind.as_str().as_bytes());
+    fnv1a64_extend(hash, b"\x1e")
 }
 
 #[cfg(test)]
