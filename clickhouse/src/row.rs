@@ -77,15 +77,6 @@ pub struct DiffRow {
     pub schema_version: u32,
 }
 
-pub(crate) fn role_str(role: TargetRole) -> &'static str {
-    match role {
-        TargetRole::Candidate => "candidate",
-        TargetRole::Secondary => "secondary",
-        TargetRole::Control => "control",
-        TargetRole::Repeat => "repeat",
-    }
-}
-
 fn parse_role(s: &str) -> TargetRole {
     match s {
         "secondary" => TargetRole::Secondary,
@@ -153,7 +144,7 @@ impl From<&DiffRecord> for DiffRow {
             method: r.method.clone(),
             route: r.route.clone(),
             target: r.target.clone(),
-            role: role_str(r.role).to_string(),
+            role: r.role.as_str().to_string(),
             outcome: r.outcome.as_str().to_string(),
             control_status: r.control_status,
             target_status: r.target_status,

@@ -12,6 +12,8 @@
 //! escapes borrow from the body; escaped ones are unescaped into the arena.
 
 use crate::node::{Arena, Node, Num};
+// The bytes that end plain string content, eight at a time (shared with the record encoder).
+use shadowdiff_model::json_string_specials as specials;
 use std::cell::Cell;
 
 /// Containers nested this deep are refused, as `serde_json` refuses them (its recursion limit:
@@ -896,21 +898,6 @@ struct Parser<'a, 'g> {
     spans: Option<Vec<Span<'a>>>,
     /// A guided parse's reference (see [`parse_like`]).
     guide: Option<Guide<'g, 'a>>,
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// The bytes of `w` (little-endian) that end a run of plain string content: `"`, `\` or a
-/// control character, as their high bits. Bits above the lowest may be false positives (a
-/// borrow crossing bytes); the lowest is exact.
-#[inline]
-fn specials(w: u64) -> u64 {
-    let quote = w ^ (ONES * u64::from(b'"'));
-    let backslash = w ^ (ONES * u64::from(b'\\'));
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-    zero(quote) | zero(backslash) | control
 }
 
 #[inline]

@@ -20,7 +20,7 @@ use body::{fnv1a64_extend, FNV1A64_OFFSET};
 pub use http_headers::{
     headers_from_http, headers_to_http, is_hop_by_hop, strip_hop_by_hop, HOP_BY_HOP,
 };
-pub use record_json::encode_record_into;
+pub use record_json::{encode_record_into, json_string_specials};
 pub use route::{infer_route, is_uuid, RouteInferrer, RoutePattern, RoutePatternError};
 
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,18 @@ pub enum TargetRole {
     /// comparison learned from repeated traffic; target `control (repeat)`). Only the differ
     /// makes these records; they carry aggregate paths and no values.
     Repeat,
+}
+
+impl TargetRole {
+    /// The role's name in records and reports (`candidate`, `secondary`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Candidate => "candidate",
+            Self::Secondary => "secondary",
+            Self::Control => "control",
+            Self::Repeat => "repeat",
+        }
+    }
 }
 
 /// The target name of [`TargetRole::Repeat`] records.

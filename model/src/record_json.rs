@@ -5,7 +5,7 @@
 //! byte-by-byte string escaper, and so did every value. Here the keys are constant bytes and a
 //! string is scanned eight bytes at a time for the few bytes JSON escapes.
 
-use crate::{DiffKind, DiffRecord, Difference, NoiseDifference, Outcome, TargetRole};
+use crate::{DiffRecord, Difference, NoiseDifference};
 
 /// Appends `record` as one JSON object to `out`, as `serde_json::to_writer` would.
 pub fn encode_record_into(out: &mut Vec<u8>, record: &DiffRecord) {
@@ -24,9 +24,9 @@ pub fn encode_record_into(out: &mut Vec<u8>, record: &DiffRecord) {
     out.extend_from_slice(b",\"target\":");
     string(out, &record.target);
     out.extend_from_slice(b",\"role\":\"");
-    out.extend_from_slice(role(record.role).as_bytes());
+    out.extend_from_slice(record.role.as_str().as_bytes());
     out.extend_from_slice(b"\",\"outcome\":\"");
-    out.extend_from_slice(outcome(record.outcome).as_bytes());
+    out.extend_from_slice(record.outcome.as_str().as_bytes());
     out.extend_from_slice(b"\",\"control_status\":");
     optional_number(out, record.control_status.map(u64::from));
     out.extend_from_slice(b",\"target_status\":");
@@ -73,48 +73,11 @@ fn difference_fields(out: &mut Vec<u8>, difference: &Difference) {
     out.extend_from_slice(b"{\"path\":");
     string(out, &difference.path);
     out.extend_from_slice(b",\"kind\":\"");
-    out.extend_from_slice(kind(difference.kind).as_bytes());
+    out.extend_from_slice(difference.kind.as_str().as_bytes());
     out.extend_from_slice(b"\",\"control\":");
     optional_string(out, difference.control.as_deref());
     out.extend_from_slice(b",\"candidate\":");
     optional_string(out, difference.candidate.as_deref());
-}
-
-// The names `#[serde(rename_all = "snake_case")]` gives the variants (spelled out here rather
-// than through the types' `as_str`, so that a rename there cannot change the records silently:
-// the property test compares with serde's names).
-fn role(role: TargetRole) -> &'static str {
-    match role {
-        TargetRole::Candidate => "candidate",
-        TargetRole::Secondary => "secondary",
-        TargetRole::Control => "control",
-        TargetRole::Repeat => "repeat",
-    }
-}
-
-fn outcome(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Match => "match",
-        Outcome::Mismatch => "mismatch",
-        Outcome::Error => "error",
-        Outcome::Blocked => "blocked",
-        Outcome::Skipped => "skipped",
-    }
-}
-
-fn kind(kind: DiffKind) -> &'static str {
-    match kind {
-        DiffKind::Value => "value",
-        DiffKind::Type => "type",
-        DiffKind::Missing => "missing",
-        DiffKind::Extra => "extra",
-        DiffKind::Order => "order",
-        DiffKind::Size => "size",
-        DiffKind::Status => "status",
-        DiffKind::Header => "header",
-        DiffKind::Text => "text",
-        DiffKind::Format => "format",
-    }
 }
 
 fn number(out: &mut Vec<u8>, n: u64) {
@@ -146,18 +109,19 @@ fn strings(out: &mut Vec<u8>, list: &[String]) {
     out.push(b']');
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Whether any of the eight bytes of `w` is one JSON escapes: `"`, `\` or below 0x20. (Each
-/// test is the classic zero-byte test: exact as a whole, whatever a borrow does above a hit.)
+/// The bytes of `w` (eight bytes, little-endian) that JSON escapes in a string and that end a
+/// run of plain string content: `"`, `\\` or a control character, as their high bits. Bits
+/// above the lowest may be false positives (a borrow crossing bytes); the lowest is exact, and so
+/// is "none" (each test is the classic zero-byte test). The differ's parser scans strings with it.
 #[inline]
-fn has_escape(w: u64) -> bool {
+pub fn json_string_specials(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     let quote = zero(w ^ (ONES * u64::from(b'"')));
     let backslash = zero(w ^ (ONES * u64::from(b'\\')));
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-    quote | backslash | control != 0
+    quote | backslash | control
 }
 
 /// `s` as a JSON string, escaped as `serde_json` escapes: `\"`, `\\`, the five short control
@@ -172,7 +136,7 @@ fn string(out: &mut Vec<u8>, s: &str) {
         if let Some(word) = bytes.get(i..i + 8) {
             let mut eight = [0; 8];
             eight.copy_from_slice(word);
-            if !has_escape(u64::from_le_bytes(eight)) {
+            if json_string_specials(u64::from_le_bytes(eight)) == 0 {
                 i += 8;
                 continue;
             }
@@ -231,9 +195,15 @@ mod tests {
             for b in [b'"', b'\\', 0, 0x1f] {
                 let mut w = *b"abcdefgh";
                 w[at] = b;
-                assert!(has_escape(u64::from_le_bytes(w)), "{b:#04x} at {at}");
+                assert!(
+                    json_string_specials(u64::from_le_bytes(w)) != 0,
+                    "{b:#04x} at {at}"
+                );
             }
         }
-        assert!(!has_escape(u64::from_le_bytes(*b" !#[]~\x7f\xff")));
+        assert_eq!(
+            json_string_specials(u64::from_le_bytes(*b" !#[]~\x7f\xff")),
+            0
+        );
     }
 }
