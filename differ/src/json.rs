@@ -86,12 +86,7 @@ pub(crate) fn diff_json_into<'t>(
 /// so only the value is compared, at its path and nesting level.
 pub(crate) fn diff_window_into<'t>(window: &'t Window<'_>, root: &'t str, c: &mut Collector<'_>) {
     let mut path = PathStack::new(root);
-    for step in &window.steps {
-        match *step {
-            Step::Key(key) => push_key(&mut path, key),
-            Step::Index(i) => push_index(&mut path, i),
-        }
-    }
+    path.segs.extend_from_slice(&window.steps);
     let depth = path.len();
     diff_value(&window.control, &window.candidate, &mut path, depth, c);
 }
@@ -264,18 +259,12 @@ fn diff_objects<'t>(
     }
 }
 
-/// One step of a path: borrowed from the trees being compared, rendered only when needed.
-#[derive(Clone, Copy)]
-enum Seg<'t> {
-    Key(&'t str),
-    Index(usize),
-}
-
 /// The path of the node being compared. Most nodes are equal, so the dotted string is built
 /// only for differences (and for rules that match on paths).
 pub(crate) struct PathStack<'t> {
     root: &'t str,
-    segs: Vec<Seg<'t>>,
+    /// Borrowed from the trees being compared, rendered only when needed.
+    segs: Vec<Step<'t>>,
     /// For HTML trees, the two documents' element sources: keys are written as they are and
     /// equal sources are equal elements (see [`diff_markup_into`]).
     markup: Option<(&'t Sources<'t>, &'t Sources<'t>)>,
@@ -304,9 +293,9 @@ impl<'t> PathStack<'t> {
         out.push_str(self.root);
         for seg in &self.segs {
             match seg {
-                Seg::Key(k) if self.markup.is_some() => write_markup_key(&mut out, k),
-                Seg::Key(k) => write_key(&mut out, k),
-                Seg::Index(i) => write_index(&mut out, *i),
+                Step::Key(k) if self.markup.is_some() => write_markup_key(&mut out, k),
+                Step::Key(k) => write_key(&mut out, k),
+                Step::Index(i) => write_index(&mut out, *i),
             }
         }
         out
@@ -314,11 +303,11 @@ impl<'t> PathStack<'t> {
 }
 
 fn push_key<'t>(path: &mut PathStack<'t>, key: &'t str) {
-    path.segs.push(Seg::Key(key));
+    path.segs.push(Step::Key(key));
 }
 
 fn push_index(path: &mut PathStack<'_>, i: usize) {
-    path.segs.push(Seg::Index(i));
+    path.segs.push(Step::Index(i));
 }
 
 /// Appends `.key`, quoting keys that would make the path ambiguous.

@@ -255,7 +255,7 @@ pub(crate) struct Window<'a> {
     pub(crate) candidate: Node<'a>,
 }
 
-/// One step of a [`Window`]'s path.
+/// One step of a path (a [`Window`]'s, and the diff's `PathStack`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step<'a> {
     Key(&'a str),
